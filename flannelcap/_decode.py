@@ -1,0 +1,476 @@
+"""The Scapy decoder: frames in, ``PacketRecord``s out.
+
+Rule: Scapy stays inside this module. Nothing here reads files or opens sockets; the only
+state is the per-capture bookkeeping a dissector needs (first timestamp, TCP initial sequence
+numbers for relative numbering, the HTTP reassembler). VXLAN is recognised by an explicit
+port set that this module checks itself, never by Scapy's global ``bind_layers`` table, so
+the result does not depend on which Scapy modules some other code imported.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
+from typing import Any
+
+from scapy.fields import ConditionalField
+from scapy.layers.inet import ICMP, IP, TCP, UDP
+from scapy.layers.inet6 import IPv6, _ICMPv6
+from scapy.layers.l2 import ARP, CookedLinux, CookedLinuxV2, Dot1Q, Ether
+from scapy.layers.vxlan import VXLAN
+from scapy.packet import NoPayload, Packet, Padding, Raw
+
+from flannelcap._http import HttpHead, HttpReassembler
+from flannelcap._reader import (
+    LINKTYPE_DLT_RAW,
+    LINKTYPE_DLT_RAW_OPENBSD,
+    LINKTYPE_ETHERNET,
+    LINKTYPE_IPV4,
+    LINKTYPE_IPV6,
+    LINKTYPE_LINUX_SLL,
+    LINKTYPE_LINUX_SLL2,
+    LINKTYPE_NAMES,
+    LINKTYPE_RAW,
+    Frame,
+)
+from flannelcap._records import Layer, PacketRecord
+
+# 8472: the Linux kernel's default, used by flannel and Cilium; 4789: IANA (RFC 7348), Calico.
+DEFAULT_VXLAN_PORTS: frozenset[int] = frozenset({8472, 4789})
+
+VXLAN_HEADER_LEN = 8
+VXLAN_FLAG_I = 0x08
+VXLAN_FLAG_G = 0x80
+
+_RAW_IP_LINKTYPES = {LINKTYPE_RAW, LINKTYPE_DLT_RAW, LINKTYPE_DLT_RAW_OPENBSD}
+# Wireshark's order: from the lowest bit up.
+_TCP_FLAG_NAMES = (
+    (0x01, "FIN"), (0x02, "SYN"), (0x04, "RST"), (0x08, "PSH"),
+    (0x10, "ACK"), (0x20, "URG"), (0x40, "ECE"), (0x80, "CWR"),
+)
+_ICMP_NAMES = {
+    0: "Echo (ping) reply", 3: "Destination unreachable", 5: "Redirect",
+    8: "Echo (ping) request", 11: "Time-to-live exceeded",
+}
+_ICMPV6_NAMES = {
+    1: "Destination unreachable", 2: "Packet too big", 3: "Time exceeded",
+    128: "Echo (ping) request", 129: "Echo (ping) reply",
+    133: "Router solicitation", 134: "Router advertisement",
+    135: "Neighbor solicitation", 136: "Neighbor advertisement",
+}
+_IP_PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6", 132: "sctp", 47: "gre"}
+
+
+def dissect(frame: Frame, vxlan_ports: Iterable[int] = DEFAULT_VXLAN_PORTS) -> Packet:
+    """Build the Scapy packet for one frame, with VXLAN decoded on ``vxlan_ports`` only.
+
+    Args:
+        frame: the frame as read from the capture.
+        vxlan_ports: UDP ports (source or destination) that carry VXLAN.
+
+    Returns:
+        A Scapy packet whose UDP layer on a VXLAN port carries ``VXLAN / Ether / …``.
+    """
+    packet = _link_layer(frame)
+    ports = frozenset(vxlan_ports)
+    udp = _outer_udp(packet)
+    if udp is not None:
+        data = _udp_payload(udp)
+        if ports.intersection((udp.sport, udp.dport)) and len(data) >= VXLAN_HEADER_LEN:
+            vxlan = VXLAN(data[:VXLAN_HEADER_LEN])
+            vxlan.remove_payload()
+            vxlan.add_payload(Ether(data[VXLAN_HEADER_LEN:]))
+            udp.remove_payload()
+            udp.add_payload(vxlan)
+        elif isinstance(udp.payload, VXLAN):
+            udp.remove_payload()
+            udp.add_payload(Raw(data))
+    return packet
+
+
+def _link_layer(frame: Frame) -> Packet:
+    data = frame.data
+    if frame.linktype == LINKTYPE_ETHERNET:
+        return Ether(data)
+    if frame.linktype == LINKTYPE_LINUX_SLL:
+        return CookedLinux(data)
+    if frame.linktype == LINKTYPE_LINUX_SLL2:
+        return CookedLinuxV2(data)
+    if frame.linktype in _RAW_IP_LINKTYPES or frame.linktype in (LINKTYPE_IPV4, LINKTYPE_IPV6):
+        if data[:1] and data[0] >> 4 == 6:
+            return IPv6(data)
+        return IP(data)
+    return Raw(data)
+
+
+def _outer_udp(packet: Packet) -> UDP | None:
+    """The first UDP header that is not inside an ICMP error quote."""
+    udp = packet.getlayer(UDP)
+    return udp if isinstance(udp, UDP) else None
+
+
+def _udp_payload(udp: UDP) -> bytes:
+    data = bytes(udp.payload)
+    if isinstance(udp.payload, Padding):
+        return b""
+    padding = udp.getlayer(Padding)
+    if padding is not None:
+        data = data[: len(data) - len(bytes(padding))]
+    return data
+
+
+class Decoder:
+    """Decodes the frames of one capture, in order, into ``PacketRecord``s.
+
+    Args:
+        vxlan_ports: UDP ports that carry VXLAN (default 8472 and 4789).
+        detail: also fill ``PacketRecord.layers`` with every field of every layer.
+    """
+
+    def __init__(
+        self, vxlan_ports: Iterable[int] = DEFAULT_VXLAN_PORTS, *, detail: bool = False
+    ) -> None:
+        self.vxlan_ports = frozenset(vxlan_ports)
+        self.detail = detail
+        self._first_time: float | None = None
+        self._http = HttpReassembler()
+        self._isn: dict[tuple[str, int, str, int], int] = {}
+
+    def decode_all(self, frames: Iterable[Frame]) -> Iterator[PacketRecord]:
+        """Decode frames lazily, in capture order."""
+        for frame in frames:
+            yield self.decode(frame)
+
+    def decode(self, frame: Frame) -> PacketRecord:
+        """Decode one frame. Frames must be given in capture order.
+
+        Never raises for bad packet contents: what could not be decoded is described in
+        ``PacketRecord.notes``.
+        """
+        if self._first_time is None:
+            self._first_time = frame.time
+        fields: dict[str, Any] = {}
+        notes: list[str] = []
+        if frame.linktype not in LINKTYPE_NAMES:
+            notes.append(f"unknown link type {frame.linktype}: not decoded")
+        if len(frame.data) < frame.wire_len:
+            notes.append(
+                f"captured {len(frame.data)} of {frame.wire_len} bytes (snaplen): "
+                "later headers may be missing"
+            )
+        try:
+            packet = dissect(frame, self.vxlan_ports)
+            _Walker(packet, fields, notes).walk()
+        except Exception as exc:  # noqa: BLE001 - Scapy raises anything on odd bytes
+            notes.append(f"could not be dissected: {type(exc).__name__}: {exc}")
+            packet = Raw(frame.data)
+        http = self._http_head(fields)
+        if http is not None:
+            fields.update(
+                http_method=http.method,
+                http_path=http.path,
+                http_version=http.version,
+                http_host=http.host,
+                http_status=http.status,
+                http_reason=http.reason,
+            )
+        fields.pop("_tcp_payload", None)
+        record = PacketRecord(
+            number=frame.number,
+            time=frame.time,
+            rel_time=frame.time - self._first_time,
+            cap_len=len(frame.data),
+            wire_len=frame.wire_len,
+            interface=frame.interface,
+            notes=tuple(notes),
+            **fields,
+        )
+        record = replace(record, info=self._info(record, http))
+        if self.detail:
+            record = replace(record, layers=layers_of(packet, record, http))
+        return record
+
+    def _http_head(self, fields: dict[str, Any]) -> HttpHead | None:
+        payload = fields.get("_tcp_payload")
+        if fields.get("proto") != "tcp" or not payload:
+            return None
+        src, dst = _innermost_ips(fields)
+        key = (src or "", fields["src_port"], dst or "", fields["dst_port"])
+        return self._http.feed(key, fields["tcp_seq"], payload)
+
+    def _info(self, record: PacketRecord, http: HttpHead | None) -> str:
+        if http is not None:
+            return http.start_line
+        if record.proto == "tcp":
+            return self._tcp_info(record)
+        if record.proto == "udp":
+            return f"{record.src_port} → {record.dst_port} Len={record.payload_len}"
+        if record.proto == "arp":
+            if record.arp_op == "request":
+                return f"Who has {record.arp_target_ip}? Tell {record.arp_sender_ip}"
+            if record.arp_op == "reply":
+                return f"{record.arp_sender_ip} is at {record.arp_sender_mac}"
+            return f"ARP {record.arp_op}"
+        if record.proto in ("icmp", "icmpv6"):
+            names = _ICMP_NAMES if record.proto == "icmp" else _ICMPV6_NAMES
+            name = names.get(record.icmp_type or 0, f"type {record.icmp_type}")
+            if record.icmp_type in (143, 130, 131, 132):
+                name = "Multicast listener " + ("report v2" if record.icmp_type == 143 else "message")
+            return f"{name} (code {record.icmp_code})"
+        if record.is_vxlan and record.inner_ethertype is not None and record.proto is None:
+            return f"inner ethertype 0x{record.inner_ethertype:04x}"
+        return record.proto or (record.notes[0] if record.notes else "")
+
+    def _tcp_info(self, record: PacketRecord) -> str:
+        assert record.tcp_seq is not None and record.tcp_ack is not None
+        forward = (record.src_ip or "", record.src_port or 0, record.dst_ip or "",
+                   record.dst_port or 0)
+        backward = (forward[2], forward[3], forward[0], forward[1])
+        isn = self._isn.setdefault(forward, record.tcp_seq)
+        seq = (record.tcp_seq - isn) % 2**32
+        parts = [f"{record.src_port} → {record.dst_port} [{record.tcp_flags}]", f"Seq={seq}"]
+        if record.tcp_flags and "ACK" in record.tcp_flags:
+            peer_isn = self._isn.get(backward)
+            ack = record.tcp_ack if peer_isn is None else (record.tcp_ack - peer_isn) % 2**32
+            parts.append(f"Ack={ack}")
+        parts.append(f"Win={record.tcp_window} Len={record.payload_len}")
+        return " ".join(parts)
+
+
+def _innermost_ips(fields: dict[str, Any]) -> tuple[str | None, str | None]:
+    if fields.get("is_vxlan"):
+        return fields.get("inner_src_ip"), fields.get("inner_dst_ip")
+    return fields.get("outer_src_ip"), fields.get("outer_dst_ip")
+
+
+def tcp_flag_names(flags: int) -> str:
+    """Wireshark-style TCP flag list, e.g. ``SYN, ACK``."""
+    names = [name for bit, name in _TCP_FLAG_NAMES if flags & bit]
+    return ", ".join(names) if names else "<none>"
+
+
+class _Walker:
+    """Fills record fields from a dissected packet, outer headers first."""
+
+    def __init__(self, packet: Packet, fields: dict[str, Any], notes: list[str]) -> None:
+        self.packet = packet
+        self.fields = fields
+        self.notes = notes
+
+    def walk(self) -> None:
+        layer = self._link(self.packet, outer=True)
+        layer = self._network(layer, prefix="outer_")
+        if isinstance(layer, UDP) and isinstance(layer.payload, VXLAN):
+            self.fields.update(
+                outer_proto="udp",
+                outer_src_port=layer.sport,
+                outer_dst_port=layer.dport,
+                outer_udp_len=layer.len,
+                outer_udp_checksum=layer.chksum,
+            )
+            self._vxlan(layer.payload)
+            inner = self._link(layer.payload.payload, outer=False)
+            self._transport(self._network(inner, prefix="inner_"))
+        else:
+            udp = layer if isinstance(layer, UDP) else None
+            if udp is not None and self._vxlan_port_too_short(udp):
+                self.notes.append(
+                    f"UDP {udp.dport} payload is {len(_udp_payload(udp))} bytes, "
+                    "shorter than a VXLAN header (8)"
+                )
+            self._transport(layer)
+            for key in ("proto", "src_port", "dst_port"):
+                if key in self.fields:
+                    self.fields["outer_" + key] = self.fields[key]
+
+    @staticmethod
+    def _vxlan_port_too_short(udp: UDP) -> bool:
+        return bool(DEFAULT_VXLAN_PORTS.intersection((udp.sport, udp.dport))) and len(
+            _udp_payload(udp)
+        ) < VXLAN_HEADER_LEN
+
+    def _link(self, layer: Packet, *, outer: bool) -> Packet:
+        prefix = "outer_" if outer else "inner_"
+        if isinstance(layer, Ether):
+            self.fields[prefix + "src_mac"] = layer.src
+            self.fields[prefix + "dst_mac"] = layer.dst
+            if not outer:
+                self.fields["inner_ethertype"] = layer.type
+            layer = layer.payload
+        elif isinstance(layer, CookedLinux | CookedLinuxV2):
+            if outer and layer.lladdrlen == 6:
+                self.fields["outer_src_mac"] = ":".join(f"{b:02x}" for b in bytes(layer.src)[:6])
+            layer = layer.payload
+        while isinstance(layer, Dot1Q):
+            if outer and "vlan" not in self.fields:
+                self.fields["vlan"] = layer.vlan
+            if not outer:
+                self.fields["inner_ethertype"] = layer.type
+            layer = layer.payload
+        return layer
+
+    def _network(self, layer: Packet, *, prefix: str) -> Packet:
+        if isinstance(layer, IP):
+            self.fields[prefix + "src_ip"] = layer.src
+            self.fields[prefix + "dst_ip"] = layer.dst
+            self.fields[prefix + "ttl"] = layer.ttl
+            self.fields[prefix + "ip_len"] = layer.len
+            if prefix == "outer_":
+                self.fields["outer_ip_version"] = 4
+            if layer.ihl is not None and layer.ihl < 5:
+                self.notes.append(f"{prefix}IPv4 header length {layer.ihl * 4} < 20: not decoded further")
+                return NoPayload()
+            if layer.frag or layer.flags.MF:
+                if prefix == "outer_":
+                    self.fields["outer_fragment"] = True
+                self.notes.append(
+                    f"{prefix.rstrip('_')} IPv4 fragment (offset {layer.frag * 8}"
+                    f"{', more follow' if layer.flags.MF else ''}): not reassembled"
+                )
+                if layer.frag:
+                    self.fields.setdefault("proto" if prefix == "inner_" else "outer_proto",
+                                           _IP_PROTO_NAMES.get(layer.proto, str(layer.proto)))
+                    return NoPayload()
+            if layer.len == 0:
+                self.notes.append(f"{prefix.rstrip('_')} IPv4 total length 0 (segmentation offload)")
+            return layer.payload
+        if isinstance(layer, IPv6):
+            self.fields[prefix + "src_ip"] = layer.src
+            self.fields[prefix + "dst_ip"] = layer.dst
+            self.fields[prefix + "ttl"] = layer.hlim
+            self.fields[prefix + "ip_len"] = layer.plen + 40
+            if prefix == "outer_":
+                self.fields["outer_ip_version"] = 6
+            payload = layer.payload
+            while payload.name.startswith("IPv6 Extension Header") or payload.name in (
+                "IPv6 Extension Header - Fragmentation header",
+            ):
+                payload = payload.payload
+            return payload
+        if isinstance(layer, ARP):
+            return layer
+        return layer
+
+    def _vxlan(self, vxlan: VXLAN) -> None:
+        header = bytes(vxlan)[:VXLAN_HEADER_LEN]
+        flags = header[0]
+        vni = int.from_bytes(header[4:7], "big")
+        self.fields.update(is_vxlan=True, vni=vni, vxlan_flags=flags)
+        if flags & VXLAN_FLAG_G:
+            self.fields["vxlan_gbp"] = struct.unpack("!H", header[2:4])[0]
+        if not flags & VXLAN_FLAG_I:
+            self.notes.append("VXLAN I flag not set: the VNI is not valid (RFC 7348 §5)")
+        reserved = (flags & ~(VXLAN_FLAG_I | VXLAN_FLAG_G)) or header[7] or (
+            not flags & VXLAN_FLAG_G and any(header[1:4])
+        )
+        if reserved:
+            self.notes.append("VXLAN reserved bits set (RFC 7348 says they must be zero)")
+
+    def _transport(self, layer: Packet) -> None:
+        fields = self.fields
+        if isinstance(layer, TCP):
+            payload = _payload_bytes(layer)
+            fields.update(
+                proto="tcp",
+                src_port=layer.sport,
+                dst_port=layer.dport,
+                tcp_flags=tcp_flag_names(int(layer.flags)),
+                tcp_seq=layer.seq,
+                tcp_ack=layer.ack,
+                tcp_window=layer.window,
+                payload_len=_segment_len(layer, len(payload)),
+                _tcp_payload=payload,
+            )
+            if layer.dataofs is not None and layer.dataofs < 5:
+                self.notes.append(f"TCP header length {layer.dataofs * 4} < 20")
+        elif isinstance(layer, UDP):
+            fields.update(
+                proto="udp",
+                src_port=layer.sport,
+                dst_port=layer.dport,
+                payload_len=max(0, (layer.len or 8) - 8),
+            )
+        elif isinstance(layer, ICMP):
+            fields.update(proto="icmp", icmp_type=layer.type, icmp_code=layer.code)
+        elif isinstance(layer, _ICMPv6):
+            fields.update(
+                proto="icmpv6",
+                icmp_type=getattr(layer, "type", None),
+                icmp_code=getattr(layer, "code", None),
+            )
+        elif isinstance(layer, ARP):
+            fields.update(
+                proto="arp",
+                arp_op={1: "request", 2: "reply"}.get(layer.op, str(layer.op)),
+                arp_sender_mac=layer.hwsrc,
+                arp_sender_ip=layer.psrc,
+                arp_target_mac=layer.hwdst,
+                arp_target_ip=layer.pdst,
+            )
+        elif isinstance(layer, Raw | Padding | NoPayload):
+            return
+        else:
+            fields.setdefault("proto", layer.name.lower())
+
+
+def _payload_bytes(layer: Packet) -> bytes:
+    """The captured payload of a transport layer, without Ethernet padding."""
+    payload = layer.payload
+    data = bytes(payload)
+    padding = payload.getlayer(Padding) if not isinstance(payload, NoPayload) else None
+    if padding is not None:
+        data = data[: len(data) - len(bytes(padding))]
+    return data
+
+
+def _segment_len(tcp: TCP, captured: int) -> int:
+    """TCP payload length from the IP header (as on the wire), else as captured."""
+    header = (tcp.dataofs or 5) * 4
+    ip = tcp.underlayer
+    if isinstance(ip, IP) and ip.len and ip.ihl:
+        return max(0, ip.len - ip.ihl * 4 - header)
+    if isinstance(ip, IPv6) and ip.plen:
+        return max(0, ip.plen - header)
+    return captured
+
+
+def layers_of(packet: Packet, record: PacketRecord, http: HttpHead | None) -> tuple[Layer, ...]:
+    """Every field of every layer, formatted like Wireshark's detail pane."""
+    layers = [
+        Layer(
+            name="Frame",
+            fields=(
+                ("number", str(record.number)),
+                ("time", f"{record.time:.6f}"),
+                ("rel_time", f"{record.rel_time:.6f}"),
+                ("cap_len", str(record.cap_len)),
+                ("wire_len", str(record.wire_len)),
+                ("interface", str(record.interface)),
+            ),
+        )
+    ]
+    layer: Packet = packet
+    while not isinstance(layer, NoPayload):
+        if isinstance(layer, Raw | Padding):
+            layers.append(Layer(name=layer.name, fields=(("length", str(len(layer.load))),)))
+            break
+        shown = []
+        for fld in layer.fields_desc:
+            if isinstance(fld, ConditionalField) and not fld._evalcond(layer):
+                continue
+            value = layer.getfieldval(fld.name)
+            shown.append((fld.name, str(fld.i2repr(layer, value))))
+        name = layer.name if not isinstance(layer, VXLAN) else "VXLAN (RFC 7348)"
+        layers.append(Layer(name=name, fields=tuple(shown)))
+        layer = layer.payload
+    if http is not None:
+        http_fields = [("start_line", http.start_line)]
+        if http.host:
+            http_fields.append(("host", http.host))
+        if http.content_length is not None:
+            http_fields.append(("content_length", str(http.content_length)))
+        layers.append(Layer(name="HTTP", fields=tuple(http_fields)))
+    if record.notes:
+        layers.append(Layer(name="Notes", fields=tuple(("note", n) for n in record.notes)))
+    return tuple(layers)

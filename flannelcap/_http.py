@@ -1,0 +1,161 @@
+"""HTTP request and status lines, reassembled on the inner TCP 5-tuple.
+
+Rule: pure. Bytes in, heads out; no Scapy, no I/O. Streams are keyed on the conversation the
+pods see (inner addresses and ports), never on the outer UDP ports, which the kernel picks
+per flow and which change when a pod reconnects. A head split across segments is reported
+on the segment that completes it, as Wireshark does. Work per byte is constant: the search
+for the blank line only looks at new bytes, and a head larger than ``MAX_HEAD_BYTES`` is
+abandoned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+MAX_HEAD_BYTES = 64 * 1024
+MAX_STREAMS = 65_536
+
+METHODS = (
+    b"GET", b"POST", b"PUT", b"DELETE", b"HEAD", b"OPTIONS", b"PATCH", b"CONNECT", b"TRACE"
+)
+_STARTS = tuple(m + b" " for m in METHODS) + (b"HTTP/",)
+
+StreamKey = tuple[str, int, str, int]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HttpHead:
+    """The start line and Host of one HTTP request or response head."""
+
+    method: str | None = None
+    path: str | None = None
+    version: str | None = None
+    status: int | None = None
+    reason: str | None = None
+    host: str | None = None
+    content_length: int | None = None
+
+    @property
+    def is_request(self) -> bool:
+        """True for a request head, False for a response head."""
+        return self.method is not None
+
+    @property
+    def start_line(self) -> str:
+        """The head's first line, e.g. ``GET / HTTP/1.1`` or ``HTTP/1.1 200 OK``."""
+        if self.method is not None:
+            return f"{self.method} {self.path} {self.version}"
+        reason = f" {self.reason}" if self.reason else ""
+        return f"{self.version} {self.status}{reason}"
+
+
+def looks_like_http_start(payload: bytes) -> bool:
+    """True when a TCP payload begins like an HTTP/1.x request or response."""
+    return payload.startswith(_STARTS)
+
+
+def parse_head(head: bytes) -> HttpHead | None:
+    """Parse an HTTP/1.x head (without the final blank line).
+
+    Returns:
+        The head's start line and Host, or ``None`` if the first line is not HTTP.
+    """
+    lines = head.split(b"\r\n")
+    parts = lines[0].decode("latin-1").split(" ", 2)
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(b":")
+        if sep:
+            headers.setdefault(name.strip().lower().decode("latin-1"), value.strip().decode("latin-1"))
+    length_text = headers.get("content-length", "")
+    content_length = int(length_text) if length_text.isdigit() else None
+    if parts[0].startswith("HTTP/"):
+        if len(parts) < 2 or not parts[1].isdigit():
+            return None
+        return HttpHead(
+            version=parts[0],
+            status=int(parts[1]),
+            reason=parts[2] if len(parts) > 2 else "",
+            content_length=content_length,
+        )
+    if len(parts) == 3 and parts[0].encode() in METHODS and parts[2].startswith("HTTP/"):
+        return HttpHead(
+            method=parts[0],
+            path=parts[1],
+            version=parts[2],
+            host=headers.get("host"),
+            content_length=content_length,
+        )
+    return None
+
+
+@dataclass(slots=True)
+class _Stream:
+    next_seq: int | None = None
+    collecting: bool = False
+    buffer: bytearray = field(default_factory=bytearray)
+    body_left: int = 0
+
+
+class HttpReassembler:
+    """Finds HTTP heads in the TCP segments of many conversations, one direction each.
+
+    Feed every TCP segment with payload, in capture order; ``feed`` returns the head that the
+    segment completes, if any.
+    """
+
+    def __init__(self) -> None:
+        self._streams: dict[StreamKey, _Stream] = {}
+
+    def feed(self, key: StreamKey, seq: int, payload: bytes) -> HttpHead | None:
+        """Add one segment's payload to the stream ``key`` (src ip, src port, dst ip, dst port).
+
+        Args:
+            key: the inner 4-tuple of the segment's direction.
+            seq: the segment's TCP sequence number.
+            payload: the segment's TCP payload as captured.
+
+        Returns:
+            The HTTP head completed by this segment, or ``None``.
+        """
+        if not payload:
+            return None
+        stream = self._streams.get(key)
+        if stream is None:
+            if not looks_like_http_start(payload):
+                return None
+            if len(self._streams) >= MAX_STREAMS:
+                self._streams.clear()
+            stream = self._streams[key] = _Stream()
+        if stream.next_seq is not None and seq != stream.next_seq:
+            if (stream.next_seq - seq) % 2**32 < 2**31:
+                return None  # retransmission or overlap: already seen
+            stream.collecting, stream.body_left = False, 0  # a gap: bytes were lost
+            stream.buffer.clear()
+        stream.next_seq = (seq + len(payload)) % 2**32
+        if stream.body_left:
+            skipped = min(stream.body_left, len(payload))
+            stream.body_left -= skipped
+            payload = payload[skipped:]
+            if not payload:
+                return None
+        if not stream.collecting:
+            if not looks_like_http_start(payload):
+                return None
+            stream.collecting = True
+            stream.buffer.clear()
+        search_from = max(0, len(stream.buffer) - 3)
+        stream.buffer += payload
+        end = stream.buffer.find(b"\r\n\r\n", search_from)
+        if end < 0:
+            if len(stream.buffer) > MAX_HEAD_BYTES:
+                stream.collecting = False
+                stream.buffer.clear()
+            return None
+        head = parse_head(bytes(stream.buffer[:end]))
+        body_in_hand = len(stream.buffer) - end - 4
+        stream.collecting = False
+        stream.buffer.clear()
+        if head is not None and head.content_length:
+            stream.body_left = max(0, head.content_length - body_in_hand)
+        return head

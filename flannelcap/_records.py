@@ -1,0 +1,116 @@
+"""The packet record: one decoded packet, in flannelcap's one vocabulary of field names.
+
+Rule: plain data only. No Scapy objects, no I/O. The same field names are the CLI's
+columns, the keys of ``decode --json``, the CSV header and the DataFrame columns.
+
+Naming: ``outer_*`` are the headers as they were on the wire; ``inner_*`` are the headers
+carried inside VXLAN (unset for packets that are not VXLAN). The transport fields without a
+prefix (``proto``, ``src_port``, ``tcp_flags``, ``http_*`` …) describe the innermost
+transport: the pod-to-pod conversation for VXLAN packets, the packet itself otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Layer:
+    """One protocol layer of the detail view: its name and its fields, already formatted."""
+
+    name: str
+    fields: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PacketRecord:
+    """One decoded packet. Every field is ``None`` where the packet has no such header."""
+
+    number: int
+    time: float
+    rel_time: float
+    cap_len: int
+    wire_len: int
+    interface: int = 0
+
+    # Outer headers, as on the wire.
+    outer_src_mac: str | None = None
+    outer_dst_mac: str | None = None
+    vlan: int | None = None
+    outer_ip_version: int | None = None
+    outer_src_ip: str | None = None
+    outer_dst_ip: str | None = None
+    outer_ttl: int | None = None
+    outer_ip_len: int | None = None
+    outer_fragment: bool = False
+    outer_proto: str | None = None
+    outer_src_port: int | None = None
+    outer_dst_port: int | None = None
+    outer_udp_len: int | None = None
+    outer_udp_checksum: int | None = None
+
+    # VXLAN (RFC 7348; group-based policy per draft-smith-vxlan-group-policy).
+    is_vxlan: bool = False
+    vni: int | None = None
+    vxlan_flags: int | None = None
+    vxlan_gbp: int | None = None
+
+    # Inner Ethernet and IP, carried inside VXLAN.
+    inner_src_mac: str | None = None
+    inner_dst_mac: str | None = None
+    inner_ethertype: int | None = None
+    inner_src_ip: str | None = None
+    inner_dst_ip: str | None = None
+    inner_ttl: int | None = None
+    inner_ip_len: int | None = None
+
+    # Innermost transport.
+    proto: str | None = None
+    src_port: int | None = None
+    dst_port: int | None = None
+    tcp_flags: str | None = None
+    tcp_seq: int | None = None
+    tcp_ack: int | None = None
+    tcp_window: int | None = None
+    payload_len: int | None = None
+    icmp_type: int | None = None
+    icmp_code: int | None = None
+    arp_op: str | None = None
+    arp_sender_mac: str | None = None
+    arp_sender_ip: str | None = None
+    arp_target_mac: str | None = None
+    arp_target_ip: str | None = None
+
+    # HTTP head, on the segment that completes it (reassembled on the inner 5-tuple).
+    http_method: str | None = None
+    http_path: str | None = None
+    http_host: str | None = None
+    http_version: str | None = None
+    http_status: int | None = None
+    http_reason: str | None = None
+
+    info: str = ""
+    notes: tuple[str, ...] = ()
+    layers: tuple[Layer, ...] = field(default=(), compare=False, repr=False)
+
+    @property
+    def src_ip(self) -> str | None:
+        """Source IP of the innermost IP header (the pod for VXLAN packets)."""
+        return self.inner_src_ip if self.is_vxlan else self.outer_src_ip
+
+    @property
+    def dst_ip(self) -> str | None:
+        """Destination IP of the innermost IP header."""
+        return self.inner_dst_ip if self.is_vxlan else self.outer_dst_ip
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as a flat dict in the field vocabulary (without the detail layers)."""
+        data = asdict(self)
+        del data["layers"]
+        data["notes"] = list(self.notes)
+        return data
+
+
+# The field vocabulary, in order: the CSV header and the DataFrame columns.
+FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(PacketRecord) if f.name != "layers")

@@ -1,0 +1,74 @@
+"""Counting what a capture holds: the footer of ``flannelcap decode``.
+
+Rule: pure. Records in, counts out.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from flannelcap._records import PacketRecord
+
+
+@dataclass(slots=True)
+class CaptureSummary:
+    """Totals over the packets of one capture."""
+
+    packets: int = 0
+    vxlan_by_vni: Counter[int] = field(default_factory=Counter)
+    other_packets: int = 0
+    http_requests: int = 0
+    http_responses: int = 0
+    conversations: set[tuple[str, tuple[str, int], tuple[str, int]]] = field(default_factory=set)
+    packets_with_notes: Counter[str] = field(default_factory=Counter)
+    stopped_early: str | None = None
+
+    @property
+    def vxlan_packets(self) -> int:
+        """Number of VXLAN packets over all VNIs."""
+        return sum(self.vxlan_by_vni.values())
+
+    @property
+    def http_exchanges(self) -> int:
+        """Requests that a response followed, counted as pairs."""
+        return min(self.http_requests, self.http_responses)
+
+    def add(self, record: PacketRecord) -> None:
+        """Count one record."""
+        self.packets += 1
+        if record.is_vxlan:
+            self.vxlan_by_vni[record.vni or 0] += 1
+        else:
+            self.other_packets += 1
+        if record.http_method:
+            self.http_requests += 1
+        if record.http_status is not None:
+            self.http_responses += 1
+        if record.proto in ("tcp", "udp") and record.src_ip and record.dst_ip:
+            ends = sorted([(record.src_ip, record.src_port or 0), (record.dst_ip, record.dst_port or 0)])
+            self.conversations.add((record.proto, ends[0], ends[1]))
+        for note in record.notes:
+            self.packets_with_notes[_note_kind(note)] += 1
+
+    def lines(self) -> list[str]:
+        """The summary as text lines, for the CLI footer."""
+        per_vni = ", ".join(f"VNI {vni}: {n}" for vni, n in sorted(self.vxlan_by_vni.items()))
+        lines = [
+            f"{self.packets} packets: {self.vxlan_packets} VXLAN"
+            + (f" ({per_vni})" if per_vni else "")
+            + f", {self.other_packets} not VXLAN",
+            f"{len(self.conversations)} TCP/UDP conversations, "
+            f"{self.http_requests} HTTP requests, {self.http_responses} HTTP responses",
+        ]
+        for kind, count in self.packets_with_notes.most_common():
+            lines.append(f"{count} packets: {kind}")
+        if self.stopped_early:
+            lines.append(f"reading stopped early: {self.stopped_early}")
+        return lines
+
+
+def _note_kind(note: str) -> str:
+    """Group notes by their wording up to the first detail (numbers, colons)."""
+    head = note.split(":")[0]
+    return "".join(ch for ch in head if not ch.isdigit()).replace("  ", " ").strip()

@@ -1,0 +1,134 @@
+"""``flannelcap decode``: argument parsing for the command, and printing what it decodes.
+
+Rule: no decoding logic here; it filters and prints what ``decode_file`` yields.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from collections.abc import Callable
+
+from flannelcap._capture import decode_file
+from flannelcap._decode import DEFAULT_VXLAN_PORTS
+from flannelcap._errors import FlannelcapError
+from flannelcap._records import PacketRecord
+from flannelcap._summary import CaptureSummary
+from flannelcap.cli import _format
+
+PROTO_CHOICES = ("tcp", "udp", "icmp", "arp", "http")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Register ``decode`` and its options."""
+    parser = subparsers.add_parser(
+        "decode",
+        help="decode a capture: every VXLAN packet with its outer and inner headers",
+        description="Decode a pcap/pcapng capture (optionally .gz), VXLAN on UDP 8472 and 4789.",
+    )
+    parser.add_argument("file", help="capture file (pcap, pcapng, optionally gzip-compressed)")
+    parser.add_argument(
+        "--vxlan-port", type=_port, action="append", default=[], metavar="PORT",
+        help="also decode this UDP port as VXLAN (repeatable; 8472 and 4789 always are)",
+    )
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("-v", "--detail", action="store_true",
+                        help="every field of every layer, like Wireshark's detail pane")
+    output.add_argument("--json", action="store_true", help="JSON lines, one object per packet")
+    output.add_argument("--csv", action="store_true", help="CSV with a header row")
+    parser.add_argument("--vni", type=int, action="append", default=[],
+                        help="show only VXLAN packets with this VNI (repeatable)")
+    parser.add_argument("--only-vxlan", action="store_true", help="show only VXLAN packets")
+    parser.add_argument("--proto", choices=PROTO_CHOICES,
+                        help="show only packets of this (innermost) protocol")
+    parser.add_argument("--packets", type=_packet_range, metavar="FIRST-LAST",
+                        help="show only packets numbered FIRST to LAST (e.g. 10-20, 5-, 7)")
+    parser.set_defaults(run=run)
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"port out of range 1-65535: {port}")
+    return port
+
+
+def _packet_range(text: str) -> tuple[int, int]:
+    first, sep, last = text.partition("-")
+    try:
+        low = int(first) if first else 1
+        high = int(last) if last else (low if not sep else 2**63)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a packet range: {text!r} (use FIRST-LAST)") from None
+    if low < 1 or high < low:
+        raise argparse.ArgumentTypeError(f"empty packet range: {text!r}")
+    return low, high
+
+
+def _selector(args: argparse.Namespace) -> Callable[[PacketRecord], bool]:
+    vnis = set(args.vni)
+
+    def wanted(record: PacketRecord) -> bool:
+        if args.packets and not args.packets[0] <= record.number <= args.packets[1]:
+            return False
+        if (args.only_vxlan or vnis) and not record.is_vxlan:
+            return False
+        if vnis and record.vni not in vnis:
+            return False
+        if args.proto == "http":
+            return bool(record.http_method or record.http_status is not None)
+        return not args.proto or record.proto == args.proto
+
+    return wanted
+
+
+def run(args: argparse.Namespace) -> int:
+    """Decode ``args.file`` and print it. Returns the exit code."""
+    stream = decode_file(
+        args.file,
+        vxlan_ports=DEFAULT_VXLAN_PORTS | set(args.vxlan_port),
+        detail=args.detail,
+    )
+    wanted = _selector(args)
+    summary = CaptureSummary()
+    out = sys.stdout
+    writer = None
+    if args.csv:
+        writer = csv.DictWriter(out, fieldnames=_format.CSV_FIELDS, lineterminator="\n")
+        writer.writeheader()
+    elif not args.json:
+        print(_format.TABLE_HEADER, file=out)
+    shown = 0
+    for record in stream:
+        summary.add(record)
+        if not wanted(record):
+            continue
+        shown += 1
+        if args.json:
+            print(_format.json_line(record), file=out)
+        elif writer is not None:
+            writer.writerow(_format.csv_row(record))
+        elif args.detail:
+            print("\n".join(_format.detail_lines(record)), file=out)
+        else:
+            print(_format.table_row(record), file=out)
+    summary.stopped_early = stream.problem
+    if not (args.json or args.csv):
+        print(file=out)
+        for line in summary.lines():
+            print(line, file=out)
+        if shown != summary.packets:
+            print(f"{shown} of {summary.packets} packets shown (filters)", file=out)
+    if stream.problem:
+        if summary.packets == 0:
+            raise FlannelcapError(f"{args.file}: nothing could be decoded: {stream.problem}")
+        print(
+            f"flannelcap: warning: {args.file}: {stream.problem}; "
+            f"the {summary.packets} packets before it were decoded",
+            file=sys.stderr,
+        )
+    return 0

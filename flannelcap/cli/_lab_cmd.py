@@ -1,0 +1,108 @@
+"""``flannelcap lab``: up, down, status, exec and record, printed for a person.
+
+Rule: no lab logic here; it calls ``flannelcap.lab`` and prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from flannelcap._errors import LabError
+from flannelcap.lab import Lab, LabSpec, teardown
+
+DEFAULT_PREFIX = "fclab"
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Register ``lab`` and its subcommands."""
+    parser = subparsers.add_parser(
+        "lab",
+        help="a flannel VXLAN cluster in network namespaces (needs root)",
+        description="Build, use and remove a flannel-like k3s cluster made of network namespaces.",
+    )
+    verbs = parser.add_subparsers(dest="lab_command", metavar="VERB", required=True)
+
+    up = verbs.add_parser("up", help="build the lab: nodes kpi091…, pods nginx, busybox, nginx-local")
+    up.add_argument("--nodes", type=int, default=3, help="number of nodes (2-9, default 3)")
+    up.add_argument("--prefix", default=DEFAULT_PREFIX, help="namespace prefix (default fclab)")
+    up.add_argument("--first-ip", default="192.168.1.38", help="eth0 IP of the first node")
+    up.set_defaults(run=_up)
+
+    down = verbs.add_parser("down", help="remove the lab (safe to run twice)")
+    down.add_argument("--prefix", default=DEFAULT_PREFIX)
+    down.set_defaults(run=_down)
+
+    status = verbs.add_parser("status", help="nodes, eth0 IPs, VTEP MACs, pods and pod IPs")
+    status.add_argument("--prefix", default=DEFAULT_PREFIX)
+    status.add_argument("--json", action="store_true", help="print JSON")
+    status.set_defaults(run=_status)
+
+    exec_ = verbs.add_parser("exec", help="run a command in a node or pod: lab exec busybox -- ip route")
+    exec_.add_argument("--prefix", default=DEFAULT_PREFIX)
+    exec_.add_argument("target", metavar="NODE_OR_POD")
+    exec_.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD…")
+    exec_.set_defaults(run=_exec)
+
+    record = verbs.add_parser("record", help="record the sample captures with real tcpdump")
+    record.add_argument("-o", "--output", type=Path, default=Path("sample_pcaps"),
+                        help="directory to write to (default sample_pcaps)")
+    record.add_argument("--only", action="append", default=[], metavar="NAME",
+                        help="record only this scenario (repeatable)")
+    record.set_defaults(run=_record)
+
+
+def _up(args: argparse.Namespace) -> int:
+    lab = Lab.up(LabSpec(nodes=args.nodes, prefix=args.prefix, first_node_ip=args.first_ip))
+    _print_status(lab.status())
+    print(f"\nlab {args.prefix!r} is up; try: flannelcap lab exec busybox -- ip route")
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    removed = teardown(args.prefix)
+    print(f"removed {len(removed)} namespaces" + (f": {', '.join(removed)}" if removed else ""))
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    status = Lab.load(args.prefix).status()
+    if args.json:
+        print(json.dumps(status, indent=2))
+    else:
+        _print_status(status)
+    return 0
+
+
+def _print_status(status: dict[str, object]) -> None:
+    print(f"{'NODE':<8} {'ETH0 IP':<15} {'FLANNEL.1 MAC':<17} {'VTEP IP':<11} POD CIDR")
+    for node in status["nodes"]:  # type: ignore[attr-defined]
+        if not node["up"]:
+            print(f"{node['name']:<8} (namespace {node['netns']} is gone)")
+            continue
+        print(f"{node['name']:<8} {node['eth0_ip']:<15} {node['vtep_mac']:<17} "
+              f"{node['vtep_ip']:<11} {node['pod_cidr']}")
+    print(f"\n{'POD':<12} {'NODE':<8} IP")
+    for pod in status["pods"]:  # type: ignore[attr-defined]
+        print(f"{pod['name']:<12} {pod['node']:<8} {pod.get('ip') or '(gone)'}")
+
+
+def _exec(args: argparse.Namespace) -> int:
+    argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    if not argv:
+        raise LabError("no command given: flannelcap lab exec NODE_OR_POD -- CMD…")
+    try:
+        return Lab.load(args.prefix).exec(args.target, argv).returncode
+    except OSError as exc:
+        raise LabError(f"cannot run {argv[0]!r}: {exc.strerror}") from exc
+
+
+def _record(args: argparse.Namespace) -> int:
+    from flannelcap.lab._record import record_all
+
+    entries = record_all(args.output, names=set(args.only) or None)
+    for entry in entries:
+        print(f"{args.output / str(entry['file'])}: {entry['traffic']}", file=sys.stdout)
+    return 0

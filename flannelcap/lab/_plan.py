@@ -1,0 +1,283 @@
+"""What a namespace lab is made of: nodes, pods, addresses, and what kubectl would say.
+
+Rule: pure. A ``LabSpec`` in, a ``LabPlan`` out; every name, address and MAC is derived here
+so that the builder only executes and the tests can check the plan without root. Addresses
+follow what flanneld and the bridge CNI give a k3s node (seed lab §2.3, §3.3): node N owns
+``10.42.N.0/24``, its ``flannel.1`` holds ``10.42.N.0/32``, its ``cni0`` ``10.42.N.1/24``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import re
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from flannelcap._errors import LabError
+
+VXLAN_VNI = 1
+VXLAN_PORT = 8472
+FLANNEL_MTU = 1450
+CLUSTER_CIDR = "10.42.0.0/16"
+FLANNEL_DEVICE = "flannel.1"
+WEB_PORT = 80
+_PREFIX_RE = re.compile(r"^[a-z][a-z0-9]{0,9}$")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LabSpec:
+    """What the user asks for.
+
+    Args:
+        nodes: number of nodes (2 or more).
+        prefix: namespace-name prefix; labs with different prefixes run side by side.
+        first_node_ip: eth0 address of the first node; the others follow it.
+        lan_prefix_len: prefix length of the LAN joining the nodes.
+    """
+
+    nodes: int = 3
+    prefix: str = "fclab"
+    first_node_ip: str = "192.168.1.38"
+    lan_prefix_len: int = 24
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodePlan:
+    """One node: its namespace, eth0 address and flannel addresses."""
+
+    name: str
+    netns: str
+    index: int
+    eth0_ip: str
+    vtep_mac: str
+    vtep_ip: str
+    pod_cidr: str
+    cni0_ip: str
+    lan_port: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PodPlan:
+    """One pod: a namespace joined to its node's cni0 by a veth pair."""
+
+    name: str
+    netns: str
+    node: str
+    ip: str
+    host_veth: str
+    serves_http: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LabPlan:
+    """Everything the lab consists of."""
+
+    prefix: str
+    lan_netns: str
+    lan_prefix_len: int
+    nodes: tuple[NodePlan, ...]
+    pods: tuple[PodPlan, ...]
+
+    def node(self, name: str) -> NodePlan:
+        """The node called ``name``.
+
+        Raises:
+            LabError: no node has that name.
+        """
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise LabError(f"the lab has no node {name!r} (nodes: {', '.join(n.name for n in self.nodes)})")
+
+    def pod(self, name: str) -> PodPlan:
+        """The pod called ``name``.
+
+        Raises:
+            LabError: no pod has that name.
+        """
+        for pod in self.pods:
+            if pod.name == name:
+                return pod
+        raise LabError(f"the lab has no pod {name!r} (pods: {', '.join(p.name for p in self.pods)})")
+
+    def netns_of(self, name: str) -> str:
+        """Namespace of the node or pod called ``name``.
+
+        Raises:
+            LabError: no node or pod has that name.
+        """
+        for item in (*self.nodes, *self.pods):
+            if item.name == name:
+                return item.netns
+        names = ", ".join(i.name for i in (*self.nodes, *self.pods))
+        raise LabError(f"the lab has no node or pod {name!r} (it has: {names})")
+
+    @property
+    def namespaces(self) -> tuple[str, ...]:
+        """Every namespace of the lab, LAN first."""
+        return (self.lan_netns, *(n.netns for n in self.nodes), *(p.netns for p in self.pods))
+
+    @property
+    def server_pod(self) -> PodPlan:
+        """The HTTP server pod (nginx), on another node than the client."""
+        return self.pod("nginx")
+
+    @property
+    def client_pod(self) -> PodPlan:
+        """The client pod (busybox)."""
+        return self.pod("busybox")
+
+    @property
+    def local_server_pod(self) -> PodPlan:
+        """The second HTTP server, on the client's node (the same-node case)."""
+        return self.pod("nginx-local")
+
+    def to_json(self) -> dict[str, Any]:
+        """The plan as JSON-ready data."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> LabPlan:
+        """Inverse of ``to_json``."""
+        return cls(
+            prefix=data["prefix"],
+            lan_netns=data["lan_netns"],
+            lan_prefix_len=data["lan_prefix_len"],
+            nodes=tuple(NodePlan(**n) for n in data["nodes"]),
+            pods=tuple(PodPlan(**p) for p in data["pods"]),
+        )
+
+
+def vtep_mac(prefix: str, node: str) -> str:
+    """A stable, locally administered unicast MAC for a node's flannel.1."""
+    digest = hashlib.sha256(f"{prefix}/{node}".encode()).digest()
+    first = (digest[0] & 0xFC) | 0x02
+    return ":".join(f"{b:02x}" for b in (first, *digest[1:6]))
+
+
+def _veth_name(prefix: str, pod: str) -> str:
+    return "veth" + hashlib.sha256(f"{prefix}/{pod}".encode()).hexdigest()[:8]
+
+
+def plan_lab(spec: LabSpec) -> LabPlan:
+    """Derive every name and address of a lab from the user's spec.
+
+    Raises:
+        LabError: the spec cannot make a lab (too few nodes, bad prefix or address).
+    """
+    if not _PREFIX_RE.match(spec.prefix):
+        raise LabError(
+            f"lab prefix {spec.prefix!r} must be 1-10 lower-case letters or digits, starting "
+            "with a letter"
+        )
+    if not 2 <= spec.nodes <= 9:
+        raise LabError(f"a lab needs 2 to 9 nodes, not {spec.nodes}")
+    try:
+        first = ipaddress.IPv4Address(spec.first_node_ip)
+        lan = ipaddress.IPv4Network(f"{first}/{spec.lan_prefix_len}", strict=False)
+    except ValueError as exc:
+        raise LabError(f"bad node address {spec.first_node_ip!r}: {exc}") from exc
+    nodes = []
+    for index in range(spec.nodes):
+        address = first + index
+        if address not in lan or address in (lan.network_address, lan.broadcast_address):
+            raise LabError(f"{spec.nodes} nodes from {first} do not fit in {lan}")
+        name = f"kpi{91 + index:03d}"
+        nodes.append(
+            NodePlan(
+                name=name,
+                netns=f"{spec.prefix}-{name}",
+                index=index,
+                eth0_ip=str(address),
+                vtep_mac=vtep_mac(spec.prefix, name),
+                vtep_ip=f"10.42.{index}.0",
+                pod_cidr=f"10.42.{index}.0/24",
+                cni0_ip=f"10.42.{index}.1",
+                lan_port=f"lan{index}",
+            )
+        )
+    server_node = nodes[1]
+    client_node = nodes[2] if len(nodes) > 2 else nodes[0]
+    placements = (
+        ("nginx", server_node, 2, True),
+        ("busybox", client_node, 2, False),
+        ("nginx-local", client_node, 3, True),
+    )
+    pods = tuple(
+        PodPlan(
+            name=name,
+            netns=f"{spec.prefix}-pod-{name}",
+            node=node.name,
+            ip=f"10.42.{node.index}.{host}",
+            host_veth=_veth_name(spec.prefix, name),
+            serves_http=serves,
+        )
+        for name, node, host, serves in placements
+    )
+    return LabPlan(
+        prefix=spec.prefix,
+        lan_netns=f"{spec.prefix}-lan",
+        lan_prefix_len=spec.lan_prefix_len,
+        nodes=tuple(nodes),
+        pods=pods,
+    )
+
+
+def kubectl_nodes(plan: LabPlan) -> dict[str, Any]:
+    """What ``kubectl get nodes -o json`` shows for the lab, with flannel's annotations."""
+    items = []
+    for node in plan.nodes:
+        items.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {
+                    "name": node.name,
+                    "labels": {"kubernetes.io/hostname": node.name, "kubernetes.io/os": "linux"},
+                    "annotations": {
+                        "flannel.alpha.coreos.com/backend-data": json.dumps(
+                            {"VNI": VXLAN_VNI, "VtepMAC": node.vtep_mac}, separators=(",", ":")
+                        ),
+                        "flannel.alpha.coreos.com/backend-type": "vxlan",
+                        "flannel.alpha.coreos.com/kube-subnet-manager": "true",
+                        "flannel.alpha.coreos.com/public-ip": node.eth0_ip,
+                    },
+                },
+                "spec": {"podCIDR": node.pod_cidr, "podCIDRs": [node.pod_cidr]},
+                "status": {
+                    "addresses": [
+                        {"type": "InternalIP", "address": node.eth0_ip},
+                        {"type": "Hostname", "address": node.name},
+                    ]
+                },
+            }
+        )
+    return {"apiVersion": "v1", "kind": "List", "items": items, "metadata": {"resourceVersion": ""}}
+
+
+def kubectl_pods(plan: LabPlan) -> dict[str, Any]:
+    """What ``kubectl get pods -A -o json`` shows for the lab's pods."""
+    items = []
+    for pod in plan.pods:
+        node = plan.node(pod.node)
+        image = "nginx" if pod.serves_http else "busybox"
+        items.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": pod.name, "namespace": "default"},
+                "spec": {
+                    "nodeName": pod.node,
+                    "containers": [{"name": image, "image": image}],
+                },
+                "status": {
+                    "phase": "Running",
+                    "hostIP": node.eth0_ip,
+                    "podIP": pod.ip,
+                    "podIPs": [{"ip": pod.ip}],
+                },
+            }
+        )
+    return {"apiVersion": "v1", "kind": "List", "items": items, "metadata": {"resourceVersion": ""}}

@@ -1,0 +1,225 @@
+"""Recording the sample captures: real tcpdump inside a lab node, with the tables beside it.
+
+Rule: this module only runs tcpdump, traffic and table commands through ``Lab``; it never
+crafts a packet. Each scenario is data (where to capture, what traffic to make, what fault to
+inject); ``record_all`` plays them on a fresh lab and writes, per capture, the pcap, every
+node's tables (plain text and ``-j`` JSON), the kubectl-shaped JSON, and a manifest line.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from flannelcap._errors import LabError
+from flannelcap.lab._lab import BIG_FILE_NAME, Lab, check_prerequisites
+from flannelcap.lab._plan import FLANNEL_DEVICE, LabPlan, LabSpec, kubectl_nodes, kubectl_pods
+
+# What a student types on a node (seed lab §2.3 c, §3.3 c), as file name → command.
+NODE_TABLE_COMMANDS: dict[str, list[str]] = {
+    "ip-neigh-flannel.1.txt": ["ip", "neigh", "show", "dev", FLANNEL_DEVICE],
+    "ip-neigh-flannel.1.json": ["ip", "-j", "neigh", "show", "dev", FLANNEL_DEVICE],
+    "bridge-fdb-flannel.1.txt": ["bridge", "fdb", "show", "dev", FLANNEL_DEVICE],
+    "bridge-fdb-flannel.1.json": ["bridge", "-j", "fdb", "show", "dev", FLANNEL_DEVICE],
+    "ip-d-addr-flannel.1.txt": ["ip", "-d", "addr", "show", FLANNEL_DEVICE],
+    "ip-d-addr-flannel.1.json": ["ip", "-j", "-d", "addr", "show", FLANNEL_DEVICE],
+    "ip-d-link-flannel.1.txt": ["ip", "-d", "link", "show", FLANNEL_DEVICE],
+    "ip-d-link-flannel.1.json": ["ip", "-j", "-d", "link", "show", FLANNEL_DEVICE],
+    "ip-route.txt": ["ip", "route"],
+    "ip-route.json": ["ip", "-j", "route"],
+    "ip-addr-cni0.txt": ["ip", "addr", "show", "cni0"],
+    "ip-addr-cni0.json": ["ip", "-j", "addr", "show", "cni0"],
+    "ip-link.txt": ["ip", "link"],
+    "ip-link.json": ["ip", "-j", "link"],
+}
+# What a student sees inside a pod (seed lab §2.3 b).
+POD_TABLE_COMMANDS: dict[str, list[str]] = {
+    "ip-addr.txt": ["ip", "addr", "show"],
+    "ip-addr.json": ["ip", "-j", "addr", "show"],
+    "ip-route.txt": ["ip", "route", "show"],
+    "ip-route.json": ["ip", "-j", "route", "show"],
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Scenario:
+    """One sample capture: where it is taken, and what happens meanwhile."""
+
+    name: str
+    description: str
+    node: Callable[[LabPlan], str]
+    interface: str
+    traffic: Callable[[Lab], None]
+    link_type: str | None = None
+    fault: Callable[[Lab], str] | None = None
+
+
+def _get(path: str, *, server: str = "nginx", timeout: float = 10.0, must_work: bool = True) -> Callable[[Lab], None]:
+    def traffic(lab: Lab) -> None:
+        done = lab.fetch(path, server=server, timeout=timeout)
+        if must_work and done.returncode != 0:
+            raise LabError(f"GET {path} from busybox failed: {done.stderr.decode(errors='replace').strip()}")
+        if not must_work and done.returncode == 0:
+            raise LabError(f"GET {path} from busybox worked although the fault should break it")
+
+    return traffic
+
+
+def _wrong_fdb(lab: Lab) -> str:
+    """On the client's node, point the server node's VTEP MAC at the first node's IP."""
+    plan = lab.plan
+    client_node = plan.node(plan.client_pod.node)
+    server_node = plan.node(plan.server_pod.node)
+    wrong = next(n for n in plan.nodes if n.name not in (client_node.name, server_node.name))
+    lab.replace_fdb_entry(client_node.name, server_node.vtep_mac, wrong.eth0_ip)
+    return (
+        f"on {client_node.name}, FDB entry {server_node.vtep_mac} (VTEP of {server_node.name}) "
+        f"points at {wrong.eth0_ip} ({wrong.name}) instead of {server_node.eth0_ip}"
+    )
+
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario(
+        name="cross-node-http-client",
+        description="HTTP GET / from busybox to nginx on another node, captured on the client node's eth0 (lab §3.3 d)",
+        node=lambda p: p.client_pod.node, interface="eth0", traffic=_get("/"),
+    ),
+    Scenario(
+        name="cross-node-http-server",
+        description="the same exchange, captured on the server node's eth0",
+        node=lambda p: p.server_pod.node, interface="eth0", traffic=_get("/"),
+    ),
+    Scenario(
+        name="same-node-http",
+        description="HTTP GET / from busybox to nginx-local on the same node (lab §3.2), captured on cni0: no VXLAN",
+        node=lambda p: p.client_pod.node, interface="cni0", traffic=_get("/", server="nginx-local"),
+    ),
+    Scenario(
+        name="cross-node-http-any",
+        description="HTTP GET / from busybox to nginx, captured with -i any on the client node (Linux cooked v2)",
+        node=lambda p: p.client_pod.node, interface="any", link_type="LINUX_SLL2", traffic=_get("/"),
+    ),
+    Scenario(
+        name="cross-node-large-transfer",
+        description="HTTP GET of a 1 MiB body from nginx, captured on the client node's eth0 (full-size segments)",
+        node=lambda p: p.client_pod.node, interface="eth0", traffic=_get("/" + BIG_FILE_NAME),
+    ),
+    Scenario(
+        name="fault-wrong-fdb",
+        description="busybox cannot reach nginx: the client node's FDB entry for the server's VTEP points at the wrong node; captured on the client node's eth0",
+        node=lambda p: p.client_pod.node, interface="eth0",
+        traffic=_get("/", timeout=3.5, must_work=False), fault=_wrong_fdb,
+    ),
+)
+
+
+@contextmanager
+def tcpdump(lab: Lab, node: str, interface: str, output: Path, link_type: str | None = None) -> Iterator[None]:
+    """Run real tcpdump in ``node``'s namespace while the ``with`` body runs.
+
+    Raises:
+        LabError: tcpdump is missing or did not start.
+    """
+    argv = ["tcpdump", "-i", interface, "-s", "0", "-U", "--immediate-mode", "-n", "-Z", "root", "-w", str(output)]
+    if link_type:
+        argv += ["-y", link_type]
+    process = subprocess.Popen(
+        ["ip", "netns", "exec", lab.plan.netns_of(node), *argv],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    said = ""
+    for _ in range(5):  # "-y" adds a line before "listening on"
+        line = process.stderr.readline().decode(errors="replace")
+        said = line.strip() or said
+        if not line or "listening on" in line:
+            break
+    if "listening on" not in said:
+        process.kill()
+        process.wait()
+        raise LabError(f"tcpdump on {node} {interface} did not start: {said}")
+    try:
+        yield
+        time.sleep(0.3)  # let the last packets reach the file
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        process.stderr.close()
+
+
+def snapshot_tables(lab: Lab, directory: Path) -> None:
+    """Write every node's and pod's tables, and the kubectl JSON, under ``directory``."""
+    for node in lab.plan.nodes:
+        node_dir = directory / node.name
+        node_dir.mkdir(parents=True, exist_ok=True)
+        for filename, argv in NODE_TABLE_COMMANDS.items():
+            (node_dir / filename).write_text(lab.output(node.name, argv))
+    for pod in lab.plan.pods:
+        pod_dir = directory / "pods" / pod.name
+        pod_dir.mkdir(parents=True, exist_ok=True)
+        for filename, argv in POD_TABLE_COMMANDS.items():
+            (pod_dir / filename).write_text(lab.output(pod.name, argv))
+    (directory / "kubectl-get-nodes.json").write_text(json.dumps(kubectl_nodes(lab.plan), indent=2) + "\n")
+    (directory / "kubectl-get-pods.json").write_text(json.dumps(kubectl_pods(lab.plan), indent=2) + "\n")
+
+
+def record_scenario(lab: Lab, scenario: Scenario, output_dir: Path) -> dict[str, object]:
+    """Record one scenario on a running lab. Returns its manifest entry."""
+    node = scenario.node(lab.plan)
+    pcap = output_dir / f"{scenario.name}.pcap"
+    fault = scenario.fault(lab) if scenario.fault else None
+    snapshot_tables(lab, output_dir / f"{scenario.name}.tables")
+    with tcpdump(lab, node, scenario.interface, pcap, scenario.link_type):
+        time.sleep(0.2)
+        scenario.traffic(lab)
+    return {
+        "file": pcap.name,
+        "tables": f"{scenario.name}.tables",
+        "node": node,
+        "interface": scenario.interface,
+        "link_type": scenario.link_type or "EN10MB",
+        "traffic": scenario.description,
+        "fault": fault,
+        "client": lab.plan.client_pod.name,
+        "server": lab.plan.server_pod.name if "nginx-local" not in scenario.description else "nginx-local",
+    }
+
+
+def record_all(output_dir: Path, spec: LabSpec | None = None, names: set[str] | None = None) -> list[dict[str, object]]:
+    """Bring up a fresh lab, record every scenario (or those in ``names``), take it down.
+
+    Returns:
+        The manifest entries, also written to ``output_dir/manifest.jsonl``.
+
+    Raises:
+        LabError: the lab could not be built, tcpdump is missing, or a scenario's traffic
+            did not behave as the scenario says.
+    """
+    check_prerequisites({"tcpdump": "tcpdump"})
+    output_dir.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for scenario in SCENARIOS:
+        if names and scenario.name not in names:
+            continue
+        shutil.rmtree(output_dir / f"{scenario.name}.tables", ignore_errors=True)
+        # A fresh lab per scenario: no ARP cache or fault carries over from the one before.
+        with Lab.up(spec or LabSpec(prefix="fcrec")) as lab:
+            entries.append(record_scenario(lab, scenario, output_dir))
+    manifest = output_dir / "manifest.jsonl"
+    kept = []
+    if manifest.exists() and names:
+        kept = [line for line in manifest.read_text().splitlines()
+                if line.strip() and json.loads(line)["file"] not in {e["file"] for e in entries}]
+    manifest.write_text("".join(line + "\n" for line in kept) + "".join(json.dumps(e) + "\n" for e in entries))
+    return entries
