@@ -120,14 +120,26 @@ SCENARIOS: tuple[Scenario, ...] = (
 )
 
 
+@dataclass(slots=True)
+class TcpdumpRun:
+    """What tcpdump said when it stopped."""
+
+    captured: int = -1
+    dropped_by_kernel: int = -1
+
+
 @contextmanager
-def tcpdump(lab: Lab, node: str, interface: str, output: Path, link_type: str | None = None) -> Iterator[None]:
+def tcpdump(lab: Lab, node: str, interface: str, output: Path, link_type: str | None = None) -> Iterator[TcpdumpRun]:
     """Run real tcpdump in ``node``'s namespace while the ``with`` body runs.
+
+    Yields:
+        A ``TcpdumpRun`` that holds tcpdump's own counts once the block has ended.
 
     Raises:
         LabError: tcpdump is missing or did not start.
     """
-    argv = ["tcpdump", "-i", interface, "-s", "0", "-U", "--immediate-mode", "-n", "-Z", "root", "-w", str(output)]
+    argv = ["tcpdump", "-i", interface, "-s", "0", "-U", "--immediate-mode", "-B", "32768",
+            "-n", "-Z", "root", "-w", str(output)]
     if link_type:
         argv += ["-y", link_type]
     process = subprocess.Popen(
@@ -145,17 +157,23 @@ def tcpdump(lab: Lab, node: str, interface: str, output: Path, link_type: str | 
         process.kill()
         process.wait()
         raise LabError(f"tcpdump on {node} {interface} did not start: {said}")
+    run = TcpdumpRun()
     try:
-        yield
+        yield run
         time.sleep(0.3)  # let the last packets reach the file
     finally:
         process.send_signal(signal.SIGINT)
         try:
-            process.wait(timeout=10)
+            _, tail = process.communicate(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
-            process.wait()
-        process.stderr.close()
+            _, tail = process.communicate()
+        for line in tail.decode(errors="replace").splitlines():
+            count = line.split()[0] if line.split() else ""
+            if count.isdigit() and "captured" in line:
+                run.captured = int(count)
+            elif count.isdigit() and "dropped by kernel" in line:
+                run.dropped_by_kernel = int(count)
 
 
 def snapshot_tables(lab: Lab, directory: Path) -> None:
@@ -180,9 +198,13 @@ def record_scenario(lab: Lab, scenario: Scenario, output_dir: Path) -> dict[str,
     pcap = output_dir / f"{scenario.name}.pcap"
     fault = scenario.fault(lab) if scenario.fault else None
     snapshot_tables(lab, output_dir / f"{scenario.name}.tables")
-    with tcpdump(lab, node, scenario.interface, pcap, scenario.link_type):
+    with tcpdump(lab, node, scenario.interface, pcap, scenario.link_type) as run:
         time.sleep(0.2)
         scenario.traffic(lab)
+    if run.dropped_by_kernel != 0:
+        raise LabError(
+            f"{scenario.name}: tcpdump lost {run.dropped_by_kernel} packets; record it again"
+        )
     return {
         "file": pcap.name,
         "tables": f"{scenario.name}.tables",
