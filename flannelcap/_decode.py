@@ -46,18 +46,32 @@ VXLAN_FLAG_G = 0x80
 _RAW_IP_LINKTYPES = {LINKTYPE_RAW, LINKTYPE_DLT_RAW, LINKTYPE_DLT_RAW_OPENBSD}
 # Wireshark's order: from the lowest bit up.
 _TCP_FLAG_NAMES = (
-    (0x01, "FIN"), (0x02, "SYN"), (0x04, "RST"), (0x08, "PSH"),
-    (0x10, "ACK"), (0x20, "URG"), (0x40, "ECE"), (0x80, "CWR"),
+    (0x01, "FIN"),
+    (0x02, "SYN"),
+    (0x04, "RST"),
+    (0x08, "PSH"),
+    (0x10, "ACK"),
+    (0x20, "URG"),
+    (0x40, "ECE"),
+    (0x80, "CWR"),
 )
 _ICMP_NAMES = {
-    0: "Echo (ping) reply", 3: "Destination unreachable", 5: "Redirect",
-    8: "Echo (ping) request", 11: "Time-to-live exceeded",
+    0: "Echo (ping) reply",
+    3: "Destination unreachable",
+    5: "Redirect",
+    8: "Echo (ping) request",
+    11: "Time-to-live exceeded",
 }
 _ICMPV6_NAMES = {
-    1: "Destination unreachable", 2: "Packet too big", 3: "Time exceeded",
-    128: "Echo (ping) request", 129: "Echo (ping) reply",
-    133: "Router solicitation", 134: "Router advertisement",
-    135: "Neighbor solicitation", 136: "Neighbor advertisement",
+    1: "Destination unreachable",
+    2: "Packet too big",
+    3: "Time exceeded",
+    128: "Echo (ping) request",
+    129: "Echo (ping) reply",
+    133: "Router solicitation",
+    134: "Router advertisement",
+    135: "Neighbor solicitation",
+    136: "Neighbor advertisement",
 }
 _IP_PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6", 132: "sctp", 47: "gre"}
 
@@ -128,9 +142,7 @@ class Decoder:
         detail: also fill ``PacketRecord.layers`` with every field of every layer.
     """
 
-    def __init__(
-        self, vxlan_ports: Iterable[int] = DEFAULT_VXLAN_PORTS, *, detail: bool = False
-    ) -> None:
+    def __init__(self, vxlan_ports: Iterable[int] = DEFAULT_VXLAN_PORTS, *, detail: bool = False) -> None:
         self.vxlan_ports = frozenset(vxlan_ports)
         self.detail = detail
         self._first_time: float | None = None
@@ -162,7 +174,7 @@ class Decoder:
         try:
             packet = dissect(frame, self.vxlan_ports)
             _Walker(packet, fields, notes).walk()
-        except Exception as exc:  # noqa: BLE001 - Scapy raises anything on odd bytes
+        except Exception as exc:
             notes.append(f"could not be dissected: {type(exc).__name__}: {exc}")
             packet = Raw(frame.data)
         http = self._http_head(fields)
@@ -223,9 +235,9 @@ class Decoder:
         return record.proto or (record.notes[0] if record.notes else "")
 
     def _tcp_info(self, record: PacketRecord) -> str:
-        assert record.tcp_seq is not None and record.tcp_ack is not None
-        forward = (record.src_ip or "", record.src_port or 0, record.dst_ip or "",
-                   record.dst_port or 0)
+        if record.tcp_seq is None or record.tcp_ack is None:
+            return f"{record.src_port} → {record.dst_port} [TCP header cut]"
+        forward = (record.src_ip or "", record.src_port or 0, record.dst_ip or "", record.dst_port or 0)
         backward = (forward[2], forward[3], forward[0], forward[1])
         isn = self._isn.setdefault(forward, record.tcp_seq)
         seq = (record.tcp_seq - isn) % 2**32
@@ -286,9 +298,10 @@ class _Walker:
 
     @staticmethod
     def _vxlan_port_too_short(udp: UDP) -> bool:
-        return bool(DEFAULT_VXLAN_PORTS.intersection((udp.sport, udp.dport))) and len(
-            _udp_payload(udp)
-        ) < VXLAN_HEADER_LEN
+        return (
+            bool(DEFAULT_VXLAN_PORTS.intersection((udp.sport, udp.dport)))
+            and len(_udp_payload(udp)) < VXLAN_HEADER_LEN
+        )
 
     def _link(self, layer: Packet, *, outer: bool) -> Packet:
         prefix = "outer_" if outer else "inner_"
@@ -329,8 +342,10 @@ class _Walker:
                     f"{', more follow' if layer.flags.MF else ''}): not reassembled"
                 )
                 if layer.frag:
-                    self.fields.setdefault("proto" if prefix == "inner_" else "outer_proto",
-                                           _IP_PROTO_NAMES.get(layer.proto, str(layer.proto)))
+                    self.fields.setdefault(
+                        "proto" if prefix == "inner_" else "outer_proto",
+                        _IP_PROTO_NAMES.get(layer.proto, str(layer.proto)),
+                    )
                     return NoPayload()
             if layer.len == 0:
                 self.notes.append(f"{prefix.rstrip('_')} IPv4 total length 0 (segmentation offload)")
@@ -343,9 +358,7 @@ class _Walker:
             if prefix == "outer_":
                 self.fields["outer_ip_version"] = 6
             payload = layer.payload
-            while payload.name.startswith("IPv6 Extension Header") or payload.name in (
-                "IPv6 Extension Header - Fragmentation header",
-            ):
+            while str(payload.name).startswith("IPv6 Extension Header"):
                 payload = payload.payload
             return payload
         if isinstance(layer, ARP):
@@ -361,8 +374,10 @@ class _Walker:
             self.fields["vxlan_gbp"] = struct.unpack("!H", header[2:4])[0]
         if not flags & VXLAN_FLAG_I:
             self.notes.append("VXLAN I flag not set: the VNI is not valid (RFC 7348 §5)")
-        reserved = (flags & ~(VXLAN_FLAG_I | VXLAN_FLAG_G)) or header[7] or (
-            not flags & VXLAN_FLAG_G and any(header[1:4])
+        reserved = (
+            (flags & ~(VXLAN_FLAG_I | VXLAN_FLAG_G))
+            or header[7]
+            or (not flags & VXLAN_FLAG_G and any(header[1:4]))
         )
         if reserved:
             self.notes.append("VXLAN reserved bits set (RFC 7348 says they must be zero)")
@@ -408,10 +423,24 @@ class _Walker:
                 arp_target_mac=layer.hwdst,
                 arp_target_ip=layer.pdst,
             )
+        elif isinstance(layer, Raw) and isinstance(layer.underlayer, IP | IPv6):
+            self._cut_transport(layer)
         elif isinstance(layer, Raw | Padding | NoPayload):
             return
         else:
-            fields.setdefault("proto", layer.name.lower())
+            fields.setdefault("proto", str(layer.name).lower())
+
+    def _cut_transport(self, raw: Raw) -> None:
+        """A transport header the capture cut short: name it, and keep the ports if present."""
+        ip = raw.underlayer
+        number = ip.proto if isinstance(ip, IP) else getattr(ip, "nh", -1)
+        name = _IP_PROTO_NAMES.get(int(number))
+        if name is None:
+            return
+        self.fields["proto"] = name
+        if name in ("tcp", "udp") and len(raw.load) >= 4:
+            self.fields["src_port"], self.fields["dst_port"] = struct.unpack("!HH", raw.load[:4])
+        self.notes.append(f"{name.upper()} header incomplete ({len(raw.load)} bytes captured)")
 
 
 def _payload_bytes(layer: Packet) -> bytes:
@@ -426,12 +455,15 @@ def _payload_bytes(layer: Packet) -> bytes:
 
 def _segment_len(tcp: TCP, captured: int) -> int:
     """TCP payload length from the IP header (as on the wire), else as captured."""
-    header = (tcp.dataofs or 5) * 4
+    header = int(tcp.dataofs or 5) * 4
     ip = tcp.underlayer
+    while ip is not None and not isinstance(ip, IP | IPv6):
+        ip = ip.underlayer  # IPv6 extension headers
     if isinstance(ip, IP) and ip.len and ip.ihl:
-        return max(0, ip.len - ip.ihl * 4 - header)
+        return max(0, int(ip.len) - int(ip.ihl) * 4 - header)
     if isinstance(ip, IPv6) and ip.plen:
-        return max(0, ip.plen - header)
+        extensions = len(bytes(ip.payload)) - len(bytes(tcp))
+        return max(0, int(ip.plen) - extensions - header)
     return captured
 
 
@@ -461,7 +493,7 @@ def layers_of(packet: Packet, record: PacketRecord, http: HttpHead | None) -> tu
                 continue
             value = layer.getfieldval(fld.name)
             shown.append((fld.name, str(fld.i2repr(layer, value))))
-        name = layer.name if not isinstance(layer, VXLAN) else "VXLAN (RFC 7348)"
+        name = str(layer.name) if not isinstance(layer, VXLAN) else "VXLAN (RFC 7348)"
         layers.append(Layer(name=name, fields=tuple(shown)))
         layer = layer.payload
     if http is not None:

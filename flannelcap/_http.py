@@ -15,10 +15,8 @@ from dataclasses import dataclass, field
 MAX_HEAD_BYTES = 64 * 1024
 MAX_STREAMS = 65_536
 
-METHODS = (
-    b"GET", b"POST", b"PUT", b"DELETE", b"HEAD", b"OPTIONS", b"PATCH", b"CONNECT", b"TRACE"
-)
-_STARTS = tuple(m + b" " for m in METHODS) + (b"HTTP/",)
+METHODS = (b"GET", b"POST", b"PUT", b"DELETE", b"HEAD", b"OPTIONS", b"PATCH", b"CONNECT", b"TRACE")
+_STARTS = (*(m + b" " for m in METHODS), b"HTTP/")
 
 StreamKey = tuple[str, int, str, int]
 

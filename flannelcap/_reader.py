@@ -16,7 +16,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from flannelcap._errors import CaptureFormatError, CaptureTruncatedError
 
@@ -44,7 +44,7 @@ LINKTYPE_NAMES = {
 # A record claiming more than this is not a packet but a damaged length field.
 MAX_RECORD_BYTES = 16 * 1024 * 1024
 
-_PCAP_MAGICS = {
+_PCAP_MAGICS = {  # magic → (byte order, nanoseconds per fraction unit)
     b"\xd4\xc3\xb2\xa1": ("<", 1_000),  # microseconds, little-endian
     b"\xa1\xb2\xc3\xd4": (">", 1_000),
     b"\x4d\x3c\xb2\xa1": ("<", 1),  # nanoseconds
@@ -87,7 +87,11 @@ class Interface:
     linktype: int
     snaplen: int
     name: str = ""
-    ts_unit_ns: float = 1_000.0
+    ticks_per_second: int = 1_000_000
+
+    def time_ns(self, ticks: int) -> int:
+        """Nanoseconds since the epoch for a timestamp of ``ticks`` (exact integer arithmetic)."""
+        return ticks * 1_000_000_000 // self.ticks_per_second
 
 
 class CaptureReader:
@@ -164,8 +168,8 @@ class CaptureReader:
         head = raw.read(2)
         stream = _Prepended(head, raw)
         if head == _GZIP_MAGIC:
-            return gzip.GzipFile(fileobj=stream)  # type: ignore[arg-type, return-value]
-        return stream  # type: ignore[return-value]
+            return cast(BinaryIO, gzip.GzipFile(fileobj=cast(BinaryIO, stream)))
+        return cast(BinaryIO, stream)
 
     def _read(self, size: int) -> bytes:
         try:
@@ -180,9 +184,7 @@ class CaptureReader:
         if len(data) < size:
             if not data and what == "the file header":
                 raise CaptureFormatError("empty file: it holds no capture")
-            raise CaptureTruncatedError(
-                f"file ends inside {what} ({len(data)} of {size} bytes)"
-            )
+            raise CaptureTruncatedError(f"file ends inside {what} ({len(data)} of {size} bytes)")
         return data
 
     # -- pcap --------------------------------------------------------------------------
@@ -193,11 +195,13 @@ class CaptureReader:
             rest = self._read_exact(20, "the pcap file header")
         except CaptureTruncatedError as exc:
             raise CaptureFormatError(f"not a complete pcap file: {exc}") from exc
-        _major, _minor, _zone, _sigfigs, snaplen, network = struct.unpack(
-            self._order + "HHiIII", rest
-        )
+        _major, _minor, _zone, _sigfigs, snaplen, network = struct.unpack(self._order + "HHiIII", rest)
         self.interfaces.append(
-            Interface(linktype=network & 0x0FFFFFFF, snaplen=snaplen, ts_unit_ns=self._unit_ns)
+            Interface(
+                linktype=network & 0x0FFFFFFF,
+                snaplen=snaplen,
+                ticks_per_second=1_000_000_000 // self._unit_ns,
+            )
         )
 
     def _pcap_frames(self) -> Iterator[Frame]:
@@ -228,7 +232,7 @@ class CaptureReader:
             number += 1
             yield Frame(
                 number=number,
-                time_ns=seconds * 1_000_000_000 + int(fraction * self._unit_ns),
+                time_ns=seconds * 1_000_000_000 + fraction * self._unit_ns,
                 linktype=linktype,
                 data=data,
                 wire_len=max(wire_len, caplen),
@@ -239,7 +243,7 @@ class CaptureReader:
     def _pcapng_frames(self) -> Iterator[Frame]:
         order = "<"
         number = 0
-        block_type_raw = self._first
+        block_type_raw: bytes | None = self._first
         while True:
             if block_type_raw is None:
                 block_type_raw = self._read(4)
@@ -302,19 +306,16 @@ class CaptureReader:
         else:
             if len(body) < 20:
                 raise CaptureFormatError(f"record {number}: packet block too short")
-            iface, _drops, ts_high, ts_low, caplen, wire_len = struct.unpack(
-                order + "HHIIII", body[:20]
-            )
+            iface, _drops, ts_high, ts_low, caplen, wire_len = struct.unpack(order + "HHIIII", body[:20])
         if 20 + caplen > len(body):
             raise CaptureFormatError(
-                f"record {number} claims {caplen} captured bytes but its block holds "
-                f"{len(body) - 20}"
+                f"record {number} claims {caplen} captured bytes but its block holds {len(body) - 20}"
             )
         interface = self._interface(iface, number)
         ticks = (ts_high << 32) | ts_low
         return Frame(
             number=number,
-            time_ns=int(ticks * interface.ts_unit_ns),
+            time_ns=interface.time_ns(ticks),
             linktype=interface.linktype,
             data=body[20 : 20 + caplen],
             wire_len=max(wire_len, caplen),
@@ -340,7 +341,7 @@ def _interface_from_idb(body: bytes, order: str) -> Interface:
         raise CaptureFormatError("pcapng interface description block too short")
     linktype, _reserved, snaplen = struct.unpack(order + "HHI", body[:8])
     name = ""
-    unit_ns = 1_000.0
+    ticks_per_second = 1_000_000
     offset = 8
     while offset + 4 <= len(body):
         code, length = struct.unpack(order + "HH", body[offset : offset + 4])
@@ -352,10 +353,9 @@ def _interface_from_idb(body: bytes, order: str) -> Interface:
         elif code == 9 and value:
             resolution = value[0]
             exponent = resolution & 0x7F
-            seconds_per_tick = 2.0**-exponent if resolution & 0x80 else 10.0**-exponent
-            unit_ns = seconds_per_tick * 1e9
+            ticks_per_second = 2**exponent if resolution & 0x80 else 10**exponent
         offset += 4 + ((length + 3) & ~3)
-    return Interface(linktype=linktype, snaplen=snaplen, name=name, ts_unit_ns=unit_ns)
+    return Interface(linktype=linktype, snaplen=snaplen, name=name, ticks_per_second=ticks_per_second)
 
 
 class _Prepended:

@@ -12,8 +12,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from conftest import require_root_lab, require_tool
+
 from flannelcap import decode_file
 from flannelcap._errors import LabError
 from flannelcap.lab import Lab, LabSpec, teardown
@@ -48,7 +48,10 @@ def test_every_node_has_route_neighbour_and_fdb_entry_for_every_peer(lab: Lab) -
     for node in lab.plan.nodes:
         routes = {r["dst"]: r for r in _ip_json(lab, node.name, "route")}
         neigh = {n["dst"]: n for n in _ip_json(lab, node.name, "neigh", "show", "dev", "flannel.1")}
-        fdb = {f["mac"]: f for f in json.loads(lab.output(node.name, ["bridge", "-j", "fdb", "show", "dev", "flannel.1"]))}
+        fdb = {
+            f["mac"]: f
+            for f in json.loads(lab.output(node.name, ["bridge", "-j", "fdb", "show", "dev", "flannel.1"]))
+        }
         peers = [p for p in lab.plan.nodes if p.name != node.name]
         assert len(neigh) == len(peers)
         for peer in peers:
@@ -58,7 +61,7 @@ def test_every_node_has_route_neighbour_and_fdb_entry_for_every_peer(lab: Lab) -
             assert neigh[peer.vtep_ip]["lladdr"] == peer.vtep_mac
             assert "PERMANENT" in neigh[peer.vtep_ip]["state"]
             assert fdb[peer.vtep_mac]["dst"] == peer.eth0_ip
-            assert "permanent" == fdb[peer.vtep_mac]["state"]
+            assert fdb[peer.vtep_mac]["state"] == "permanent"
 
 
 def test_pods_have_cni_routes(lab: Lab) -> None:
@@ -91,7 +94,10 @@ def test_cross_node_fetch_is_vxlan_between_the_two_nodes(lab: Lab, tmp_path: Pat
         assert record.vni == 1
         assert record.outer_dst_port == 8472
         assert {record.outer_src_ip, record.outer_dst_ip} == {client_node.eth0_ip, server_node.eth0_ip}
-        assert {record.inner_src_mac, record.inner_dst_mac} == {macs[client_node.name], macs[server_node.name]}
+        assert {record.inner_src_mac, record.inner_dst_mac} == {
+            macs[client_node.name],
+            macs[server_node.name],
+        }
         assert {record.inner_src_ip, record.inner_dst_ip} == {client.ip, server.ip}
         # The VTEP MAC of the node that sends is the inner source MAC.
         sender = client_node if record.outer_src_ip == client_node.eth0_ip else server_node
@@ -126,7 +132,10 @@ def test_cli_status_and_exec(lab: Lab) -> None:
     env = {**os.environ}
     status = subprocess.run(
         [sys.executable, "-m", "flannelcap", "lab", "status", "--json", "--prefix", lab.plan.prefix],
-        capture_output=True, text=True, env=env, check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
     )
     data = json.loads(status.stdout)
     assert [(n["name"], n["eth0_ip"], n["vtep_mac"]) for n in data["nodes"]] == [
@@ -134,16 +143,32 @@ def test_cli_status_and_exec(lab: Lab) -> None:
     ]
     assert {p["name"]: p["ip"] for p in data["pods"]} == {p.name: p.ip for p in lab.plan.pods}
     routes = subprocess.run(
-        [sys.executable, "-m", "flannelcap", "lab", "exec", "--prefix", lab.plan.prefix,
-         "busybox", "--", "ip", "route"],
-        capture_output=True, text=True, env=env, check=True,
+        [
+            sys.executable,
+            "-m",
+            "flannelcap",
+            "lab",
+            "exec",
+            "--prefix",
+            lab.plan.prefix,
+            "busybox",
+            "--",
+            "ip",
+            "route",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
     )
     gateway = lab.plan.node(lab.plan.client_pod.node).cni0_ip
     assert f"default via {gateway} dev eth0" in routes.stdout
     assert f"10.42.0.0/16 via {gateway} dev eth0" in routes.stdout
 
 
-def test_lab_down_removes_everything_and_is_safe_twice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_lab_down_removes_everything_and_is_safe_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     require_root_lab()
     monkeypatch.setenv("FLANNELCAP_LAB_DIR", str(tmp_path))
     prefix = "d" + uuid.uuid4().hex[:6]
@@ -153,9 +178,12 @@ def test_lab_down_removes_everything_and_is_safe_twice(tmp_path: Path, monkeypat
     try:
         assert first.fetch("/").returncode == 0
         assert second.fetch("/").returncode == 0
-        servers = [int(p) for p in subprocess.run(
-            ["ip", "netns", "pids", first.plan.server_pod.netns], capture_output=True, text=True
-        ).stdout.split()]
+        servers = [
+            int(p)
+            for p in subprocess.run(
+                ["ip", "netns", "pids", first.plan.server_pod.netns], capture_output=True, text=True
+            ).stdout.split()
+        ]
         assert servers, "the nginx pod runs a web server process"
         removed = first.down()
         assert sorted(removed) == sorted(first.plan.namespaces)
@@ -180,7 +208,9 @@ def test_failed_up_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.Mon
     # Interrupt `lab up` half-way (Ctrl-C): what it had made is removed again.
     up = subprocess.Popen(
         [sys.executable, "-m", "flannelcap", "lab", "up", "--prefix", prefix],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 20
@@ -207,6 +237,12 @@ def test_root_namespace_is_untouched(lab: Lab) -> None:
     for node in lab.plan.nodes:
         assert node.eth0_ip not in root_addrs
         assert node.pod_cidr not in root_routes
-    links = json.loads(subprocess.run(["ip", "-j", "link"], capture_output=True, text=True, check=True).stdout)
-    assert not [link for link in links if link["ifname"].startswith(("flannel", "cni0", "veth", "lan"))
-                and lab.plan.prefix in json.dumps(link)]
+    links = json.loads(
+        subprocess.run(["ip", "-j", "link"], capture_output=True, text=True, check=True).stdout
+    )
+    assert not [
+        link
+        for link in links
+        if link["ifname"].startswith(("flannel", "cni0", "veth", "lan"))
+        and lab.plan.prefix in json.dumps(link)
+    ]

@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 from conftest import SAMPLES, manifest
+
 from flannelcap import decode_file
 from flannelcap._reader import LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL2, CaptureReader
 
@@ -37,8 +38,15 @@ def test_manifest_names_every_capture_and_its_tables() -> None:
         tables = SAMPLES / str(entry["tables"])
         nodes, _pods = _cluster(tables)
         for node in nodes:
-            for name in ("ip-neigh-flannel.1.txt", "ip-neigh-flannel.1.json", "bridge-fdb-flannel.1.txt",
-                         "bridge-fdb-flannel.1.json", "ip-d-addr-flannel.1.txt", "ip-route.txt", "ip-route.json"):
+            for name in (
+                "ip-neigh-flannel.1.txt",
+                "ip-neigh-flannel.1.json",
+                "bridge-fdb-flannel.1.txt",
+                "bridge-fdb-flannel.1.json",
+                "ip-d-addr-flannel.1.txt",
+                "ip-route.txt",
+                "ip-route.json",
+            ):
                 assert (tables / node / name).stat().st_size > 0, f"{entry['file']}: {node}/{name}"
 
 

@@ -12,24 +12,57 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import SAMPLES, manifest, require_tool
+
 from flannelcap import PacketRecord, decode_file
 
 FIELDS = [
-    "frame.number", "eth.src", "eth.dst", "sll.src.eth", "ip.src", "ip.dst", "udp.srcport",
-    "udp.dstport", "vxlan.vni", "tcp.srcport", "tcp.dstport", "tcp.flags", "tcp.seq_raw",
-    "tcp.ack_raw", "tcp.len", "arp.opcode", "arp.src.proto_ipv4", "arp.dst.proto_ipv4",
-    "http.request.method", "http.request.uri", "http.host", "http.response.code",
+    "frame.number",
+    "eth.src",
+    "eth.dst",
+    "sll.src.eth",
+    "ip.src",
+    "ip.dst",
+    "udp.srcport",
+    "udp.dstport",
+    "vxlan.vni",
+    "tcp.srcport",
+    "tcp.dstport",
+    "tcp.flags",
+    "tcp.seq_raw",
+    "tcp.ack_raw",
+    "tcp.len",
+    "arp.opcode",
+    "arp.src.proto_ipv4",
+    "arp.dst.proto_ipv4",
+    "http.request.method",
+    "http.request.uri",
+    "http.host",
+    "http.response.code",
     "http.response.phrase",
 ]
 
 
 def tshark_rows(path: Path) -> dict[int, dict[str, list[str]]]:
     """tshark's view of every frame: field name → values in order of occurrence."""
-    argv = ["tshark", "-n", "-r", str(path), "-d", "udp.port==8472,vxlan",
-            "-o", "http.desegment_body:FALSE", "-T", "fields", "-E", "separator=\t",
-            "-E", "occurrence=a", "-E", "aggregator=,"]
+    argv = [
+        "tshark",
+        "-n",
+        "-r",
+        str(path),
+        "-d",
+        "udp.port==8472,vxlan",
+        "-o",
+        "http.desegment_body:FALSE",
+        "-T",
+        "fields",
+        "-E",
+        "separator=\t",
+        "-E",
+        "occurrence=a",
+        "-E",
+        "aggregator=,",
+    ]
     for name in FIELDS:
         argv += ["-e", name]
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
@@ -42,8 +75,16 @@ def tshark_rows(path: Path) -> dict[int, dict[str, list[str]]]:
 
 
 def _tcp_flag_bits(record: PacketRecord) -> int:
-    names = {"FIN": 0x01, "SYN": 0x02, "RST": 0x04, "PSH": 0x08, "ACK": 0x10, "URG": 0x20,
-             "ECE": 0x40, "CWR": 0x80}
+    names = {
+        "FIN": 0x01,
+        "SYN": 0x02,
+        "RST": 0x04,
+        "PSH": 0x08,
+        "ACK": 0x10,
+        "URG": 0x20,
+        "ECE": 0x40,
+        "CWR": 0x80,
+    }
     return sum(names[n] for n in (record.tcp_flags or "").split(", ") if n in names)
 
 
@@ -69,7 +110,9 @@ def test_every_packet_agrees_with_tshark(capture: str) -> None:
             assert row["vxlan.vni"] == [str(record.vni)], where
             assert row["udp.srcport"][:1] == [str(record.outer_src_port)], where
             assert row["udp.dstport"][:1] == [str(record.outer_dst_port)], where
-            outer_src = row["eth.src"][:1] if row["eth.src"] and not row["sll.src.eth"] else row["sll.src.eth"]
+            outer_src = (
+                row["eth.src"][:1] if row["eth.src"] and not row["sll.src.eth"] else row["sll.src.eth"]
+            )
             assert outer_src == [record.outer_src_mac], where
             assert row["eth.src"][-1] == record.inner_src_mac, where
             assert row["eth.dst"][-1] == record.inner_dst_mac, where
@@ -97,7 +140,9 @@ def test_every_packet_agrees_with_tshark(capture: str) -> None:
             assert ours_response == theirs_response or not ours_response, where
             assert (ours_request or ours_response) in (theirs_request, theirs_response), where
             assert record.http_host == (row["http.host"] or [None])[0], where
-            http_seen_by_us.add(("req", " ".join(ours_request)) if ours_request else ("res", " ".join(ours_response)))
+            http_seen_by_us.add(
+                ("req", " ".join(ours_request)) if ours_request else ("res", " ".join(ours_response))
+            )
         elif theirs_request or theirs_response:
             # Wireshark also reports a head on later copies of a segment (the same packet
             # seen on veth, cni0 and eth0 with -i any); flannelcap reports it once. Never

@@ -29,21 +29,36 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     )
     parser.add_argument("file", help="capture file (pcap, pcapng, optionally gzip-compressed)")
     parser.add_argument(
-        "--vxlan-port", type=_port, action="append", default=[], metavar="PORT",
+        "--vxlan-port",
+        type=_port,
+        action="append",
+        default=[],
+        metavar="PORT",
         help="also decode this UDP port as VXLAN (repeatable; 8472 and 4789 always are)",
     )
     output = parser.add_mutually_exclusive_group()
-    output.add_argument("-v", "--detail", action="store_true",
-                        help="every field of every layer, like Wireshark's detail pane")
+    output.add_argument(
+        "-v", "--detail", action="store_true", help="every field of every layer, like Wireshark's detail pane"
+    )
     output.add_argument("--json", action="store_true", help="JSON lines, one object per packet")
     output.add_argument("--csv", action="store_true", help="CSV with a header row")
-    parser.add_argument("--vni", type=int, action="append", default=[],
-                        help="show only VXLAN packets with this VNI (repeatable)")
+    parser.add_argument(
+        "--vni",
+        type=int,
+        action="append",
+        default=[],
+        help="show only VXLAN packets with this VNI (repeatable)",
+    )
     parser.add_argument("--only-vxlan", action="store_true", help="show only VXLAN packets")
-    parser.add_argument("--proto", choices=PROTO_CHOICES,
-                        help="show only packets of this (innermost) protocol")
-    parser.add_argument("--packets", type=_packet_range, metavar="FIRST-LAST",
-                        help="show only packets numbered FIRST to LAST (e.g. 10-20, 5-, 7)")
+    parser.add_argument(
+        "--proto", choices=PROTO_CHOICES, help="show only packets of this (innermost) protocol"
+    )
+    parser.add_argument(
+        "--packets",
+        type=_packet_range,
+        metavar="FIRST-LAST",
+        help="show only packets numbered FIRST to LAST (e.g. 10-20, 5-, 7)",
+    )
     parser.set_defaults(run=run)
 
 

@@ -10,8 +10,7 @@ import json
 from flannelcap._records import FIELD_NAMES, PacketRecord
 
 TABLE_HEADER = (
-    f"{'No.':>5} {'Time':>10}  {'Outer src → dst':<33} {'VNI':<6} "
-    f"{'Inner src → dst':<33} {'Proto':<6} Info"
+    f"{'No.':>5} {'Time':>10}  {'Outer src → dst':<33} {'VNI':<6} {'Inner src → dst':<33} {'Proto':<6} Info"
 )
 
 
@@ -33,9 +32,11 @@ def table_row(record: PacketRecord) -> str:
             inner = _pair(record.inner_src_mac, record.inner_dst_mac)
     else:
         vni, inner = "-", "(not VXLAN)"
-    proto = "HTTP" if (record.http_method or record.http_status is not None) else (
-        record.proto or record.outer_proto or "?"
-    ).upper()
+    proto = (
+        "HTTP"
+        if (record.http_method or record.http_status is not None)
+        else (record.proto or record.outer_proto or "?").upper()
+    )
     info = record.info
     if record.notes and record.notes[0] not in info:
         info = f"{info} [{record.notes[0]}]" if info else f"[{record.notes[0]}]"

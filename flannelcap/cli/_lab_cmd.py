@@ -47,10 +47,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     exec_.set_defaults(run=_exec)
 
     record = verbs.add_parser("record", help="record the sample captures with real tcpdump")
-    record.add_argument("-o", "--output", type=Path, default=Path("sample_pcaps"),
-                        help="directory to write to (default sample_pcaps)")
-    record.add_argument("--only", action="append", default=[], metavar="NAME",
-                        help="record only this scenario (repeatable)")
+    record.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=Path("sample_pcaps"),
+        help="directory to write to (default sample_pcaps)",
+    )
+    record.add_argument(
+        "--only", action="append", default=[], metavar="NAME", help="record only this scenario (repeatable)"
+    )
     record.set_defaults(run=_record)
 
 
@@ -82,8 +88,10 @@ def _print_status(status: dict[str, object]) -> None:
         if not node["up"]:
             print(f"{node['name']:<8} (namespace {node['netns']} is gone)")
             continue
-        print(f"{node['name']:<8} {node['eth0_ip']:<15} {node['vtep_mac']:<17} "
-              f"{node['vtep_ip']:<11} {node['pod_cidr']}")
+        print(
+            f"{node['name']:<8} {node['eth0_ip']:<15} {node['vtep_mac']:<17} "
+            f"{node['vtep_ip']:<11} {node['pod_cidr']}"
+        )
     print(f"\n{'POD':<12} {'NODE':<8} IP")
     for pod in status["pods"]:  # type: ignore[attr-defined]
         print(f"{pod['name']:<12} {pod['node']:<8} {pod.get('ip') or '(gone)'}")

@@ -9,6 +9,7 @@ namespace with no uplink. A failed ``up`` removes what it had made; ``down`` is 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -149,7 +150,9 @@ class Lab:
                 f"no lab with prefix {prefix!r} is up: start one with 'flannelcap lab up'"
             ) from None
         except (OSError, ValueError) as exc:
-            raise LabError(f"lab state {path} is unreadable ({exc}): run 'flannelcap lab down --prefix {prefix}'") from exc
+            raise LabError(
+                f"lab state {path} is unreadable ({exc}): run 'flannelcap lab down --prefix {prefix}'"
+            ) from exc
         return cls(LabPlan.from_json(data), path.parent)
 
     def down(self) -> list[str]:
@@ -201,37 +204,84 @@ class Lab:
         _quiet_ipv6(ns)
         _run(["ip", "-n", ns, "link", "set", "lo", "up"], f"{what}: loopback")
         _run(
-            ["ip", "-n", ns, "link", "add", "name", "eth0", "type", "veth",
-             "peer", "name", node.lan_port, "netns", self.plan.lan_netns],
+            [
+                "ip",
+                "-n",
+                ns,
+                "link",
+                "add",
+                "name",
+                "eth0",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                node.lan_port,
+                "netns",
+                self.plan.lan_netns,
+            ],
             f"{what}: creating eth0",
         )
-        _run(["ip", "-n", self.plan.lan_netns, "link", "set", node.lan_port, "master", "br0", "up"],
-             f"{what}: joining eth0 to the LAN")
-        _run(["ip", "-n", ns, "addr", "add", f"{node.eth0_ip}/{self.plan.lan_prefix_len}",
-              "dev", "eth0"], f"{what}: eth0 address")
+        _run(
+            ["ip", "-n", self.plan.lan_netns, "link", "set", node.lan_port, "master", "br0", "up"],
+            f"{what}: joining eth0 to the LAN",
+        )
+        _run(
+            ["ip", "-n", ns, "addr", "add", f"{node.eth0_ip}/{self.plan.lan_prefix_len}", "dev", "eth0"],
+            f"{what}: eth0 address",
+        )
         _run(["ip", "-n", ns, "link", "set", "eth0", "up"], f"{what}: eth0 up")
-        _run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=1"],
-             f"{what}: IP forwarding")
+        _run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=1"], f"{what}: IP forwarding")
         try:
             _run(
-                ["ip", "-n", ns, "link", "add", FLANNEL_DEVICE, "type", "vxlan",
-                 "id", str(VXLAN_VNI), "local", node.eth0_ip, "dev", "eth0",
-                 "dstport", str(VXLAN_PORT), "nolearning"],
+                [
+                    "ip",
+                    "-n",
+                    ns,
+                    "link",
+                    "add",
+                    FLANNEL_DEVICE,
+                    "type",
+                    "vxlan",
+                    "id",
+                    str(VXLAN_VNI),
+                    "local",
+                    node.eth0_ip,
+                    "dev",
+                    "eth0",
+                    "dstport",
+                    str(VXLAN_PORT),
+                    "nolearning",
+                ],
                 f"{what}: creating {FLANNEL_DEVICE}",
             )
         except LabError as exc:
             raise LabError(
                 f"{exc} — the kernel may lack VXLAN support: load it with 'modprobe vxlan'"
             ) from exc
-        _run(["ip", "-n", ns, "link", "set", FLANNEL_DEVICE, "address", node.vtep_mac,
-              "mtu", str(FLANNEL_MTU), "up"], f"{what}: {FLANNEL_DEVICE} up")
-        _run(["ip", "-n", ns, "addr", "add", f"{node.vtep_ip}/32", "dev", FLANNEL_DEVICE],
-             f"{what}: {FLANNEL_DEVICE} address")
+        _run(
+            [
+                "ip",
+                "-n",
+                ns,
+                "link",
+                "set",
+                FLANNEL_DEVICE,
+                "address",
+                node.vtep_mac,
+                "mtu",
+                str(FLANNEL_MTU),
+                "up",
+            ],
+            f"{what}: {FLANNEL_DEVICE} up",
+        )
+        _run(
+            ["ip", "-n", ns, "addr", "add", f"{node.vtep_ip}/32", "dev", FLANNEL_DEVICE],
+            f"{what}: {FLANNEL_DEVICE} address",
+        )
         _run(["ip", "-n", ns, "link", "add", "cni0", "type", "bridge"], f"{what}: creating cni0")
-        _run(["ip", "-n", ns, "link", "set", "cni0", "mtu", str(FLANNEL_MTU), "up"],
-             f"{what}: cni0 up")
-        _run(["ip", "-n", ns, "addr", "add", f"{node.cni0_ip}/24", "dev", "cni0"],
-             f"{what}: cni0 address")
+        _run(["ip", "-n", ns, "link", "set", "cni0", "mtu", str(FLANNEL_MTU), "up"], f"{what}: cni0 up")
+        _run(["ip", "-n", ns, "addr", "add", f"{node.cni0_ip}/24", "dev", "cni0"], f"{what}: cni0 address")
 
     def _program_flannel(self, node: NodePlan) -> None:
         """What flanneld does on ``node`` for every other node: route, neighbour, FDB entry."""
@@ -240,12 +290,56 @@ class Lab:
             if peer.name == node.name:
                 continue
             what = f"node {node.name}: entries for {peer.name}"
-            _run(["ip", "-n", ns, "route", "add", peer.pod_cidr, "via", peer.vtep_ip,
-                  "dev", FLANNEL_DEVICE, "onlink"], what)
-            _run(["ip", "-n", ns, "neigh", "add", peer.vtep_ip, "lladdr", peer.vtep_mac,
-                  "dev", FLANNEL_DEVICE, "nud", "permanent"], what)
-            _run(["bridge", "-n", ns, "fdb", "add", peer.vtep_mac, "dev", FLANNEL_DEVICE,
-                  "dst", peer.eth0_ip, "self", "permanent"], what)
+            _run(
+                [
+                    "ip",
+                    "-n",
+                    ns,
+                    "route",
+                    "add",
+                    peer.pod_cidr,
+                    "via",
+                    peer.vtep_ip,
+                    "dev",
+                    FLANNEL_DEVICE,
+                    "onlink",
+                ],
+                what,
+            )
+            _run(
+                [
+                    "ip",
+                    "-n",
+                    ns,
+                    "neigh",
+                    "add",
+                    peer.vtep_ip,
+                    "lladdr",
+                    peer.vtep_mac,
+                    "dev",
+                    FLANNEL_DEVICE,
+                    "nud",
+                    "permanent",
+                ],
+                what,
+            )
+            _run(
+                [
+                    "bridge",
+                    "-n",
+                    ns,
+                    "fdb",
+                    "add",
+                    peer.vtep_mac,
+                    "dev",
+                    FLANNEL_DEVICE,
+                    "dst",
+                    peer.eth0_ip,
+                    "self",
+                    "permanent",
+                ],
+                what,
+            )
 
     def _build_pod(self, pod: PodPlan) -> None:
         node = self.plan.node(pod.node)
@@ -254,38 +348,87 @@ class Lab:
         _quiet_ipv6(pod.netns)
         _run(["ip", "-n", pod.netns, "link", "set", "lo", "up"], f"{what}: loopback")
         _run(
-            ["ip", "-n", node.netns, "link", "add", "name", pod.host_veth, "type", "veth",
-             "peer", "name", "eth0", "netns", pod.netns],
+            [
+                "ip",
+                "-n",
+                node.netns,
+                "link",
+                "add",
+                "name",
+                pod.host_veth,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                pod.netns,
+            ],
             f"{what}: creating its veth pair",
         )
-        _run(["ip", "-n", node.netns, "link", "set", pod.host_veth, "mtu", str(FLANNEL_MTU),
-              "master", "cni0", "up"], f"{what}: joining cni0")
-        _run(["ip", "-n", pod.netns, "link", "set", "eth0", "mtu", str(FLANNEL_MTU), "up"],
-             f"{what}: eth0 up")
-        _run(["ip", "-n", pod.netns, "addr", "add", f"{pod.ip}/24", "dev", "eth0"],
-             f"{what}: address")
-        _run(["ip", "-n", pod.netns, "route", "add", "default", "via", node.cni0_ip],
-             f"{what}: default route")
-        _run(["ip", "-n", pod.netns, "route", "add", CLUSTER_CIDR, "via", node.cni0_ip,
-              "dev", "eth0"], f"{what}: cluster route")
+        _run(
+            [
+                "ip",
+                "-n",
+                node.netns,
+                "link",
+                "set",
+                pod.host_veth,
+                "mtu",
+                str(FLANNEL_MTU),
+                "master",
+                "cni0",
+                "up",
+            ],
+            f"{what}: joining cni0",
+        )
+        _run(
+            ["ip", "-n", pod.netns, "link", "set", "eth0", "mtu", str(FLANNEL_MTU), "up"], f"{what}: eth0 up"
+        )
+        _run(["ip", "-n", pod.netns, "addr", "add", f"{pod.ip}/24", "dev", "eth0"], f"{what}: address")
+        _run(
+            ["ip", "-n", pod.netns, "route", "add", "default", "via", node.cni0_ip], f"{what}: default route"
+        )
+        _run(
+            ["ip", "-n", pod.netns, "route", "add", CLUSTER_CIDR, "via", node.cni0_ip, "dev", "eth0"],
+            f"{what}: cluster route",
+        )
         # Segment in the pod as a NIC without TSO would, so that frames on eth0 stay within
         # the MTU, as on the lab's Raspberry Pi nodes.
-        _run(["ip", "netns", "exec", pod.netns, "ethtool", "-K", "eth0", "tso", "off",
-              "gso", "off"], f"{what}: segmentation offload off")
+        _run(
+            ["ip", "netns", "exec", pod.netns, "ethtool", "-K", "eth0", "tso", "off", "gso", "off"],
+            f"{what}: segmentation offload off",
+        )
 
     def _start_web_server(self, pod: PodPlan) -> None:
         log = open(self.state_dir / f"web-{pod.name}.log", "ab")  # noqa: SIM115 - child keeps it
         with log:
             subprocess.Popen(
-                ["ip", "netns", "exec", pod.netns, sys.executable, "-m", "flannelcap.lab._web",
-                 "serve", pod.ip, str(WEB_PORT), str(self.state_dir / "www")],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    pod.netns,
+                    sys.executable,
+                    "-m",
+                    "flannelcap.lab._web",
+                    "serve",
+                    pod.ip,
+                    str(WEB_PORT),
+                    str(self.state_dir / "www"),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
             )
         deadline = time.monotonic() + 10
         port_hex = f":{WEB_PORT:04X} "
         while time.monotonic() < deadline:
-            sockets = _run(["ip", "netns", "exec", pod.netns, "cat", "/proc/net/tcp"],
-                           f"pod {pod.name}: checking its web server")
+            sockets = _run(
+                ["ip", "netns", "exec", pod.netns, "cat", "/proc/net/tcp"],
+                f"pod {pod.name}: checking its web server",
+            )
             if any(port_hex in line and line.split()[3] == "0A" for line in sockets.splitlines()[1:]):
                 return
             time.sleep(0.05)
@@ -304,20 +447,38 @@ class Lab:
         Raises:
             LabError: the command failed.
         """
-        return _run(["ip", "netns", "exec", self.plan.netns_of(name), *argv],
-                    f"{name}: {' '.join(argv)}")
+        return _run(["ip", "netns", "exec", self.plan.netns_of(name), *argv], f"{name}: {' '.join(argv)}")
 
-    def fetch(self, path: str = "/", *, client: str = "busybox", server: str = "nginx",
-              timeout: float = 10.0) -> subprocess.CompletedProcess[bytes]:
+    def fetch(
+        self, path: str = "/", *, client: str = "busybox", server: str = "nginx", timeout: float = 10.0
+    ) -> subprocess.CompletedProcess[bytes]:
         """``wget http://<server pod IP><path> -O -`` from the client pod."""
         url = f"http://{self.plan.pod(server).ip}{path}"
-        return self.exec(client, [sys.executable, "-m", "flannelcap.lab._web", "fetch", url,
-                                  "--timeout", str(timeout)], capture_output=True)
+        return self.exec(
+            client,
+            [sys.executable, "-m", "flannelcap.lab._web", "fetch", url, "--timeout", str(timeout)],
+            capture_output=True,
+        )
 
     def replace_fdb_entry(self, node: str, mac: str, dst_ip: str) -> None:
         """Point ``node``'s flannel.1 FDB entry for ``mac`` at ``dst_ip`` (fault injection)."""
-        _run(["bridge", "-n", self.plan.node(node).netns, "fdb", "replace", mac, "dev",
-              FLANNEL_DEVICE, "dst", dst_ip, "self", "permanent"], f"{node}: replacing an FDB entry")
+        _run(
+            [
+                "bridge",
+                "-n",
+                self.plan.node(node).netns,
+                "fdb",
+                "replace",
+                mac,
+                "dev",
+                FLANNEL_DEVICE,
+                "dst",
+                dst_ip,
+                "self",
+                "permanent",
+            ],
+            f"{node}: replacing an FDB entry",
+        )
 
     def status(self) -> dict[str, Any]:
         """What is running, as the kernel reports it (``ip -j``), not as planned."""
@@ -329,7 +490,9 @@ class Lab:
                 link = json.loads(self.output(node.name, ["ip", "-j", "link", "show", FLANNEL_DEVICE]))[0]
                 addrs = json.loads(self.output(node.name, ["ip", "-j", "addr", "show", "eth0"]))[0]
                 entry.update(
-                    eth0_ip=_first_inet(addrs), vtep_mac=link["address"], vtep_ip=node.vtep_ip,
+                    eth0_ip=_first_inet(addrs),
+                    vtep_mac=link["address"],
+                    vtep_ip=node.vtep_ip,
                     pod_cidr=node.pod_cidr,
                 )
             nodes.append(entry)
@@ -347,8 +510,10 @@ def _quiet_ipv6(netns: str) -> None:
     """Turn IPv6 off in a lab namespace: flannel here is IPv4-only, and without it the
     captures hold no router solicitations or MLD reports from interfaces just created."""
     for scope in ("all", "default"):
-        _run(["ip", "netns", "exec", netns, "sysctl", "-qw",
-              f"net.ipv6.conf.{scope}.disable_ipv6=1"], f"{netns}: IPv6 off")
+        _run(
+            ["ip", "netns", "exec", netns, "sysctl", "-qw", f"net.ipv6.conf.{scope}.disable_ipv6=1"],
+            f"{netns}: IPv6 off",
+        )
 
 
 def _first_inet(addr_json: dict[str, Any]) -> str | None:
@@ -380,10 +545,8 @@ def _kill_processes_in(netns: str) -> None:
     pids = [int(p) for p in _run(["ip", "netns", "pids", netns], "listing processes", check=False).split()]
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in pids:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
         deadline = time.monotonic() + 2
         while pids and time.monotonic() < deadline:
             pids = [p for p in pids if Path(f"/proc/{p}").exists() and not _is_zombie(p)]

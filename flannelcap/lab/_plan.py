@@ -108,10 +108,11 @@ class LabPlan:
         Raises:
             LabError: no node or pod has that name.
         """
-        for item in (*self.nodes, *self.pods):
+        members: list[NodePlan | PodPlan] = [*self.nodes, *self.pods]
+        for item in members:
             if item.name == name:
                 return item.netns
-        names = ", ".join(i.name for i in (*self.nodes, *self.pods))
+        names = ", ".join(i.name for i in members)
         raise LabError(f"the lab has no node or pod {name!r} (it has: {names})")
 
     @property
@@ -169,8 +170,7 @@ def plan_lab(spec: LabSpec) -> LabPlan:
     """
     if not _PREFIX_RE.match(spec.prefix):
         raise LabError(
-            f"lab prefix {spec.prefix!r} must be 1-10 lower-case letters or digits, starting "
-            "with a letter"
+            f"lab prefix {spec.prefix!r} must be 1-10 lower-case letters or digits, starting with a letter"
         )
     if not 2 <= spec.nodes <= 9:
         raise LabError(f"a lab needs 2 to 9 nodes, not {spec.nodes}")

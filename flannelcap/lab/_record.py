@@ -57,11 +57,14 @@ class Scenario:
     node: Callable[[LabPlan], str]
     interface: str
     traffic: Callable[[Lab], None]
+    server: str = "nginx"
     link_type: str | None = None
     fault: Callable[[Lab], str] | None = None
 
 
-def _get(path: str, *, server: str = "nginx", timeout: float = 10.0, must_work: bool = True) -> Callable[[Lab], None]:
+def _get(
+    path: str, *, server: str = "nginx", timeout: float = 10.0, must_work: bool = True
+) -> Callable[[Lab], None]:
     def traffic(lab: Lab) -> None:
         done = lab.fetch(path, server=server, timeout=timeout)
         if must_work and done.returncode != 0:
@@ -88,34 +91,60 @@ def _wrong_fdb(lab: Lab) -> str:
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         name="cross-node-http-client",
-        description="HTTP GET / from busybox to nginx on another node, captured on the client node's eth0 (lab §3.3 d)",
-        node=lambda p: p.client_pod.node, interface="eth0", traffic=_get("/"),
+        description=(
+            "HTTP GET / from busybox to nginx on another node, captured on the client node's "
+            "eth0 (lab §3.3 d)"
+        ),
+        node=lambda p: p.client_pod.node,
+        interface="eth0",
+        traffic=_get("/"),
     ),
     Scenario(
         name="cross-node-http-server",
         description="the same exchange, captured on the server node's eth0",
-        node=lambda p: p.server_pod.node, interface="eth0", traffic=_get("/"),
+        node=lambda p: p.server_pod.node,
+        interface="eth0",
+        traffic=_get("/"),
     ),
     Scenario(
         name="same-node-http",
-        description="HTTP GET / from busybox to nginx-local on the same node (lab §3.2), captured on cni0: no VXLAN",
-        node=lambda p: p.client_pod.node, interface="cni0", traffic=_get("/", server="nginx-local"),
+        description=(
+            "HTTP GET / from busybox to nginx-local on the same node (lab §3.2), captured on cni0: no VXLAN"
+        ),
+        node=lambda p: p.client_pod.node,
+        interface="cni0",
+        server="nginx-local",
+        traffic=_get("/", server="nginx-local"),
     ),
     Scenario(
         name="cross-node-http-any",
-        description="HTTP GET / from busybox to nginx, captured with -i any on the client node (Linux cooked v2)",
-        node=lambda p: p.client_pod.node, interface="any", link_type="LINUX_SLL2", traffic=_get("/"),
+        description=(
+            "HTTP GET / from busybox to nginx, captured with -i any on the client node (Linux cooked v2)"
+        ),
+        node=lambda p: p.client_pod.node,
+        interface="any",
+        link_type="LINUX_SLL2",
+        traffic=_get("/"),
     ),
     Scenario(
         name="cross-node-large-transfer",
-        description="HTTP GET of a 1 MiB body from nginx, captured on the client node's eth0 (full-size segments)",
-        node=lambda p: p.client_pod.node, interface="eth0", traffic=_get("/" + BIG_FILE_NAME),
+        description=(
+            "HTTP GET of a 1 MiB body from nginx, captured on the client node's eth0 (full-size segments)"
+        ),
+        node=lambda p: p.client_pod.node,
+        interface="eth0",
+        traffic=_get("/" + BIG_FILE_NAME),
     ),
     Scenario(
         name="fault-wrong-fdb",
-        description="busybox cannot reach nginx: the client node's FDB entry for the server's VTEP points at the wrong node; captured on the client node's eth0",
-        node=lambda p: p.client_pod.node, interface="eth0",
-        traffic=_get("/", timeout=3.5, must_work=False), fault=_wrong_fdb,
+        description=(
+            "busybox cannot reach nginx: the client node's FDB entry for the server's VTEP "
+            "points at the wrong node; captured on the client node's eth0"
+        ),
+        node=lambda p: p.client_pod.node,
+        interface="eth0",
+        traffic=_get("/", timeout=3.5, must_work=False),
+        fault=_wrong_fdb,
     ),
 )
 
@@ -129,7 +158,9 @@ class TcpdumpRun:
 
 
 @contextmanager
-def tcpdump(lab: Lab, node: str, interface: str, output: Path, link_type: str | None = None) -> Iterator[TcpdumpRun]:
+def tcpdump(
+    lab: Lab, node: str, interface: str, output: Path, link_type: str | None = None
+) -> Iterator[TcpdumpRun]:
     """Run real tcpdump in ``node``'s namespace while the ``with`` body runs.
 
     Yields:
@@ -138,13 +169,29 @@ def tcpdump(lab: Lab, node: str, interface: str, output: Path, link_type: str | 
     Raises:
         LabError: tcpdump is missing or did not start.
     """
-    argv = ["tcpdump", "-i", interface, "-s", "0", "-U", "--immediate-mode", "-B", "32768",
-            "-n", "-Z", "root", "-w", str(output)]
+    argv = [
+        "tcpdump",
+        "-i",
+        interface,
+        "-s",
+        "0",
+        "-U",
+        "--immediate-mode",
+        "-B",
+        "32768",
+        "-n",
+        "-Z",
+        "root",
+        "-w",
+        str(output),
+    ]
     if link_type:
         argv += ["-y", link_type]
     process = subprocess.Popen(
         ["ip", "netns", "exec", lab.plan.netns_of(node), *argv],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     assert process.stderr is not None
     said = ""
@@ -202,9 +249,7 @@ def record_scenario(lab: Lab, scenario: Scenario, output_dir: Path) -> dict[str,
         time.sleep(0.2)
         scenario.traffic(lab)
     if run.dropped_by_kernel != 0:
-        raise LabError(
-            f"{scenario.name}: tcpdump lost {run.dropped_by_kernel} packets; record it again"
-        )
+        raise LabError(f"{scenario.name}: tcpdump lost {run.dropped_by_kernel} packets; record it again")
     return {
         "file": pcap.name,
         "tables": f"{scenario.name}.tables",
@@ -214,11 +259,13 @@ def record_scenario(lab: Lab, scenario: Scenario, output_dir: Path) -> dict[str,
         "traffic": scenario.description,
         "fault": fault,
         "client": lab.plan.client_pod.name,
-        "server": lab.plan.server_pod.name if "nginx-local" not in scenario.description else "nginx-local",
+        "server": scenario.server,
     }
 
 
-def record_all(output_dir: Path, spec: LabSpec | None = None, names: set[str] | None = None) -> list[dict[str, object]]:
+def record_all(
+    output_dir: Path, spec: LabSpec | None = None, names: set[str] | None = None
+) -> list[dict[str, object]]:
     """Bring up a fresh lab, record every scenario (or those in ``names``), take it down.
 
     Returns:
@@ -241,7 +288,12 @@ def record_all(output_dir: Path, spec: LabSpec | None = None, names: set[str] | 
     manifest = output_dir / "manifest.jsonl"
     kept = []
     if manifest.exists() and names:
-        kept = [line for line in manifest.read_text().splitlines()
-                if line.strip() and json.loads(line)["file"] not in {e["file"] for e in entries}]
-    manifest.write_text("".join(line + "\n" for line in kept) + "".join(json.dumps(e) + "\n" for e in entries))
+        kept = [
+            line
+            for line in manifest.read_text().splitlines()
+            if line.strip() and json.loads(line)["file"] not in {e["file"] for e in entries}
+        ]
+    manifest.write_text(
+        "".join(line + "\n" for line in kept) + "".join(json.dumps(e) + "\n" for e in entries)
+    )
     return entries

@@ -1,0 +1,199 @@
+"""``flannelcap decode`` as a user runs it: the real console entry, its output and exit codes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import SAMPLES, require_tool
+from pcapdata import GOOD_FRAME, pcap
+
+
+def flannelcap(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "flannelcap", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def _assert_no_traceback(done: subprocess.CompletedProcess[str]) -> None:
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) <= 1, done.stderr
+
+
+def test_decode_table_shows_both_layers_and_footer(samples: dict) -> None:
+    done = flannelcap("decode", str(SAMPLES / "cross-node-http-client.pcap"))
+    assert done.returncode == 0 and done.stderr == ""
+    lines = done.stdout.splitlines()
+    assert lines[0].split()[:3] == ["No.", "Time", "Outer"]
+    get = next(line for line in lines if "GET / HTTP/1.1" in line)
+    tables = SAMPLES / str(samples["cross-node-http-client"]["tables"])
+    pods = {
+        p["metadata"]["name"]: p["status"]["podIP"]
+        for p in json.loads((tables / "kubectl-get-pods.json").read_text())["items"]
+    }
+    nodes = {
+        n["metadata"]["name"]: n["metadata"]["annotations"]["flannel.alpha.coreos.com/public-ip"]
+        for n in json.loads((tables / "kubectl-get-nodes.json").read_text())["items"]
+    }
+    assert f"{nodes['kpi093']} → {nodes['kpi092']}" in get
+    assert f"{pods['busybox']} → {pods['nginx']}" in get
+    assert get.split()[5] == "1"  # No., Time, outer src, →, outer dst, VNI
+    assert any("HTTP/1.1 200 OK" in line for line in lines)
+    assert any("[SYN]" in line for line in lines)
+    assert any("(not VXLAN)" in line and "ARP" in line for line in lines)
+    vxlan = sum(1 for line in lines[1:] if " → " in line and "(not VXLAN)" not in line)
+    assert f"packets: {vxlan} VXLAN (VNI 1: {vxlan})" in done.stdout
+    assert "1 HTTP requests, 1 HTTP responses" in done.stdout
+
+
+def test_json_lines_carry_the_field_vocabulary() -> None:
+    done = flannelcap("decode", "--json", str(SAMPLES / "cross-node-http-server.pcap"))
+    assert done.returncode == 0
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    vxlan = [r for r in records if r["is_vxlan"]]
+    assert {r["vni"] for r in vxlan} == {1}
+    assert {r["outer_dst_port"] for r in vxlan if r["outer_src_ip"] == "192.168.1.40"} == {8472}
+    [get] = [r for r in records if r["http_method"]]
+    assert (get["http_path"], get["inner_dst_ip"], get["dst_port"]) == ("/", "10.42.1.2", 80)
+
+
+def test_csv_and_filters() -> None:
+    done = flannelcap("decode", "--csv", "--proto", "http", str(SAMPLES / "cross-node-http-client.pcap"))
+    rows = list(csv.DictReader(io.StringIO(done.stdout)))
+    assert [(r["http_method"], r["http_status"]) for r in rows] == [("GET", ""), ("", "200")]
+    only = flannelcap(
+        "decode", "--json", "--only-vxlan", "--packets", "1-6", str(SAMPLES / "cross-node-http-client.pcap")
+    )
+    numbers = [json.loads(line)["number"] for line in only.stdout.splitlines()]
+    assert numbers and all(1 <= n <= 6 for n in numbers)
+    assert all(json.loads(line)["is_vxlan"] for line in only.stdout.splitlines())
+    none = flannelcap("decode", "--json", "--vni", "2", str(SAMPLES / "cross-node-http-client.pcap"))
+    assert none.returncode == 0 and none.stdout == ""
+
+
+def test_detail_shows_the_layer_stack() -> None:
+    done = flannelcap("decode", "-v", "--proto", "http", str(SAMPLES / "cross-node-http-client.pcap"))
+    assert done.returncode == 0
+    block = done.stdout.split("GET / HTTP/1.1", 1)[1]
+    layers = [
+        line.strip()
+        for line in block.splitlines()
+        if line.startswith("    ") and not line.startswith("        ")
+    ]
+    assert layers[:10] == [
+        "Frame",
+        "Ethernet",
+        "IP",
+        "UDP",
+        "VXLAN (RFC 7348)",
+        "Ethernet",
+        "IP",
+        "TCP",
+        "Raw",
+        "HTTP",
+    ]
+    assert "        dport: 8472" in block and "        vni: 0x1" in block
+
+
+def test_extra_vxlan_port(tmp_path: Path) -> None:
+    path = tmp_path / "custom.pcap"
+    path.write_bytes(pcap([GOOD_FRAME(port=9999)]))
+    plain = flannelcap("decode", "--json", str(path))
+    assert json.loads(plain.stdout)["is_vxlan"] is False
+    extra = flannelcap("decode", "--json", "--vxlan-port", "9999", str(path))
+    assert json.loads(extra.stdout)["vni"] == 1
+
+
+def test_gzip_capture(tmp_path: Path) -> None:
+    import gzip
+
+    path = tmp_path / "c.pcap.gz"
+    path.write_bytes(gzip.compress((SAMPLES / "cross-node-http-client.pcap").read_bytes()))
+    done = flannelcap("decode", "--json", str(path))
+    assert done.returncode == 0
+    assert [json.loads(line)["http_method"] for line in done.stdout.splitlines()].count("GET") == 1
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "empty file: it holds no capture"),
+        (b"this is a text file\n", "not a pcap or pcapng file"),
+    ],
+)
+def test_not_a_capture_exits_1_with_one_line(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "bad.pcap"
+    path.write_bytes(content)
+    done = flannelcap("decode", str(path))
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr.startswith("flannelcap: error: ") and message in done.stderr
+    _assert_no_traceback(done)
+    assert path.read_bytes() == content  # the user's file is never touched
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    done = flannelcap("decode", str(tmp_path / "nope.pcap"))
+    assert done.returncode == 1 and "cannot open" in done.stderr
+    _assert_no_traceback(done)
+
+
+def test_truncated_capture_decodes_every_good_packet(tmp_path: Path) -> None:
+    whole = (SAMPLES / "cross-node-http-client.pcap").read_bytes()
+    path = tmp_path / "cut.pcap"
+    path.write_bytes(whole[:-10])
+    done = flannelcap("decode", "--json", str(path))
+    total = len(
+        flannelcap("decode", "--json", str(SAMPLES / "cross-node-http-client.pcap")).stdout.splitlines()
+    )
+    assert done.returncode == 0
+    assert len(done.stdout.splitlines()) == total - 1
+    assert done.stderr.startswith("flannelcap: warning: ")
+    assert "is cut short" in done.stderr and f"the {total - 1} packets before it were decoded" in done.stderr
+    _assert_no_traceback(done)
+
+
+def test_header_only_capture_with_truncated_first_record(tmp_path: Path) -> None:
+    path = tmp_path / "cut.pcap"
+    path.write_bytes((SAMPLES / "cross-node-http-client.pcap").read_bytes()[:30])
+    done = flannelcap("decode", str(path))
+    assert done.returncode == 1
+    assert "nothing could be decoded" in done.stderr
+    _assert_no_traceback(done)
+
+
+def test_snaplen_96_capture_made_by_editcap(tmp_path: Path) -> None:
+    require_tool("editcap")
+    cut = tmp_path / "s96.pcap"
+    subprocess.run(
+        ["editcap", "-s", "96", str(SAMPLES / "cross-node-http-client.pcap"), str(cut)], check=True
+    )
+    done = flannelcap("decode", "--json", str(cut))
+    assert done.returncode == 0
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    vxlan = [r for r in records if r["is_vxlan"]]
+    assert vxlan and all(r["cap_len"] <= 96 for r in records)
+    # 96 bytes hold the inner IP header and the first 12 bytes of TCP: the ports survive.
+    assert {r["inner_src_ip"] for r in vxlan} == {"10.42.2.2", "10.42.1.2"}
+    assert all(r["proto"] == "tcp" and 80 in (r["src_port"], r["dst_port"]) for r in vxlan)
+    assert any("snaplen" in "; ".join(r["notes"]) for r in vxlan if r["cap_len"] < r["wire_len"])
+    assert "later headers may be missing" in flannelcap("decode", str(cut)).stdout
+
+
+def test_bad_usage_exits_2() -> None:
+    done = flannelcap("decode", "--packets", "9-3", str(SAMPLES / "cross-node-http-client.pcap"))
+    assert done.returncode == 2 and "empty packet range" in done.stderr
+    assert flannelcap("decode").returncode == 2
+    assert flannelcap("frobnicate").returncode == 2
+
+
+def test_lab_without_root_or_lab_says_what_to_do() -> None:
+    done = flannelcap("lab", "status", "--prefix", "nosuchlab")
+    assert done.returncode == 1
+    assert "no lab with prefix 'nosuchlab' is up" in done.stderr or "root" in done.stderr
+    _assert_no_traceback(done)
