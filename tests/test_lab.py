@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -164,6 +165,71 @@ def test_cli_status_and_exec(lab: Lab) -> None:
     gateway = lab.plan.node(lab.plan.client_pod.node).cni0_ip
     assert f"default via {gateway} dev eth0" in routes.stdout
     assert f"10.42.0.0/16 via {gateway} dev eth0" in routes.stdout
+
+
+def test_cli_kubectl_json_has_flannel_annotations(lab: Lab) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "flannelcap", "lab", "kubectl", "--prefix", lab.plan.prefix, "nodes"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    nodes = {item["metadata"]["name"]: item for item in json.loads(done.stdout)["items"]}
+    assert sorted(nodes) == ["kpi091", "kpi092", "kpi093"]
+    for node in lab.plan.nodes:
+        annotations = nodes[node.name]["metadata"]["annotations"]
+        kernel_mac = _ip_json(lab, node.name, "link", "show", "flannel.1")[0]["address"]
+        assert json.loads(annotations["flannel.alpha.coreos.com/backend-data"]) == {
+            "VNI": 1,
+            "VtepMAC": kernel_mac,
+        }
+        assert annotations["flannel.alpha.coreos.com/public-ip"] == node.eth0_ip
+        assert annotations["flannel.alpha.coreos.com/backend-type"] == "vxlan"
+        assert nodes[node.name]["spec"]["podCIDR"] == node.pod_cidr
+    done = subprocess.run(
+        [sys.executable, "-m", "flannelcap", "lab", "kubectl", "--prefix", lab.plan.prefix, "pods"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    pods = {
+        i["metadata"]["name"]: (i["status"]["podIP"], i["spec"]["nodeName"])
+        for i in json.loads(done.stdout)["items"]
+    }
+    assert pods == {
+        p.name: (_ip_json(lab, p.name, "addr", "show", "eth0")[0]["addr_info"][0]["local"], p.node)
+        for p in lab.plan.pods
+    }
+
+
+def test_missing_commands_are_named_with_their_package(tmp_path: Path) -> None:
+    require_root_lab()
+    prefix = "m" + uuid.uuid4().hex[:6]
+    env = {**os.environ, "PATH": str(tmp_path), "FLANNELCAP_LAB_DIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "flannelcap", "lab", "up", "--prefix", prefix],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert done.returncode == 1
+    assert (
+        done.stderr
+        == "flannelcap: error: the lab needs the 'ip' command: install the Debian package iproute2\n"
+    )
+    for tool in ("ip", "bridge"):  # give it ip and bridge, still no ethtool
+        (tmp_path / tool).symlink_to(str(shutil.which(tool)))
+    done = subprocess.run(
+        [sys.executable, "-m", "flannelcap", "lab", "up", "--prefix", prefix],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert (
+        done.stderr
+        == "flannelcap: error: the lab needs the 'ethtool' command: install the Debian package ethtool\n"
+    )
+    assert not any(ns.startswith(prefix + "-") for ns in existing_namespaces())
 
 
 def test_lab_down_removes_everything_and_is_safe_twice(

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from flannelcap._errors import LabError
-from flannelcap.lab import Lab, LabSpec, teardown
+from flannelcap.lab import Lab, LabSpec, kubectl_nodes, kubectl_pods, teardown
 
 DEFAULT_PREFIX = "fclab"
 
@@ -45,6 +45,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     exec_.add_argument("target", metavar="NODE_OR_POD")
     exec_.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD…")
     exec_.set_defaults(run=_exec)
+
+    kubectl = verbs.add_parser("kubectl", help="what 'kubectl get nodes|pods -o json' would show for the lab")
+    kubectl.add_argument("--prefix", default=DEFAULT_PREFIX)
+    kubectl.add_argument("kind", choices=("nodes", "pods"))
+    kubectl.set_defaults(run=_kubectl)
 
     record = verbs.add_parser("record", help="record the sample captures with real tcpdump")
     record.add_argument(
@@ -105,6 +110,13 @@ def _exec(args: argparse.Namespace) -> int:
         return Lab.load(args.prefix).exec(args.target, argv).returncode
     except OSError as exc:
         raise LabError(f"cannot run {argv[0]!r}: {exc.strerror}") from exc
+
+
+def _kubectl(args: argparse.Namespace) -> int:
+    plan = Lab.load(args.prefix).plan
+    document = kubectl_nodes(plan) if args.kind == "nodes" else kubectl_pods(plan)
+    print(json.dumps(document, indent=2))
+    return 0
 
 
 def _record(args: argparse.Namespace) -> int:
