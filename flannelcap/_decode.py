@@ -9,6 +9,7 @@ the result does not depend on which Scapy modules some other code imported.
 
 from __future__ import annotations
 
+import socket
 import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
@@ -20,6 +21,7 @@ from scapy.layers.inet6 import IPv6, _ICMPv6
 from scapy.layers.l2 import ARP, CookedLinux, CookedLinuxV2, Dot1Q, Ether
 from scapy.layers.vxlan import VXLAN
 from scapy.packet import NoPayload, Packet, Padding, Raw
+from scapy.utils import checksum
 
 from flannelcap._http import HttpHead, HttpReassembler
 from flannelcap._reader import (
@@ -134,6 +136,31 @@ def _udp_payload(udp: UDP) -> bytes:
     return data
 
 
+def udp_checksum_ok(udp: UDP) -> bool | None:
+    """Whether a UDP header's checksum matches its pseudo-header and payload (RFC 768).
+
+    Returns:
+        ``None`` when there is nothing to check: checksum 0 over IPv4 (none was computed),
+        or a datagram not captured whole.
+    """
+    ip = udp.underlayer
+    data = _udp_payload(udp)
+    if udp.len is None or len(data) + 8 != udp.len:
+        return None
+    header = struct.pack("!HHHH", udp.sport, udp.dport, udp.len, 0)
+    if isinstance(ip, IP):
+        if udp.chksum == 0:
+            return None
+        pseudo = socket.inet_aton(ip.src) + socket.inet_aton(ip.dst) + struct.pack("!BBH", 0, 17, udp.len)
+    elif isinstance(ip, IPv6):
+        pseudo = socket.inet_pton(socket.AF_INET6, ip.src) + socket.inet_pton(socket.AF_INET6, ip.dst)
+        pseudo += struct.pack("!I3xB", udp.len, 17)
+    else:
+        return None
+    computed = checksum(pseudo + header + data) or 0xFFFF
+    return bool(computed == udp.chksum)
+
+
 class Decoder:
     """Decodes the frames of one capture, in order, into ``PacketRecord``s.
 
@@ -168,8 +195,7 @@ class Decoder:
             notes.append(f"unknown link type {frame.linktype}: not decoded")
         if len(frame.data) < frame.wire_len:
             notes.append(
-                f"captured {len(frame.data)} of {frame.wire_len} bytes (snaplen): "
-                "later headers may be missing"
+                f"captured {len(frame.data)} of {frame.wire_len} bytes (snaplen): later headers may be missing"
             )
         try:
             packet = dissect(frame, self.vxlan_ports)
@@ -280,6 +306,7 @@ class _Walker:
                 outer_dst_port=layer.dport,
                 outer_udp_len=layer.len,
                 outer_udp_checksum=layer.chksum,
+                outer_udp_checksum_ok=udp_checksum_ok(layer),
             )
             self._vxlan(layer.payload)
             inner = self._link(layer.payload.payload, outer=False)
@@ -288,8 +315,7 @@ class _Walker:
             udp = layer if isinstance(layer, UDP) else None
             if udp is not None and self._vxlan_port_too_short(udp):
                 self.notes.append(
-                    f"UDP {udp.dport} payload is {len(_udp_payload(udp))} bytes, "
-                    "shorter than a VXLAN header (8)"
+                    f"UDP {udp.dport} payload is {len(_udp_payload(udp))} bytes, shorter than a VXLAN header (8)"
                 )
             self._transport(layer)
             for key in ("proto", "src_port", "dst_port"):
@@ -299,8 +325,7 @@ class _Walker:
     @staticmethod
     def _vxlan_port_too_short(udp: UDP) -> bool:
         return (
-            bool(DEFAULT_VXLAN_PORTS.intersection((udp.sport, udp.dport)))
-            and len(_udp_payload(udp)) < VXLAN_HEADER_LEN
+            bool(DEFAULT_VXLAN_PORTS.intersection((udp.sport, udp.dport))) and len(_udp_payload(udp)) < VXLAN_HEADER_LEN
         )
 
     def _link(self, layer: Packet, *, outer: bool) -> Packet:
@@ -375,9 +400,7 @@ class _Walker:
         if not flags & VXLAN_FLAG_I:
             self.notes.append("VXLAN I flag not set: the VNI is not valid (RFC 7348 §5)")
         reserved = (
-            (flags & ~(VXLAN_FLAG_I | VXLAN_FLAG_G))
-            or header[7]
-            or (not flags & VXLAN_FLAG_G and any(header[1:4]))
+            (flags & ~(VXLAN_FLAG_I | VXLAN_FLAG_G)) or header[7] or (not flags & VXLAN_FLAG_G and any(header[1:4]))
         )
         if reserved:
             self.notes.append("VXLAN reserved bits set (RFC 7348 says they must be zero)")

@@ -9,6 +9,8 @@ act on: what went wrong, and what to do about it. The CLI prints ``str(error)`` 
     ├── CaptureError                a capture file cannot be read
     │   ├── CaptureFormatError      not a pcap/pcapng file, or a header that makes no sense
     │   └── CaptureTruncatedError   the file ends inside a header or record
+    ├── TableParseError             a node table (ip neigh, bridge fdb, …) cannot be read
+    ├── TopologyError               a topology file cannot be read or written
     └── LabError                    the namespace lab cannot be built, used or removed
 """
 
@@ -29,6 +31,31 @@ class CaptureFormatError(CaptureError):
 
 class CaptureTruncatedError(CaptureError):
     """The file ends inside a header or a record."""
+
+
+class TableParseError(FlannelcapError):
+    """A node table could not be parsed.
+
+    Args:
+        table: which table, e.g. ``"ip neigh"``.
+        line_number: 1-based line that could not be read, or 0 for the whole input.
+        line: the offending text.
+        reason: what was wrong with it.
+    """
+
+    def __init__(self, table: str, line_number: int, line: str, reason: str) -> None:
+        where = f"line {line_number}" if line_number else "input"
+        shown = line.strip()
+        shown = shown if len(shown) <= 70 else shown[:67] + "..."
+        super().__init__(f"cannot read {table} output, {where}: {reason}" + (f": {shown!r}" if shown else ""))
+        self.table = table
+        self.line_number = line_number
+        self.line = line
+        self.reason = reason
+
+
+class TopologyError(FlannelcapError):
+    """A topology could not be built, read or written."""
 
 
 class LabError(FlannelcapError):

@@ -293,9 +293,7 @@ class CaptureReader:
 
     def _interface(self, index: int, number: int) -> Interface:
         if index >= len(self.interfaces):
-            raise CaptureFormatError(
-                f"record {number} names interface {index}, which the file never described"
-            )
+            raise CaptureFormatError(f"record {number} names interface {index}, which the file never described")
         return self.interfaces[index]
 
     def _packet_block(self, block_type: int, body: bytes, order: str, number: int) -> Frame:

@@ -49,6 +49,7 @@ class PacketRecord:
     outer_dst_port: int | None = None
     outer_udp_len: int | None = None
     outer_udp_checksum: int | None = None
+    outer_udp_checksum_ok: bool | None = None  # None: no checksum (0), or not all captured
 
     # VXLAN (RFC 7348; group-based policy per draft-smith-vxlan-group-policy).
     is_vxlan: bool = False
@@ -89,6 +90,15 @@ class PacketRecord:
     http_version: str | None = None
     http_status: int | None = None
     http_reason: str | None = None
+
+    # Names from the topology (``decode --topology``): nodes owning the outer IPs, nodes
+    # owning the inner MACs (VTEPs), pods owning the innermost IPs.
+    src_node: str | None = None
+    dst_node: str | None = None
+    src_vtep_node: str | None = None
+    dst_vtep_node: str | None = None
+    src_pod: str | None = None
+    dst_pod: str | None = None
 
     info: str = ""
     notes: tuple[str, ...] = ()

@@ -56,9 +56,7 @@ def pcapng(frames: list[tuple[int, bytes]], interfaces: list[tuple[int, int | No
     for i, (iface, data) in enumerate(frames):
         ticks = 1_000_000 * (i + 1)
         out.append(
-            _block(
-                6, struct.pack("<IIIII", iface, ticks >> 32, ticks & 0xFFFFFFFF, len(data), len(data)) + data
-            )
+            _block(6, struct.pack("<IIIII", iface, ticks >> 32, ticks & 0xFFFFFFFF, len(data), len(data)) + data)
         )
     return b"".join(out)
 

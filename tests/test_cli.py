@@ -15,9 +15,7 @@ from pcapdata import GOOD_FRAME, pcap
 
 
 def flannelcap(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "flannelcap", *args], capture_output=True, text=True, timeout=120
-    )
+    return subprocess.run([sys.executable, "-m", "flannelcap", *args], capture_output=True, text=True, timeout=120)
 
 
 def _assert_no_traceback(done: subprocess.CompletedProcess[str]) -> None:
@@ -81,9 +79,7 @@ def test_detail_shows_the_layer_stack() -> None:
     assert done.returncode == 0
     block = done.stdout.split("GET / HTTP/1.1", 1)[1]
     layers = [
-        line.strip()
-        for line in block.splitlines()
-        if line.startswith("    ") and not line.startswith("        ")
+        line.strip() for line in block.splitlines() if line.startswith("    ") and not line.startswith("        ")
     ]
     assert layers[:10] == [
         "Frame",
@@ -148,9 +144,7 @@ def test_truncated_capture_decodes_every_good_packet(tmp_path: Path) -> None:
     path = tmp_path / "cut.pcap"
     path.write_bytes(whole[:-10])
     done = flannelcap("decode", "--json", str(path))
-    total = len(
-        flannelcap("decode", "--json", str(SAMPLES / "cross-node-http-client.pcap")).stdout.splitlines()
-    )
+    total = len(flannelcap("decode", "--json", str(SAMPLES / "cross-node-http-client.pcap")).stdout.splitlines())
     assert done.returncode == 0
     assert len(done.stdout.splitlines()) == total - 1
     assert done.stderr.startswith("flannelcap: warning: ")
@@ -170,9 +164,7 @@ def test_header_only_capture_with_truncated_first_record(tmp_path: Path) -> None
 def test_snaplen_96_capture_made_by_editcap(tmp_path: Path) -> None:
     require_tool("editcap")
     cut = tmp_path / "s96.pcap"
-    subprocess.run(
-        ["editcap", "-s", "96", str(SAMPLES / "cross-node-http-client.pcap"), str(cut)], check=True
-    )
+    subprocess.run(["editcap", "-s", "96", str(SAMPLES / "cross-node-http-client.pcap"), str(cut)], check=True)
     done = flannelcap("decode", "--json", str(cut))
     assert done.returncode == 0
     records = [json.loads(line) for line in done.stdout.splitlines()]

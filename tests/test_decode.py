@@ -123,9 +123,7 @@ def test_outer_vlan_tag_and_ipv6_underlay() -> None:
 
 def test_group_based_policy_field() -> None:
     header = struct.pack("!BBHI", 0x88, 0, 0x1234, 1 << 8)
-    frame = bytes(
-        Ether() / IP(src=NODE_A, dst=NODE_B) / UDP(sport=1, dport=4789) / Raw(header + bytes(inner_tcp()))
-    )
+    frame = bytes(Ether() / IP(src=NODE_A, dst=NODE_B) / UDP(sport=1, dport=4789) / Raw(header + bytes(inner_tcp())))
     [record] = decode([frame])
     assert (record.vni, record.vxlan_gbp, record.notes) == (1, 0x1234, ())
 
@@ -133,11 +131,7 @@ def test_group_based_policy_field() -> None:
 def test_cooked_v1_and_raw_ip_link_types() -> None:
     inner = inner_tcp(b"", flags="S")
     cooked = (
-        bytes(
-            CookedLinux(
-                pkttype=4, lladdrtype=1, lladdrlen=6, src=b"\xb6\xf8\x33\x0a\x1e\x8d\x00\x00", proto=0x0800
-            )
-        )
+        bytes(CookedLinux(pkttype=4, lladdrtype=1, lladdrlen=6, src=b"\xb6\xf8\x33\x0a\x1e\x8d\x00\x00", proto=0x0800))
         + vxlan_frame(inner)[14:]
     )
     [record] = decode([cooked], linktype=113)

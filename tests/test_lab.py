@@ -50,8 +50,7 @@ def test_every_node_has_route_neighbour_and_fdb_entry_for_every_peer(lab: Lab) -
         routes = {r["dst"]: r for r in _ip_json(lab, node.name, "route")}
         neigh = {n["dst"]: n for n in _ip_json(lab, node.name, "neigh", "show", "dev", "flannel.1")}
         fdb = {
-            f["mac"]: f
-            for f in json.loads(lab.output(node.name, ["bridge", "-j", "fdb", "show", "dev", "flannel.1"]))
+            f["mac"]: f for f in json.loads(lab.output(node.name, ["bridge", "-j", "fdb", "show", "dev", "flannel.1"]))
         }
         peers = [p for p in lab.plan.nodes if p.name != node.name]
         assert len(neigh) == len(peers)
@@ -193,8 +192,7 @@ def test_cli_kubectl_json_has_flannel_annotations(lab: Lab) -> None:
         check=True,
     )
     pods = {
-        i["metadata"]["name"]: (i["status"]["podIP"], i["spec"]["nodeName"])
-        for i in json.loads(done.stdout)["items"]
+        i["metadata"]["name"]: (i["status"]["podIP"], i["spec"]["nodeName"]) for i in json.loads(done.stdout)["items"]
     }
     assert pods == {
         p.name: (_ip_json(lab, p.name, "addr", "show", "eth0")[0]["addr_info"][0]["local"], p.node)
@@ -213,10 +211,7 @@ def test_missing_commands_are_named_with_their_package(tmp_path: Path) -> None:
         env=env,
     )
     assert done.returncode == 1
-    assert (
-        done.stderr
-        == "flannelcap: error: the lab needs the 'ip' command: install the Debian package iproute2\n"
-    )
+    assert done.stderr == "flannelcap: error: the lab needs the 'ip' command: install the Debian package iproute2\n"
     for tool in ("ip", "bridge"):  # give it ip and bridge, still no ethtool
         (tmp_path / tool).symlink_to(str(shutil.which(tool)))
     done = subprocess.run(
@@ -225,16 +220,11 @@ def test_missing_commands_are_named_with_their_package(tmp_path: Path) -> None:
         text=True,
         env=env,
     )
-    assert (
-        done.stderr
-        == "flannelcap: error: the lab needs the 'ethtool' command: install the Debian package ethtool\n"
-    )
+    assert done.stderr == "flannelcap: error: the lab needs the 'ethtool' command: install the Debian package ethtool\n"
     assert not any(ns.startswith(prefix + "-") for ns in existing_namespaces())
 
 
-def test_lab_down_removes_everything_and_is_safe_twice(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_lab_down_removes_everything_and_is_safe_twice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     require_root_lab()
     monkeypatch.setenv("FLANNELCAP_LAB_DIR", str(tmp_path))
     prefix = "d" + uuid.uuid4().hex[:6]
@@ -280,9 +270,7 @@ def test_failed_up_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.Mon
     )
     try:
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not any(
-            ns.startswith(prefix + "-kpi") for ns in existing_namespaces()
-        ):
+        while time.monotonic() < deadline and not any(ns.startswith(prefix + "-kpi") for ns in existing_namespaces()):
             time.sleep(0.01)
         assert any(ns.startswith(prefix + "-") for ns in existing_namespaces()), "up had started"
         up.send_signal(signal.SIGINT)
@@ -303,12 +291,9 @@ def test_root_namespace_is_untouched(lab: Lab) -> None:
     for node in lab.plan.nodes:
         assert node.eth0_ip not in root_addrs
         assert node.pod_cidr not in root_routes
-    links = json.loads(
-        subprocess.run(["ip", "-j", "link"], capture_output=True, text=True, check=True).stdout
-    )
+    links = json.loads(subprocess.run(["ip", "-j", "link"], capture_output=True, text=True, check=True).stdout)
     assert not [
         link
         for link in links
-        if link["ifname"].startswith(("flannel", "cni0", "veth", "lan"))
-        and lab.plan.prefix in json.dumps(link)
+        if link["ifname"].startswith(("flannel", "cni0", "veth", "lan")) and lab.plan.prefix in json.dumps(link)
     ]

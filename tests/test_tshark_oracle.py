@@ -110,9 +110,7 @@ def test_every_packet_agrees_with_tshark(capture: str) -> None:
             assert row["vxlan.vni"] == [str(record.vni)], where
             assert row["udp.srcport"][:1] == [str(record.outer_src_port)], where
             assert row["udp.dstport"][:1] == [str(record.outer_dst_port)], where
-            outer_src = (
-                row["eth.src"][:1] if row["eth.src"] and not row["sll.src.eth"] else row["sll.src.eth"]
-            )
+            outer_src = row["eth.src"][:1] if row["eth.src"] and not row["sll.src.eth"] else row["sll.src.eth"]
             assert outer_src == [record.outer_src_mac], where
             assert row["eth.src"][-1] == record.inner_src_mac, where
             assert row["eth.dst"][-1] == record.inner_dst_mac, where
@@ -140,9 +138,7 @@ def test_every_packet_agrees_with_tshark(capture: str) -> None:
             assert ours_response == theirs_response or not ours_response, where
             assert (ours_request or ours_response) in (theirs_request, theirs_response), where
             assert record.http_host == (row["http.host"] or [None])[0], where
-            http_seen_by_us.add(
-                ("req", " ".join(ours_request)) if ours_request else ("res", " ".join(ours_response))
-            )
+            http_seen_by_us.add(("req", " ".join(ours_request)) if ours_request else ("res", " ".join(ours_response)))
         elif theirs_request or theirs_response:
             # Wireshark also reports a head on later copies of a segment (the same packet
             # seen on veth, cni0 and eth0 with -i any); flannelcap reports it once. Never

@@ -18,7 +18,7 @@ from flannelcap._errors import FlannelcapError
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand registered."""
-    from flannelcap.cli import _decode_cmd, _lab_cmd
+    from flannelcap.cli import _decode_cmd, _lab_cmd, _topology_cmds
 
     parser = argparse.ArgumentParser(
         prog="flannelcap",
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"flannelcap {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _decode_cmd.add_parser(subparsers)
+    _topology_cmds.add_parsers(subparsers)
     _lab_cmd.add_parser(subparsers)
     return parser
 

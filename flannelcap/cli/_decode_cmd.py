@@ -10,12 +10,14 @@ import csv
 import sys
 from collections.abc import Callable
 
+from flannelcap._annotate import annotate
 from flannelcap._capture import decode_file
 from flannelcap._decode import DEFAULT_VXLAN_PORTS
 from flannelcap._errors import FlannelcapError
 from flannelcap._records import PacketRecord
 from flannelcap._summary import CaptureSummary
 from flannelcap.cli import _format
+from flannelcap.cli._topology_args import add_topology_options, topology_from_args
 
 PROTO_CHOICES = ("tcp", "udp", "icmp", "arp", "http")
 
@@ -50,15 +52,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         help="show only VXLAN packets with this VNI (repeatable)",
     )
     parser.add_argument("--only-vxlan", action="store_true", help="show only VXLAN packets")
-    parser.add_argument(
-        "--proto", choices=PROTO_CHOICES, help="show only packets of this (innermost) protocol"
-    )
+    parser.add_argument("--proto", choices=PROTO_CHOICES, help="show only packets of this (innermost) protocol")
     parser.add_argument(
         "--packets",
         type=_packet_range,
         metavar="FIRST-LAST",
         help="show only packets numbered FIRST to LAST (e.g. 10-20, 5-, 7)",
     )
+    add_topology_options(parser, required=False)
     parser.set_defaults(run=run)
 
 
@@ -108,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
         vxlan_ports=DEFAULT_VXLAN_PORTS | set(args.vxlan_port),
         detail=args.detail,
     )
+    topology = topology_from_args(args)
     wanted = _selector(args)
     summary = CaptureSummary()
     out = sys.stdout
@@ -119,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
         print(_format.TABLE_HEADER, file=out)
     shown = 0
     for record in stream:
+        if topology is not None:
+            record = annotate(record, topology)
         summary.add(record)
         if not wanted(record):
             continue
@@ -142,8 +146,7 @@ def run(args: argparse.Namespace) -> int:
         if summary.packets == 0:
             raise FlannelcapError(f"{args.file}: nothing could be decoded: {stream.problem}")
         print(
-            f"flannelcap: warning: {args.file}: {stream.problem}; "
-            f"the {summary.packets} packets before it were decoded",
+            f"flannelcap: warning: {args.file}: {stream.problem}; the {summary.packets} packets before it were decoded",
             file=sys.stderr,
         )
     return 0

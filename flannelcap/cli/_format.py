@@ -9,38 +9,49 @@ import json
 
 from flannelcap._records import FIELD_NAMES, PacketRecord
 
-TABLE_HEADER = (
-    f"{'No.':>5} {'Time':>10}  {'Outer src → dst':<33} {'VNI':<6} {'Inner src → dst':<33} {'Proto':<6} Info"
-)
+TABLE_HEADER = f"{'No.':>5} {'Time':>10}  {'Outer src → dst':<33} {'VNI':<6} {'Inner src → dst':<33} {'Proto':<6} Info"
 
 
 def _pair(src: str | None, dst: str | None) -> str:
     return f"{src or '?'} → {dst or '?'}"
 
 
+def _named(address: str | None, name: str | None) -> str:
+    """An address, or the name the topology gives it (as Wireshark's name resolution)."""
+    return name or address or "?"
+
+
 def table_row(record: PacketRecord) -> str:
     """One line per packet, like Wireshark's packet list with both layers shown."""
     if record.outer_src_ip or record.outer_dst_ip:
-        outer = _pair(record.outer_src_ip, record.outer_dst_ip)
+        outer = f"{_named(record.outer_src_ip, record.src_node)} → {_named(record.outer_dst_ip, record.dst_node)}"
     else:
         outer = _pair(record.outer_src_mac, record.outer_dst_mac)
     if record.is_vxlan:
         vni = str(record.vni)
         if record.inner_src_ip or record.inner_dst_ip:
-            inner = _pair(record.inner_src_ip, record.inner_dst_ip)
+            inner = f"{_named(record.inner_src_ip, record.src_pod)} → {_named(record.inner_dst_ip, record.dst_pod)}"
         else:
             inner = _pair(record.inner_src_mac, record.inner_dst_mac)
     else:
         vni, inner = "-", "(not VXLAN)"
+        if record.src_pod or record.dst_pod:
+            pods = f"{_named(record.outer_src_ip, record.src_pod)} → {_named(record.outer_dst_ip, record.dst_pod)}"
+            inner = f"(not VXLAN) {pods}"
     proto = (
         "HTTP"
         if (record.http_method or record.http_status is not None)
         else (record.proto or record.outer_proto or "?").upper()
     )
     info = record.info
+    if record.dst_node and record.dst_vtep_node and record.dst_vtep_node != record.dst_node:
+        info += f" [inner dst MAC is {record.dst_vtep_node}'s VTEP, outer dst is {record.dst_node}]"
     if record.notes and record.notes[0] not in info:
         info = f"{info} [{record.notes[0]}]" if info else f"[{record.notes[0]}]"
     return f"{record.number:>5} {record.rel_time:>10.6f}  {outer:<33} {vni:<6} {inner:<33} {proto:<6} {info}"
+
+
+_NAME_FIELDS = ("src_node", "dst_node", "src_vtep_node", "dst_vtep_node", "src_pod", "dst_pod")
 
 
 def detail_lines(record: PacketRecord) -> list[str]:
@@ -50,6 +61,10 @@ def detail_lines(record: PacketRecord) -> list[str]:
         lines.append(f"    {layer.name}")
         for name, value in layer.fields:
             lines.append(f"        {name}: {value}")
+    names = [(field, getattr(record, field)) for field in _NAME_FIELDS if getattr(record, field)]
+    if names:
+        lines.append("    Topology")
+        lines.extend(f"        {field}: {value}" for field, value in names)
     return lines
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from flannelcap._errors import LabError
 from flannelcap.lab import Lab, LabSpec, kubectl_nodes, kubectl_pods, teardown
+from flannelcap.lab._faults import FAULTS, apply_fault
 
 DEFAULT_PREFIX = "fclab"
 
@@ -45,6 +46,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     exec_.add_argument("target", metavar="NODE_OR_POD")
     exec_.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD…")
     exec_.set_defaults(run=_exec)
+
+    fault = verbs.add_parser("fault", help="break the lab as real clusters break (for flannelcap audit to find)")
+    fault.add_argument("--prefix", default=DEFAULT_PREFIX)
+    fault.add_argument("kind", choices=sorted(FAULTS))
+    fault.add_argument("--node", required=True, help="the node whose tables or traffic break")
+    fault.add_argument("--peer", required=True, help="the other node concerned")
+    fault.set_defaults(run=_fault)
 
     kubectl = verbs.add_parser("kubectl", help="what 'kubectl get nodes|pods -o json' would show for the lab")
     kubectl.add_argument("--prefix", default=DEFAULT_PREFIX)
@@ -94,8 +102,7 @@ def _print_status(status: dict[str, object]) -> None:
             print(f"{node['name']:<8} (namespace {node['netns']} is gone)")
             continue
         print(
-            f"{node['name']:<8} {node['eth0_ip']:<15} {node['vtep_mac']:<17} "
-            f"{node['vtep_ip']:<11} {node['pod_cidr']}"
+            f"{node['name']:<8} {node['eth0_ip']:<15} {node['vtep_mac']:<17} {node['vtep_ip']:<11} {node['pod_cidr']}"
         )
     print(f"\n{'POD':<12} {'NODE':<8} IP")
     for pod in status["pods"]:  # type: ignore[attr-defined]
@@ -110,6 +117,11 @@ def _exec(args: argparse.Namespace) -> int:
         return Lab.load(args.prefix).exec(args.target, argv).returncode
     except OSError as exc:
         raise LabError(f"cannot run {argv[0]!r}: {exc.strerror}") from exc
+
+
+def _fault(args: argparse.Namespace) -> int:
+    print(apply_fault(Lab.load(args.prefix), args.kind, args.node, args.peer))
+    return 0
 
 
 def _kubectl(args: argparse.Namespace) -> int:

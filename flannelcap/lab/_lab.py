@@ -146,9 +146,7 @@ class Lab:
         try:
             data = json.loads(path.read_text())
         except FileNotFoundError:
-            raise LabError(
-                f"no lab with prefix {prefix!r} is up: start one with 'flannelcap lab up'"
-            ) from None
+            raise LabError(f"no lab with prefix {prefix!r} is up: start one with 'flannelcap lab up'") from None
         except (OSError, ValueError) as exc:
             raise LabError(
                 f"lab state {path} is unreadable ({exc}): run 'flannelcap lab down --prefix {prefix}'"
@@ -231,6 +229,9 @@ class Lab:
             f"{what}: eth0 address",
         )
         _run(["ip", "-n", ns, "link", "set", "eth0", "up"], f"{what}: eth0 up")
+        # Checksum in software, as a NIC would before the wire: captures then hold the real
+        # outer UDP checksums, not the partial ones of checksum offload.
+        _run(["ip", "netns", "exec", ns, "ethtool", "-K", "eth0", "tx", "off"], f"{what}: tx offload off")
         _run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=1"], f"{what}: IP forwarding")
         try:
             _run(
@@ -256,9 +257,7 @@ class Lab:
                 f"{what}: creating {FLANNEL_DEVICE}",
             )
         except LabError as exc:
-            raise LabError(
-                f"{exc} — the kernel may lack VXLAN support: load it with 'modprobe vxlan'"
-            ) from exc
+            raise LabError(f"{exc} — the kernel may lack VXLAN support: load it with 'modprobe vxlan'") from exc
         _run(
             [
                 "ip",
@@ -382,13 +381,9 @@ class Lab:
             ],
             f"{what}: joining cni0",
         )
-        _run(
-            ["ip", "-n", pod.netns, "link", "set", "eth0", "mtu", str(FLANNEL_MTU), "up"], f"{what}: eth0 up"
-        )
+        _run(["ip", "-n", pod.netns, "link", "set", "eth0", "mtu", str(FLANNEL_MTU), "up"], f"{what}: eth0 up")
         _run(["ip", "-n", pod.netns, "addr", "add", f"{pod.ip}/24", "dev", "eth0"], f"{what}: address")
-        _run(
-            ["ip", "-n", pod.netns, "route", "add", "default", "via", node.cni0_ip], f"{what}: default route"
-        )
+        _run(["ip", "-n", pod.netns, "route", "add", "default", "via", node.cni0_ip], f"{what}: default route")
         _run(
             ["ip", "-n", pod.netns, "route", "add", CLUSTER_CIDR, "via", node.cni0_ip, "dev", "eth0"],
             f"{what}: cluster route",
@@ -449,6 +444,16 @@ class Lab:
         """
         return _run(["ip", "netns", "exec", self.plan.netns_of(name), *argv], f"{name}: {' '.join(argv)}")
 
+    def output_in_netns(self, netns: str, argv: Sequence[str]) -> str:
+        """Run ``argv`` in one of the lab's own namespaces (e.g. its LAN) and return stdout.
+
+        Raises:
+            LabError: the namespace is not the lab's, or the command failed.
+        """
+        if netns not in self.plan.namespaces:
+            raise LabError(f"{netns} is not a namespace of this lab")
+        return _run(["ip", "netns", "exec", netns, *argv], f"{netns}: {' '.join(argv)}")
+
     def fetch(
         self, path: str = "/", *, client: str = "busybox", server: str = "nginx", timeout: float = 10.0
     ) -> subprocess.CompletedProcess[bytes]:
@@ -458,26 +463,6 @@ class Lab:
             client,
             [sys.executable, "-m", "flannelcap.lab._web", "fetch", url, "--timeout", str(timeout)],
             capture_output=True,
-        )
-
-    def replace_fdb_entry(self, node: str, mac: str, dst_ip: str) -> None:
-        """Point ``node``'s flannel.1 FDB entry for ``mac`` at ``dst_ip`` (fault injection)."""
-        _run(
-            [
-                "bridge",
-                "-n",
-                self.plan.node(node).netns,
-                "fdb",
-                "replace",
-                mac,
-                "dev",
-                FLANNEL_DEVICE,
-                "dst",
-                dst_ip,
-                "self",
-                "permanent",
-            ],
-            f"{node}: replacing an FDB entry",
         )
 
     def status(self) -> dict[str, Any]:

@@ -169,9 +169,7 @@ def plan_lab(spec: LabSpec) -> LabPlan:
         LabError: the spec cannot make a lab (too few nodes, bad prefix or address).
     """
     if not _PREFIX_RE.match(spec.prefix):
-        raise LabError(
-            f"lab prefix {spec.prefix!r} must be 1-10 lower-case letters or digits, starting with a letter"
-        )
+        raise LabError(f"lab prefix {spec.prefix!r} must be 1-10 lower-case letters or digits, starting with a letter")
     if not 2 <= spec.nodes <= 9:
         raise LabError(f"a lab needs 2 to 9 nodes, not {spec.nodes}")
     try:

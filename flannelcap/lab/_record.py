@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flannelcap._errors import LabError
+from flannelcap.lab._faults import apply_fault
 from flannelcap.lab._lab import BIG_FILE_NAME, Lab, check_prerequisites
 from flannelcap.lab._plan import FLANNEL_DEVICE, LabPlan, LabSpec, kubectl_nodes, kubectl_pods
 
@@ -62,9 +63,7 @@ class Scenario:
     fault: Callable[[Lab], str] | None = None
 
 
-def _get(
-    path: str, *, server: str = "nginx", timeout: float = 10.0, must_work: bool = True
-) -> Callable[[Lab], None]:
+def _get(path: str, *, server: str = "nginx", timeout: float = 10.0, must_work: bool = True) -> Callable[[Lab], None]:
     def traffic(lab: Lab) -> None:
         done = lab.fetch(path, server=server, timeout=timeout)
         if must_work and done.returncode != 0:
@@ -75,25 +74,20 @@ def _get(
     return traffic
 
 
-def _wrong_fdb(lab: Lab) -> str:
-    """On the client's node, point the server node's VTEP MAC at the first node's IP."""
-    plan = lab.plan
-    client_node = plan.node(plan.client_pod.node)
-    server_node = plan.node(plan.server_pod.node)
-    wrong = next(n for n in plan.nodes if n.name not in (client_node.name, server_node.name))
-    lab.replace_fdb_entry(client_node.name, server_node.vtep_mac, wrong.eth0_ip)
-    return (
-        f"on {client_node.name}, FDB entry {server_node.vtep_mac} (VTEP of {server_node.name}) "
-        f"points at {wrong.eth0_ip} ({wrong.name}) instead of {server_node.eth0_ip}"
-    )
+def _fault_on_client_node(kind: str) -> Callable[[Lab], str]:
+    """Fault ``kind`` on the client pod's node, concerning the server pod's node."""
+
+    def apply(lab: Lab) -> str:
+        return apply_fault(lab, kind, lab.plan.client_pod.node, lab.plan.server_pod.node)
+
+    return apply
 
 
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         name="cross-node-http-client",
         description=(
-            "HTTP GET / from busybox to nginx on another node, captured on the client node's "
-            "eth0 (lab §3.3 d)"
+            "HTTP GET / from busybox to nginx on another node, captured on the client node's eth0 (lab §3.3 d)"
         ),
         node=lambda p: p.client_pod.node,
         interface="eth0",
@@ -108,9 +102,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario(
         name="same-node-http",
-        description=(
-            "HTTP GET / from busybox to nginx-local on the same node (lab §3.2), captured on cni0: no VXLAN"
-        ),
+        description=("HTTP GET / from busybox to nginx-local on the same node (lab §3.2), captured on cni0: no VXLAN"),
         node=lambda p: p.client_pod.node,
         interface="cni0",
         server="nginx-local",
@@ -118,9 +110,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario(
         name="cross-node-http-any",
-        description=(
-            "HTTP GET / from busybox to nginx, captured with -i any on the client node (Linux cooked v2)"
-        ),
+        description=("HTTP GET / from busybox to nginx, captured with -i any on the client node (Linux cooked v2)"),
         node=lambda p: p.client_pod.node,
         interface="any",
         link_type="LINUX_SLL2",
@@ -128,9 +118,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario(
         name="cross-node-large-transfer",
-        description=(
-            "HTTP GET of a 1 MiB body from nginx, captured on the client node's eth0 (full-size segments)"
-        ),
+        description=("HTTP GET of a 1 MiB body from nginx, captured on the client node's eth0 (full-size segments)"),
         node=lambda p: p.client_pod.node,
         interface="eth0",
         traffic=_get("/" + BIG_FILE_NAME),
@@ -144,7 +132,19 @@ SCENARIOS: tuple[Scenario, ...] = (
         node=lambda p: p.client_pod.node,
         interface="eth0",
         traffic=_get("/", timeout=3.5, must_work=False),
-        fault=_wrong_fdb,
+        fault=_fault_on_client_node("wrong-fdb"),
+    ),
+    Scenario(
+        name="fault-bad-checksum",
+        description=(
+            "busybox cannot reach nginx: the LAN corrupts the outer UDP checksum of VXLAN packets "
+            "from the client node (as a broken NAT does) and the server node's kernel drops them; "
+            "captured on the server node's eth0"
+        ),
+        node=lambda p: p.server_pod.node,
+        interface="eth0",
+        traffic=_get("/", timeout=3.5, must_work=False),
+        fault=_fault_on_client_node("bad-checksum"),
     ),
 )
 
@@ -158,9 +158,7 @@ class TcpdumpRun:
 
 
 @contextmanager
-def tcpdump(
-    lab: Lab, node: str, interface: str, output: Path, link_type: str | None = None
-) -> Iterator[TcpdumpRun]:
+def tcpdump(lab: Lab, node: str, interface: str, output: Path, link_type: str | None = None) -> Iterator[TcpdumpRun]:
     """Run real tcpdump in ``node``'s namespace while the ``with`` body runs.
 
     Yields:
@@ -263,9 +261,7 @@ def record_scenario(lab: Lab, scenario: Scenario, output_dir: Path) -> dict[str,
     }
 
 
-def record_all(
-    output_dir: Path, spec: LabSpec | None = None, names: set[str] | None = None
-) -> list[dict[str, object]]:
+def record_all(output_dir: Path, spec: LabSpec | None = None, names: set[str] | None = None) -> list[dict[str, object]]:
     """Bring up a fresh lab, record every scenario (or those in ``names``), take it down.
 
     Returns:
@@ -293,7 +289,5 @@ def record_all(
             for line in manifest.read_text().splitlines()
             if line.strip() and json.loads(line)["file"] not in {e["file"] for e in entries}
         ]
-    manifest.write_text(
-        "".join(line + "\n" for line in kept) + "".join(json.dumps(e) + "\n" for e in entries)
-    )
+    manifest.write_text("".join(line + "\n" for line in kept) + "".join(json.dumps(e) + "\n" for e in entries))
     return entries

@@ -1,0 +1,41 @@
+"""Naming what a packet's addresses belong to: nodes, VTEPs and pods.
+
+Rule: pure. A record and a topology in, the same record with ``src_node`` … ``dst_pod`` set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
+
+from flannelcap._records import PacketRecord
+from flannelcap._topology import Pod, Topology
+
+
+def _pod_name(pod: Pod | None) -> str | None:
+    if pod is None:
+        return None
+    return pod.name if pod.namespace == "default" else f"{pod.namespace}/{pod.name}"
+
+
+def annotate(record: PacketRecord, topology: Topology) -> PacketRecord:
+    """Name the nodes (outer IPs), VTEP owners (inner MACs) and pods (innermost IPs)."""
+    src_node = topology.node_by_ip(record.outer_src_ip)
+    dst_node = topology.node_by_ip(record.outer_dst_ip)
+    src_vtep = topology.node_by_vtep_mac(record.inner_src_mac) if record.is_vxlan else None
+    dst_vtep = topology.node_by_vtep_mac(record.inner_dst_mac) if record.is_vxlan else None
+    return replace(
+        record,
+        src_node=src_node.name if src_node else None,
+        dst_node=dst_node.name if dst_node else None,
+        src_vtep_node=src_vtep.name if src_vtep else None,
+        dst_vtep_node=dst_vtep.name if dst_vtep else None,
+        src_pod=_pod_name(topology.pod_by_ip(record.src_ip)),
+        dst_pod=_pod_name(topology.pod_by_ip(record.dst_ip)),
+    )
+
+
+def annotate_all(records: Iterable[PacketRecord], topology: Topology) -> Iterator[PacketRecord]:
+    """``annotate`` lazily over a stream of records."""
+    for record in records:
+        yield annotate(record, topology)

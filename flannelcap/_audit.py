@@ -1,0 +1,541 @@
+"""Findings: where the wire and the tables disagree, with the evidence for each.
+
+Rule: pure. A topology (and optionally the records of a capture) in, ``Finding``s out. Each
+finding has a severity, a stable code, one line of explanation, and its evidence: the node,
+the table rows, the packet numbers. Symptoms that a root cause already explains (a SYN
+retransmitted because its VXLAN went to the wrong node) are folded into that root cause
+rather than reported twice.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from flannelcap._records import PacketRecord
+from flannelcap._tables import FdbEntry, NeighEntry, Route
+from flannelcap._topology import FLANNEL_DEVICE, TABLE_TITLES, Node, Topology
+
+ERROR, WARNING, INFO = "error", "warning", "info"
+_SEVERITY_ORDER = {ERROR: 0, WARNING: 1, INFO: 2}
+MAX_PACKETS_SHOWN = 12
+# The same SYN seen again sooner than this is a copy on another interface (tcpdump -i any),
+# not a retransmission: Linux waits at least its minimum RTO (200 ms) before resending.
+RETRANSMIT_MIN_GAP = 0.2
+BROADCAST_MAC = "ff:ff:ff:ff:ff:ff"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Finding:
+    """One thing wrong (or worth knowing), with its evidence."""
+
+    severity: str
+    code: str
+    message: str
+    node: str | None = None
+    rows: tuple[str, ...] = ()
+    packets: tuple[int, ...] = ()
+
+
+def neigh_row(node: str, entry: NeighEntry) -> str:
+    """An ARP entry as ``ip neigh`` prints it, prefixed with its node and table."""
+    mac = f" lladdr {entry.mac}" if entry.mac else ""
+    return f"{node}: {TABLE_TITLES['neigh']}: {entry.ip}{mac} {' '.join(entry.states)}"
+
+
+def fdb_row(node: str, entry: FdbEntry) -> str:
+    """An FDB entry as ``bridge fdb`` prints it."""
+    dst = f" dst {entry.dst}" if entry.dst else ""
+    return f"{node}: {TABLE_TITLES['fdb']}: {entry.mac}{dst} {' '.join((*entry.flags, entry.state or ''))}".rstrip()
+
+
+def route_row(node: str, route: Route) -> str:
+    """A route as ``ip route`` prints it."""
+    parts = [route.dst]
+    if route.gateway:
+        parts += ["via", route.gateway]
+    if route.dev:
+        parts += ["dev", route.dev]
+    if route.onlink:
+        parts.append("onlink")
+    if route.protocol:
+        parts += ["proto", route.protocol]
+    if route.scope:
+        parts += ["scope", route.scope]
+    if route.src:
+        parts += ["src", route.src]
+    return f"{node}: {TABLE_TITLES['routes']}: {' '.join(parts)}"
+
+
+def _name(topology: Topology, ip: str | None) -> str:
+    node = topology.node_by_ip(ip)
+    return f"{ip} ({node.name})" if node else f"{ip} (no node)"
+
+
+def _sorted(findings: Iterable[Finding]) -> list[Finding]:
+    return sorted(findings, key=lambda f: (_SEVERITY_ORDER[f.severity], f.node or "", f.code))
+
+
+# -- the tables alone ---------------------------------------------------------------------------
+
+
+def audit_topology(topology: Topology) -> list[Finding]:
+    """Check every node's tables against every other node's VTEP.
+
+    Returns:
+        Findings, errors first.
+    """
+    findings: list[Finding] = []
+    findings += _shared_public_ips(topology)
+    findings += _config_mismatches(topology)
+    for conflict in topology.conflicts:
+        findings.append(
+            Finding(
+                severity=WARNING,
+                code="sources-disagree",
+                node=conflict.node,
+                message=f"{conflict.node}'s {conflict.field} differs between sources: "
+                + ", ".join(f"{value} ({source})" for source, value in conflict.values.items()),
+                rows=tuple(f"{source}: {value}" for source, value in conflict.values.items()),
+            )
+        )
+    peers = [n for n in topology.nodes if n.vtep_mac and n.vtep_ip and n.public_ip]
+    for view in topology.views:
+        if view.neigh is None or view.fdb is None or view.routes is None:
+            continue
+        for peer in peers:
+            if peer.name != view.node:
+                findings += _check_peer(view.node, peer, view.neigh, view.fdb, view.routes, topology)
+        findings += _stale_entries(view.node, view.neigh, view.fdb, topology)
+    return _sorted(findings)
+
+
+def _shared_public_ips(topology: Topology) -> list[Finding]:
+    by_ip: dict[str, list[Node]] = defaultdict(list)
+    for node in topology.nodes:
+        if node.public_ip:
+            by_ip[node.public_ip].append(node)
+    return [
+        Finding(
+            severity=ERROR,
+            code="public-ip-shared",
+            message=f"{' and '.join(n.name for n in nodes)} all announce public IP {ip}: "
+            "VXLAN for one of them reaches the other (check flannel's public-ip / --iface)",
+            rows=tuple(f"{n.name}: public IP {ip} ({n.sources.get('public_ip', '?')})" for n in nodes),
+        )
+        for ip, nodes in by_ip.items()
+        if len(nodes) > 1
+    ]
+
+
+def _config_mismatches(topology: Topology) -> list[Finding]:
+    findings = []
+    for key, code, severity, what in (
+        ("vni", "vni-mismatch", ERROR, "VNI"),
+        ("dstport", "port-mismatch", ERROR, "VXLAN UDP port"),
+        ("mtu", "mtu-mismatch", WARNING, "flannel.1 MTU"),
+    ):
+        values: dict[object, list[Node]] = defaultdict(list)
+        for node in topology.nodes:
+            if getattr(node, key) is not None:
+                values[getattr(node, key)].append(node)
+        if len(values) < 2:
+            continue
+        common = max(values, key=lambda v: len(values[v]))
+        for value, nodes in values.items():
+            if value == common:
+                continue
+            for node in nodes:
+                findings.append(
+                    Finding(
+                        severity=severity,
+                        code=code,
+                        node=node.name,
+                        message=f"{node.name}'s {what} is {value}, the other nodes' is {common}",
+                        rows=tuple(f"{n.name}: {what} {getattr(n, key)}" for n in topology.nodes),
+                    )
+                )
+    return findings
+
+
+def _check_peer(
+    name: str,
+    peer: Node,
+    neigh: tuple[NeighEntry, ...],
+    fdb: tuple[FdbEntry, ...],
+    routes: tuple[Route, ...],
+    topology: Topology,
+) -> list[Finding]:
+    """The route → neighbour → FDB chain that ``name`` needs to reach ``peer``'s pods."""
+    route = next((r for r in routes if r.dst == peer.pod_cidr), None)
+    arp = next((e for e in neigh if e.ip == peer.vtep_ip and (e.dev in (None, FLANNEL_DEVICE))), None)
+    forward = next((e for e in fdb if e.mac == peer.vtep_mac and e.dev in (None, FLANNEL_DEVICE)), None)
+    missing = [what for what, entry in (("route", route), ("ARP", arp), ("FDB", forward)) if entry is None]
+    findings = []
+    if missing:
+        findings.append(
+            Finding(
+                severity=ERROR,
+                code="missing-entries",
+                node=name,
+                message=f"{name} has no {', '.join(missing)} entry for {peer.name} "
+                f"(pods {peer.pod_cidr}, VTEP {peer.vtep_ip} {peer.vtep_mac}, node {peer.public_ip}): "
+                f"its pods cannot reach {peer.name}'s pods",
+            )
+        )
+    if route is not None and (route.gateway != peer.vtep_ip or route.dev != FLANNEL_DEVICE or not route.onlink):
+        findings.append(
+            Finding(
+                severity=ERROR,
+                code="route-wrong",
+                node=name,
+                message=f"{name}'s route to {peer.name}'s pods {peer.pod_cidr} is not "
+                f"'via {peer.vtep_ip} dev {FLANNEL_DEVICE} onlink'",
+                rows=(route_row(name, route),),
+            )
+        )
+    if arp is not None and arp.mac != peer.vtep_mac:
+        owner = topology.node_by_vtep_mac(arp.mac)
+        consequence = (
+            f"that is {owner.name}'s VTEP, so traffic for {peer.name}'s pods detours through {owner.name}"
+            if owner
+            else "that is no node's VTEP, so flannel.1 has nowhere to send the traffic"
+        )
+        findings.append(
+            Finding(
+                severity=ERROR,
+                code="neigh-wrong-mac",
+                node=name,
+                message=f"{name}'s ARP entry for {peer.name}'s VTEP {peer.vtep_ip} says {arp.mac}, "
+                f"but {peer.name}'s flannel.1 is {peer.vtep_mac}; {consequence}",
+                rows=(neigh_row(name, arp),),
+            )
+        )
+    elif arp is not None and not arp.permanent:
+        findings.append(
+            Finding(
+                severity=WARNING,
+                code="neigh-not-permanent",
+                node=name,
+                message=f"{name}'s ARP entry for {peer.name}'s VTEP {peer.vtep_ip} is {'/'.join(arp.states)}, "
+                "not PERMANENT as flanneld sets it",
+                rows=(neigh_row(name, arp),),
+            )
+        )
+    if forward is not None and forward.dst != peer.public_ip:
+        findings.append(
+            Finding(
+                severity=ERROR,
+                code="fdb-wrong-dst",
+                node=name,
+                message=f"{name}'s FDB entry for {peer.name}'s VTEP MAC {peer.vtep_mac} points at "
+                f"{_name(topology, forward.dst)}, not at {peer.name}'s {peer.public_ip}: "
+                f"VXLAN for {peer.name}'s pods goes to the wrong host",
+                rows=(fdb_row(name, forward),),
+            )
+        )
+    return findings
+
+
+def _stale_entries(
+    name: str, neigh: tuple[NeighEntry, ...], fdb: tuple[FdbEntry, ...], topology: Topology
+) -> list[Finding]:
+    findings = []
+    for entry in fdb:
+        if entry.dev not in (None, FLANNEL_DEVICE) or topology.node_by_vtep_mac(entry.mac):
+            continue
+        where = (
+            f"{entry.dst}, which is no node's IP" if not topology.node_by_ip(entry.dst) else _name(topology, entry.dst)
+        )
+        findings.append(
+            Finding(
+                severity=WARNING,
+                code="fdb-stale",
+                node=name,
+                message=f"{name}'s FDB holds {entry.mac} → {where}; {entry.mac} is no node's VTEP MAC "
+                "(a stale entry, e.g. of a node that left or whose flannel.1 was re-created)",
+                rows=(fdb_row(name, entry),),
+            )
+        )
+    for arp in neigh:
+        if arp.dev not in (None, FLANNEL_DEVICE) or topology.node_by_vtep_ip(arp.ip):
+            continue
+        findings.append(
+            Finding(
+                severity=WARNING,
+                code="neigh-stale",
+                node=name,
+                message=f"{name}'s ARP table on flannel.1 holds {arp.ip}, which is no node's VTEP IP (stale)",
+                rows=(neigh_row(name, arp),),
+            )
+        )
+    return findings
+
+
+# -- the wire against the tables -----------------------------------------------------------------
+
+
+class CaptureAudit:
+    """Accumulates what a capture shows, one record at a time, then reports findings.
+
+    Args:
+        topology: the cluster the capture was taken in.
+    """
+
+    def __init__(self, topology: Topology) -> None:
+        self.topology = topology
+        self._wrong_mac: dict[tuple[str, str], list[int]] = defaultdict(list)
+        self._unknown_dst: dict[str, list[int]] = defaultdict(list)
+        self._pairs: dict[tuple[str, str], list[int]] = defaultdict(list)
+        self._bad_checksum: dict[tuple[str, str], list[int]] = defaultdict(list)
+        self._syns: dict[tuple[str, int, str, int, int], list[tuple[int, float]]] = defaultdict(list)
+        self._answered: set[tuple[str, int, str, int]] = set()
+        self._fragments: list[int] = []
+        self._too_big: dict[str, list[tuple[int, int]]] = defaultdict(list)
+        self._vni_port: dict[tuple[str, str], list[int]] = defaultdict(list)
+        self._unencapsulated: dict[tuple[str, str, int, int], list[int]] = defaultdict(list)
+        self._encapsulated_flows: set[tuple[str, str, int, int]] = set()
+        self._masqueraded: dict[str, list[int]] = defaultdict(list)
+
+    def add(self, record: PacketRecord) -> None:
+        """Look at one record (in capture order)."""
+        if record.is_vxlan:
+            self._add_vxlan(record)
+            self._encapsulated_flows.add(_flow(record))
+        elif record.outer_src_ip and record.proto in ("tcp", "udp", "icmp"):
+            src = self.topology.node_of_pod_ip(record.outer_src_ip)
+            dst = self.topology.node_of_pod_ip(record.outer_dst_ip)
+            if src and dst and src.name != dst.name:
+                self._unencapsulated[_flow(record)].append(record.number)
+        if record.proto == "tcp" and record.tcp_flags and record.src_ip and record.dst_ip:
+            key = (record.src_ip, record.src_port or 0, record.dst_ip, record.dst_port or 0)
+            if record.tcp_flags == "SYN":
+                seen = self._syns[(*key, record.tcp_seq or 0)]
+                if not seen or record.time - seen[-1][1] >= RETRANSMIT_MIN_GAP:
+                    seen.append((record.number, record.time))
+            elif "SYN" in record.tcp_flags and "ACK" in record.tcp_flags:
+                self._answered.add((key[2], key[3], key[0], key[1]))
+
+    def _add_vxlan(self, record: PacketRecord) -> None:
+        topology = self.topology
+        src, dst = record.outer_src_ip or "", record.outer_dst_ip or ""
+        self._pairs[(src, dst)].append(record.number)
+        dst_node = topology.node_by_ip(dst)
+        if dst_node is None:
+            self._unknown_dst[dst].append(record.number)
+        elif record.inner_dst_mac not in (dst_node.vtep_mac, BROADCAST_MAC, None):
+            self._wrong_mac[(dst, record.inner_dst_mac or "")].append(record.number)
+        if record.outer_udp_checksum_ok is False:
+            self._bad_checksum[(src, dst)].append(record.number)
+        if record.outer_fragment:
+            self._fragments.append(record.number)
+        for node in (dst_node, topology.node_by_ip(src)):
+            if node is None:
+                continue
+            if (node.vni is not None and record.vni != node.vni) or (
+                node.dstport is not None and record.outer_dst_port != node.dstport
+            ):
+                self._vni_port[(node.name, f"VNI {record.vni} port {record.outer_dst_port}")].append(record.number)
+        if dst_node and dst_node.mtu and record.inner_ip_len and record.inner_ip_len > dst_node.mtu:
+            self._too_big[dst_node.name].append((record.number, record.inner_ip_len))
+        masquerade = topology.node_by_vtep_ip(record.inner_src_ip)
+        if masquerade is not None:
+            self._masqueraded[masquerade.name].append(record.number)
+
+    def findings(self) -> list[Finding]:
+        """What the capture shows, root causes first, symptoms they explain folded in."""
+        causes = self._wrong_mac_findings() + self._checksum_findings()
+        explained = {n for f in causes for n in f.packets}
+        symptoms = self._one_way_findings(explained) + self._syn_findings(explained)
+        others = self._other_findings()
+        return _sorted([*causes, *symptoms, *others])
+
+    def _sender_rows(self, src_ip: str, mac: str) -> tuple[str, ...]:
+        sender = self.topology.node_by_ip(src_ip)
+        view = self.topology.view(sender.name) if sender else None
+        if sender is None or view is None or view.fdb is None:
+            return ()
+        rows = tuple(fdb_row(sender.name, e) for e in view.fdb if e.mac == mac)
+        rows += tuple(neigh_row(sender.name, e) for e in (view.neigh or ()) if e.mac == mac)
+        return rows
+
+    def _wrong_mac_findings(self) -> list[Finding]:
+        findings = []
+        for (dst_ip, mac), packets in self._wrong_mac.items():
+            dst_node = self.topology.node_by_ip(dst_ip)
+            owner = self.topology.node_by_vtep_mac(mac)
+            owner_text = f"the VTEP of {owner.name}" if owner else "no node's VTEP"
+            srcs = {src for (src, dst), nums in self._pairs.items() if dst == dst_ip and set(nums) & set(packets)}
+            answered = any((dst_ip, s) in self._pairs for s in srcs)
+            rows: tuple[str, ...] = ()
+            for src in sorted(srcs):
+                rows += self._sender_rows(src, mac)
+            findings.append(
+                Finding(
+                    severity=ERROR,
+                    code="inner-mac-mismatch",
+                    node=dst_node.name if dst_node else None,
+                    message=f"{len(packets)} VXLAN packets to {_name(self.topology, dst_ip)} carry inner destination "
+                    f"MAC {mac}, {owner_text}, not {dst_node.vtep_mac if dst_node else '?'}: the sender's FDB or "
+                    "ARP entry is wrong or stale" + ("" if answered else "; none was answered"),
+                    rows=rows,
+                    packets=tuple(packets),
+                )
+            )
+        for dst_ip, packets in self._unknown_dst.items():
+            findings.append(
+                Finding(
+                    severity=WARNING,
+                    code="vxlan-to-unknown-host",
+                    message=f"{len(packets)} VXLAN packets go to {dst_ip}, which is no node's IP "
+                    "(a stale FDB entry, or a node missing from the topology)",
+                    packets=tuple(packets),
+                )
+            )
+        return findings
+
+    def _checksum_findings(self) -> list[Finding]:
+        capture_nodes = self._capture_nodes()
+        findings = []
+        for (src, dst), packets in self._bad_checksum.items():
+            # On the receiving side, or never answered: the checksum was wrong on the wire, not
+            # merely left to the sender's NIC (checksum offload), and the receiver dropped them.
+            received = (dst in capture_nodes and src not in capture_nodes) or (dst, src) not in self._pairs
+            findings.append(
+                Finding(
+                    severity=ERROR if received else WARNING,
+                    code="bad-udp-checksum",
+                    node=(self.topology.node_by_ip(dst).name if self.topology.node_by_ip(dst) else None),
+                    message=f"{len(packets)} VXLAN packets {_name(self.topology, src)} → {_name(self.topology, dst)} "
+                    "have a wrong outer UDP checksum"
+                    + (
+                        ": the receiver's kernel drops them (the VXLAN checksum / double-NAT bug behind "
+                        "63-second connection delays); check NAT and checksum offload between the nodes"
+                        if received
+                        else " (if captured on the sender, this may be checksum offload)"
+                    ),
+                    packets=tuple(packets),
+                )
+            )
+        return findings
+
+    def _capture_nodes(self) -> set[str]:
+        """Node IPs that appear in every VXLAN packet: where the capture was taken."""
+        common: set[str] | None = None
+        for src, dst in self._pairs:
+            common = {src, dst} if common is None else common & {src, dst}
+        return common or set()
+
+    def _one_way_findings(self, explained: set[int]) -> list[Finding]:
+        findings = []
+        for (src, dst), packets in self._pairs.items():
+            if (dst, src) in self._pairs or set(packets) <= explained:
+                continue
+            findings.append(
+                Finding(
+                    severity=WARNING,
+                    code="one-way-vxlan",
+                    message=f"{len(packets)} VXLAN packets {_name(self.topology, src)} → "
+                    f"{_name(self.topology, dst)} and none back: the VXLAN port is blocked, or the "
+                    "receiver drops them",
+                    packets=tuple(packets),
+                )
+            )
+        return findings
+
+    def _syn_findings(self, explained: set[int]) -> list[Finding]:
+        findings = []
+        for (src, sport, dst, dport, _seq), seen in self._syns.items():
+            if len(seen) < 2 or {n for n, _ in seen} <= explained:
+                continue
+            answered = (src, sport, dst, dport) in self._answered
+            delays = ", ".join(f"+{t - seen[0][1]:.1f} s" for _, t in seen[1:])
+            findings.append(
+                Finding(
+                    severity=WARNING,
+                    code="syn-retransmitted",
+                    message=f"SYN {src}:{sport} → {dst}:{dport} sent {len(seen)} times ({delays})"
+                    + ("; answered at last" if answered else "; never answered"),
+                    packets=tuple(n for n, _ in seen),
+                )
+            )
+        return findings
+
+    def _other_findings(self) -> list[Finding]:
+        findings = []
+        if self._fragments:
+            findings.append(
+                Finding(
+                    severity=WARNING,
+                    code="outer-fragments",
+                    message=f"{len(self._fragments)} VXLAN packets are IPv4 fragments: inner packets are larger "
+                    "than the underlay MTU allows (flannel.1's MTU should be the underlay's minus 50)",
+                    packets=tuple(self._fragments),
+                )
+            )
+        for node, seen in self._too_big.items():
+            largest = max(size for _, size in seen)
+            findings.append(
+                Finding(
+                    severity=WARNING,
+                    code="inner-larger-than-mtu",
+                    node=node,
+                    message=f"{len(seen)} inner packets to {node} are up to {largest} bytes, larger than "
+                    f"{node}'s flannel.1 MTU {self.topology.node(node).mtu}: the MTUs of the nodes differ",  # type: ignore[union-attr]
+                    packets=tuple(n for n, _ in seen),
+                )
+            )
+        for (node, what), packets in self._vni_port.items():
+            findings.append(
+                Finding(
+                    severity=ERROR,
+                    code="vni-port-mismatch",
+                    node=node,
+                    message=f"{len(packets)} VXLAN packets use {what}, not what {node}'s flannel.1 is configured with",
+                    packets=tuple(packets),
+                )
+            )
+        # Pod-side copies of flows that the capture also shows inside VXLAN (tcpdump -i any
+        # sees both) are not unencapsulated traffic.
+        bare = sorted(
+            n for flow, numbers in self._unencapsulated.items() if flow not in self._encapsulated_flows for n in numbers
+        )
+        if bare:
+            findings.append(
+                Finding(
+                    severity=INFO,
+                    code="unencapsulated-pod-traffic",
+                    message=f"{len(bare)} packets between pods on different nodes are not "
+                    "encapsulated (flannel DirectRouting or host-gw)",
+                    packets=tuple(bare),
+                )
+            )
+        for node, packets in self._masqueraded.items():
+            findings.append(
+                Finding(
+                    severity=INFO,
+                    code="masqueraded-source",
+                    node=node,
+                    message=f"{len(packets)} inner packets come from {node}'s VTEP address: traffic from the node "
+                    "itself, or masqueraded by flannel's ipMasq rules",
+                    packets=tuple(packets),
+                )
+            )
+        return findings
+
+
+def _flow(record: PacketRecord) -> tuple[str, str, int, int]:
+    """The pods' conversation, the same in both directions."""
+    a = (record.src_ip or "", record.src_port or 0)
+    b = (record.dst_ip or "", record.dst_port or 0)
+    (ip1, port1), (ip2, port2) = sorted((a, b))
+    return (ip1, ip2, port1, port2)
+
+
+def audit_capture(records: Iterable[PacketRecord], topology: Topology) -> list[Finding]:
+    """Findings from the tables and from a capture checked against them."""
+    audit = CaptureAudit(topology)
+    for record in records:
+        audit.add(record)
+    return _sorted([*audit_topology(topology), *audit.findings()])

@@ -1,0 +1,163 @@
+"""Collecting the tables: from a node through a runner, from a directory of saved output,
+and topology files on disk.
+
+Rule: this is an I/O edge. It runs commands (through a ``Runner``) and reads and writes files,
+then hands plain text to the pure parsers in ``_tables``, ``_kube`` and ``_topology``. The
+tables code does not care whether a runner reaches a lab namespace, this machine, or (later)
+a node over SSH: a runner runs one command and returns its output.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+from flannelcap._errors import FlannelcapError, TopologyError
+from flannelcap._topology import NODE_TABLES, POD_TABLES, Topology, build_topology
+
+
+class CommandFailed(FlannelcapError):
+    """A command run on a node exited non-zero."""
+
+
+class Runner(Protocol):
+    """Runs a command on one node (or pod) and returns what it printed."""
+
+    name: str
+
+    def run(self, argv: Sequence[str]) -> str:
+        """Run ``argv``; return stdout. Raises ``CommandFailed`` on a non-zero exit."""
+        ...
+
+
+class LocalRunner:
+    """Runs commands on this machine, optionally inside a network namespace."""
+
+    def __init__(self, name: str, netns: str | None = None) -> None:
+        self.name = name
+        self.netns = netns
+
+    def run(self, argv: Sequence[str]) -> str:
+        """Run ``argv`` here (``ip netns exec`` when a namespace is set)."""
+        full = ["ip", "netns", "exec", self.netns, *argv] if self.netns else list(argv)
+        try:
+            done = subprocess.run(full, capture_output=True, text=True, timeout=60, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise CommandFailed(f"{self.name}: {' '.join(argv)}: {exc}") from exc
+        if done.returncode != 0:
+            raise CommandFailed(f"{self.name}: {' '.join(argv)}: {done.stderr.strip() or done.returncode}")
+        return done.stdout
+
+
+def collect_node_tables(runner: Runner) -> dict[str, str]:
+    """Every table of ``NODE_TABLES`` from one node (``cni0`` may be absent on a node
+    without pods).
+
+    Raises:
+        CommandFailed: a table other than cni0 could not be read.
+    """
+    tables = {}
+    for kind, argv in NODE_TABLES.items():
+        try:
+            tables[kind] = runner.run(argv)
+        except CommandFailed:
+            if kind != "cni0":
+                raise
+    return tables
+
+
+def collect_pod_tables(runner: Runner) -> dict[str, str]:
+    """A pod's own ``ip addr`` and ``ip route``."""
+    return {kind: runner.run(argv) for kind, argv in POD_TABLES.items()}
+
+
+# -- saved output in a directory -------------------------------------------------------------
+
+# Which table a saved file holds, by words in its name (first match wins).
+_FILE_KINDS = (
+    ("neigh", "neigh"),
+    ("fdb", "fdb"),
+    ("flannel", "flannel"),
+    ("cni0", "cni0"),
+    ("route", "routes"),
+    ("link", "links"),
+)
+_POD_FILE_KINDS = (("addr", "addr"), ("route", "routes"))
+
+
+def _kind(filename: str, kinds: tuple[tuple[str, str], ...]) -> str | None:
+    return next((kind for word, kind in kinds if word in filename), None)
+
+
+def _read_tables(directory: Path, kinds: tuple[tuple[str, str], ...]) -> dict[str, str]:
+    """Files of one node or pod, by table kind; ``.json`` preferred over text."""
+    tables: dict[str, str] = {}
+    for path in sorted(directory.iterdir(), key=lambda p: p.suffix != ".json"):
+        kind = _kind(path.name, kinds) if path.is_file() else None
+        if kind is not None and kind not in tables:
+            tables[kind] = path.read_text(errors="replace")
+    return tables
+
+
+def topology_from_dir(directory: Path) -> Topology:
+    """Build a topology from output saved by hand or by ``flannelcap lab record``.
+
+    Layout: ``DIR/<node>/<table files>`` (names containing neigh, fdb, flannel, cni0,
+    route, link), ``DIR/pods/<pod>/`` (addr, route), and ``DIR/*nodes*.json`` /
+    ``DIR/*pods*`` for kubectl output.
+
+    Raises:
+        TopologyError: the directory holds nothing to build from.
+        TableParseError: a file cannot be read as the table its name says.
+    """
+    if not directory.is_dir():
+        raise TopologyError(f"{directory} is not a directory of saved tables")
+    node_tables = {}
+    pod_tables = {}
+    kubectl_nodes = kubectl_pods = None
+    for path in sorted(directory.iterdir()):
+        if path.is_dir() and path.name == "pods":
+            pod_tables = {p.name: _read_tables(p, _POD_FILE_KINDS) for p in sorted(path.iterdir()) if p.is_dir()}
+        elif path.is_dir():
+            tables = _read_tables(path, _FILE_KINDS)
+            if tables:
+                node_tables[path.name] = tables
+        elif "nodes" in path.name:
+            kubectl_nodes = path.read_text(errors="replace")
+        elif "pods" in path.name:
+            kubectl_pods = path.read_text(errors="replace")
+    if not node_tables and kubectl_nodes is None:
+        raise TopologyError(f"{directory} holds no node tables (DIR/<node>/ip-neigh….txt …) and no kubectl nodes JSON")
+    return build_topology(
+        kubectl_nodes=kubectl_nodes, kubectl_pods=kubectl_pods, node_tables=node_tables, pod_tables=pod_tables
+    )
+
+
+def read_topology(path: Path) -> Topology:
+    """Load a topology file written by ``write_topology``.
+
+    Raises:
+        TopologyError: the file is missing, not JSON, or not a topology.
+    """
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise TopologyError(f"cannot read topology {path}: {exc.strerror}") from exc
+    except ValueError as exc:
+        raise TopologyError(f"{path} is not a topology file (not JSON: {exc})") from exc
+    return Topology.from_json(data)
+
+
+def write_topology(topology: Topology, path: Path) -> None:
+    """Save a topology as JSON.
+
+    Raises:
+        TopologyError: the file cannot be written.
+    """
+    try:
+        path.write_text(json.dumps(topology.to_json(), indent=2) + "\n")
+    except OSError as exc:
+        raise TopologyError(f"cannot write topology {path}: {exc.strerror}") from exc

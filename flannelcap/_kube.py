@@ -1,0 +1,152 @@
+"""Parsers for what kubectl prints about nodes and pods.
+
+Rule: pure functions over text, no I/O. ``kubectl get nodes -o json`` gives flannel's view of
+each node (its annotations: VTEP MAC, VNI, public IP); ``kubectl get pods -A -o json`` or
+``-o wide`` gives pod names, IPs and nodes. What cannot be read raises ``TableParseError``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from flannelcap._errors import TableParseError
+from flannelcap._tables import PROMPT_RE, is_ip, load_json
+
+FLANNEL_ANNOTATION = "flannel.alpha.coreos.com/"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KubeNode:
+    """A Node as flannel annotates it."""
+
+    name: str
+    internal_ip: str | None
+    public_ip: str | None
+    public_ip_overwrite: str | None
+    backend_type: str | None
+    vni: int | None
+    vtep_mac: str | None
+    pod_cidrs: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KubePod:
+    """A Pod: where it runs and its IP."""
+
+    name: str
+    namespace: str
+    ip: str | None
+    node: str | None
+
+
+def _items(text: str, table: str, kind: str) -> list[dict[str, Any]]:
+    if not text.strip():
+        raise TableParseError(table, 0, "", "the input is empty (was the command's output pasted?)")
+    data = load_json(text, table)
+    if isinstance(data, dict) and data.get("kind") == kind:
+        return [data]
+    if not isinstance(data, dict) or not isinstance(data.get("items"), list):
+        raise TableParseError(table, 1, text.strip()[:80], f"not a {kind} list (no 'items')")
+    items = data["items"]
+    for number, item in enumerate(items, 1):
+        if not isinstance(item, dict) or not isinstance(item.get("metadata"), dict) or "name" not in item["metadata"]:
+            raise TableParseError(table, number, json.dumps(item)[:80], f"item {number} has no metadata.name")
+    return items
+
+
+def parse_kubectl_nodes(text: str) -> list[KubeNode]:
+    """Parse ``kubectl get nodes -o json`` (a List, or a single Node).
+
+    Raises:
+        TableParseError: not JSON, not a Node list, or an annotation that is not valid.
+    """
+    table = "kubectl get nodes -o json"
+    nodes = []
+    for number, item in enumerate(_items(text, table, "Node"), 1):
+        metadata = item["metadata"]
+        annotations = metadata.get("annotations") or {}
+        backend_text = annotations.get(FLANNEL_ANNOTATION + "backend-data")
+        backend: dict[str, Any] = {}
+        if backend_text:
+            try:
+                backend = json.loads(backend_text)
+            except json.JSONDecodeError as exc:
+                raise TableParseError(
+                    table, number, backend_text, f"node {metadata['name']}: backend-data is not JSON"
+                ) from exc
+        spec = item.get("spec") or {}
+        cidrs = spec.get("podCIDRs") or ([spec["podCIDR"]] if spec.get("podCIDR") else [])
+        addresses = (item.get("status") or {}).get("addresses") or []
+        internal = next((a.get("address") for a in addresses if a.get("type") == "InternalIP"), None)
+        vtep_mac = backend.get("VtepMAC")
+        nodes.append(
+            KubeNode(
+                name=str(metadata["name"]),
+                internal_ip=internal,
+                public_ip=annotations.get(FLANNEL_ANNOTATION + "public-ip"),
+                public_ip_overwrite=annotations.get(FLANNEL_ANNOTATION + "public-ip-overwrite"),
+                backend_type=annotations.get(FLANNEL_ANNOTATION + "backend-type"),
+                vni=backend.get("VNI") if isinstance(backend.get("VNI"), int) else None,
+                vtep_mac=str(vtep_mac).lower() if vtep_mac else None,
+                pod_cidrs=tuple(str(c) for c in cidrs),
+            )
+        )
+    return nodes
+
+
+def parse_kubectl_pods(text: str) -> list[KubePod]:
+    """Parse ``kubectl get pods [-A] -o json`` or ``-o wide`` text.
+
+    Raises:
+        TableParseError: neither JSON pods nor a ``-o wide`` table.
+    """
+    if text.lstrip().startswith("{"):
+        table = "kubectl get pods -o json"
+        pods = []
+        for item in _items(text, table, "Pod"):
+            status = item.get("status") or {}
+            pods.append(
+                KubePod(
+                    name=str(item["metadata"]["name"]),
+                    namespace=str(item["metadata"].get("namespace", "default")),
+                    ip=status.get("podIP"),
+                    node=(item.get("spec") or {}).get("nodeName"),
+                )
+            )
+        return pods
+    return _parse_wide(text)
+
+
+def _parse_wide(text: str) -> list[KubePod]:
+    """``kubectl get pods -o wide``: columns found by the pod IP, since AGE and RESTARTS
+    (``49 (37h ago)``) hold spaces and pasted headers wrap."""
+    table = "kubectl get pods -o wide"
+    if not text.strip():
+        raise TableParseError(table, 0, "", "the input is empty (was the command's output pasted?)")
+    with_namespace = False
+    saw_header = False
+    pods = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        tokens = raw.split()
+        if not tokens or PROMPT_RE.match(raw) or raw.lstrip().startswith("#"):
+            continue
+        if tokens[0] in ("NAME", "NAMESPACE"):
+            saw_header = True
+            with_namespace = tokens[0] == "NAMESPACE"
+            continue
+        if not saw_header:
+            raise TableParseError(table, number, raw, "expected the header line (NAME … IP NODE …)")
+        ip_index = next((i for i, t in enumerate(tokens) if is_ip(t) or t == "<none>"), None)
+        if ip_index is None or ip_index + 1 >= len(tokens):
+            if all(t.isupper() for t in tokens):
+                continue  # a wrapped header ("READINESS GATES")
+            raise TableParseError(table, number, raw, "no pod IP and node columns")
+        namespace, name = (tokens[0], tokens[1]) if with_namespace else ("default", tokens[0])
+        ip = tokens[ip_index] if tokens[ip_index] != "<none>" else None
+        node = tokens[ip_index + 1] if tokens[ip_index + 1] != "<none>" else None
+        pods.append(KubePod(name=name, namespace=namespace, ip=ip, node=node))
+    if not pods:
+        raise TableParseError(table, 0, "", "no pods in the table")
+    return pods

@@ -1,0 +1,341 @@
+"""The cluster as flannel sees it: nodes, VTEPs, pods, and each node's own tables.
+
+Rule: pure. Texts in (kubectl JSON, what each node printed), one ``Topology`` out, with
+lookups by IP and MAC; it is saved and loaded as JSON data (the file I/O is the caller's).
+Every fact records the source it came from. Where two sources disagree (the kubectl
+annotation says one VTEP MAC, the node's flannel.1 has another) the node's kernel wins,
+since it is what the packets obey, and the disagreement is kept as a ``Conflict``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from flannelcap._errors import TopologyError
+from flannelcap._kube import KubeNode, KubePod, parse_kubectl_nodes, parse_kubectl_pods
+from flannelcap._tables import (
+    FdbEntry,
+    Link,
+    NeighEntry,
+    Route,
+    VxlanInfo,
+    parse_fdb,
+    parse_links,
+    parse_neigh,
+    parse_routes,
+    vxlan_device,
+)
+
+FLANNEL_DEVICE = "flannel.1"
+TOPOLOGY_FORMAT = "flannelcap-topology/1"
+
+# The kinds of node table, with the command that prints each (the JSON form is preferred).
+NODE_TABLES: dict[str, tuple[str, ...]] = {
+    "neigh": ("ip", "-j", "neigh", "show", "dev", FLANNEL_DEVICE),
+    "fdb": ("bridge", "-j", "fdb", "show", "dev", FLANNEL_DEVICE),
+    "flannel": ("ip", "-j", "-d", "addr", "show", FLANNEL_DEVICE),
+    "routes": ("ip", "-j", "route"),
+    "cni0": ("ip", "-j", "addr", "show", "cni0"),
+    "links": ("ip", "-j", "link"),
+}
+POD_TABLES: dict[str, tuple[str, ...]] = {
+    "addr": ("ip", "-j", "addr", "show"),
+    "routes": ("ip", "-j", "route", "show"),
+}
+TABLE_TITLES = {
+    "neigh": "ip neigh show dev flannel.1",
+    "fdb": "bridge fdb show dev flannel.1",
+    "flannel": "ip -d addr show flannel.1",
+    "routes": "ip route",
+    "cni0": "ip addr show cni0",
+    "links": "ip link",
+    "addr": "ip addr",
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Node:
+    """A node of the overlay: its underlay IP and its VTEP."""
+
+    name: str
+    public_ip: str | None = None
+    vtep_mac: str | None = None
+    vtep_ip: str | None = None
+    pod_cidr: str | None = None
+    cni0_ip: str | None = None
+    vni: int | None = None
+    dstport: int | None = None
+    mtu: int | None = None
+    sources: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Pod:
+    """A pod: its IP, node, and (where the node's tables tell) its veth and gateway."""
+
+    name: str
+    namespace: str = "default"
+    ip: str | None = None
+    node: str | None = None
+    veth: str | None = None
+    gateway: str | None = None
+    source: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeView:
+    """One node's own tables. ``None`` where the table was not collected."""
+
+    node: str
+    neigh: tuple[NeighEntry, ...] | None = None
+    fdb: tuple[FdbEntry, ...] | None = None
+    routes: tuple[Route, ...] | None = None
+    flannel: Link | None = None
+    cni0: Link | None = None
+    links: tuple[Link, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Conflict:
+    """Two sources disagree about one fact of a node."""
+
+    node: str
+    field: str
+    values: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Topology:
+    """Nodes, pods, and each node's view, with lookups by address."""
+
+    nodes: tuple[Node, ...] = ()
+    pods: tuple[Pod, ...] = ()
+    views: tuple[NodeView, ...] = ()
+    conflicts: tuple[Conflict, ...] = ()
+
+    def node(self, name: str) -> Node | None:
+        """The node called ``name``."""
+        return next((n for n in self.nodes if n.name == name), None)
+
+    def view(self, name: str) -> NodeView | None:
+        """The tables node ``name`` printed."""
+        return next((v for v in self.views if v.node == name), None)
+
+    def node_by_ip(self, ip: str | None) -> Node | None:
+        """The node whose underlay (public) IP is ``ip``."""
+        return next((n for n in self.nodes if ip and n.public_ip == ip), None)
+
+    def nodes_by_ip(self, ip: str | None) -> list[Node]:
+        """Every node announcing ``ip`` as its public IP (more than one is a fault)."""
+        return [n for n in self.nodes if ip and n.public_ip == ip]
+
+    def node_by_vtep_mac(self, mac: str | None) -> Node | None:
+        """The node whose flannel.1 has MAC ``mac``."""
+        mac = (mac or "").lower()
+        return next((n for n in self.nodes if mac and n.vtep_mac == mac), None)
+
+    def node_by_vtep_ip(self, ip: str | None) -> Node | None:
+        """The node whose flannel.1 has address ``ip`` (``10.42.N.0``)."""
+        return next((n for n in self.nodes if ip and n.vtep_ip == ip), None)
+
+    def node_of_pod_ip(self, ip: str | None) -> Node | None:
+        """The node whose pod CIDR holds ``ip``."""
+        if not ip:
+            return None
+        try:
+            address = ipaddress.ip_address(ip)
+        except ValueError:
+            return None
+        for node in self.nodes:
+            if node.pod_cidr and address in ipaddress.ip_network(node.pod_cidr, strict=False):
+                return node
+        return None
+
+    def pod_by_ip(self, ip: str | None) -> Pod | None:
+        """The pod with IP ``ip``."""
+        return next((p for p in self.pods if ip and p.ip == ip), None)
+
+    def pod(self, name_or_ip: str) -> Pod | None:
+        """A pod by name (``ns/name`` or ``name``) or by IP."""
+        namespace, _, name = name_or_ip.rpartition("/")
+        for pod in self.pods:
+            if pod.ip == name_or_ip or (pod.name == name and (not namespace or pod.namespace == namespace)):
+                return pod
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        """The topology as JSON-ready data."""
+        return {"format": TOPOLOGY_FORMAT, **asdict(self)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Topology:
+        """Inverse of ``to_json``.
+
+        Raises:
+            TopologyError: the data is not a flannelcap topology.
+        """
+        if not isinstance(data, Mapping) or data.get("format") != TOPOLOGY_FORMAT:
+            raise TopologyError("not a flannelcap topology file (make one with 'flannelcap map … -o topo.json')")
+        try:
+            return cls(
+                nodes=tuple(Node(**n) for n in data["nodes"]),
+                pods=tuple(Pod(**p) for p in data["pods"]),
+                views=tuple(_view_from_json(v) for v in data["views"]),
+                conflicts=tuple(Conflict(**c) for c in data["conflicts"]),
+            )
+        except (KeyError, TypeError) as exc:
+            raise TopologyError(f"damaged topology file: {exc}") from exc
+
+
+def _link_from_json(data: dict[str, Any] | None) -> Link | None:
+    if data is None:
+        return None
+    vxlan = VxlanInfo(**data["vxlan"]) if data.get("vxlan") else None
+    return Link(**{**data, "vxlan": vxlan, "addresses": tuple(data["addresses"])})
+
+
+def _view_from_json(data: dict[str, Any]) -> NodeView:
+    def entries(key: str, kind: type) -> tuple[Any, ...] | None:
+        items = data.get(key)
+        if items is None:
+            return None
+        return tuple(kind(**{k: tuple(v) if isinstance(v, list) else v for k, v in item.items()}) for item in items)
+
+    links = data.get("links")
+    return NodeView(
+        node=data["node"],
+        neigh=entries("neigh", NeighEntry),
+        fdb=entries("fdb", FdbEntry),
+        routes=entries("routes", Route),
+        flannel=_link_from_json(data.get("flannel")),
+        cni0=_link_from_json(data.get("cni0")),
+        links=None if links is None else tuple(_link_from_json(item) for item in links),  # type: ignore[misc]
+    )
+
+
+# -- building --------------------------------------------------------------------------
+
+
+def build_topology(
+    *,
+    kubectl_nodes: str | None = None,
+    kubectl_pods: str | None = None,
+    node_tables: Mapping[str, Mapping[str, str]] | None = None,
+    pod_tables: Mapping[str, Mapping[str, str]] | None = None,
+) -> Topology:
+    """Build a topology from any mix of kubectl output and node tables.
+
+    Args:
+        kubectl_nodes: ``kubectl get nodes -o json``.
+        kubectl_pods: ``kubectl get pods -A -o json`` or ``-o wide``.
+        node_tables: per node name, table kind (a key of ``NODE_TABLES``) → printed text.
+        pod_tables: per pod name, table kind (a key of ``POD_TABLES``) → printed text.
+
+    Raises:
+        TableParseError: a table cannot be read (the message names it, and the line).
+        TopologyError: nothing was given to build from.
+    """
+    if not (kubectl_nodes or node_tables):
+        raise TopologyError("nothing to build a topology from: give node tables or kubectl output")
+    kube_nodes = {n.name: n for n in parse_kubectl_nodes(kubectl_nodes)} if kubectl_nodes else {}
+    views = {name: _view(name, tables) for name, tables in (node_tables or {}).items()}
+    names = list(dict.fromkeys([*kube_nodes, *views]))
+    conflicts: list[Conflict] = []
+    nodes = tuple(_merge_node(name, kube_nodes.get(name), views.get(name), conflicts) for name in names)
+    kube_pods = parse_kubectl_pods(kubectl_pods) if kubectl_pods else []
+    pods = tuple(_pod(p, views, pod_tables or {}) for p in kube_pods)
+    return Topology(nodes=nodes, pods=pods, views=tuple(views.values()), conflicts=tuple(conflicts))
+
+
+def _view(name: str, tables: Mapping[str, str]) -> NodeView:
+    flannel = vxlan_device(tables["flannel"], FLANNEL_DEVICE) if "flannel" in tables else None
+    cni0 = None
+    if "cni0" in tables and tables["cni0"].strip():
+        cni0 = next((link for link in parse_links(tables["cni0"]) if link.name == "cni0"), None)
+    return NodeView(
+        node=name,
+        neigh=tuple(parse_neigh(tables["neigh"], allow_empty=True)) if "neigh" in tables else None,
+        fdb=tuple(parse_fdb(tables["fdb"], allow_empty=True)) if "fdb" in tables else None,
+        routes=tuple(parse_routes(tables["routes"])) if "routes" in tables else None,
+        flannel=flannel,
+        cni0=cni0,
+        links=tuple(parse_links(tables["links"])) if "links" in tables else None,
+    )
+
+
+def _first_ipv4(addresses: tuple[str, ...]) -> ipaddress.IPv4Interface | None:
+    for address in addresses:
+        interface = ipaddress.ip_interface(address)
+        if isinstance(interface, ipaddress.IPv4Interface):
+            return interface
+    return None
+
+
+def _merge_node(name: str, kube: KubeNode | None, view: NodeView | None, conflicts: list[Conflict]) -> Node:
+    """One node from kubectl's annotations and the node's own tables (the kernel wins)."""
+    facts: dict[str, dict[str, Any]] = {}
+
+    def offer(key: str, value: Any, source: str) -> None:
+        if value is not None:
+            facts.setdefault(key, {})[source] = value
+
+    if view is not None and view.flannel is not None and view.flannel.vxlan is not None:
+        source = f"{name}: {TABLE_TITLES['flannel']}"
+        vxlan_address = _first_ipv4(view.flannel.addresses)
+        offer("vtep_mac", view.flannel.mac, source)
+        offer("public_ip", view.flannel.vxlan.local, source)
+        offer("vni", view.flannel.vxlan.vni, source)
+        offer("dstport", view.flannel.vxlan.dstport, source)
+        offer("mtu", view.flannel.mtu, source)
+        offer("vtep_ip", str(vxlan_address.ip) if vxlan_address else None, source)
+    if view is not None and view.cni0 is not None:
+        cni0 = _first_ipv4(view.cni0.addresses)
+        if cni0 is not None:
+            source = f"{name}: {TABLE_TITLES['cni0']}"
+            offer("cni0_ip", str(cni0.ip), source)
+            offer("pod_cidr", str(cni0.network), source)
+    if kube is not None:
+        source = "kubectl get nodes"
+        offer("vtep_mac", kube.vtep_mac, source)
+        offer("public_ip", kube.public_ip_overwrite or kube.public_ip or kube.internal_ip, source)
+        offer("vni", kube.vni, source)
+        if kube.pod_cidrs:
+            network = ipaddress.ip_network(kube.pod_cidrs[0], strict=False)
+            offer("pod_cidr", str(network), source)
+            offer("vtep_ip", str(network.network_address), f"{source} (podCIDR)")
+            offer("cni0_ip", str(network.network_address + 1), f"{source} (podCIDR)")
+    chosen: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for key, by_source in facts.items():
+        source, value = next(iter(by_source.items()))  # the node's tables were offered first
+        chosen[key], sources[key] = value, source
+        if len({str(v) for v in by_source.values()}) > 1:
+            conflicts.append(Conflict(node=name, field=key, values={s: str(v) for s, v in by_source.items()}))
+    return Node(name=name, sources=sources, **chosen)
+
+
+def _pod(kube: KubePod, views: Mapping[str, NodeView], pod_tables: Mapping[str, Mapping[str, str]]) -> Pod:
+    """A pod from kubectl, with its veth and gateway where the tables tell."""
+    veth = gateway = None
+    tables = pod_tables.get(kube.name, {})
+    if "routes" in tables:
+        default = next((r for r in parse_routes(tables["routes"]) if r.dst == "default"), None)
+        gateway = default.gateway if default else None
+    if "addr" in tables:
+        eth0 = next((link for link in parse_links(tables["addr"]) if link.name == "eth0"), None)
+        view = views.get(kube.node or "")
+        if eth0 is not None and eth0.peer_ifindex is not None and view is not None and view.links:
+            host = next((link for link in view.links if link.ifindex == eth0.peer_ifindex), None)
+            veth = host.name if host else None
+    return Pod(
+        name=kube.name,
+        namespace=kube.namespace,
+        ip=kube.ip,
+        node=kube.node,
+        veth=veth,
+        gateway=gateway,
+        source="kubectl get pods",
+    )

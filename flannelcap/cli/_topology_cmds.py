@@ -1,0 +1,114 @@
+"""``flannelcap map``, ``audit`` and ``explain``: argument parsing and printing.
+
+Rule: no logic here; it collects through ``_collect`` / the lab, and prints what ``_audit``
+and ``_explain`` return.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from flannelcap._audit import audit_capture, audit_topology
+from flannelcap._capture import decode_file
+from flannelcap._collect import topology_from_dir, write_topology
+from flannelcap._decode import DEFAULT_VXLAN_PORTS
+from flannelcap._errors import TopologyError
+from flannelcap._explain import explain
+from flannelcap._topology import Topology, build_topology
+from flannelcap.cli import _report
+from flannelcap.cli._topology_args import add_topology_options, topology_from_args
+
+
+def add_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Register ``map``, ``audit`` and ``explain``."""
+    map_ = subparsers.add_parser(
+        "map",
+        help="collect every node's flannel tables into a topology, and check them",
+        description="Build a topology (nodes, VTEPs, pods, each node's ARP/FDB/routes) and audit the tables.",
+    )
+    source = map_.add_mutually_exclusive_group(required=True)
+    source.add_argument("--lab", action="store_true", help="collect from the namespace lab (root)")
+    source.add_argument("--tables", type=Path, metavar="DIR", help="tables saved by hand or by 'lab record'")
+    source.add_argument(
+        "--kubectl", type=Path, nargs="+", metavar="JSON", help="only kubectl output: nodes JSON [pods JSON or -o wide]"
+    )
+    map_.add_argument("--prefix", default="fclab", help="lab prefix, with --lab")
+    map_.add_argument("-o", "--output", type=Path, help="write the topology to this file")
+    map_.add_argument("--json", action="store_true", help="print the topology as JSON")
+    map_.set_defaults(run=_map)
+
+    audit = subparsers.add_parser(
+        "audit",
+        help="check a capture against the tables: wrong VTEPs, stale entries, checksums, MTU",
+        description="Find where the wire and the flannel tables disagree, with evidence.",
+    )
+    audit.add_argument("file", help="capture file")
+    add_topology_options(audit, required=True)
+    audit.add_argument("--json", action="store_true", help="findings as JSON")
+    audit.set_defaults(run=_audit)
+
+    explain_ = subparsers.add_parser(
+        "explain",
+        help="the path of a packet from one pod to another, step by step",
+        description="Walk pod route → cni0 → route → ARP → FDB → VXLAN → peer, citing the tables.",
+    )
+    explain_.add_argument("source", metavar="SRC", help="pod name or IP")
+    explain_.add_argument("destination", metavar="DST", help="pod name or IP")
+    add_topology_options(explain_, required=True)
+    explain_.add_argument("--capture", metavar="FILE", help="confirm the steps with the packets of this capture")
+    explain_.set_defaults(run=_explain)
+
+
+def _map(args: argparse.Namespace) -> int:
+    if args.lab:
+        from flannelcap.lab import Lab
+        from flannelcap.lab._map import topology_of_lab
+
+        topology = topology_of_lab(Lab.load(args.prefix))
+    elif args.tables:
+        topology = topology_from_dir(args.tables)
+    else:
+        topology = _from_kubectl(args.kubectl)
+    if args.output:
+        write_topology(topology, args.output)
+    if args.json:
+        print(json.dumps(topology.to_json(), indent=2))
+        return 0
+    print("\n".join(_report.topology_lines(topology)))
+    print()
+    print("\n".join(_report.finding_lines(audit_topology(topology))))
+    if args.output:
+        print(f"\ntopology written to {args.output}")
+    return 0
+
+
+def _from_kubectl(paths: list[Path]) -> Topology:
+    if len(paths) > 2:
+        raise TopologyError("--kubectl takes the nodes JSON and, optionally, the pods output")
+    try:
+        texts = [p.read_text() for p in paths]
+    except OSError as exc:
+        raise TopologyError(f"cannot read {exc.filename}: {exc.strerror}") from exc
+    return build_topology(kubectl_nodes=texts[0], kubectl_pods=texts[1] if len(texts) > 1 else None)
+
+
+def _audit(args: argparse.Namespace) -> int:
+    topology = topology_from_args(args)
+    assert topology is not None
+    stream = decode_file(args.file, vxlan_ports=DEFAULT_VXLAN_PORTS | {n.dstport for n in topology.nodes if n.dstport})
+    findings = audit_capture(stream, topology)
+    if args.json:
+        print(_report.findings_json(findings))
+    else:
+        print("\n".join(_report.finding_lines(findings, with_capture=True)))
+    return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    topology = topology_from_args(args)
+    assert topology is not None
+    records = list(decode_file(args.capture)) if args.capture else []
+    print("\n".join(_report.step_lines(explain(topology, args.source, args.destination, records))))
+    return 0

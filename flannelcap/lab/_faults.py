@@ -1,0 +1,134 @@
+"""Breaking a lab the way real clusters break: the faults ``flannelcap audit`` must find.
+
+Rule: like the lab itself, every change happens inside the lab's own namespaces, through
+``Lab.output``. Each fault is applied on ``node`` and concerns its view of ``peer``, and
+returns one line saying what it changed.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+
+from flannelcap._errors import LabError
+from flannelcap.lab._lab import Lab
+from flannelcap.lab._plan import FLANNEL_DEVICE, VXLAN_PORT, NodePlan
+
+NOBODYS_MAC = "de:ad:be:ef:00:01"
+NOBODYS_IP = "192.168.1.250"
+SMALLER_MTU = 1400
+
+
+def _third(lab: Lab, node: NodePlan, peer: NodePlan) -> NodePlan:
+    others = [n for n in lab.plan.nodes if n.name not in (node.name, peer.name)]
+    if not others:
+        raise LabError("this fault needs a third node: build the lab with --nodes 3 or more")
+    return others[0]
+
+
+def wrong_fdb(lab: Lab, node: NodePlan, peer: NodePlan) -> str:
+    """``node``'s FDB entry for ``peer``'s VTEP MAC points at a third node's IP."""
+    wrong = _third(lab, node, peer)
+    lab.output(
+        node.name,
+        ["bridge", "fdb", "replace", peer.vtep_mac, "dev", FLANNEL_DEVICE, "dst", wrong.eth0_ip, "self", "permanent"],
+    )
+    return (
+        f"on {node.name}, FDB entry {peer.vtep_mac} (VTEP of {peer.name}) points at "
+        f"{wrong.eth0_ip} ({wrong.name}) instead of {peer.eth0_ip}"
+    )
+
+
+def stale_fdb(lab: Lab, node: NodePlan, peer: NodePlan) -> str:
+    """An extra FDB entry on ``node`` for a MAC that is no node's VTEP (a node long gone)."""
+    lab.output(
+        node.name,
+        ["bridge", "fdb", "append", NOBODYS_MAC, "dev", FLANNEL_DEVICE, "dst", NOBODYS_IP, "self", "permanent"],
+    )
+    return f"on {node.name}, a stale FDB entry {NOBODYS_MAC} dst {NOBODYS_IP}"
+
+
+def wrong_arp(lab: Lab, node: NodePlan, peer: NodePlan) -> str:
+    """``node``'s PERMANENT neighbour entry for ``peer``'s VTEP IP has a MAC that is no VTEP's."""
+    lab.output(
+        node.name,
+        ["ip", "neigh", "replace", peer.vtep_ip, "lladdr", NOBODYS_MAC, "dev", FLANNEL_DEVICE, "nud", "permanent"],
+    )
+    return f"on {node.name}, neighbour {peer.vtep_ip} ({peer.name}) has MAC {NOBODYS_MAC} instead of {peer.vtep_mac}"
+
+
+def missing(lab: Lab, node: NodePlan, peer: NodePlan) -> str:
+    """``node`` lost its route, neighbour and FDB entry for ``peer`` (flanneld never added them)."""
+    lab.output(node.name, ["ip", "route", "del", peer.pod_cidr])
+    lab.output(node.name, ["ip", "neigh", "del", peer.vtep_ip, "dev", FLANNEL_DEVICE])
+    lab.output(node.name, ["bridge", "fdb", "del", peer.vtep_mac, "dev", FLANNEL_DEVICE, "self"])
+    return f"on {node.name}, no route, neighbour or FDB entry for {peer.name}"
+
+
+def smaller_mtu(lab: Lab, node: NodePlan, peer: NodePlan) -> str:
+    """``node``'s flannel.1 has a smaller MTU than every other node's."""
+    lab.output(node.name, ["ip", "link", "set", FLANNEL_DEVICE, "mtu", str(SMALLER_MTU)])
+    return f"on {node.name}, flannel.1 MTU {SMALLER_MTU} instead of 1450"
+
+
+def bad_checksum(lab: Lab, node: NodePlan, peer: NodePlan) -> str:
+    """The LAN corrupts the outer UDP checksum of every VXLAN packet ``node`` sends, as a
+    broken NAT or offload does; ``peer``'s kernel then drops them."""
+    if shutil.which("nft") is None:
+        raise LabError("the bad-checksum fault needs the 'nft' command: install the Debian package nftables")
+    port = lab.plan.nodes.index(node)
+    lan_port = f"lan{port}"
+    table = "flannelcap_fault"
+    lab_lan = lab.plan.lan_netns
+    for argv in (
+        ["nft", "add", "table", "netdev", table],
+        [
+            "nft",
+            "add",
+            "chain",
+            "netdev",
+            table,
+            lan_port,
+            f"{{ type filter hook ingress device {lan_port} priority 0; }}",
+        ],
+        [
+            "nft",
+            "add",
+            "rule",
+            "netdev",
+            table,
+            lan_port,
+            "udp",
+            "dport",
+            str(VXLAN_PORT),
+            "@th,48,16",
+            "set",
+            "0xbeef",
+        ],
+    ):
+        lab.output_in_netns(lab_lan, argv)
+    return f"the LAN sets the outer UDP checksum of VXLAN packets from {node.name} to 0xbeef"
+
+
+FAULTS: dict[str, Callable[[Lab, NodePlan, NodePlan], str]] = {
+    "wrong-fdb": wrong_fdb,
+    "stale-fdb": stale_fdb,
+    "wrong-arp": wrong_arp,
+    "missing": missing,
+    "smaller-mtu": smaller_mtu,
+    "bad-checksum": bad_checksum,
+}
+
+
+def apply_fault(lab: Lab, kind: str, node: str, peer: str) -> str:
+    """Apply fault ``kind`` on ``node`` concerning ``peer``. Returns what was changed.
+
+    Raises:
+        LabError: unknown fault or node, or the change failed.
+    """
+    if kind not in FAULTS:
+        raise LabError(f"no fault {kind!r}; choose one of {', '.join(FAULTS)}")
+    node_plan, peer_plan = lab.plan.node(node), lab.plan.node(peer)
+    if node_plan == peer_plan:
+        raise LabError("a fault concerns two different nodes: NODE and PEER")
+    return FAULTS[kind](lab, node_plan, peer_plan)
