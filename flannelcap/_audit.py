@@ -402,11 +402,12 @@ class CaptureAudit:
             # On the receiving side, or never answered: the checksum was wrong on the wire, not
             # merely left to the sender's NIC (checksum offload), and the receiver dropped them.
             received = (dst in capture_nodes and src not in capture_nodes) or (dst, src) not in self._pairs
+            receiver = self.topology.node_by_ip(dst)
             findings.append(
                 Finding(
                     severity=ERROR if received else WARNING,
                     code="bad-udp-checksum",
-                    node=(self.topology.node_by_ip(dst).name if self.topology.node_by_ip(dst) else None),
+                    node=receiver.name if receiver else None,
                     message=f"{len(packets)} VXLAN packets {_name(self.topology, src)} → {_name(self.topology, dst)} "
                     "have a wrong outer UDP checksum"
                     + (

@@ -49,7 +49,7 @@ def _items(text: str, table: str, kind: str) -> list[dict[str, Any]]:
         return [data]
     if not isinstance(data, dict) or not isinstance(data.get("items"), list):
         raise TableParseError(table, 1, text.strip()[:80], f"not a {kind} list (no 'items')")
-    items = data["items"]
+    items: list[dict[str, Any]] = data["items"]
     for number, item in enumerate(items, 1):
         if not isinstance(item, dict) or not isinstance(item.get("metadata"), dict) or "name" not in item["metadata"]:
             raise TableParseError(table, number, json.dumps(item)[:80], f"item {number} has no metadata.name")

@@ -1,0 +1,175 @@
+"""map, decode --topology, audit and explain against a real lab, clean and with each fault."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import require_root_lab, require_tool
+
+from flannelcap import decode_file
+from flannelcap._annotate import annotate_all
+from flannelcap._audit import audit_capture, audit_topology
+from flannelcap._explain import explain
+from flannelcap.lab import Lab, LabSpec, teardown
+from flannelcap.lab._faults import NOBODYS_IP, NOBODYS_MAC, SMALLER_MTU, apply_fault
+from flannelcap.lab._lab import BIG_FILE_NAME
+from flannelcap.lab._map import topology_of_lab
+from flannelcap.lab._record import tcpdump
+
+
+@pytest.fixture
+def fresh_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Lab]:
+    """A lab of its own for a test that breaks it."""
+    require_root_lab()
+    monkeypatch.setenv("FLANNELCAP_LAB_DIR", str(tmp_path / "state"))
+    prefix = "b" + uuid.uuid4().hex[:6]
+    built = Lab.up(LabSpec(prefix=prefix))
+    try:
+        yield built
+    finally:
+        teardown(prefix, built.plan.namespaces)
+
+
+def _ip_json(lab: Lab, name: str, *args: str) -> list[dict]:
+    return json.loads(lab.output(name, ["ip", "-j", *args]))
+
+
+def test_map_builds_the_topology_the_kernel_reports(lab: Lab) -> None:
+    topology = topology_of_lab(lab)
+    assert [n.name for n in topology.nodes] == [n.name for n in lab.plan.nodes]
+    for node in topology.nodes:
+        link = _ip_json(lab, node.name, "-d", "link", "show", "flannel.1")[0]
+        eth0 = _ip_json(lab, node.name, "addr", "show", "eth0")[0]
+        cni0 = _ip_json(lab, node.name, "addr", "show", "cni0")[0]
+        assert node.vtep_mac == link["address"]
+        assert node.public_ip == link["linkinfo"]["info_data"]["local"] == eth0["addr_info"][0]["local"]
+        assert node.cni0_ip == cni0["addr_info"][0]["local"]
+        assert (node.vni, node.dstport, node.mtu) == (1, 8472, link["mtu"])
+    for pod in topology.pods:
+        addr = _ip_json(lab, pod.name, "addr", "show", "eth0")[0]
+        assert pod.ip == addr["addr_info"][0]["local"]
+        host = next(link for link in _ip_json(lab, pod.node, "link") if link["ifindex"] == addr["link_index"])  # type: ignore[arg-type]
+        assert pod.veth == host["ifname"]
+    assert topology.conflicts == ()
+    assert audit_topology(topology) == []  # a clean lab gives no warnings
+
+
+def test_decode_names_nodes_vteps_and_pods_and_a_clean_lab_has_no_findings(lab: Lab, tmp_path: Path) -> None:
+    require_tool("tcpdump")
+    client_node = lab.plan.client_pod.node
+    capture = tmp_path / "wire.pcap"
+    with tcpdump(lab, client_node, "eth0", capture):
+        assert lab.fetch("/").returncode == 0
+    topology = topology_of_lab(lab)
+    vxlan = [r for r in annotate_all(decode_file(capture), topology) if r.is_vxlan]
+    assert vxlan
+    server_node = lab.plan.server_pod.node
+    for record in vxlan:
+        assert {record.src_node, record.dst_node} == {client_node, server_node}
+        assert (record.src_vtep_node, record.dst_vtep_node) == (record.src_node, record.dst_node)
+        assert {record.src_pod, record.dst_pod} == {"busybox", "nginx"}
+    assert audit_capture(decode_file(capture), topology) == []
+
+    topo_file = tmp_path / "topo.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "flannelcap", "map", "--lab", "--prefix", lab.plan.prefix, "-o", str(topo_file)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=os.environ,
+    )
+    assert "no findings: the tables agree with each other" in done.stdout
+    decoded = subprocess.run(
+        [sys.executable, "-m", "flannelcap", "decode", "--json", "--topology", str(topo_file), str(capture)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    names = {
+        (r["src_node"], r["dst_node"], r["src_pod"], r["dst_pod"])
+        for r in map(json.loads, decoded.stdout.splitlines())
+        if r["is_vxlan"]
+    }
+    assert names == {(client_node, server_node, "busybox", "nginx"), (server_node, client_node, "nginx", "busybox")}
+
+
+def test_explain_on_the_lab(lab: Lab) -> None:
+    topology = topology_of_lab(lab)
+    client = lab.plan.node(lab.plan.client_pod.node)
+    server = lab.plan.node(lab.plan.server_pod.node)
+    steps = explain(topology, "busybox", "nginx")
+    assert all(s.ok for s in steps)
+    assert steps[1].rows == (f"{client.name}: ip route: {server.pod_cidr} via {server.vtep_ip} dev flannel.1 onlink",)
+    assert steps[2].rows == (
+        f"{client.name}: ip neigh show dev flannel.1: {server.vtep_ip} lladdr {server.vtep_mac} PERMANENT",
+    )
+    assert steps[3].rows == (
+        f"{client.name}: bridge fdb show dev flannel.1: {server.vtep_mac} dst {server.eth0_ip} self permanent",
+    )
+    assert f"outer {client.eth0_ip} → {server.eth0_ip} UDP dport 8472 VNI 1" in steps[4].text
+    assert f"into cni0 ({server.cni0_ip})" in steps[6].text
+
+
+# kind → (codes from the tables, codes from a capture, where to capture, path to fetch, fetch works)
+FAULT_CASES = {
+    "wrong-fdb": ({"fdb-wrong-dst"}, {"inner-mac-mismatch"}, "client", "/", False),
+    "stale-fdb": ({"fdb-stale"}, set(), "client", "/", True),
+    "wrong-arp": ({"neigh-wrong-mac"}, set(), "client", "/", False),
+    "missing": ({"missing-entries"}, set(), "client", "/", False),
+    "smaller-mtu": ({"mtu-mismatch"}, {"inner-larger-than-mtu"}, "client", "/" + BIG_FILE_NAME, True),
+    "bad-checksum": (set(), {"bad-udp-checksum"}, "server", "/", False),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(FAULT_CASES))
+def test_each_fault_gives_its_finding_and_nothing_else(fresh_lab: Lab, kind: str, tmp_path: Path) -> None:
+    require_tool("tcpdump")
+    if kind == "bad-checksum":
+        require_tool("nft")
+    lab = fresh_lab
+    table_codes, wire_codes, where, path, works = FAULT_CASES[kind]
+    client = lab.plan.node(lab.plan.client_pod.node)
+    server = lab.plan.node(lab.plan.server_pod.node)
+    apply_fault(lab, kind, client.name, server.name)
+    topology = topology_of_lab(lab)
+
+    table_findings = audit_topology(topology)
+    assert {f.code for f in table_findings} == table_codes
+    assert all(f.node == client.name for f in table_findings)
+
+    capture = tmp_path / "fault.pcap"
+    with tcpdump(lab, client.name if where == "client" else server.name, "eth0", capture):
+        done = lab.fetch(path, timeout=3.5)
+    assert (done.returncode == 0) is works
+    findings = audit_capture(decode_file(capture), topology)
+    assert {f.code for f in findings} == table_codes | wire_codes
+    by_code = {f.code: f for f in findings}
+    if kind == "wrong-fdb":
+        assert by_code["fdb-wrong-dst"].rows[0].endswith(f"{server.vtep_mac} dst 192.168.1.38 self permanent")
+        assert by_code["inner-mac-mismatch"].packets and by_code["inner-mac-mismatch"].node == "kpi091"
+    if kind == "stale-fdb":
+        assert by_code["fdb-stale"].rows == (
+            f"{client.name}: bridge fdb show dev flannel.1: {NOBODYS_MAC} dst {NOBODYS_IP} self permanent",
+        )
+    if kind == "wrong-arp":
+        assert by_code["neigh-wrong-mac"].rows == (
+            f"{client.name}: ip neigh show dev flannel.1: {server.vtep_ip} lladdr {NOBODYS_MAC} PERMANENT",
+        )
+        assert not [r for r in decode_file(capture) if r.is_vxlan]  # nowhere to send: nothing on the wire
+    if kind == "missing":
+        assert "no route, ARP, FDB entry for " + server.name in by_code["missing-entries"].message
+    if kind == "smaller-mtu":
+        assert f"MTU is {SMALLER_MTU}, the other nodes' is 1450" in by_code["mtu-mismatch"].message
+        too_big = by_code["inner-larger-than-mtu"]
+        assert too_big.node == client.name and len(too_big.packets) > 100
+    if kind == "bad-checksum":
+        bad = by_code["bad-udp-checksum"]
+        assert bad.severity == "error" and bad.node == server.name
+        assert bad.packets == tuple(r.number for r in decode_file(capture) if r.is_vxlan)

@@ -1,0 +1,231 @@
+"""Table parsers: the seed lab's printouts as printed, the JSON of real nodes, and garbage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import SAMPLES
+
+from flannelcap._errors import TableParseError
+from flannelcap._kube import parse_kubectl_nodes, parse_kubectl_pods
+from flannelcap._tables import parse_fdb, parse_links, parse_neigh, parse_routes, vxlan_device
+
+SEED = Path(__file__).parent / "data" / "seed"
+
+
+def seed(name: str) -> str:
+    return (SEED / name).read_text()
+
+
+# -- the seed lab's printouts (§2.3 b–c, §3.3 b–d), exactly as printed -----------------------
+
+
+def test_seed_kpi091_ip_neigh() -> None:
+    entries = parse_neigh(seed("kpi091-ip-neigh-flannel.1.txt"))
+    assert [(e.ip, e.mac, e.states) for e in entries] == [
+        ("10.42.2.0", "2e:cb:94:23:86:79", ("PERMANENT",)),
+        ("10.42.1.0", "36:84:0d:94:d6:34", ("PERMANENT",)),
+        ("10.42.3.0", "9a:29:f6:23:6f:d9", ("PERMANENT",)),
+    ]
+
+
+def test_seed_kpi091_bridge_fdb() -> None:
+    entries = parse_fdb(seed("kpi091-bridge-fdb-flannel.1.txt"))
+    assert [(e.mac, e.dst, e.flags, e.state) for e in entries] == [
+        ("36:84:0d:94:d6:34", "192.168.1.41", ("self",), "permanent"),
+        ("2e:cb:94:23:86:79", "192.168.1.39", ("self",), "permanent"),
+        ("9a:29:f6:23:6f:d9", "192.168.1.40", ("self",), "permanent"),
+    ]
+
+
+def test_seed_kpi091_flannel_device_with_wrapped_lines() -> None:
+    link = vxlan_device(seed("kpi091-ip-d-addr-flannel.1.txt"))
+    assert (link.ifindex, link.mac, link.mtu) == (4, "5e:14:d0:84:69:81", 1450)
+    assert link.vxlan is not None
+    assert (link.vxlan.vni, link.vxlan.local, link.vxlan.underlay, link.vxlan.dstport, link.vxlan.learning) == (
+        1,
+        "192.168.1.38",
+        "eth0",
+        8472,
+        False,
+    )
+    assert link.addresses == ("10.42.0.0/32", "fe80::bcb1:aaff:fe6b:7485/64")
+
+
+def test_seed_kpi093_ip_neigh_with_annotations() -> None:
+    entries = parse_neigh(seed("kpi093-ip-neigh-flannel.1.txt"))
+    assert {e.ip: e.mac for e in entries} == {
+        "10.42.2.0": "e6:4b:9c:85:29:63",
+        "10.42.0.0": "46:32:55:ca:55:1f",
+        "10.42.1.0": "32:6d:8a:c8:c2:af",
+    }
+
+
+def test_seed_kpi093_bridge_fdb_with_wrapped_comments() -> None:
+    entries = parse_fdb(seed("kpi093-bridge-fdb-flannel.1.txt"))
+    assert [(e.mac, e.dst) for e in entries] == [
+        ("1a:b8:85:b9:77:bf", "192.168.1.41"),
+        ("e6:4b:9c:85:29:63", "192.168.1.39"),
+        ("32:6d:8a:c8:c2:af", "192.168.1.41"),
+        ("46:32:55:ca:55:1f", "192.168.1.38"),
+    ]
+
+
+def test_seed_kpi093_flannel_device() -> None:
+    link = vxlan_device(seed("kpi093-ip-d-addr-flannel.1.txt"))
+    assert link.mac == "66:16:cf:19:e8:2c"
+    assert link.vxlan is not None and (link.vxlan.local, link.vxlan.vni) == ("192.168.1.40", 1)
+    assert link.addresses[0] == "10.42.3.0/32"
+
+
+def test_seed_kpi093_ip_route() -> None:
+    routes = parse_routes(seed("kpi093-ip-route.txt"))
+    assert [(r.dst, r.gateway, r.dev, r.onlink) for r in routes] == [
+        ("default", "192.168.1.1", "eth0", False),
+        ("10.42.0.0/24", "10.42.0.0", "flannel.1", True),
+        ("10.42.1.0/24", "10.42.1.0", "flannel.1", True),
+        ("10.42.2.0/24", "10.42.2.0", "flannel.1", True),
+        ("10.42.3.0/24", None, "cni0", False),
+        ("192.168.1.0/24", None, "eth0", False),
+        ("192.168.1.1", None, "eth0", False),
+    ]
+    assert (routes[0].protocol, routes[0].src, routes[0].metric) == ("dhcp", "192.168.1.40", 100)
+    assert (routes[4].scope, routes[4].src) == ("link", "10.42.3.1")
+
+
+def test_seed_pod_tables() -> None:
+    busybox = parse_routes(seed("busybox-ip-route.txt"))
+    assert [(r.dst, r.gateway) for r in busybox] == [
+        ("default", "10.42.3.1"),
+        ("10.42.0.0/16", "10.42.3.1"),
+        ("10.42.3.0/24", None),
+    ]
+    pod = parse_routes(seed("pod-ip-route.txt"))
+    assert pod[0].gateway == "10.42.0.1"
+    [_, eth0] = parse_links(seed("pod-ip-addr.txt"))
+    assert (eth0.name, eth0.peer_ifindex, eth0.mac, eth0.mtu) == ("eth0", 7, "46:8d:d4:ef:84:7c", 1450)
+    assert eth0.addresses[0] == "10.42.0.48/24"
+    [_, nginx] = parse_links(seed("nginx-ip-addr.txt"))
+    assert (nginx.peer_ifindex, nginx.addresses[0]) == (7, "10.42.2.21/24")
+
+
+def test_seed_host_veth_pairs_with_pod_eth0() -> None:
+    [veth] = parse_links(seed("kpi092-ip-link.txt"))
+    assert (veth.ifindex, veth.name, veth.peer_ifindex, veth.master, veth.mtu) == (7, "veth3a7939d", 2, "cni0", 1450)
+    assert veth.mac == "72:12:d0:d0:b5:60"
+
+
+def test_seed_kubectl_wide() -> None:
+    pods = parse_kubectl_pods(seed("kubectl-get-pods-wide.txt"))
+    assert [(p.name, p.ip, p.node) for p in pods] == [
+        ("dnsutils", "10.42.3.50", "kpi093"),
+        ("nginx", "10.42.2.23", "kpi092"),
+        ("busybox", "10.42.3.51", "kpi093"),
+        ("nginx-busybox", "10.42.1.42", "kpi094"),
+    ]
+    tabbed = parse_kubectl_pods(seed("kubectl-get-pods-wide-diffnodes.txt"))
+    assert [(p.name, p.ip, p.node) for p in tabbed] == [
+        ("dnsutils", "10.42.3.43", "kpi093"),
+        ("nginx-busybox", "10.42.1.36", "kpi094"),
+        ("busybox", "10.42.3.44", "kpi093"),
+    ]
+
+
+def test_kubectl_wide_with_namespace_and_pending_pod() -> None:
+    text = (
+        "NAMESPACE     NAME                 READY   STATUS    RESTARTS   AGE   IP          NODE     NOMINATED NODE\n"
+        "kube-system   coredns-abc          1/1     Running   0          2d    10.42.0.3   kpi091   <none>\n"
+        "default       pending-1            0/1     Pending   0          1m    <none>      <none>   <none>\n"
+    )
+    assert [(p.namespace, p.name, p.ip, p.node) for p in parse_kubectl_pods(text)] == [
+        ("kube-system", "coredns-abc", "10.42.0.3", "kpi091"),
+        ("default", "pending-1", None, None),
+    ]
+
+
+# -- the JSON forms, from real nodes (the lab's kernel and iproute2) ----------------------------------
+
+
+def test_json_and_text_forms_agree_on_every_recorded_node() -> None:
+    for tables in SAMPLES.glob("*.tables"):
+        for node in (p for p in tables.iterdir() if p.is_dir() and p.name != "pods"):
+
+            def both(stem: str, node: Path = node) -> tuple[str, str]:
+                return (node / f"{stem}.txt").read_text(), (node / f"{stem}.json").read_text()
+
+            text, data = both("ip-neigh-flannel.1")
+            assert parse_neigh(text) == parse_neigh(data)
+            text, data = both("bridge-fdb-flannel.1")
+            assert parse_fdb(text) == parse_fdb(data)
+            text, data = both("ip-route")
+            assert parse_routes(text) == parse_routes(data)
+            text, data = both("ip-d-addr-flannel.1")
+            assert vxlan_device(text).vxlan == vxlan_device(data).vxlan
+            assert vxlan_device(text).mac == vxlan_device(data).mac
+            text, data = both("ip-link")
+            assert [(link.name, link.peer_ifindex, link.master) for link in parse_links(text)] == [
+                (link.name, link.peer_ifindex, link.master) for link in parse_links(data)
+            ]
+
+
+def test_older_iproute2_json_keys() -> None:
+    fdb = parse_fdb(
+        '[{"mac":"36:84:0d:94:d6:34","ifname":"flannel.1","dst":"192.168.1.41","opts":["self"],"state":"permanent"}]'
+    )
+    assert (fdb[0].dev, fdb[0].flags) == ("flannel.1", ("self",))
+    neigh = parse_neigh('[{"dst":"10.42.1.0","dev":"flannel.1","lladdr":"36:84:0D:94:D6:34","state":"PERMANENT"}]')
+    assert (neigh[0].mac, neigh[0].states) == ("36:84:0d:94:d6:34", ("PERMANENT",))
+
+
+def test_kubectl_nodes_annotations(samples: dict) -> None:
+    text = (SAMPLES / str(samples["cross-node-http-client"]["tables"]) / "kubectl-get-nodes.json").read_text()
+    nodes = {n.name: n for n in parse_kubectl_nodes(text)}
+    assert nodes["kpi093"].public_ip == "192.168.1.40"
+    assert nodes["kpi093"].pod_cidrs == ("10.42.2.0/24",)
+    assert nodes["kpi093"].vni == 1 and nodes["kpi093"].backend_type == "vxlan"
+
+
+# -- garbage, truncated or empty: one line naming the table and the line ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("parser", "text", "message"),
+    [
+        (parse_neigh, "", "cannot read ip neigh output, input: the input is empty"),
+        (
+            parse_neigh,
+            "10.42.2.0 lladdr 2e:cb:94:23:86:79 PERMANENT\nhello world\n",
+            "cannot read ip neigh output, line 2: does not start with an IP address: 'hello world'",
+        ),
+        (parse_neigh, "10.42.2.0 lladdr 2e:cb:94\n", "line 1: no neighbour state"),
+        (parse_neigh, "10.42.2.0 lladdr zz:cb:94:23:86:79 PERMANENT\n", "lladdr 'zz:cb:94:23:86:79' is not a MAC"),
+        (
+            parse_fdb,
+            "36:84:0d:94:d6:34 dst 192.168.1.41 self permanent\n36:84:0d:94:d6:34 dst 192.168.1.\n",
+            "cannot read bridge fdb output, line 2: dst '192.168.1.' is not an IP address",
+        ),
+        (parse_fdb, '[{"mac":"36:84:0d:94:d6:34","dst":"192.168.1.41"},\n{"mac":"9a:29', "line 2: broken JSON"),
+        (
+            parse_routes,
+            "10.42.0.0/24 via 10.42.0.0 dev flannel.1 onlink\nvia dev\n",
+            "cannot read ip route output, line 2: does not start with a destination",
+        ),
+        (parse_links, "flannel.1 is up\n", "cannot read ip link output, line 1: expected an interface line"),
+        (vxlan_device, "4: cni0: <BROADCAST> mtu 1450\n", "no device flannel.1"),
+        (vxlan_device, "4: flannel.1: <BROADCAST> mtu 1450\n", "flannel.1 has no VXLAN details"),
+        (parse_kubectl_nodes, '{"kind": "List"}', "not a Node list"),
+        (
+            parse_kubectl_nodes,
+            '{"items": [{"metadata": {"name": "a", "annotations": '
+            '{"flannel.alpha.coreos.com/backend-data": "{VNI"}}}]}',
+            "node a: backend-data is not JSON",
+        ),
+        (parse_kubectl_pods, "busybox 1/1 Running 0 1m 10.42.0.3 kpi091\n", "expected the header line"),
+    ],
+)
+def test_bad_tables_raise_one_line(parser: object, text: str, message: str) -> None:
+    with pytest.raises(TableParseError) as caught:
+        parser(text)  # type: ignore[operator]
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
