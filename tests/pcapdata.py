@@ -13,6 +13,8 @@ from scapy.layers.l2 import Ether
 from scapy.layers.vxlan import VXLAN
 from scapy.packet import Packet, Raw
 
+# The detail view of an HTTP request inside VXLAN, outermost layer first.
+VXLAN_HTTP_LAYERS = ("Frame", "Ethernet", "IP", "UDP", "VXLAN (RFC 7348)", "Ethernet", "IP", "TCP", "Raw", "HTTP")
 NODE_A, NODE_B = "192.168.1.40", "192.168.1.39"
 VTEP_A, VTEP_B = "66:16:cf:19:e8:2c", "e6:4b:9c:85:29:63"
 POD_A, POD_B = "10.42.3.51", "10.42.2.23"

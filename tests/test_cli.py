@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import SAMPLES, require_tool
-from pcapdata import GOOD_FRAME, pcap
+from pcapdata import GOOD_FRAME, VXLAN_HTTP_LAYERS, pcap
 
 
 def flannelcap(*args: str) -> subprocess.CompletedProcess[str]:
@@ -81,18 +81,7 @@ def test_detail_shows_the_layer_stack() -> None:
     layers = [
         line.strip() for line in block.splitlines() if line.startswith("    ") and not line.startswith("        ")
     ]
-    assert layers[:10] == [
-        "Frame",
-        "Ethernet",
-        "IP",
-        "UDP",
-        "VXLAN (RFC 7348)",
-        "Ethernet",
-        "IP",
-        "TCP",
-        "Raw",
-        "HTTP",
-    ]
+    assert layers[:10] == list(VXLAN_HTTP_LAYERS)
     assert "        dport: 8472" in block and "        vni: 0x1" in block
 
 

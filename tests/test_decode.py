@@ -6,7 +6,7 @@ import io
 import struct
 
 import pytest
-from pcapdata import NODE_A, NODE_B, POD_A, POD_B, VTEP_A, VTEP_B, inner_tcp, pcap, vxlan_frame
+from pcapdata import NODE_A, NODE_B, POD_A, POD_B, VTEP_A, VTEP_B, VXLAN_HTTP_LAYERS, inner_tcp, pcap, vxlan_frame
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6
 from scapy.layers.l2 import ARP, CookedLinux, Dot1Q, Ether
@@ -210,18 +210,7 @@ def test_ipv4_header_length_below_minimum() -> None:
 def test_detail_lists_every_layer() -> None:
     [record] = decode([vxlan_frame(inner_tcp(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"))], detail=True)
     names = [layer.name for layer in record.layers]
-    assert names == [
-        "Frame",
-        "Ethernet",
-        "IP",
-        "UDP",
-        "VXLAN (RFC 7348)",
-        "Ethernet",
-        "IP",
-        "TCP",
-        "Raw",
-        "HTTP",
-    ]
+    assert names == list(VXLAN_HTTP_LAYERS)
     vxlan = dict(record.layers[4].fields)
     assert vxlan["vni"] == "0x1" and vxlan["flags"] == "Instance"
     assert dict(record.layers[9].fields) == {"start_line": "GET / HTTP/1.1", "host": "a"}
