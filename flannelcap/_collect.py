@@ -15,12 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-from flannelcap._errors import FlannelcapError, TopologyError
+from flannelcap._errors import CommandError, TopologyError
 from flannelcap._topology import NODE_TABLES, POD_TABLES, Topology, build_topology
-
-
-class CommandFailed(FlannelcapError):
-    """A command run on a node exited non-zero."""
 
 
 class Runner(Protocol):
@@ -29,7 +25,7 @@ class Runner(Protocol):
     name: str
 
     def run(self, argv: Sequence[str]) -> str:
-        """Run ``argv``; return stdout. Raises ``CommandFailed`` on a non-zero exit."""
+        """Run ``argv``; return stdout. Raises ``CommandError`` on a non-zero exit."""
         ...
 
 
@@ -46,9 +42,9 @@ class LocalRunner:
         try:
             done = subprocess.run(full, capture_output=True, text=True, timeout=60, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:
-            raise CommandFailed(f"{self.name}: {' '.join(argv)}: {exc}") from exc
+            raise CommandError(f"{self.name}: {' '.join(argv)}: {exc}") from exc
         if done.returncode != 0:
-            raise CommandFailed(f"{self.name}: {' '.join(argv)}: {done.stderr.strip() or done.returncode}")
+            raise CommandError(f"{self.name}: {' '.join(argv)}: {done.stderr.strip() or done.returncode}")
         return done.stdout
 
 
@@ -57,13 +53,13 @@ def collect_node_tables(runner: Runner) -> dict[str, str]:
     without pods).
 
     Raises:
-        CommandFailed: a table other than cni0 could not be read.
+        CommandError: a table other than cni0 could not be read.
     """
     tables = {}
     for kind, argv in NODE_TABLES.items():
         try:
             tables[kind] = runner.run(argv)
-        except CommandFailed:
+        except CommandError:
             if kind != "cni0":
                 raise
     return tables

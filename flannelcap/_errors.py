@@ -11,6 +11,12 @@ act on: what went wrong, and what to do about it. The CLI prints ``str(error)`` 
     │   └── CaptureTruncatedError   the file ends inside a header or record
     ├── TableParseError             a node table (ip neigh, bridge fdb, …) cannot be read
     ├── TopologyError               a topology file cannot be read or written
+    ├── CommandError                a command run on a node failed
+    ├── RemoteError                 reaching a node over SSH failed
+    │   ├── ConnectError            unreachable, refused, or the connection dropped
+    │   ├── HostKeyError            unknown or changed host key
+    │   ├── AuthenticationError     no key or password was accepted
+    │   └── SudoError               no right to run tcpdump as root
     └── LabError                    the namespace lab cannot be built, used or removed
 """
 
@@ -56,6 +62,30 @@ class TableParseError(FlannelcapError):
 
 class TopologyError(FlannelcapError):
     """A topology could not be built, read or written."""
+
+
+class CommandError(FlannelcapError):
+    """A command run on a node (locally, in a lab namespace or over SSH) exited non-zero."""
+
+
+class RemoteError(FlannelcapError):
+    """A node could not be used over SSH."""
+
+
+class ConnectError(RemoteError):
+    """The node could not be reached, refused the connection, or the connection dropped."""
+
+
+class HostKeyError(RemoteError):
+    """The node's host key is unknown (and not accepted) or has changed."""
+
+
+class AuthenticationError(RemoteError):
+    """The node accepted none of the keys or passwords offered."""
+
+
+class SudoError(RemoteError):
+    """The remote user may not run tcpdump as root."""
 
 
 class LabError(FlannelcapError):

@@ -10,7 +10,7 @@ since it is what the packets obey, and the disagreement is kept as a ``Conflict`
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -245,6 +245,7 @@ def build_topology(
     names = list(dict.fromkeys([*kube_nodes, *views]))
     conflicts: list[Conflict] = []
     nodes = tuple(_merge_node(name, kube_nodes.get(name), views.get(name), conflicts) for name in names)
+    nodes += _peers_seen_from(views.values(), nodes)
     kube_pods = parse_kubectl_pods(kubectl_pods) if kubectl_pods else []
     pods = tuple(_pod(p, views, pod_tables or {}) for p in kube_pods)
     return Topology(nodes=nodes, pods=pods, views=tuple(views.values()), conflicts=tuple(conflicts))
@@ -315,6 +316,36 @@ def _merge_node(name: str, kube: KubeNode | None, view: NodeView | None, conflic
         if len({str(v) for v in by_source.values()}) > 1:
             conflicts.append(Conflict(node=name, field=key, values={s: str(v) for s, v in by_source.items()}))
     return Node(name=name, sources=sources, **chosen)
+
+
+def _peers_seen_from(views: Iterable[NodeView], known: tuple[Node, ...]) -> tuple[Node, ...]:
+    """Nodes that no source names but whose VTEP a node's tables describe: the peer behind each
+    PERMANENT neighbour entry on flannel.1, its FDB entry and its route. Named by their IP,
+    since only kubectl knows their names (a capture on one node, without kubectl)."""
+    peers: dict[str, Node] = {}
+    known_macs = {n.vtep_mac for n in known if n.vtep_mac}
+    known_ips = {n.public_ip for n in known if n.public_ip}
+    for view in views:
+        if view.neigh is None or view.fdb is None:
+            continue
+        for arp in view.neigh:
+            forward = next((f for f in view.fdb if f.mac == arp.mac and f.dst), None)
+            if arp.mac is None or forward is None or forward.dst is None:
+                continue
+            if arp.mac in known_macs or forward.dst in known_ips or forward.dst in peers:
+                continue
+            route = next((r for r in view.routes or () if r.gateway == arp.ip and r.dev == FLANNEL_DEVICE), None)
+            source = f"{view.node}: {TABLE_TITLES['neigh']} and {TABLE_TITLES['fdb']}"
+            peers[forward.dst] = Node(
+                name=forward.dst,
+                public_ip=forward.dst,
+                vtep_mac=arp.mac,
+                vtep_ip=arp.ip,
+                pod_cidr=route.dst if route else None,
+                sources={key: source for key in ("public_ip", "vtep_mac", "vtep_ip")}
+                | ({"pod_cidr": f"{view.node}: {TABLE_TITLES['routes']}"} if route else {}),
+            )
+    return tuple(peers.values())
 
 
 def _pod(kube: KubePod, views: Mapping[str, NodeView], pod_tables: Mapping[str, Mapping[str, str]]) -> Pod:

@@ -30,6 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     up.add_argument("--nodes", type=int, default=3, help="number of nodes (2-9, default 3)")
     up.add_argument("--prefix", default=DEFAULT_PREFIX, help="namespace prefix (default fclab)")
     up.add_argument("--first-ip", default="192.168.1.38", help="eth0 IP of the first node")
+    up.add_argument("--ssh", action="store_true", help="run an OpenSSH server in every node, write an ssh_config")
     up.set_defaults(run=_up)
 
     down = verbs.add_parser("down", help="remove the lab (safe to run twice)")
@@ -74,9 +75,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
 
 
 def _up(args: argparse.Namespace) -> int:
-    lab = Lab.up(LabSpec(nodes=args.nodes, prefix=args.prefix, first_node_ip=args.first_ip))
+    lab = Lab.up(LabSpec(nodes=args.nodes, prefix=args.prefix, first_node_ip=args.first_ip), ssh=args.ssh)
     _print_status(lab.status())
     print(f"\nlab {args.prefix!r} is up; try: flannelcap lab exec busybox -- ip route")
+    if lab.ssh_config:
+        node = lab.plan.nodes[-1].name
+        print(f"over SSH: ssh -F {lab.ssh_config} {node}   or   flannelcap capture -F {lab.ssh_config} {node}")
     return 0
 
 

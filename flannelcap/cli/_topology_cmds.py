@@ -16,9 +16,11 @@ from flannelcap._collect import topology_from_dir, write_topology
 from flannelcap._decode import DEFAULT_VXLAN_PORTS
 from flannelcap._errors import TopologyError
 from flannelcap._explain import explain
-from flannelcap._topology import Topology, build_topology
+from flannelcap._topology import build_topology
 from flannelcap.cli import _report
+from flannelcap.cli._capture_cmd import add_ssh_options, ssh_options
 from flannelcap.cli._topology_args import add_topology_options, topology_from_args
+from flannelcap.remote._collect import collect_over_ssh
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -28,12 +30,14 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: ignore
         help="collect every node's flannel tables into a topology, and check them",
         description="Build a topology (nodes, VTEPs, pods, each node's ARP/FDB/routes) and audit the tables.",
     )
-    source = map_.add_mutually_exclusive_group(required=True)
+    source = map_.add_mutually_exclusive_group()
     source.add_argument("--lab", action="store_true", help="collect from the namespace lab (root)")
     source.add_argument("--tables", type=Path, metavar="DIR", help="tables saved by hand or by 'lab record'")
-    source.add_argument(
-        "--kubectl", type=Path, nargs="+", metavar="JSON", help="only kubectl output: nodes JSON [pods JSON or -o wide]"
+    source.add_argument("--ssh", nargs="+", metavar="NODE", help="collect over SSH from these nodes")
+    map_.add_argument(
+        "--kubectl", type=Path, nargs="+", metavar="JSON", help="kubectl output: nodes JSON [pods JSON or -o wide]"
     )
+    add_ssh_options(map_)
     map_.add_argument("--prefix", default="fclab", help="lab prefix, with --lab")
     map_.add_argument("-o", "--output", type=Path, help="write the topology to this file")
     map_.add_argument("--json", action="store_true", help="print the topology as JSON")
@@ -62,6 +66,9 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: ignore
 
 
 def _map(args: argparse.Namespace) -> int:
+    if not (args.lab or args.tables or args.ssh or args.kubectl):
+        raise TopologyError("say where the tables come from: --lab, --tables DIR, --ssh NODE… or --kubectl")
+    kubectl = _read_kubectl(args.kubectl) if args.kubectl else (None, None)
     if args.lab:
         from flannelcap.lab import Lab
         from flannelcap.lab._map import topology_of_lab
@@ -70,7 +77,8 @@ def _map(args: argparse.Namespace) -> int:
     elif args.tables:
         topology = topology_from_dir(args.tables)
     else:
-        topology = _from_kubectl(args.kubectl)
+        node_tables = collect_over_ssh(args.ssh, ssh_options(args)) if args.ssh else None
+        topology = build_topology(kubectl_nodes=kubectl[0], kubectl_pods=kubectl[1], node_tables=node_tables)
     if args.output:
         write_topology(topology, args.output)
     if args.json:
@@ -84,14 +92,14 @@ def _map(args: argparse.Namespace) -> int:
     return 0
 
 
-def _from_kubectl(paths: list[Path]) -> Topology:
+def _read_kubectl(paths: list[Path]) -> tuple[str, str | None]:
     if len(paths) > 2:
         raise TopologyError("--kubectl takes the nodes JSON and, optionally, the pods output")
     try:
         texts = [p.read_text() for p in paths]
     except OSError as exc:
         raise TopologyError(f"cannot read {exc.filename}: {exc.strerror}") from exc
-    return build_topology(kubectl_nodes=texts[0], kubectl_pods=texts[1] if len(texts) > 1 else None)
+    return texts[0], texts[1] if len(texts) > 1 else None
 
 
 def _audit(args: argparse.Namespace) -> int:

@@ -35,6 +35,7 @@ from flannelcap.lab._plan import (
     PodPlan,
     plan_lab,
 )
+from flannelcap.lab._sshd import enable_ssh, ssh_dir
 
 DEFAULT_STATE_ROOT = Path("/run/flannelcap")
 BIG_FILE_NAME = "big.bin"
@@ -108,8 +109,9 @@ class Lab:
     # -- lifecycle ---------------------------------------------------------------------
 
     @classmethod
-    def up(cls, spec: LabSpec) -> Lab:
-        """Build a lab: namespaces, LAN, flannel.1, cni0, routes, ARP/FDB entries, pods.
+    def up(cls, spec: LabSpec, *, ssh: bool = False) -> Lab:
+        """Build a lab: namespaces, LAN, flannel.1, cni0, routes, ARP/FDB entries, pods;
+        with ``ssh``, an OpenSSH server in every node (see ``ssh_config``).
 
         Raises:
             LabError: prerequisites missing, a lab with this prefix exists, or a step failed
@@ -130,6 +132,8 @@ class Lab:
             state_dir.mkdir(parents=True)
             lab._write_state()
             lab._build()
+            if ssh:
+                enable_ssh(plan, state_dir)
         except BaseException:
             lab.down()
             raise
@@ -152,6 +156,12 @@ class Lab:
                 f"lab state {path} is unreadable ({exc}): run 'flannelcap lab down --prefix {prefix}'"
             ) from exc
         return cls(LabPlan.from_json(data), path.parent)
+
+    @property
+    def ssh_config(self) -> Path | None:
+        """The ssh_config that reaches the nodes (after ``up(ssh=True)``), or None."""
+        path = ssh_dir(self.state_dir) / "ssh_config"
+        return path if path.exists() else None
 
     def down(self) -> list[str]:
         """Remove every namespace, link and process of the lab. Safe to run twice.
@@ -185,6 +195,7 @@ class Lab:
         _run(["ip", "-n", lan, "link", "set", "lo", "up"], "LAN loopback")
         _run(["ip", "-n", lan, "link", "add", "br0", "type", "bridge"], "creating the LAN bridge")
         _run(["ip", "-n", lan, "link", "set", "br0", "up"], "LAN bridge up")
+        self._build_mgmt()
         for node in plan.nodes:
             self._build_node(node)
         for node in plan.nodes:
@@ -194,6 +205,42 @@ class Lab:
         for pod in plan.pods:
             if pod.serves_http:
                 self._start_web_server(pod)
+
+    def _build_mgmt(self) -> None:
+        """The management host (xubulab): a namespace on the LAN, nothing else."""
+        plan = self.plan
+        ns = plan.mgmt_netns
+        _run(["ip", "netns", "add", ns], f"{plan.mgmt_name}: creating its namespace")
+        _quiet_ipv6(ns)
+        _run(["ip", "-n", ns, "link", "set", "lo", "up"], f"{plan.mgmt_name}: loopback")
+        _run(
+            [
+                "ip",
+                "-n",
+                ns,
+                "link",
+                "add",
+                "name",
+                "eth0",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "lanm",
+                "netns",
+                plan.lan_netns,
+            ],
+            f"{plan.mgmt_name}: creating eth0",
+        )
+        _run(
+            ["ip", "-n", plan.lan_netns, "link", "set", "lanm", "master", "br0", "up"],
+            f"{plan.mgmt_name}: joining eth0 to the LAN",
+        )
+        _run(
+            ["ip", "-n", ns, "addr", "add", f"{plan.mgmt_ip}/{plan.lan_prefix_len}", "dev", "eth0"],
+            f"{plan.mgmt_name}: eth0 address",
+        )
+        _run(["ip", "-n", ns, "link", "set", "eth0", "up"], f"{plan.mgmt_name}: eth0 up")
 
     def _build_node(self, node: NodePlan) -> None:
         ns = node.netns

@@ -23,6 +23,7 @@ FLANNEL_MTU = 1450
 CLUSTER_CIDR = "10.42.0.0/16"
 FLANNEL_DEVICE = "flannel.1"
 WEB_PORT = 80
+MGMT_NAME = "xubulab"
 _PREFIX_RE = re.compile(r"^[a-z][a-z0-9]{0,9}$")
 
 
@@ -72,13 +73,20 @@ class PodPlan:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LabPlan:
-    """Everything the lab consists of."""
+    """Everything the lab consists of.
+
+    ``mgmt_*`` is the management host on the LAN (the lab's ``xubulab``), from where a
+    student reaches the nodes over SSH as ``ssh kpi093``.
+    """
 
     prefix: str
     lan_netns: str
     lan_prefix_len: int
     nodes: tuple[NodePlan, ...]
     pods: tuple[PodPlan, ...]
+    mgmt_name: str = MGMT_NAME
+    mgmt_netns: str = ""
+    mgmt_ip: str = ""
 
     def node(self, name: str) -> NodePlan:
         """The node called ``name``.
@@ -108,17 +116,20 @@ class LabPlan:
         Raises:
             LabError: no node or pod has that name.
         """
+        if name == self.mgmt_name and self.mgmt_netns:
+            return self.mgmt_netns
         members: list[NodePlan | PodPlan] = [*self.nodes, *self.pods]
         for item in members:
             if item.name == name:
                 return item.netns
-        names = ", ".join(i.name for i in members)
+        names = ", ".join([*(i.name for i in members), self.mgmt_name])
         raise LabError(f"the lab has no node or pod {name!r} (it has: {names})")
 
     @property
     def namespaces(self) -> tuple[str, ...]:
         """Every namespace of the lab, LAN first."""
-        return (self.lan_netns, *(n.netns for n in self.nodes), *(p.netns for p in self.pods))
+        mgmt = (self.mgmt_netns,) if self.mgmt_netns else ()
+        return (self.lan_netns, *mgmt, *(n.netns for n in self.nodes), *(p.netns for p in self.pods))
 
     @property
     def server_pod(self) -> PodPlan:
@@ -148,6 +159,9 @@ class LabPlan:
             lan_prefix_len=data["lan_prefix_len"],
             nodes=tuple(NodePlan(**n) for n in data["nodes"]),
             pods=tuple(PodPlan(**p) for p in data["pods"]),
+            mgmt_name=data.get("mgmt_name", MGMT_NAME),
+            mgmt_netns=data.get("mgmt_netns", ""),
+            mgmt_ip=data.get("mgmt_ip", ""),
         )
 
 
@@ -214,12 +228,17 @@ def plan_lab(spec: LabSpec) -> LabPlan:
         )
         for name, node, host, serves in placements
     )
+    mgmt_ip = lan.broadcast_address - 1
+    if str(mgmt_ip) in {n.eth0_ip for n in nodes}:
+        raise LabError(f"the nodes from {first} take {mgmt_ip}, the management host's address: start lower")
     return LabPlan(
         prefix=spec.prefix,
         lan_netns=f"{spec.prefix}-lan",
         lan_prefix_len=spec.lan_prefix_len,
         nodes=tuple(nodes),
         pods=pods,
+        mgmt_netns=f"{spec.prefix}-{MGMT_NAME}",
+        mgmt_ip=str(mgmt_ip),
     )
 
 

@@ -1,0 +1,493 @@
+"""Remote capture and table collection against real OpenSSH servers in the lab's nodes.
+
+The fixture builds a lab with ``ssh=True``: sshd runs in every node's namespace with its own
+host key and an AuthorizedKeysFile in the lab's state directory. The client (paramiko, in
+this process) reaches the nodes through the management namespace with a ProxyCommand, or
+directly from inside it. Test users are created for the sudo cases and removed afterwards.
+No paramiko, sshd or tcpdump is mocked here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pty
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest import require, require_root_lab
+
+from flannelcap import decode_file
+from flannelcap._reader import CaptureReader
+from flannelcap.lab import Lab, LabSpec, teardown
+from flannelcap.lab._map import topology_of_lab
+from flannelcap.lab._sshd import authorize, ssh_dir
+from flannelcap.remote import capturing
+
+USERS = {"fcsudo": "NOPASSWD: ", "fcpwsudo": "", "fcnosudo": None}
+PASSWORD = "lab-Passw0rd"
+
+
+@dataclass
+class SshLab:
+    lab: Lab
+    config: Path  # aliases for every user and proxy case
+    direct_config: Path  # the same without ProxyCommand, for use inside the management namespace
+    base: Path
+
+
+def _alias_block(name: str, hostname: str, user: str, base: Path, proxy: str | None, extra: str = "") -> str:
+    lines = [
+        f"Host {name}",
+        f"    HostName {hostname}",
+        f"    User {user}",
+        f"    IdentityFile {base / 'id_ed25519'}",
+        f"    UserKnownHostsFile {base / 'known_hosts'}",
+    ]
+    if proxy:
+        lines.append(f"    ProxyCommand {proxy}")
+    return "\n".join(lines) + extra + "\n"
+
+
+@pytest.fixture(scope="module")
+def ssh_lab() -> Iterator[SshLab]:
+    require_root_lab()
+    for tool in ("sshd", "ssh-keygen", "tcpdump", "sudo", "useradd"):
+        require(shutil.which(tool) is not None or Path(f"/usr/sbin/{tool}").exists(), f"needs {tool}")
+    prefix = "s" + uuid.uuid4().hex[:6]
+    # sshd reads a user's AuthorizedKeysFile as that user: the state directory must be
+    # reachable by the test users, which pytest's own temporary directory (0700) is not.
+    state = Path(f"/run/flannelcap-test-{prefix}")
+    state.mkdir(mode=0o755)
+    previous = os.environ.get("FLANNELCAP_LAB_DIR")
+    os.environ["FLANNELCAP_LAB_DIR"] = str(state)
+    made_users: list[str] = []
+    try:
+        lab = Lab.up(LabSpec(prefix=prefix), ssh=True)
+    except BaseException:
+        shutil.rmtree(state, ignore_errors=True)
+        raise
+    try:
+        base = ssh_dir(lab.state_dir)
+        public = (base / "id_ed25519.pub").read_text()
+        for user, rule in USERS.items():
+            subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/bin/sh", user], check=True)
+            made_users.append(user)
+            if rule is not None:
+                Path(f"/etc/sudoers.d/{user}").write_text(f"{user} ALL=(root) {rule}/usr/bin/tcpdump\n")
+                os.chmod(f"/etc/sudoers.d/{user}", 0o440)
+            authorize(lab.state_dir, user, public)
+        subprocess.run(["chpasswd"], input=f"fcpwsudo:{PASSWORD}\n", text=True, check=True)
+        proxy = f"ip netns exec {lab.plan.mgmt_netns} {sys.executable} -m flannelcap.lab._relay %h %p"
+        blocks, direct = [], []
+        for node in lab.plan.nodes:
+            blocks.append(_alias_block(node.name, node.eth0_ip, "root", base, proxy))
+            direct.append(_alias_block(node.name, node.eth0_ip, "root", base, None))
+            for user in USERS:
+                blocks.append(_alias_block(f"{node.name}-{user}", node.eth0_ip, user, base, proxy))
+        target = lab.plan.nodes[-1]
+        blocks.append(
+            _alias_block("jumped", target.eth0_ip, "root", base, None, f"\n    ProxyJump {lab.plan.nodes[0].name}")
+        )
+        blocks.append(_alias_block("nobody-there", "192.168.1.99", "root", base, proxy))
+        blocks.append(_alias_block("wrong-port", target.eth0_ip, "root", base, proxy, "\n    Port 2222"))
+        config = base / "test_ssh_config"
+        config.write_text("\n".join(blocks))
+        direct_config = base / "test_direct_config"
+        direct_config.write_text("\n".join(direct))
+        yield SshLab(lab=lab, config=config, direct_config=direct_config, base=base)
+    finally:
+        teardown(prefix, lab.plan.namespaces)
+        for user in made_users:
+            subprocess.run(["userdel", user], check=False, capture_output=True)
+            Path(f"/etc/sudoers.d/{user}").unlink(missing_ok=True)
+        shutil.rmtree(state, ignore_errors=True)
+        if previous is None:
+            os.environ.pop("FLANNELCAP_LAB_DIR", None)
+        else:
+            os.environ["FLANNELCAP_LAB_DIR"] = previous
+
+
+def flannelcap(*args: str, netns: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    prefix = ["ip", "netns", "exec", netns] if netns else []
+    return subprocess.run(
+        [*prefix, sys.executable, "-m", "flannelcap", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def capture_during(
+    lab: Lab, args: list[str], listening: int, path: str = "/", netns: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``flannelcap capture ARGS`` (inside ``netns`` if given); once ``listening`` nodes
+    capture, fetch ``path`` from busybox; return when the capture ends."""
+    prefix = ["ip", "netns", "exec", netns] if netns else []
+    process = subprocess.Popen(
+        [*prefix, sys.executable, "-m", "flannelcap", "capture", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    assert process.stderr is not None
+    said = []
+    while sum("capturing on" in line for line in said) < listening:
+        line = process.stderr.readline()
+        if not line:
+            break
+        said.append(line)
+    fetched = lab.fetch(path)
+    out, err = process.communicate(timeout=90)
+    assert fetched.returncode == 0
+    return subprocess.CompletedProcess(process.args, process.returncode, out, "".join(said) + err)
+
+
+def _errors(done: subprocess.CompletedProcess[str]) -> list[str]:
+    return [line for line in done.stderr.splitlines() if line.startswith("flannelcap: error: ")]
+
+
+def _tcpdumps_on(lab: Lab, node: str) -> list[str]:
+    pids = subprocess.run(["ip", "netns", "pids", lab.plan.node(node).netns], capture_output=True, text=True).stdout
+    names = []
+    for pid in pids.split():
+        with contextlib.suppress(OSError):
+            names.append(Path(f"/proc/{pid}/comm").read_text().strip())
+    return [n for n in names if n == "tcpdump"]
+
+
+def _assert_http_over_vxlan(path: Path, lab: Lab) -> None:
+    client = lab.plan.node(lab.plan.client_pod.node)
+    server = lab.plan.node(lab.plan.server_pod.node)
+    vxlan = [r for r in decode_file(path) if r.is_vxlan]
+    assert {(r.outer_src_ip, r.outer_dst_ip) for r in vxlan} == {
+        (client.eth0_ip, server.eth0_ip),
+        (server.eth0_ip, client.eth0_ip),
+    }
+    assert [r.http_method for r in vxlan if r.http_method] == ["GET"]
+    assert [r.http_status for r in vxlan if r.http_status] == [200]
+    assert not [r for r in decode_file(path) if r.proto == "tcp" and 22 in (r.src_port, r.dst_port)]
+
+
+def test_capture_on_the_client_node_holds_the_exchange(ssh_lab: SshLab, tmp_path: Path) -> None:
+    lab = ssh_lab.lab
+    node = lab.plan.client_pod.node
+    done = capture_during(lab, ["-F", str(ssh_lab.config), node, "--duration", "2", "-o", str(tmp_path)], 1)
+    assert done.returncode == 0, done.stderr
+    [pcap] = tmp_path.glob(f"{node}-eth0-*.pcap")
+    assert not pcap.name.endswith(".partial.pcap")
+    _assert_http_over_vxlan(pcap, lab)
+    packets = sum(1 for _ in decode_file(pcap))
+    assert f"{node}: {packets} packets, {pcap.stat().st_size} bytes → {pcap}" in done.stdout
+    [tables] = tmp_path.glob("*.tables")
+    fdb = json.loads((tables / node / "bridge-fdb-flannel.1.json").read_text())
+    server = lab.plan.node(lab.plan.server_pod.node)
+    assert {"mac": server.vtep_mac, "dst": server.eth0_ip} in [{"mac": e["mac"], "dst": e["dst"]} for e in fdb]
+    decoded = flannelcap("decode", "--json", "--tables", str(tables), str(pcap))
+    # The lab's nodes have no kubectl: the peer is known from the node's own ARP and FDB
+    # entries, and named by its IP.
+    names = {
+        (r["src_node"], r["dst_node"], r["dst_vtep_node"])
+        for r in map(json.loads, decoded.stdout.splitlines())
+        if r["is_vxlan"]
+    }
+    assert names == {(node, server.eth0_ip, server.eth0_ip), (server.eth0_ip, node, node)}
+    assert _tcpdumps_on(lab, node) == []
+
+
+def test_two_nodes_at_once_both_hold_the_exchange(ssh_lab: SshLab, tmp_path: Path) -> None:
+    lab = ssh_lab.lab
+    nodes = [lab.plan.client_pod.node, lab.plan.server_pod.node]
+    done = capture_during(lab, ["-F", str(ssh_lab.config), *nodes, "--duration", "2", "-o", str(tmp_path)], 2)
+    assert done.returncode == 0, done.stderr
+    for node in nodes:
+        [pcap] = tmp_path.glob(f"{node}-eth0-*.pcap")
+        _assert_http_over_vxlan(pcap, lab)
+        assert _tcpdumps_on(lab, node) == []
+
+
+def test_sudo_user_via_file_fetches_and_removes_the_remote_file(ssh_lab: SshLab, tmp_path: Path) -> None:
+    lab = ssh_lab.lab
+    node = lab.plan.client_pod.node
+    before = set(Path("/tmp").glob("flannelcap-*.pcap"))
+    done = capture_during(
+        lab, ["-F", str(ssh_lab.config), f"{node}-fcsudo", "--via-file", "--duration", "2", "-o", str(tmp_path)], 1
+    )
+    assert done.returncode == 0, done.stderr
+    [pcap] = tmp_path.glob(f"{node}-fcsudo-eth0-*.pcap")
+    _assert_http_over_vxlan(pcap, lab)
+    assert set(Path("/tmp").glob("flannelcap-*.pcap")) == before  # nothing left on the node
+    assert _tcpdumps_on(lab, node) == []
+
+
+def test_user_without_sudo_rights_gets_one_line(ssh_lab: SshLab, tmp_path: Path) -> None:
+    node = ssh_lab.lab.plan.client_pod.node
+    done = flannelcap("capture", "-F", str(ssh_lab.config), f"{node}-fcnosudo", "-c", "1", "-o", str(tmp_path))
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"flannelcap: error: {node}-fcnosudo: sudo needs a password to run tcpdump: run again with --sudo-password"
+    ]
+    assert list(tmp_path.glob("*.pcap")) == []
+
+
+def test_sudo_password_is_asked_once_and_sent_on_stdin(ssh_lab: SshLab, tmp_path: Path) -> None:
+    lab = ssh_lab.lab
+    node = lab.plan.client_pod.node
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: flannelcap on a terminal, as a user runs it
+        os.execv(
+            sys.executable,
+            [
+                sys.executable,
+                "-m",
+                "flannelcap",
+                "capture",
+                "-F",
+                str(ssh_lab.config),
+                f"{node}-fcpwsudo",
+                "--sudo-password",
+                "--duration",
+                "5",
+                "-o",
+                str(tmp_path),
+            ],
+        )
+    output = b""
+    deadline = time.monotonic() + 60
+    sent = fetched = False
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        output += chunk
+        if not sent and b"sudo password on the nodes:" in output:
+            os.write(fd, PASSWORD.encode() + b"\n")
+            sent = True
+        if not fetched and b"capturing on eth0" in output:
+            fetched = lab.fetch("/").returncode == 0
+    _, status = os.waitpid(pid, 0)
+    text = output.decode(errors="replace")
+    assert sent and fetched and os.WEXITSTATUS(status) == 0, text
+    assert text.count("sudo password on the nodes:") == 1 and PASSWORD not in text
+    [pcap] = tmp_path.glob(f"{node}-fcpwsudo-eth0-*.pcap")
+    _assert_http_over_vxlan(pcap, lab)
+
+
+def test_unknown_host_key_is_refused_then_accepted_and_a_changed_one_always_refused(
+    ssh_lab: SshLab, tmp_path: Path
+) -> None:
+    node = ssh_lab.lab.plan.nodes[0]
+    known = tmp_path / "known_hosts"
+    config = tmp_path / "config"
+    config.write_text(ssh_lab.config.read_text().replace(str(ssh_lab.base / "known_hosts"), str(known)))
+    refused = flannelcap("capture", "-F", str(config), node.name, "-c", "1", "-o", str(tmp_path))
+    assert refused.returncode == 1
+    assert f"{node.name}: the host key of {node.eth0_ip} is not known (ssh-ed25519" in refused.stderr
+    assert "run again with --accept-new-host-key" in refused.stderr
+    assert not known.exists()
+
+    accepted = flannelcap("map", "--ssh", node.name, "-F", str(config), "--accept-new-host-key")
+    assert accepted.returncode == 0, accepted.stderr
+    real_key = (ssh_lab.base / node.name / "ssh_host_ed25519_key.pub").read_text().split()[1]
+    assert known.read_text().split() == [node.eth0_ip, "ssh-ed25519", real_key]
+
+    other = (ssh_lab.base / ssh_lab.lab.plan.nodes[1].name / "ssh_host_ed25519_key.pub").read_text().split()[1]
+    known.write_text(f"{node.eth0_ip} ssh-ed25519 {other}\n")
+    changed = flannelcap("map", "--ssh", node.name, "-F", str(config), "--accept-new-host-key")
+    assert changed.returncode == 1
+    assert f"the host key of {node.eth0_ip} has CHANGED" in changed.stderr
+    assert "Traceback" not in changed.stderr and len(changed.stderr.strip().splitlines()) == 1
+    assert known.read_text() == f"{node.eth0_ip} ssh-ed25519 {other}\n"  # never rewritten
+
+
+def test_ctrl_c_leaves_a_valid_pcap_and_no_tcpdump(ssh_lab: SshLab, tmp_path: Path) -> None:
+    lab = ssh_lab.lab
+    node = lab.plan.client_pod.node
+    process = subprocess.Popen(
+        [sys.executable, "-m", "flannelcap", "capture", "-F", str(ssh_lab.config), node, "-o", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    line = process.stderr.readline()
+    assert line.strip() == f"{node}: capturing on eth0 (Ctrl-C to stop)"
+    assert lab.fetch("/").returncode == 0
+    time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert "stopped (Ctrl-C)" in err
+    [pcap] = tmp_path.glob(f"{node}-eth0-*.pcap")
+    with CaptureReader(pcap) as reader:
+        frames = list(reader)
+        assert reader.problem is None
+    assert f"{node}: {len(frames)} packets" in out
+    _assert_http_over_vxlan(pcap, lab)
+    assert _tcpdumps_on(lab, node) == []
+
+
+def test_count_and_size_caps(ssh_lab: SshLab, tmp_path: Path) -> None:
+    lab = ssh_lab.lab
+    node = lab.plan.client_pod.node
+    args = ["-F", str(ssh_lab.config), node, "-c", "25", "-o", str(tmp_path / "count")]
+    done = capture_during(lab, args, 1, path="/big.bin")
+    assert done.returncode == 0, done.stderr
+    [pcap] = (tmp_path / "count").glob("*.pcap")
+    assert sum(1 for _ in decode_file(pcap)) == 25
+    args = ["-F", str(ssh_lab.config), node, "--max-size", "0.2", "-o", str(tmp_path / "size")]
+    done = capture_during(lab, args, 1, path="/big.bin")
+    assert done.returncode == 0, done.stderr
+    [pcap] = (tmp_path / "size").glob("*.pcap")
+    assert 190_000 <= pcap.stat().st_size <= 200_000  # cut at the cap, on a packet boundary
+    with CaptureReader(pcap) as reader:
+        assert len(list(reader)) > 100 and reader.problem is None
+    assert _tcpdumps_on(lab, node) == []
+
+
+def test_faults_one_line_per_node_and_the_others_complete(ssh_lab: SshLab, tmp_path: Path) -> None:
+    lab = ssh_lab.lab
+    good = lab.plan.client_pod.node
+    nodes = [good, "nobody-there", "wrong-port", f"{lab.plan.nodes[0].name}-fcnosudo"]
+    done = capture_during(lab, ["-F", str(ssh_lab.config), *nodes, "--duration", "2", "-o", str(tmp_path)], 1)
+    assert done.returncode == 1
+    errors = _errors(done)
+    assert len(errors) == 3, done.stderr
+    assert any(e.startswith("flannelcap: error: nobody-there") and "no SSH server answered" in e for e in errors)
+    assert any(e.startswith("flannelcap: error: wrong-port") and "no SSH server answered" in e for e in errors)
+    assert any("fcnosudo: sudo needs a password" in e for e in errors)
+    [pcap] = tmp_path.glob(f"{good}-eth0-*.pcap")
+    _assert_http_over_vxlan(pcap, lab)
+
+    bad_interface = flannelcap("capture", "-F", str(ssh_lab.config), good, "-i", "eth9", "-c", "1", "-o", str(tmp_path))
+    assert bad_interface.returncode == 1
+    assert "tcpdump failed (exit 1): tcpdump: eth9: No such device exists" in bad_interface.stderr
+
+    auth = tmp_path / "noauth"
+    auth.write_text(ssh_lab.config.read_text().replace("User root", "User daemon"))
+    refused = flannelcap("capture", "-F", str(auth), good, "-c", "1", "-o", str(tmp_path))
+    assert refused.returncode == 1 and "authentication failed" in refused.stderr
+
+    hostile = flannelcap("capture", "-F", str(ssh_lab.config), good, "-i", "eth0; touch /tmp/flannelcap-pwned")
+    assert hostile.returncode == 1 and "is not an interface name" in hostile.stderr
+    hostile = flannelcap(
+        "capture",
+        "-F",
+        str(ssh_lab.config),
+        good,
+        "-c",
+        "1",
+        "-f",
+        "$(touch /tmp/flannelcap-pwned)",
+        "-o",
+        str(tmp_path),
+    )
+    assert hostile.returncode == 1 and "tcpdump failed" in hostile.stderr
+    assert not Path("/tmp/flannelcap-pwned").exists()
+    assert _tcpdumps_on(lab, good) == []
+
+
+def test_connection_dropping_mid_capture_keeps_a_partial_file(ssh_lab: SshLab, tmp_path: Path) -> None:
+    lab = ssh_lab.lab
+    dropped, other = lab.plan.client_pod.node, lab.plan.server_pod.node
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "flannelcap",
+            "capture",
+            "-F",
+            str(ssh_lab.config),
+            dropped,
+            other,
+            "--duration",
+            "8",
+            "-o",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    for _ in range(2):
+        assert "capturing on eth0" in process.stderr.readline()
+    assert lab.fetch("/").returncode == 0
+    time.sleep(1.5)
+    # Cut the connection: kill the node's per-connection sshd processes.
+    pids = subprocess.run(["ip", "netns", "pids", lab.plan.node(dropped).netns], capture_output=True, text=True)
+    for pid in pids.stdout.split():
+        with contextlib.suppress(OSError):
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+            if b"sshd" in cmdline and b"-f" not in cmdline:
+                os.kill(int(pid), signal.SIGKILL)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 1
+    [error] = err.strip().splitlines()[-1:]
+    assert error.startswith(f"flannelcap: error: {dropped}: ") and "marked partial" in error
+    [partial] = tmp_path.glob(f"{dropped}-eth0-*.partial.pcap")
+    assert [r for r in decode_file(partial) if r.http_method == "GET"]
+    [complete] = tmp_path.glob(f"{other}-eth0-*.pcap")
+    _assert_http_over_vxlan(complete, lab)
+    assert f"{other}: " in out
+    deadline = time.monotonic() + 5
+    while _tcpdumps_on(lab, dropped) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _tcpdumps_on(lab, dropped) == []
+
+
+def test_proxyjump_and_direct_from_the_management_host(ssh_lab: SshLab, tmp_path: Path) -> None:
+    lab = ssh_lab.lab
+    target = lab.plan.nodes[-1]
+    done = flannelcap("map", "--ssh", "jumped", "-F", str(ssh_lab.config), "--json")
+    assert done.returncode == 0, done.stderr
+    [node] = [n for n in json.loads(done.stdout)["nodes"] if n["name"] == "jumped"]
+    assert (node["public_ip"], node["vtep_mac"]) == (target.eth0_ip, target.vtep_mac)
+    # The management host reaches the nodes directly over the LAN, as xubulab does in the lab.
+    client = lab.plan.client_pod.node
+    args = ["-F", str(ssh_lab.direct_config), client, "--duration", "2", "-o", str(tmp_path)]
+    done = capture_during(lab, args, 1, netns=lab.plan.mgmt_netns)
+    assert done.returncode == 0, done.stderr
+    [pcap] = tmp_path.glob(f"{client}-eth0-*.pcap")
+    _assert_http_over_vxlan(pcap, lab)
+
+
+def test_map_over_ssh_equals_map_of_the_lab(ssh_lab: SshLab) -> None:
+    nodes = [n.name for n in ssh_lab.lab.plan.nodes]
+    done = flannelcap("map", "--ssh", *nodes, "-F", str(ssh_lab.config), "--json")
+    assert done.returncode == 0, done.stderr
+    over_ssh = json.loads(done.stdout)
+    local = json.loads(json.dumps(topology_of_lab(ssh_lab.lab).to_json()))
+    assert over_ssh["nodes"] == [{**n, "sources": n["sources"]} for n in over_ssh["nodes"]]
+    assert [(n["name"], n["public_ip"], n["vtep_mac"], n["vtep_ip"], n["mtu"]) for n in over_ssh["nodes"]] == [
+        (n["name"], n["public_ip"], n["vtep_mac"], n["vtep_ip"], n["mtu"]) for n in local["nodes"]
+    ]
+    for remote_view, local_view in zip(over_ssh["views"], local["views"], strict=True):
+        for table in ("neigh", "fdb", "routes", "flannel", "cni0"):
+            assert remote_view[table] == local_view[table], table
+
+
+def test_python_context_manager(ssh_lab: SshLab, tmp_path: Path) -> None:
+    lab = ssh_lab.lab
+    node = lab.plan.client_pod.node
+    with capturing([node], ssh_config=ssh_lab.config, output_dir=tmp_path) as session:
+        assert lab.fetch("/").returncode == 0
+        time.sleep(0.3)
+    result = session.captures[node]
+    assert result.error is None and result.path is not None
+    _assert_http_over_vxlan(result.path, lab)
+    assert result.packets == sum(1 for _ in decode_file(result.path))
