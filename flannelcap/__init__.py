@@ -5,6 +5,7 @@ Ethernet, IP, TCP and HTTP, in one vocabulary of field names. The public API is 
 here from private modules; everything else is internal.
 """
 
+from flannelcap._api import Capture, read
 from flannelcap._capture import RecordStream, decode_file, scapy_packet
 from flannelcap._decode import DEFAULT_VXLAN_PORTS, Decoder
 from flannelcap._errors import (
@@ -13,16 +14,20 @@ from flannelcap._errors import (
     CaptureTruncatedError,
     FlannelcapError,
     LabError,
+    TableParseError,
+    TopologyError,
 )
 from flannelcap._reader import CaptureReader, Frame
 from flannelcap._records import FIELD_NAMES, Layer, PacketRecord
 from flannelcap._summary import CaptureSummary
+from flannelcap._topology import Topology
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_VXLAN_PORTS",
     "FIELD_NAMES",
+    "Capture",
     "CaptureError",
     "CaptureFormatError",
     "CaptureReader",
@@ -35,7 +40,11 @@ __all__ = [
     "Layer",
     "PacketRecord",
     "RecordStream",
+    "TableParseError",
+    "Topology",
+    "TopologyError",
     "__version__",
     "decode_file",
+    "read",
     "scapy_packet",
 ]

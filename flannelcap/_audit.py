@@ -323,7 +323,8 @@ class CaptureAudit:
         self._pairs[(src, dst)].append(record.number)
         dst_node = topology.node_by_ip(dst)
         if dst_node is None:
-            self._unknown_dst[dst].append(record.number)
+            if topology.nodes:  # without a topology every host is unknown: nothing to report
+                self._unknown_dst[dst].append(record.number)
         elif record.inner_dst_mac not in (dst_node.vtep_mac, BROADCAST_MAC, None):
             self._wrong_mac[(dst, record.inner_dst_mac or "")].append(record.number)
         if record.outer_udp_checksum_ok is False:

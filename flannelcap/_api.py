@@ -1,0 +1,173 @@
+"""``flannelcap.read``: a capture as DataFrames, for notebooks.
+
+Rule: the edge between the library and a notebook. It reads the file once (through the
+decoder), annotates with the topology, and hands out DataFrames; the analysis is in
+``_analysis``, the figures in ``flannelcap.plots``.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from scapy.packet import Packet
+
+from flannelcap import _analysis
+from flannelcap._annotate import annotate_all
+from flannelcap._audit import Finding, audit_capture
+from flannelcap._capture import decode_file, scapy_packet
+from flannelcap._collect import read_topology, topology_from_dir
+from flannelcap._decode import DEFAULT_VXLAN_PORTS
+from flannelcap._explain import Step, explain
+from flannelcap._records import FIELD_NAMES, PacketRecord
+from flannelcap._topology import Topology
+
+
+def _topology(source: Topology | str | Path | None) -> Topology | None:
+    if source is None or isinstance(source, Topology):
+        return source
+    path = Path(source)
+    return topology_from_dir(path) if path.is_dir() else read_topology(path)
+
+
+class Capture:
+    """A decoded capture. Create it with ``flannelcap.read``.
+
+    Attributes:
+        path: the capture file.
+        topology: the cluster it was taken in, if known.
+        problem: why reading stopped early (a damaged tail), or None.
+    """
+
+    def __init__(self, path: Path, topology: Topology | None, vxlan_ports: Iterable[int]) -> None:
+        self.path = path
+        self.topology = topology
+        self.vxlan_ports = frozenset(vxlan_ports)
+        stream = decode_file(path, vxlan_ports=self.vxlan_ports)
+        records: Iterable[PacketRecord] = stream
+        if topology is not None:
+            records = annotate_all(stream, topology)
+        self.records: list[PacketRecord] = list(records)
+        self.problem = stream.problem
+
+    @cached_property
+    def packets(self) -> pd.DataFrame:
+        """One row per packet, columns in the field vocabulary (as ``decode --json``)."""
+        frame = pd.DataFrame([r.to_dict() for r in self.records], columns=list(FIELD_NAMES))
+        frame["src_ip"] = [r.src_ip for r in self.records]
+        frame["dst_ip"] = [r.dst_ip for r in self.records]
+        return frame.astype(object).where(frame.notna(), None)
+
+    def flows(self) -> pd.DataFrame:
+        """One row per inner conversation: pods, nodes, VNI, packets, bytes, start, duration,
+        and the outer UDP source ports seen."""
+        return _analysis.flows(self.packets)
+
+    def http(self) -> pd.DataFrame:
+        """HTTP requests paired with their responses, with the latency in milliseconds."""
+        return _analysis.http_exchanges(self.packets)
+
+    def findings(self) -> pd.DataFrame:
+        """The audit: where the wire and the tables disagree (the wire alone without a topology)."""
+        found = self.findings_list()
+        return pd.DataFrame(
+            [
+                {
+                    "severity": f.severity,
+                    "code": f.code,
+                    "node": f.node,
+                    "message": f.message,
+                    "rows": list(f.rows),
+                    "packets": list(f.packets),
+                }
+                for f in found
+            ],
+            columns=["severity", "code", "node", "message", "rows", "packets"],
+        )
+
+    def findings_list(self) -> list[Finding]:
+        """The audit's findings as objects."""
+        return audit_capture(self.records, self.topology or Topology())
+
+    def explain(self, flow: int | str = 0) -> list[Step]:
+        """The path of a conversation, step by step (``flow``: a row number of ``flows()``,
+        or a pod name to start from).
+
+        Raises:
+            TopologyError: no topology was given, or the pods are unknown.
+        """
+        from flannelcap._errors import TopologyError
+
+        if self.topology is None:
+            raise TopologyError("explain needs the cluster's tables: flannelcap.read(path, topology=…)")
+        table = self.flows()
+        if table.empty:
+            raise TopologyError("the capture holds no TCP or UDP conversation")
+        row = table.iloc[flow] if isinstance(flow, int) else table[table.src_pod == flow].iloc[0]
+        return explain(self.topology, row.src_ip, row.dst_ip, self.records)
+
+    def scapy(self, number: int) -> Packet:
+        """The Scapy packet for packet ``number`` (1-based), VXLAN decoded."""
+        return scapy_packet(self.path, number, vxlan_ports=self.vxlan_ports)
+
+    def summary(self) -> dict[str, Any]:
+        """The counts the HTML view shows."""
+        packets = self.packets
+        vxlan = packets[packets.is_vxlan.astype(bool)] if not packets.empty else packets
+        return {
+            "file": self.path.name,
+            "packets": len(packets),
+            "vxlan": {int(k): int(v) for k, v in vxlan.vni.value_counts().items()} if len(vxlan) else {},
+            "not_vxlan": len(packets) - len(vxlan),
+            "nodes": sorted({n for n in (*packets.get("src_node", []), *packets.get("dst_node", [])) if n}),
+            "pods": sorted({p for p in (*packets.get("src_pod", []), *packets.get("dst_pod", [])) if p}),
+            "http_exchanges": len(self.http()),
+            "findings": len(self.findings_list()),
+        }
+
+    def _repr_html_(self) -> str:
+        info = self.summary()
+        vxlan = ", ".join(f"VNI {k}: {v}" for k, v in info["vxlan"].items()) or "none"
+        rows = [
+            ("packets", info["packets"]),
+            ("VXLAN", vxlan),
+            ("not VXLAN", info["not_vxlan"]),
+            ("nodes", ", ".join(info["nodes"]) or "(no topology)"),
+            ("pods", ", ".join(info["pods"]) or "(no topology)"),
+            ("HTTP exchanges", info["http_exchanges"]),
+            ("findings", info["findings"]),
+        ]
+        body = "".join(
+            f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows
+        )
+        return f"<b>flannelcap capture {html.escape(info['file'])}</b><table>{body}</table>"
+
+    def __repr__(self) -> str:
+        return f"<flannelcap.Capture {self.path.name}: {len(self.records)} packets>"
+
+
+def read(
+    path: str | Path,
+    topology: Topology | str | Path | None = None,
+    vxlan_ports: Iterable[int] = DEFAULT_VXLAN_PORTS,
+) -> Capture:
+    """Read and decode a capture for analysis in a notebook.
+
+    Args:
+        path: pcap or pcapng capture (optionally gzip-compressed).
+        topology: a ``Topology``, a topology file from ``flannelcap map -o``, or a directory
+            of saved tables (as ``--tables``).
+        vxlan_ports: UDP ports that carry VXLAN.
+
+    Returns:
+        A ``Capture``: ``.packets``, ``.flows()``, ``.http()``, ``.findings()``, ``.explain()``.
+
+    Raises:
+        CaptureFormatError: not a capture file.
+        TopologyError, TableParseError: the topology cannot be read.
+    """
+    return Capture(Path(path), _topology(topology), vxlan_ports)

@@ -1,0 +1,203 @@
+"""flannelcap.read in a notebook's shoes: DataFrames and figures of the recorded captures."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import SAMPLES
+from matplotlib.text import Annotation
+
+import flannelcap
+from flannelcap import plots
+
+
+def capture(name: str) -> flannelcap.Capture:
+    return flannelcap.read(SAMPLES / f"{name}.pcap", topology=SAMPLES / f"{name}.tables")
+
+
+def kube(name: str, kind: str) -> dict:
+    items = json.loads((SAMPLES / f"{name}.tables" / f"kubectl-get-{kind}.json").read_text())["items"]
+    return {i["metadata"]["name"]: i for i in items}
+
+
+def node_ip(name: str, node: str) -> str:
+    return kube(name, "nodes")[node]["metadata"]["annotations"]["flannel.alpha.coreos.com/public-ip"]
+
+
+def vtep_mac(name: str, node: str) -> str:
+    data = kube(name, "nodes")[node]["metadata"]["annotations"]["flannel.alpha.coreos.com/backend-data"]
+    return json.loads(data)["VtepMAC"]
+
+
+def test_packets_dataframe_holds_the_field_vocabulary() -> None:
+    cap = capture("cross-node-http-client")
+    frame = cap.packets
+    assert list(frame.columns[: len(flannelcap.FIELD_NAMES)]) == list(flannelcap.FIELD_NAMES)
+    vxlan = frame[frame.is_vxlan.astype(bool)]
+    assert len(vxlan) == 12 and set(vxlan.vni) == {1}
+    assert set(vxlan.src_node) == {"kpi093", "kpi092"} and set(vxlan.src_pod) == {"busybox", "nginx"}
+    assert set(vxlan.outer_src_ip) == {
+        node_ip("cross-node-http-client", "kpi093"),
+        node_ip("cross-node-http-client", "kpi092"),
+    }
+    get = frame[frame.http_method == "GET"].iloc[0]
+    assert (get.inner_dst_ip, get.dst_pod, get.dst_vtep_node) == ("10.42.1.2", "nginx", "kpi092")
+    assert get.inner_dst_mac == vtep_mac("cross-node-http-client", "kpi092")
+
+
+def test_flows_and_http() -> None:
+    cap = capture("cross-node-http-client")
+    [flow] = cap.flows().itertuples(index=False)
+    pods = kube("cross-node-http-client", "pods")
+    assert (flow.src_pod, flow.dst_pod, flow.src_node, flow.dst_node) == ("busybox", "nginx", "kpi093", "kpi092")
+    assert (flow.src_ip, flow.dst_ip, flow.dst_port) == (
+        pods["busybox"]["status"]["podIP"],
+        pods["nginx"]["status"]["podIP"],
+        80,
+    )
+    assert (flow.packets, flow.vni, flow.vxlan) == (12, 1, True)
+    ports = sorted({r.outer_src_port for r in cap.records if r.is_vxlan})
+    assert flow.outer_src_ports == ports and len(ports) == 2  # one hashed source port per direction
+    assert flow.bytes == sum(r.wire_len for r in cap.records if r.is_vxlan)
+    [exchange] = cap.http().itertuples(index=False)
+    assert (exchange.client, exchange.server, exchange.method, exchange.path, exchange.status) == (
+        "busybox",
+        "nginx",
+        "GET",
+        "/",
+        200,
+    )
+    request, response = (next(r for r in cap.records if r.number == n) for n in (exchange.request, exchange.response))
+    assert exchange.latency_ms == round((response.time - request.time) * 1000, 3) > 0
+
+
+def test_findings_and_explain() -> None:
+    assert capture("cross-node-http-client").findings().empty
+    faults = capture("fault-wrong-fdb").findings()
+    assert sorted(faults.code) == ["fdb-wrong-dst", "inner-mac-mismatch"]
+    steps = capture("fault-wrong-fdb").explain(0)
+    assert [s.ok for s in steps] == [True, True, True, False, False, True, True]
+    without = flannelcap.read(SAMPLES / "fault-bad-checksum.pcap")  # the wire alone
+    assert list(without.findings().code) == ["bad-udp-checksum"]
+
+
+def test_html_summary_and_scapy() -> None:
+    cap = capture("cross-node-http-client")
+    text = cap._repr_html_()
+    assert "<b>flannelcap capture cross-node-http-client.pcap</b>" in text
+    assert "VNI 1: 12" in text and "busybox, nginx" in text and "kpi092, kpi093" in text
+    assert len(text) < 2000  # a summary, not a wall of text
+    assert cap.scapy(3)["VXLAN"].vni == 1
+
+
+def _texts(fig) -> list[str]:  # type: ignore[no-untyped-def]
+    return [t.get_text() for ax in fig.axes for t in ax.texts]
+
+
+def test_figure2_labels_come_from_the_capture_and_tables(tmp_path: Path) -> None:
+    cap = capture("cross-node-http-client")
+    fig = plots.figure2(cap)
+    texts = "\n".join(_texts(fig))
+    client, server = "kpi093", "kpi092"
+    for expected in (
+        client,
+        server,
+        f"eth0 {node_ip('cross-node-http-client', client)}",
+        f"MAC {vtep_mac('cross-node-http-client', server)}",
+        "flannel.1  VTEP 10.42.1.0",
+        "cni0 10.42.2.1",
+        "pod busybox\neth0 10.42.2.2",
+        "pod nginx\neth0 10.42.1.2",
+        f"outer: {node_ip('cross-node-http-client', client)} → {node_ip('cross-node-http-client', server)}",
+        "→ 8472   VXLAN VNI 1",
+        f"inner: {vtep_mac('cross-node-http-client', client)} → {vtep_mac('cross-node-http-client', server)}",
+        f"kpi093: bridge fdb show dev flannel.1: {vtep_mac('cross-node-http-client', server)} dst 192.168.1.39",
+        "kpi093: ip neigh show dev flannel.1: 10.42.1.0 lladdr",
+    ):
+        assert expected in texts, expected
+    fig.savefig(tmp_path / "figure2.png")
+    assert (tmp_path / "figure2.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("name", ["cross-node-http-client", "cross-node-http-any"])
+def test_ladder_has_one_arrow_per_packet_in_order(name: str, tmp_path: Path) -> None:
+    cap = capture(name)
+    fig = plots.ladder(cap)
+    [ax] = fig.axes
+    arrows = [a for a in ax.texts if isinstance(a, Annotation) and a.get_gid() and a.get_gid().startswith("arrow-")]
+    labels = [t.get_text() for t in ax.texts if (t.get_gid() or "").startswith("label-")]
+    expected = [r for r in cap.records if r.is_vxlan and r.proto == "tcp"]
+    assert [int(a.get_gid().split("-")[1]) for a in arrows] == [r.number for r in expected]
+    assert labels[:4] == ["SYN", "SYN, ACK", "ACK", "GET / HTTP/1.1"]
+    assert "HTTP/1.1 200 OK" in labels and labels[-1] == "ACK"
+    forward = [a.xyann[0] < a.xy[0] for a in arrows]
+    assert forward[:3] == [True, False, True]  # SYN out, SYN-ACK back, ACK out
+    fig.savefig(tmp_path / "ladder.png")
+
+
+def test_matrix_counts_and_one_way_pairs(tmp_path: Path) -> None:
+    fig = plots.traffic_matrix(capture("cross-node-http-client"))
+    gids = {t.get_gid(): t.get_text() for t in fig.axes[0].texts}
+    assert gids["cell-kpi093-kpi092"].startswith("6 pkts") and gids["cell-kpi092-kpi093"].startswith("6 pkts")
+    assert not [p for p in fig.axes[0].patches if (p.get_gid() or "").startswith("one-way")]
+    fault = plots.traffic_matrix(capture("fault-wrong-fdb"))
+    assert [p.get_gid() for p in fault.axes[0].patches if p.get_gid()] == ["one-way-kpi093-kpi091"]
+    assert [label.get_text() for label in fault.axes[0].get_xticklabels()] == ["kpi091", "kpi092", "kpi093"]
+    fault.savefig(tmp_path / "matrix.png")
+
+
+def test_timeline_marks_retransmissions_and_findings(tmp_path: Path) -> None:
+    fig = plots.timeline(capture("fault-wrong-fdb"))
+    ax = fig.axes[0]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["packet", "retransmission", "in a finding"]
+    packets, retransmitted, flagged = (len(c.get_offsets()) for c in ax.collections)
+    syns = [r for r in capture("fault-wrong-fdb").records if r.tcp_flags == "SYN"]
+    assert (packets, retransmitted, flagged) == (len(syns), len(syns) - 1, len(syns))
+    fig.savefig(tmp_path / "timeline.png")
+
+
+def test_plot_command_writes_png(tmp_path: Path) -> None:
+    out = tmp_path / "f.png"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flannelcap",
+            "plot",
+            str(SAMPLES / "cross-node-http-client.pcap"),
+            "figure2",
+            "--tables",
+            str(SAMPLES / "cross-node-http-client.tables"),
+            "-o",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    bad = subprocess.run(
+        [sys.executable, "-m", "flannelcap", "plot", str(SAMPLES / "same-node-http.pcap"), "figure2", "-o", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 1 and bad.stderr.strip() == (
+        "flannelcap: error: this conversation never crossed VXLAN: there is no tunnel to draw"
+    )
+
+
+def test_read_without_topology_and_bad_input(tmp_path: Path) -> None:
+    cap = flannelcap.read(SAMPLES / "cross-node-http-server.pcap")
+    assert cap.packets.src_node.isna().all() and len(cap.flows()) == 1
+    with pytest.raises(flannelcap.TopologyError, match="explain needs the cluster's tables"):
+        cap.explain()
+    (tmp_path / "x.pcap").write_bytes(b"nope")
+    with pytest.raises(flannelcap.CaptureFormatError):
+        flannelcap.read(tmp_path / "x.pcap")
+    assert isinstance(cap.packets, pd.DataFrame)
