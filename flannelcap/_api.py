@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Iterable
+from dataclasses import fields as dataclass_fields
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,25 @@ from flannelcap._decode import DEFAULT_VXLAN_PORTS
 from flannelcap._explain import Step, explain
 from flannelcap._records import FIELD_NAMES, PacketRecord
 from flannelcap._topology import Topology
+
+
+def _column_types() -> dict[str, str]:
+    """pandas dtypes for the record's numeric and boolean fields."""
+    types = {}
+    for field in dataclass_fields(PacketRecord):
+        annotation = str(field.type)
+        if annotation.startswith("int"):
+            types[field.name] = "Int64"
+        elif annotation.startswith("float"):
+            types[field.name] = "float64"
+        elif annotation == "bool":
+            types[field.name] = "bool"
+        elif annotation == "bool | None":
+            types[field.name] = "boolean"
+    return types
+
+
+COLUMN_TYPES = _column_types()
 
 
 def _topology(source: Topology | str | Path | None) -> Topology | None:
@@ -56,11 +76,16 @@ class Capture:
 
     @cached_property
     def packets(self) -> pd.DataFrame:
-        """One row per packet, columns in the field vocabulary (as ``decode --json``)."""
+        """One row per packet, columns in the field vocabulary (as ``decode --json``); integer
+        fields are pandas' nullable ``Int64``, text fields hold None where absent."""
         frame = pd.DataFrame([r.to_dict() for r in self.records], columns=list(FIELD_NAMES))
         frame["src_ip"] = [r.src_ip for r in self.records]
         frame["dst_ip"] = [r.dst_ip for r in self.records]
-        return frame.astype(object).where(frame.notna(), None)
+        for name, kind in COLUMN_TYPES.items():
+            frame[name] = frame[name].astype(kind)
+        text = [c for c in frame.columns if c not in COLUMN_TYPES]
+        frame[text] = frame[text].astype(object).where(frame[text].notna(), None)
+        return frame
 
     def flows(self) -> pd.DataFrame:
         """One row per inner conversation: pods, nodes, VNI, packets, bytes, start, duration,

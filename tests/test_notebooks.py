@@ -1,0 +1,95 @@
+"""The notebooks run clean, and show the values they should (not merely that they ran)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+from conftest import REPO, SAMPLES, require_root_lab
+from nbclient import NotebookClient
+
+NOTEBOOKS = REPO / "notebooks"
+
+
+def run_notebook(name: str, workdir: Path) -> tuple[str, int]:
+    """Execute a copy of the notebook beside a link to sample_pcaps; return its text output
+    and how many PNG figures it showed."""
+    (workdir / "notebooks").mkdir()
+    (workdir / "sample_pcaps").symlink_to(SAMPLES)
+    notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
+    client = NotebookClient(
+        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(workdir / "notebooks")}}
+    )
+    client.execute()
+    texts, images = [], 0
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                pytest.fail(f"{name}: {output['ename']}: {output['evalue']}")
+            texts.append(output.get("text", ""))
+            data = output.get("data", {})
+            texts.append(data.get("text/plain", ""))
+            texts.append(data.get("text/html", ""))
+            images += "image/png" in data
+    return "\n".join(texts), images
+
+
+def _annotations(name: str) -> dict[str, dict]:
+    items = json.loads((SAMPLES / name / "kubectl-get-nodes.json").read_text())["items"]
+    return {i["metadata"]["name"]: i["metadata"]["annotations"] for i in items}
+
+
+def test_lab_walkthrough(tmp_path: Path) -> None:
+    text, images = run_notebook("1-lab-walkthrough.ipynb", tmp_path)
+    nodes = _annotations("cross-node-http-client.tables")
+    server_mac = json.loads(nodes["kpi092"]["flannel.alpha.coreos.com/backend-data"])["VtepMAC"]
+    for expected in (
+        "flannelcap capture cross-node-http-client.pcap",
+        "VNI 1: 12",
+        "busybox",
+        "nginx",
+        nodes["kpi093"]["flannel.alpha.coreos.com/public-ip"],
+        server_mac,
+        "GET / HTTP/1.1",
+        "10.42.1.0/24 via 10.42.1.0 dev flannel.1 onlink",
+        f"10.42.1.0 is at {server_mac} (PERMANENT",
+        f"kpi093: bridge fdb show dev flannel.1: {server_mac} dst 192.168.1.39 self permanent",
+    ):
+        assert expected in text, expected
+    assert images == 2  # Figure 2 and the ladder
+
+
+def test_audit_notebook(tmp_path: Path) -> None:
+    text, images = run_notebook("2-audit-a-broken-overlay.ipynb", tmp_path)
+    assert "fdb-wrong-dst" in text and "inner-mac-mismatch" in text
+    assert "points at 192.168.1.38 (kpi091), not at kpi092's 192.168.1.39" in text
+    assert "✗ 4. FDB entry on kpi093" in text and "✗ 5. on the wire" in text
+    assert images == 2
+
+
+def test_capture_over_ssh_notebook(tmp_path: Path) -> None:
+    require_root_lab()
+    before = set(os.listdir("/var/run/netns")) if os.path.isdir("/var/run/netns") else set()
+    try:
+        text, _images = run_notebook("3-capture-over-ssh.ipynb", tmp_path)
+    finally:
+        left = (set(os.listdir("/var/run/netns")) if os.path.isdir("/var/run/netns") else set()) - before
+        for namespace in left:
+            os.system(f"ip netns del {namespace}")
+    assert "cluster reachable: True" in text
+    assert "lab up: kpi091 192.168.1.38, kpi092 192.168.1.39, kpi093 192.168.1.40" in text
+    lines = [line.split() for line in text.splitlines() if line.strip().startswith(tuple("0123456789"))]
+    vxlan = [line for line in lines if len(line) > 4 and line[3] == "1" and line[1].startswith("192.168.1.")]
+    assert {(line[1], line[2]) for line in vxlan} == {
+        ("192.168.1.40", "192.168.1.39"),
+        ("192.168.1.39", "192.168.1.40"),
+    }
+    assert any("GET / HTTP/1.1" in line for line in text.splitlines())
+    assert "lab down: 8 namespaces removed" in text
+    assert not left, f"the notebook left namespaces behind: {left}"
+    assert not (tmp_path / "notebooks" / "captures").exists()
+    assert shutil.which("ip")
