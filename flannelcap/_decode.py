@@ -174,7 +174,7 @@ class Decoder:
         self.detail = detail
         self._first_time: float | None = None
         self._http = HttpReassembler()
-        self._isn: dict[tuple[str, int, str, int], int] = {}
+        self._info = InfoFormatter()
 
     def decode_all(self, frames: Iterable[Frame]) -> Iterator[PacketRecord]:
         """Decode frames lazily, in capture order."""
@@ -224,7 +224,7 @@ class Decoder:
             notes=tuple(notes),
             **fields,
         )
-        record = replace(record, info=self._info(record, http))
+        record = replace(record, info=self._info.format(record, http))
         if self.detail:
             record = replace(record, layers=layers_of(packet, record, http))
         return record
@@ -237,9 +237,24 @@ class Decoder:
         key = (src or "", fields["src_port"], dst or "", fields["dst_port"])
         return self._http.feed(key, fields["tcp_seq"], payload)
 
-    def _info(self, record: PacketRecord, http: HttpHead | None) -> str:
+
+class InfoFormatter:
+    """The Info column, as Wireshark's packet list words it; keeps the TCP initial sequence
+    numbers so that sequence numbers are shown relative, as Wireshark shows them."""
+
+    def __init__(self) -> None:
+        self._isn: dict[tuple[str, int, str, int], int] = {}
+
+    def format(self, record: PacketRecord, http: HttpHead | None = None) -> str:
+        """The Info text of ``record`` (``http``: the head it completes, if any; else the
+        record's own HTTP fields)."""
         if http is not None:
             return http.start_line
+        if record.http_method:
+            return f"{record.http_method} {record.http_path} {record.http_version}"
+        if record.http_status is not None:
+            reason = f" {record.http_reason}" if record.http_reason else ""
+            return f"{record.http_version} {record.http_status}{reason}"
         if record.proto == "tcp":
             return self._tcp_info(record)
         if record.proto == "udp":

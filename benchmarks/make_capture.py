@@ -1,0 +1,126 @@
+"""Write a VXLAN capture of HTTP conversations among pods on several flannel nodes.
+
+    python benchmarks/make_capture.py OUT.pcap [--packets 1000000] [--nodes 4] [--seed 1]
+
+Each conversation is what busybox → nginx looks like on a node's eth0: the handshake, a GET,
+a 200 with a body of 1-64 KiB in 1398-byte segments (flannel.1 MTU 1450, TCP timestamps),
+ACKs every second segment, and the FIN exchange; all inside VXLAN (UDP 8472, VNI 1) between
+the two nodes' eth0 addresses, the outer source port hashed per flow as the kernel does.
+Outer UDP checksums are 0 (no checksum), as with 'noudpcsum'. Frames are built from
+templates with struct, so a million packets take seconds, not the hours Scapy would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import struct
+from pathlib import Path
+
+NODE_MACS = [bytes([0x02, 0, 0, 0, 0, n]) for n in range(1, 17)]
+VTEP_MACS = [bytes([0x5E, 0x14, 0xD0, 0x84, 0x69, n]) for n in range(1, 17)]
+MSS = 1398
+
+
+def _ip_checksum(header: bytes) -> int:
+    total = sum(struct.unpack("!10H", header))
+    while total > 0xFFFF:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def _ipv4(src: bytes, dst: bytes, proto: int, payload_len: int, ident: int) -> bytes:
+    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + payload_len, ident & 0xFFFF, 0x4000, 64, proto, 0, src, dst)
+    return header[:10] + struct.pack("!H", _ip_checksum(header)) + header[12:]
+
+
+class Writer:
+    """Builds and writes frames; counts them."""
+
+    def __init__(self, path: Path, limit: int) -> None:
+        self.out = open(path, "wb")  # noqa: SIM115 - closed in close()
+        self.out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
+        self.count = 0
+        self.limit = limit
+        self.time = 1_790_000_000.0
+
+    def frame(self, data: bytes, gap: float) -> None:
+        self.time += gap
+        seconds = int(self.time)
+        self.out.write(struct.pack("<IIII", seconds, int((self.time - seconds) * 1e6), len(data), len(data)) + data)
+        self.count += 1
+
+    def close(self) -> None:
+        self.out.close()
+
+
+def conversation(writer: Writer, rng: random.Random, nodes: int) -> None:
+    a, b = rng.sample(range(nodes), 2)
+    node_ip = [bytes([192, 168, 1, 38 + n]) for n in range(nodes)]
+    client_ip = bytes([10, 42, a, rng.randint(2, 250)])
+    server_ip = bytes([10, 42, b, rng.randint(2, 250)])
+    cport, sport = rng.randint(32768, 60999), 80
+    outer_c, outer_s = rng.randint(32768, 60999), rng.randint(32768, 60999)
+    cseq, sseq = rng.getrandbits(32), rng.getrandbits(32)
+    ts = rng.getrandbits(32)
+
+    def send(from_client: bool, flags: int, payload: bytes, gap: float) -> None:
+        nonlocal cseq, sseq, ts
+        if writer.count >= writer.limit:
+            return
+        ts = (ts + 1) & 0xFFFFFFFF
+        if from_client:
+            src, dst, s_port, d_port, seq, ack = client_ip, server_ip, cport, sport, cseq, sseq
+            o_src, o_dst, o_port, smac, dmac, vsrc, vdst = node_ip[a], node_ip[b], outer_c, NODE_MACS[a], NODE_MACS[b], VTEP_MACS[a], VTEP_MACS[b]
+        else:
+            src, dst, s_port, d_port, seq, ack = server_ip, client_ip, sport, cport, sseq, cseq
+            o_src, o_dst, o_port, smac, dmac, vsrc, vdst = node_ip[b], node_ip[a], outer_s, NODE_MACS[b], NODE_MACS[a], VTEP_MACS[b], VTEP_MACS[a]
+        options = struct.pack("!BBBBII", 1, 1, 8, 10, ts, ts ^ 0x5A5A)
+        tcp = struct.pack("!HHIIBBHHH", s_port, d_port, seq, ack if flags & 0x10 else 0, 0x80, flags, 502, 0, 0)
+        segment = tcp + options + payload
+        inner = vdst + vsrc + b"\x08\x00" + _ipv4(src, dst, 6, len(segment), writer.count) + segment
+        vxlan = b"\x08\x00\x00\x00\x00\x00\x01\x00" + inner
+        udp = struct.pack("!HHHH", o_port, 8472, 8 + len(vxlan), 0) + vxlan
+        writer.frame(dmac + smac + b"\x08\x00" + _ipv4(o_src, o_dst, 17, len(udp), writer.count) + udp, gap)
+        step = len(payload) + (1 if flags & 0x03 else 0)
+        if from_client:
+            cseq = (cseq + step) & 0xFFFFFFFF
+        else:
+            sseq = (sseq + step) & 0xFFFFFFFF
+
+    send(True, 0x02, b"", 0.0005)
+    send(False, 0x12, b"", 0.00006)
+    send(True, 0x10, b"", 0.00003)
+    host = ".".join(map(str, server_ip)).encode()
+    send(True, 0x18, b"GET /item/%d HTTP/1.1\r\nHost: %s\r\nUser-Agent: Wget\r\nAccept: */*\r\n\r\n" % (
+        rng.randint(1, 9999), host), 0.00009)
+    send(False, 0x10, b"", 0.00004)
+    body = rng.randint(1024, 64 * 1024)
+    head = b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n" % body
+    data = head + bytes(rng.getrandbits(8) for _ in range(64)) * (body // 64) + b"x" * (body % 64)
+    for i, start in enumerate(range(0, len(data), MSS)):
+        send(False, 0x18 if start + MSS >= len(data) else 0x10, data[start : start + MSS], 0.00002)
+        if i % 2:
+            send(True, 0x10, b"", 0.00001)
+    send(False, 0x11, b"", 0.00005)
+    send(True, 0x11, b"", 0.00004)
+    send(False, 0x10, b"", 0.00003)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("output", type=Path)
+    parser.add_argument("--packets", type=int, default=1_000_000)
+    parser.add_argument("--nodes", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+    writer = Writer(args.output, args.packets)
+    while writer.count < args.packets:
+        conversation(writer, rng, args.nodes)
+    writer.close()
+    print(f"{args.output}: {writer.count} packets, {args.output.stat().st_size / 1e6:.1f} MB")
+
+
+if __name__ == "__main__":
+    main()
