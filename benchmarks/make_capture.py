@@ -71,10 +71,26 @@ def conversation(writer: Writer, rng: random.Random, nodes: int) -> None:
         ts = (ts + 1) & 0xFFFFFFFF
         if from_client:
             src, dst, s_port, d_port, seq, ack = client_ip, server_ip, cport, sport, cseq, sseq
-            o_src, o_dst, o_port, smac, dmac, vsrc, vdst = node_ip[a], node_ip[b], outer_c, NODE_MACS[a], NODE_MACS[b], VTEP_MACS[a], VTEP_MACS[b]
+            o_src, o_dst, o_port, smac, dmac, vsrc, vdst = (
+                node_ip[a],
+                node_ip[b],
+                outer_c,
+                NODE_MACS[a],
+                NODE_MACS[b],
+                VTEP_MACS[a],
+                VTEP_MACS[b],
+            )
         else:
             src, dst, s_port, d_port, seq, ack = server_ip, client_ip, sport, cport, sseq, cseq
-            o_src, o_dst, o_port, smac, dmac, vsrc, vdst = node_ip[b], node_ip[a], outer_s, NODE_MACS[b], NODE_MACS[a], VTEP_MACS[b], VTEP_MACS[a]
+            o_src, o_dst, o_port, smac, dmac, vsrc, vdst = (
+                node_ip[b],
+                node_ip[a],
+                outer_s,
+                NODE_MACS[b],
+                NODE_MACS[a],
+                VTEP_MACS[b],
+                VTEP_MACS[a],
+            )
         options = struct.pack("!BBBBII", 1, 1, 8, 10, ts, ts ^ 0x5A5A)
         tcp = struct.pack("!HHIIBBHHH", s_port, d_port, seq, ack if flags & 0x10 else 0, 0x80, flags, 502, 0, 0)
         segment = tcp + options + payload
@@ -92,11 +108,18 @@ def conversation(writer: Writer, rng: random.Random, nodes: int) -> None:
     send(False, 0x12, b"", 0.00006)
     send(True, 0x10, b"", 0.00003)
     host = ".".join(map(str, server_ip)).encode()
-    send(True, 0x18, b"GET /item/%d HTTP/1.1\r\nHost: %s\r\nUser-Agent: Wget\r\nAccept: */*\r\n\r\n" % (
-        rng.randint(1, 9999), host), 0.00009)
+    send(
+        True,
+        0x18,
+        b"GET /item/%d HTTP/1.1\r\nHost: %s\r\nUser-Agent: Wget\r\nAccept: */*\r\n\r\n" % (rng.randint(1, 9999), host),
+        0.00009,
+    )
     send(False, 0x10, b"", 0.00004)
     body = rng.randint(1024, 64 * 1024)
-    head = b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n" % body
+    head = (
+        b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n"
+        % body
+    )
     data = head + bytes(rng.getrandbits(8) for _ in range(64)) * (body // 64) + b"x" * (body % 64)
     for i, start in enumerate(range(0, len(data), MSS)):
         send(False, 0x18 if start + MSS >= len(data) else 0x10, data[start : start + MSS], 0.00002)

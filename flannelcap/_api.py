@@ -20,10 +20,11 @@ from scapy.packet import Packet
 from flannelcap import _analysis
 from flannelcap._annotate import annotate_all
 from flannelcap._audit import Finding, audit_capture
-from flannelcap._capture import decode_file, scapy_packet
+from flannelcap._capture import scapy_packet
 from flannelcap._collect import read_topology, topology_from_dir
 from flannelcap._decode import DEFAULT_VXLAN_PORTS
 from flannelcap._explain import Step, explain
+from flannelcap._fastread import FastStream
 from flannelcap._records import FIELD_NAMES, PacketRecord
 from flannelcap._topology import Topology
 
@@ -67,7 +68,7 @@ class Capture:
         self.path = path
         self.topology = topology
         self.vxlan_ports = frozenset(vxlan_ports)
-        stream = decode_file(path, vxlan_ports=self.vxlan_ports)
+        stream = FastStream(path, vxlan_ports=self.vxlan_ports)
         records: Iterable[PacketRecord] = stream
         if topology is not None:
             records = annotate_all(stream, topology)

@@ -164,10 +164,8 @@ def decode_columns(
     # -- outer transport, and VXLAN -------------------------------------------------------
     udp = live & (proto == 17) & (end >= l4 + 8)
     sport, dport, udp_len = _u16(buf, l4), _u16(buf, l4 + 2), _u16(buf, l4 + 4)
-    ports = np.array(sorted(vxlan_ports | {8472, 4789}), dtype=np.int64)
-    on_port = np.isin(sport, ports) | np.isin(dport, ports)
-    chosen = np.array(sorted(vxlan_ports), dtype=np.int64)
-    on_vxlan_port = udp & (np.isin(sport, chosen) | np.isin(dport, chosen))
+    on_port = _on_ports(sport, dport, vxlan_ports | {8472, 4789})
+    on_vxlan_port = udp & _on_ports(sport, dport, vxlan_ports)
     udp_payload = np.minimum(udp_len - 8, end - l4 - 8)
     vxlan = on_vxlan_port & (udp_payload >= 8) & (udp_len >= 8)
     flags = _u8(buf, l4 + 8)
@@ -217,6 +215,14 @@ def decode_columns(
     return columns
 
 
+def _on_ports(sport: Int, dport: Int, ports: frozenset[int]) -> Bool:
+    """Either port in a small set (comparisons: ``np.isin`` sorts, which costs more here)."""
+    hit = np.zeros(len(sport), dtype=bool)
+    for port in ports:
+        hit |= (sport == port) | (dport == port)
+    return hit
+
+
 def _udp_checksum_ok(buf: NDArray[np.uint8], mask: Bool, l3: Int, l4: Int, udp_len: Int, end: Int) -> Int:
     """1 where the UDP checksum is right, 0 where wrong, NONE where there is none (0) or the
     datagram is not captured whole. The payload's 16-bit words are summed for all rows at
@@ -227,8 +233,10 @@ def _udp_checksum_ok(buf: NDArray[np.uint8], mask: Bool, l3: Int, l4: Int, udp_l
     if len(rows) == 0:
         return result
     first, last = l4[rows] + 8, l4[rows] + udp_len[rows]
-    even = np.where(np.arange(len(buf)) % 2 == 0, buf, 0).astype(np.uint32)
-    odd = buf.astype(np.uint32) - even
+    even = buf.astype(np.uint32)
+    odd = even.copy()
+    even[1::2] = 0
+    odd[0::2] = 0
     bounds = np.empty(2 * len(rows), dtype=np.int64)
     bounds[0::2], bounds[1::2] = first, last
     sum_even = np.add.reduceat(even, bounds)[0::2].astype(np.int64)
@@ -307,7 +315,7 @@ def _transport(buf: NDArray[np.uint8], b: _Builder, mask: Bool, at: Int, proto: 
     b.set("proto", icmp, PROTO_CODES["icmp"])
     b.set("icmp_type", icmp, _u8(buf, at))
     b.set("icmp_code", icmp, _u8(buf, at + 1))
-    other = mask & ~np.isin(proto, [1, 6, 17])
+    other = mask & (proto != 1) & (proto != 6) & (proto != 17)
     return np.asarray(tcp_bad | udp_bad | icmp_bad | other, dtype=bool)
 
 

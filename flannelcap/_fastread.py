@@ -13,7 +13,7 @@ from __future__ import annotations
 import socket
 import struct
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -29,6 +29,7 @@ from flannelcap._summary import CaptureSummary
 
 CHUNK_BYTES = 8 * 1024 * 1024
 BATCH_FRAMES = 65536
+HEAD_PEEK = 2048  # bytes of a candidate payload looked at first: heads are short
 _PCAP_HEADERS = {
     b"\xd4\xc3\xb2\xa1": ("<", 1_000),
     b"\xa1\xb2\xc3\xd4": (">", 1_000),
@@ -131,22 +132,14 @@ class FastStream:
             while True:
                 chunk = raw.read(CHUNK_BYTES)
                 data = pending + chunk
-                starts: list[int] = []
-                offset = 0
-                size = len(data)
-                while offset + 16 <= size:
+                starts, offset = _walk_records(data, caplen_at)
+                if offset < 0:  # a record claims an impossible length
+                    offset = -offset - 1
                     caplen = caplen_at(data, offset + 8)[0]
-                    if caplen > MAX_RECORD_BYTES:
-                        self.problem = (
-                            f"record {number + len(starts) + 1} claims {caplen} bytes, which no packet has; "
-                            f"the file is damaged from there on ({number + len(starts)} records read before it)"
-                        )
-                        break
-                    following = offset + 16 + caplen
-                    if following > size:
-                        break
-                    starts.append(offset)
-                    offset = following
+                    self.problem = (
+                        f"record {number + len(starts) + 1} claims {caplen} bytes, which no packet has; "
+                        f"the file is damaged from there on ({number + len(starts)} records read before it)"
+                    )
                 done += len(chunk)
                 if starts:
                     yield self._pcap_group(data, starts, order, unit_ns, linktype, number)
@@ -256,11 +249,36 @@ class FastStream:
             tcp = np.nonzero((columns.payload_start >= 0) & (values["payload_len"] > 0))[0].tolist()
             slow_rows = [r for r in tcp if self._key(values, r) in self._slow_http]
             rows = sorted(set(rows) | set(slow_rows))
-        for row in rows:
-            key = self._key(values, row)
-            at = int(columns.payload_start[row])
-            payload = buf[at : at + min(int(values["payload_len"][row]), int(end[row]) - at)].tobytes()
-            seq = int(values["tcp_seq"][row])
+        if not rows:
+            return
+        picked = np.asarray(rows, dtype=np.int64)
+        vxlan = values["is_vxlan"][picked] == 1
+        src = np.where(
+            vxlan, values.get("inner_src_ip", values["outer_src_ip"])[picked], values["outer_src_ip"][picked]
+        )
+        dst = np.where(
+            vxlan, values.get("inner_dst_ip", values["outer_dst_ip"])[picked], values["outer_dst_ip"][picked]
+        )
+        starts = columns.payload_start[picked]
+        sizes = np.minimum(values["payload_len"][picked], end[picked] - starts)
+        for row, key, at, size, seq in zip(
+            rows,
+            zip(
+                src.tolist(),
+                values["src_port"][picked].tolist(),
+                dst.tolist(),
+                values["dst_port"][picked].tolist(),
+                strict=True,
+            ),
+            starts.tolist(),
+            sizes.tolist(),
+            values["tcp_seq"][picked].tolist(),
+            strict=True,
+        ):
+            peek = size if key in self._slow_http else min(size, HEAD_PEEK)
+            payload = buf[at : at + peek].tobytes()
+            if peek < size and b"\r\n\r\n" not in payload:
+                payload = buf[at : at + size].tobytes()
             if key in self._slow_http:
                 head = self._slow_http[key].feed(key_str(key), seq, payload)
             else:
@@ -278,11 +296,9 @@ class FastStream:
         info = InfoFormatter()
         first: float | None = None
         for batch in self.batches():
-            for record in records_of(batch):
-                if first is None:
-                    first = record.time
-                record = _with(record, rel_time=record.time - first)
-                yield _with(record, info=info.format(record))
+            if first is None and len(batch):
+                first = float(batch.time_ns[0] / 1e9)
+            yield from records_of(batch, first or 0.0, info)
 
     def summary(self) -> CaptureSummary:
         """Packet, VNI, conversation and HTTP counts, without building a record per packet."""
@@ -316,6 +332,27 @@ class FastStream:
         return frame
 
 
+def _walk_records(data: bytes, caplen_at: Callable[[bytes, int], tuple[int, ...]]) -> tuple[list[int], int]:
+    """Offsets of the complete records in ``data``, and where the first incomplete one starts
+    (``-offset - 1`` if a record there claims more than ``MAX_RECORD_BYTES``). The one loop
+    of the fast path that runs once per packet: kept to the bone."""
+    starts: list[int] = []
+    append = starts.append
+    offset = 0
+    last = len(data) - 16
+    limit = MAX_RECORD_BYTES
+    while offset <= last:
+        caplen = caplen_at(data, offset + 8)[0]
+        if caplen > limit:
+            return starts, -offset - 1
+        following = offset + 16 + caplen
+        if following > last + 16:
+            break
+        append(offset)
+        offset = following
+    return starts, offset
+
+
 def key_str(key: tuple[int, int, int, int]) -> tuple[str, int, str, int]:
     """The reassembler's key (addresses as text) for an integer key."""
     return _ip(key[0]), key[1], _ip(key[2]), key[3]
@@ -325,7 +362,7 @@ def _conversations(values: dict[str, Int], rows: Any) -> set[tuple[str, tuple[st
     proto = values.get("proto")
     if proto is None:
         return set()
-    mask = rows & np.isin(proto, [6, 17])
+    mask = rows & ((proto == 6) | (proto == 17))
     vxlan = values["is_vxlan"][mask] == 1
     src = np.where(vxlan, values.get("inner_src_ip", values["outer_src_ip"])[mask], values["outer_src_ip"][mask])
     dst = np.where(vxlan, values.get("inner_dst_ip", values["outer_dst_ip"])[mask], values["outer_dst_ip"][mask])
@@ -341,14 +378,8 @@ def _conversations(values: dict[str, Int], rows: Any) -> set[tuple[str, tuple[st
         ],
         axis=1,
     )
-    unique = np.unique(ends, axis=0) if len(ends) else ends
+    unique = pd.DataFrame(ends).drop_duplicates().to_numpy()  # hashing, not sorting
     return {(_PROTO_NAMES[int(k)], (_ip(int(a)), int(p)), (_ip(int(b)), int(q))) for k, a, p, b, q in unique.tolist()}
-
-
-def _with(record: PacketRecord, **changes: Any) -> PacketRecord:
-    from dataclasses import replace
-
-    return replace(record, **changes)
 
 
 def _convert(name: str, value: int) -> Any:
@@ -369,18 +400,31 @@ def _convert(name: str, value: int) -> Any:
     return value
 
 
-def records_of(batch: Batch) -> Iterator[PacketRecord]:
-    """The batch as ``PacketRecord``s (the fallback rows as the Scapy decoder made them)."""
+def _converted(name: str, column: Int) -> list[Any]:
+    """A column as Python values of the record's types, converting each distinct value once."""
+    if name in _IP_FIELDS or name in _MAC_FIELDS or name in ("proto", "outer_proto", "tcp_flags", "arp_op"):
+        distinct, inverse = np.unique(column, return_inverse=True)
+        names = [_convert(name, int(v)) for v in distinct.tolist()]
+        return [names[i] for i in inverse.tolist()]
+    if name in ("is_vxlan", "outer_udp_checksum_ok"):
+        return [None if v == NONE else v == 1 for v in column.tolist()]
+    return [None if v == NONE else v for v in column.tolist()]
+
+
+def records_of(batch: Batch, first_time: float, info: InfoFormatter) -> Iterator[PacketRecord]:
+    """The batch as ``PacketRecord``s, with ``rel_time`` from ``first_time`` and the Info text
+    (the fallback rows as the Scapy decoder made them, their Info redone in capture order)."""
     names = list(batch.columns.values)
-    columns = [batch.columns.values[n].tolist() for n in names]
-    numbers, times = batch.number.tolist(), batch.time_ns.tolist()
+    columns = [_converted(n, batch.columns.values[n]) for n in names]
+    numbers, times = batch.number.tolist(), (batch.time_ns / 1e9).tolist()
     caps, wires, interfaces = batch.cap_len.tolist(), batch.wire_len.tolist(), batch.interface.tolist()
-    for row in range(len(batch)):
-        if row in batch.fallback_records:
-            yield batch.fallback_records[row]
+    for row, values in enumerate(zip(*columns, strict=True)):
+        fallback = batch.fallback_records.get(row)
+        if fallback is not None:
+            record = replace(fallback, rel_time=fallback.time - first_time)
+            yield replace(record, info=info.format(record))
             continue
-        fields = {name: _convert(name, column[row]) for name, column in zip(names, columns, strict=True)}
-        fields = {k: v for k, v in fields.items() if v is not None}
+        fields = {name: value for name, value in zip(names, values, strict=True) if value is not None}
         head = batch.http.get(row)
         if head is not None:
             fields.update(
@@ -391,15 +435,19 @@ def records_of(batch: Batch) -> Iterator[PacketRecord]:
                 http_status=head.status,
                 http_reason=head.reason,
             )
-        yield PacketRecord(
+        record = PacketRecord(
             number=numbers[row],
-            time=times[row] / 1e9,
-            rel_time=0.0,
+            time=times[row],
+            rel_time=times[row] - first_time,
             cap_len=caps[row],
             wire_len=wires[row],
             interface=interfaces[row],
             **fields,
         )
+        # The record is not handed out yet: setting its Info here keeps it immutable to users
+        # while saving a second construction per packet (dataclasses.replace), the costliest step.
+        object.__setattr__(record, "info", info.format(record, head))
+        yield record
 
 
 def frame_of(batch: Batch) -> pd.DataFrame:

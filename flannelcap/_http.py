@@ -52,20 +52,26 @@ def looks_like_http_start(payload: bytes) -> bool:
     return payload.startswith(_STARTS)
 
 
+def _header(lowered: bytes, head: bytes, name: bytes) -> str | None:
+    """The value of header ``name`` (lower case, with the colon) in a head, or None."""
+    at = lowered.find(b"\r\n" + name)
+    if at < 0:
+        return None
+    start = at + 2 + len(name)
+    end = head.find(b"\r\n", start)
+    return head[start : end if end >= 0 else len(head)].strip().decode("latin-1")
+
+
 def parse_head(head: bytes) -> HttpHead | None:
     """Parse an HTTP/1.x head (without the final blank line).
 
     Returns:
-        The head's start line and Host, or ``None`` if the first line is not HTTP.
+        The head's start line, Host and Content-Length, or ``None`` if the first line is not HTTP.
     """
-    lines = head.split(b"\r\n")
-    parts = lines[0].decode("latin-1").split(" ", 2)
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, sep, value = line.partition(b":")
-        if sep:
-            headers.setdefault(name.strip().lower().decode("latin-1"), value.strip().decode("latin-1"))
-    length_text = headers.get("content-length", "")
+    line_end = head.find(b"\r\n")
+    parts = head[: line_end if line_end >= 0 else len(head)].decode("latin-1").split(" ", 2)
+    lowered = head.lower()
+    length_text = _header(lowered, head, b"content-length:") or ""
     content_length = int(length_text) if length_text.isdigit() else None
     if parts[0].startswith("HTTP/"):
         if len(parts) < 2 or not parts[1].isdigit():
@@ -81,7 +87,7 @@ def parse_head(head: bytes) -> HttpHead | None:
             method=parts[0],
             path=parts[1],
             version=parts[2],
-            host=headers.get("host"),
+            host=_header(lowered, head, b"host:"),
             content_length=content_length,
         )
     return None

@@ -11,7 +11,7 @@ transport: the pod-to-pod conversation for VXLAN packets, the packet itself othe
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 
@@ -116,11 +116,11 @@ class PacketRecord:
 
     def to_dict(self) -> dict[str, Any]:
         """The record as a flat dict in the field vocabulary (without the detail layers)."""
-        data = asdict(self)
-        del data["layers"]
+        data = {name: getattr(self, name) for name in _DICT_FIELDS}
         data["notes"] = list(self.notes)
         return data
 
 
 # The field vocabulary, in order: the CSV header and the DataFrame columns.
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(PacketRecord) if f.name != "layers")
+_DICT_FIELDS = FIELD_NAMES

@@ -9,11 +9,13 @@ import argparse
 import csv
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from flannelcap._annotate import annotate
-from flannelcap._capture import decode_file
+from flannelcap._capture import RecordStream, decode_file
 from flannelcap._decode import DEFAULT_VXLAN_PORTS
 from flannelcap._errors import FlannelcapError
+from flannelcap._fastread import FastStream, frame_of
 from flannelcap._records import PacketRecord
 from flannelcap._summary import CaptureSummary
 from flannelcap.cli import _format
@@ -59,6 +61,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         metavar="FIRST-LAST",
         help="show only packets numbered FIRST to LAST (e.g. 10-20, 5-, 7)",
     )
+    parser.add_argument(
+        "--engine",
+        choices=("auto", "fast", "scapy"),
+        default="auto",
+        help="fast: numpy over the raw file (Scapy for what it cannot take); scapy: Scapy for every packet; "
+        "auto (default): fast, but scapy for -v",
+    )
+    output.add_argument("--summary", action="store_true", help="only the counts, not a line per packet")
+    output.add_argument("--parquet", type=Path, metavar="OUT", help="write every packet to a Parquet file")
     add_topology_options(parser, required=False)
     parser.set_defaults(run=run)
 
@@ -102,13 +113,88 @@ def _selector(args: argparse.Namespace) -> Callable[[PacketRecord], bool]:
     return wanted
 
 
+def _progress(done: int, total: int) -> None:
+    width = 30
+    filled = int(width * done / max(total, 1))
+    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done / 1e6:.0f}/{total / 1e6:.0f} MB")
+    sys.stderr.flush()
+
+
+def _open(args: argparse.Namespace) -> RecordStream | FastStream:
+    ports = DEFAULT_VXLAN_PORTS | set(args.vxlan_port)
+    if args.engine == "scapy" or (args.engine == "auto" and args.detail):
+        return decode_file(args.file, vxlan_ports=ports, detail=args.detail)
+    if args.detail:
+        raise FlannelcapError("-v needs every field of every layer: use it with --engine scapy (or auto)")
+    big = Path(args.file).stat().st_size > 50_000_000 if Path(args.file).is_file() else False
+    return FastStream(args.file, vxlan_ports=ports, progress=_progress if big and sys.stderr.isatty() else None)
+
+
+def _summary_only(args: argparse.Namespace, stream: RecordStream | FastStream) -> int:
+    if isinstance(stream, FastStream):
+        summary = stream.summary()
+    else:
+        summary = CaptureSummary()
+        for record in stream:
+            summary.add(record)
+        summary.stopped_early = stream.problem
+    if sys.stderr.isatty():
+        sys.stderr.write("\r\x1b[K")
+    print("\n".join(summary.lines()))
+    if isinstance(stream, FastStream) and stream.fallback_frames:
+        print(f"{stream.fallback_frames} packets decoded by Scapy (layouts the fast path does not take)")
+    return _problem(args, stream, summary.packets)
+
+
+def _problem(args: argparse.Namespace, stream: RecordStream | FastStream, packets: int) -> int:
+    if stream.problem:
+        if packets == 0:
+            raise FlannelcapError(f"{args.file}: nothing could be decoded: {stream.problem}")
+        print(
+            f"flannelcap: warning: {args.file}: {stream.problem}; the {packets} packets before it were decoded",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _parquet(args: argparse.Namespace, stream: RecordStream | FastStream) -> int:
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError as exc:
+        raise FlannelcapError("--parquet needs pyarrow: pip install 'flannelcap[parquet]'") from exc
+    if not isinstance(stream, FastStream):
+        raise FlannelcapError("--parquet goes through the fast path: leave out --engine scapy")
+    writer = None
+    packets = 0
+    first: float | None = None
+    try:
+        for batch in stream.batches():
+            frame = frame_of(batch)
+            first = float(frame["time"].iloc[0]) if first is None and len(frame) else first
+            frame["rel_time"] = frame["time"] - (first or 0.0)
+            frame["notes"] = frame["notes"].map(lambda notes: "; ".join(notes))
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            if writer is None:
+                writer = pq.ParquetWriter(args.parquet, table.schema)
+            writer.write_table(table.cast(writer.schema))
+            packets += len(frame)
+    except OSError as exc:
+        raise FlannelcapError(f"cannot write {args.parquet}: {exc.strerror or exc}") from exc
+    finally:
+        if writer is not None:
+            writer.close()
+    print(f"{packets} packets written to {args.parquet}")
+    return _problem(args, stream, packets)
+
+
 def run(args: argparse.Namespace) -> int:
     """Decode ``args.file`` and print it. Returns the exit code."""
-    stream = decode_file(
-        args.file,
-        vxlan_ports=DEFAULT_VXLAN_PORTS | set(args.vxlan_port),
-        detail=args.detail,
-    )
+    stream = _open(args)
+    if args.summary:
+        return _summary_only(args, stream)
+    if args.parquet:
+        return _parquet(args, stream)
     topology = topology_from_args(args)
     wanted = _selector(args)
     summary = CaptureSummary()

@@ -11,11 +11,11 @@ import json
 from pathlib import Path
 
 from flannelcap._audit import audit_capture, audit_topology
-from flannelcap._capture import decode_file
 from flannelcap._collect import topology_from_dir, write_topology
 from flannelcap._decode import DEFAULT_VXLAN_PORTS
 from flannelcap._errors import TopologyError
 from flannelcap._explain import explain
+from flannelcap._fastread import FastStream
 from flannelcap._topology import build_topology
 from flannelcap.cli import _report
 from flannelcap.cli._capture_cmd import add_ssh_options, ssh_options
@@ -105,7 +105,8 @@ def _read_kubectl(paths: list[Path]) -> tuple[str, str | None]:
 def _audit(args: argparse.Namespace) -> int:
     topology = topology_from_args(args)
     assert topology is not None
-    stream = decode_file(args.file, vxlan_ports=DEFAULT_VXLAN_PORTS | {n.dstport for n in topology.nodes if n.dstport})
+    ports = DEFAULT_VXLAN_PORTS | {n.dstport for n in topology.nodes if n.dstport}
+    stream = FastStream(args.file, vxlan_ports=ports)
     findings = audit_capture(stream, topology)
     if args.json:
         print(_report.findings_json(findings))
@@ -117,6 +118,6 @@ def _audit(args: argparse.Namespace) -> int:
 def _explain(args: argparse.Namespace) -> int:
     topology = topology_from_args(args)
     assert topology is not None
-    records = list(decode_file(args.capture)) if args.capture else []
+    records = list(FastStream(args.capture)) if args.capture else []
     print("\n".join(_report.step_lines(explain(topology, args.source, args.destination, records))))
     return 0

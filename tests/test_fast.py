@@ -1,0 +1,151 @@
+"""The fast path agrees with the Scapy decoder, field for field, and hands it what it cannot take."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO, SAMPLES, manifest, require_tool
+from pcapdata import GOOD_FRAME, NODE_A, NODE_B, inner_tcp, pcap, vxlan_frame
+from scapy.layers.inet import IP, UDP
+from scapy.layers.inet6 import IPv6
+from scapy.layers.l2 import Dot1Q, Ether
+from scapy.packet import Raw
+
+from flannelcap import decode_file
+from flannelcap._fastread import FastStream
+
+
+def agree(path: Path | io.BytesIO) -> FastStream:
+    """Decode with both engines; every field of every record must be equal."""
+    slow = list(decode_file(path if not isinstance(path, io.BytesIO) else io.BytesIO(path.getvalue())))
+    fast_stream = FastStream(path if not isinstance(path, io.BytesIO) else io.BytesIO(path.getvalue()))
+    fast = list(fast_stream)
+    assert len(fast) == len(slow)
+    for a, b in zip(slow, fast, strict=True):
+        assert a.to_dict() == b.to_dict(), {
+            k: (v, b.to_dict()[k]) for k, v in a.to_dict().items() if v != b.to_dict()[k]
+        }
+    return fast_stream
+
+
+@pytest.mark.parametrize("name", [str(e["file"]) for e in manifest()])
+def test_every_sample_capture_agrees(name: str) -> None:
+    stream = agree(SAMPLES / name)
+    assert stream.fallback_frames == 0  # the lab's captures are all common layouts
+
+
+def test_the_benchmark_capture_agrees(tmp_path: Path) -> None:
+    path = tmp_path / "bench.pcap"
+    subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "make_capture.py"), str(path), "--packets", "3000"],
+        check=True,
+        capture_output=True,
+    )
+    assert agree(path).fallback_frames == 0
+    records = list(FastStream(path))
+    assert sum(1 for r in records if r.http_method == "GET") == sum(1 for r in records if r.http_status == 200) > 50
+
+
+def test_unusual_packets_fall_back_to_scapy_and_are_counted() -> None:
+    unusual = [
+        bytes(
+            Ether()
+            / IPv6(src="fd00::a", dst="fd00::b")
+            / UDP(sport=1, dport=8472)
+            / Raw(b"\x08\0\0\0\0\0\x01\0" + bytes(inner_tcp()))
+        ),
+        bytes(Ether() / Dot1Q(vlan=7) / Dot1Q(vlan=8) / IP(src=NODE_A, dst=NODE_B) / UDP(sport=1, dport=53)),
+        vxlan_frame(inner_tcp(), flags=0x00),
+        bytes(Ether() / IP(src=NODE_A, dst=NODE_B, flags="MF") / UDP(sport=1, dport=8472) / Raw(b"x" * 20)),
+        bytes(Ether() / IP(src=NODE_A, dst=NODE_B) / UDP(sport=1, dport=8472) / Raw(b"\x08\x00")),
+    ]
+    common = [GOOD_FRAME(), vxlan_frame(inner_tcp(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", seq=5))]
+    data = pcap([*common, *unusual, *common])
+    stream = agree(io.BytesIO(data))
+    assert stream.fallback_frames == len(unusual)
+
+
+def test_snaplen_cut_and_truncated_files_agree() -> None:
+    frames = [GOOD_FRAME()] * 3
+    cut = pcap([f[:60] for f in frames], wire_lens=[len(f) for f in frames])
+    assert agree(io.BytesIO(cut)).fallback_frames == 3
+    whole = (SAMPLES / "cross-node-http-client.pcap").read_bytes()
+    slow, fast = decode_file(io.BytesIO(whole[:-7])), FastStream(io.BytesIO(whole[:-7]))
+    assert len(list(slow)) == len(list(fast)) == 13
+    assert fast.problem == slow.problem and "is cut short" in str(fast.problem)
+
+
+def test_truncated_plain_file_on_disk(tmp_path: Path) -> None:
+    path = tmp_path / "cut.pcap"
+    path.write_bytes((SAMPLES / "cross-node-large-transfer.pcap").read_bytes()[:-100])
+    slow, fast = decode_file(path), FastStream(path)
+    assert [r.to_dict() for r in slow] == [r.to_dict() for r in fast]
+    assert fast.problem == slow.problem
+
+
+def test_pcapng_and_gzip_go_through_the_reader(tmp_path: Path) -> None:
+    require_tool("mergecap")
+    merged = tmp_path / "both.pcapng"
+    subprocess.run(
+        [
+            "mergecap",
+            "-F",
+            "pcapng",
+            "-w",
+            str(merged),
+            str(SAMPLES / "cross-node-http-client.pcap"),
+            str(SAMPLES / "cross-node-http-any.pcap"),
+        ],
+        check=True,
+    )
+    agree(merged)
+    packed = tmp_path / "c.pcap.gz"
+    packed.write_bytes(gzip.compress((SAMPLES / "cross-node-large-transfer.pcap").read_bytes()))
+    agree(packed)
+
+
+def flannelcap(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "flannelcap", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_summary_engines_agree() -> None:
+    for name in ("cross-node-http-any.pcap", "cross-node-large-transfer.pcap", "fault-wrong-fdb.pcap"):
+        fast = flannelcap("decode", "--summary", str(SAMPLES / name))
+        slow = flannelcap("decode", "--summary", "--engine", "scapy", str(SAMPLES / name))
+        assert fast.returncode == slow.returncode == 0
+        assert fast.stdout == slow.stdout and "packets:" in fast.stdout
+
+
+def test_json_engines_agree() -> None:
+    fast = flannelcap("decode", "--json", str(SAMPLES / "cross-node-http-any.pcap"))
+    slow = flannelcap("decode", "--json", "--engine", "scapy", str(SAMPLES / "cross-node-http-any.pcap"))
+    assert fast.stdout == slow.stdout and len(fast.stdout.splitlines()) == 55
+
+
+def test_parquet_holds_every_packet(tmp_path: Path) -> None:
+    pq = pytest.importorskip("pyarrow.parquet")
+    out = tmp_path / "p.parquet"
+    done = flannelcap("decode", "--parquet", str(out), str(SAMPLES / "cross-node-large-transfer.pcap"))
+    assert done.returncode == 0, done.stderr
+    table = pq.read_table(out).to_pandas()
+    records = list(decode_file(SAMPLES / "cross-node-large-transfer.pcap"))
+    assert len(table) == len(records) == 800
+    assert list(table.number) == [r.number for r in records]
+    assert list(table.outer_src_ip.fillna("")) == [r.outer_src_ip or "" for r in records]
+    assert list(table.vni.fillna(-1).astype(int)) == [r.vni if r.vni is not None else -1 for r in records]
+    assert table.http_method.dropna().tolist() == ["GET"]
+    assert json.loads(
+        flannelcap("decode", "--json", "--packets", "5", str(SAMPLES / "cross-node-large-transfer.pcap")).stdout
+    )["tcp_seq"] == int(table.tcp_seq[4])
+
+
+def test_detail_needs_scapy() -> None:
+    done = flannelcap("decode", "-v", "--engine", "fast", str(SAMPLES / "cross-node-http-client.pcap"))
+    assert done.returncode == 1 and "-v needs every field of every layer" in done.stderr
+    assert flannelcap("decode", "-v", str(SAMPLES / "cross-node-http-client.pcap")).returncode == 0
