@@ -418,7 +418,8 @@ def records_of(batch: Batch, first_time: float, info: InfoFormatter) -> Iterator
     columns = [_converted(n, batch.columns.values[n]) for n in names]
     numbers, times = batch.number.tolist(), (batch.time_ns / 1e9).tolist()
     caps, wires, interfaces = batch.cap_len.tolist(), batch.wire_len.tolist(), batch.interface.tolist()
-    for row, values in enumerate(zip(*columns, strict=True)):
+    rows = zip(*columns, strict=True) if columns else ((),) * len(batch)  # no columns: all rows fell back
+    for row, values in enumerate(rows):
         fallback = batch.fallback_records.get(row)
         if fallback is not None:
             record = replace(fallback, rel_time=fallback.time - first_time)

@@ -52,6 +52,11 @@ def looks_like_http_start(payload: bytes) -> bool:
     return payload.startswith(_STARTS)
 
 
+def _digits(text: str) -> bool:
+    """ASCII digits only (``str.isdigit`` also takes '²', which ``int`` refuses)."""
+    return text.isascii() and text.isdigit()
+
+
 def _header(lowered: bytes, head: bytes, name: bytes) -> str | None:
     """The value of header ``name`` (lower case, with the colon) in a head, or None."""
     at = lowered.find(b"\r\n" + name)
@@ -72,9 +77,9 @@ def parse_head(head: bytes) -> HttpHead | None:
     parts = head[: line_end if line_end >= 0 else len(head)].decode("latin-1").split(" ", 2)
     lowered = head.lower()
     length_text = _header(lowered, head, b"content-length:") or ""
-    content_length = int(length_text) if length_text.isdigit() else None
+    content_length = int(length_text) if _digits(length_text) else None
     if parts[0].startswith("HTTP/"):
-        if len(parts) < 2 or not parts[1].isdigit():
+        if len(parts) < 2 or not _digits(parts[1]):
             return None
         return HttpHead(
             version=parts[0],

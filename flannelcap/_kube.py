@@ -46,7 +46,7 @@ def _items(text: str, table: str, kind: str) -> list[dict[str, Any]]:
         raise TableParseError(table, 0, "", "the input is empty (was the command's output pasted?)")
     data = load_json(text, table)
     if isinstance(data, dict) and data.get("kind") == kind:
-        return [data]
+        data = {"items": [data]}
     if not isinstance(data, dict) or not isinstance(data.get("items"), list):
         raise TableParseError(table, 1, text.strip()[:80], f"not a {kind} list (no 'items')")
     items: list[dict[str, Any]] = data["items"]
@@ -65,35 +65,41 @@ def parse_kubectl_nodes(text: str) -> list[KubeNode]:
     table = "kubectl get nodes -o json"
     nodes = []
     for number, item in enumerate(_items(text, table, "Node"), 1):
-        metadata = item["metadata"]
-        annotations = metadata.get("annotations") or {}
-        backend_text = annotations.get(FLANNEL_ANNOTATION + "backend-data")
-        backend: dict[str, Any] = {}
-        if backend_text:
-            try:
-                backend = json.loads(backend_text)
-            except json.JSONDecodeError as exc:
-                raise TableParseError(
-                    table, number, backend_text, f"node {metadata['name']}: backend-data is not JSON"
-                ) from exc
-        spec = item.get("spec") or {}
-        cidrs = spec.get("podCIDRs") or ([spec["podCIDR"]] if spec.get("podCIDR") else [])
-        addresses = (item.get("status") or {}).get("addresses") or []
-        internal = next((a.get("address") for a in addresses if a.get("type") == "InternalIP"), None)
-        vtep_mac = backend.get("VtepMAC")
-        nodes.append(
-            KubeNode(
-                name=str(metadata["name"]),
-                internal_ip=internal,
-                public_ip=annotations.get(FLANNEL_ANNOTATION + "public-ip"),
-                public_ip_overwrite=annotations.get(FLANNEL_ANNOTATION + "public-ip-overwrite"),
-                backend_type=annotations.get(FLANNEL_ANNOTATION + "backend-type"),
-                vni=backend.get("VNI") if isinstance(backend.get("VNI"), int) else None,
-                vtep_mac=str(vtep_mac).lower() if vtep_mac else None,
-                pod_cidrs=tuple(str(c) for c in cidrs),
-            )
-        )
+        try:
+            nodes.append(_node(item, table, number))
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise TableParseError(table, number, json.dumps(item)[:80], f"item {number} is not a Node ({exc})") from exc
     return nodes
+
+
+def _node(item: dict[str, Any], table: str, number: int) -> KubeNode:
+    """One Node object (raises KeyError/TypeError/… on a malformed one)."""
+    metadata = item["metadata"]
+    annotations = metadata.get("annotations") or {}
+    backend_text = annotations.get(FLANNEL_ANNOTATION + "backend-data")
+    backend: dict[str, Any] = {}
+    if backend_text:
+        try:
+            backend = json.loads(backend_text)
+        except json.JSONDecodeError as exc:
+            raise TableParseError(
+                table, number, backend_text, f"node {metadata['name']}: backend-data is not JSON"
+            ) from exc
+    spec = item.get("spec") or {}
+    cidrs = spec.get("podCIDRs") or ([spec["podCIDR"]] if spec.get("podCIDR") else [])
+    addresses = (item.get("status") or {}).get("addresses") or []
+    internal = next((a.get("address") for a in addresses if a.get("type") == "InternalIP"), None)
+    vtep_mac = backend.get("VtepMAC")
+    return KubeNode(
+        name=str(metadata["name"]),
+        internal_ip=internal,
+        public_ip=annotations.get(FLANNEL_ANNOTATION + "public-ip"),
+        public_ip_overwrite=annotations.get(FLANNEL_ANNOTATION + "public-ip-overwrite"),
+        backend_type=annotations.get(FLANNEL_ANNOTATION + "backend-type"),
+        vni=backend.get("VNI") if isinstance(backend.get("VNI"), int) else None,
+        vtep_mac=str(vtep_mac).lower() if vtep_mac else None,
+        pod_cidrs=tuple(str(c) for c in cidrs),
+    )
 
 
 def parse_kubectl_pods(text: str) -> list[KubePod]:
@@ -105,18 +111,27 @@ def parse_kubectl_pods(text: str) -> list[KubePod]:
     if text.lstrip().startswith("{"):
         table = "kubectl get pods -o json"
         pods = []
-        for item in _items(text, table, "Pod"):
-            status = item.get("status") or {}
-            pods.append(
-                KubePod(
-                    name=str(item["metadata"]["name"]),
-                    namespace=str(item["metadata"].get("namespace", "default")),
-                    ip=status.get("podIP"),
-                    node=(item.get("spec") or {}).get("nodeName"),
+        for number, item in enumerate(_items(text, table, "Pod"), 1):
+            try:
+                status = item.get("status") or {}
+                pods.append(
+                    KubePod(
+                        name=str(item["metadata"]["name"]),
+                        namespace=str(item["metadata"].get("namespace", "default")),
+                        ip=_text_or_none(status.get("podIP")),
+                        node=_text_or_none((item.get("spec") or {}).get("nodeName")),
+                    )
                 )
-            )
+            except (KeyError, TypeError, AttributeError, ValueError) as exc:
+                raise TableParseError(
+                    table, number, json.dumps(item)[:80], f"item {number} is not a Pod ({exc})"
+                ) from exc
         return pods
     return _parse_wide(text)
+
+
+def _text_or_none(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 def _parse_wide(text: str) -> list[KubePod]:

@@ -103,8 +103,22 @@ def load_json(text: str, table: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        line = text.splitlines()[exc.lineno - 1] if text.splitlines() else ""
+        lines = text.split("\n")  # JSON counts lines by \n alone, as here
+        line = lines[exc.lineno - 1] if 0 < exc.lineno <= len(lines) else ""
         raise TableParseError(table, exc.lineno, line, f"broken JSON ({exc.msg})") from exc
+    except RecursionError as exc:
+        raise TableParseError(table, 0, "", "JSON nested too deeply") from exc
+
+
+def _each(table: str, items: list[dict[str, Any]], build: Any) -> list[Any]:
+    """``build(item)`` for each JSON item; an item of unexpected shape is a one-line error."""
+    built = []
+    for number, item in enumerate(items, 1):
+        try:
+            built.append(build(number, item))
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise TableParseError(table, number, json.dumps(item)[:80], f"entry {number} is malformed ({exc})") from exc
+    return built
 
 
 def _json_list(text: str, table: str) -> list[dict[str, Any]]:
@@ -166,6 +180,11 @@ def is_ip(text: str) -> bool:
     return True
 
 
+def _number(text: str | None) -> int | None:
+    """A non-negative decimal number in ASCII digits, or None."""
+    return int(text) if text and text.isascii() and text.isdigit() else None
+
+
 def _value_after(tokens: list[str], key: str) -> str | None:
     try:
         return tokens[tokens.index(key) + 1]
@@ -186,20 +205,19 @@ def parse_neigh(text: str, *, allow_empty: bool = False) -> list[NeighEntry]:
     if _check_empty(text, table, allow_empty):
         return []
     if _is_json(text):
-        entries = []
-        for number, item in enumerate(_json_list(text, table), 1):
+
+        def neighbour(number: int, item: dict[str, Any]) -> NeighEntry:
             if "dst" not in item:
                 raise TableParseError(table, number, json.dumps(item), "entry has no 'dst'")
             state = item.get("state", [])
-            entries.append(
-                NeighEntry(
-                    ip=str(item["dst"]),
-                    mac=_mac_or_none(item.get("lladdr")),
-                    dev=item.get("dev"),
-                    states=tuple(state if isinstance(state, list) else [state]),
-                )
+            return NeighEntry(
+                ip=str(item["dst"]),
+                mac=_mac_or_none(item.get("lladdr")),
+                dev=_str_or_none(item.get("dev")),
+                states=tuple(str(s) for s in (state if isinstance(state, list) else [state])),
             )
-        return entries
+
+        return _each(table, _json_list(text, table), neighbour)
     entries = []
     for number, line, _ in _data_lines(text):
         tokens = line.split()
@@ -213,6 +231,10 @@ def parse_neigh(text: str, *, allow_empty: bool = False) -> list[NeighEntry]:
             raise TableParseError(table, number, line, f"lladdr {mac!r} is not a MAC address")
         entries.append(NeighEntry(ip=tokens[0], mac=_mac_or_none(mac), dev=_value_after(tokens, "dev"), states=states))
     return entries
+
+
+def _str_or_none(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 def _mac_or_none(value: object) -> str | None:
@@ -235,21 +257,20 @@ def parse_fdb(text: str, *, allow_empty: bool = False) -> list[FdbEntry]:
     if _check_empty(text, table, allow_empty):
         return []
     if _is_json(text):
-        entries = []
-        for number, item in enumerate(_json_list(text, table), 1):
+
+        def forwarding(number: int, item: dict[str, Any]) -> FdbEntry:
             if not is_mac(str(item.get("mac", ""))):
                 raise TableParseError(table, number, json.dumps(item), "entry has no MAC address")
             flags = item.get("flags", item.get("opts", []))
-            entries.append(
-                FdbEntry(
-                    mac=str(item["mac"]).lower(),
-                    dst=item.get("dst"),
-                    dev=item.get("ifname", item.get("dev")),
-                    flags=tuple(flags if isinstance(flags, list) else [flags]),
-                    state=item.get("state") or None,
-                )
+            return FdbEntry(
+                mac=str(item["mac"]).lower(),
+                dst=_str_or_none(item.get("dst")),
+                dev=_str_or_none(item.get("ifname", item.get("dev"))),
+                flags=tuple(str(f) for f in (flags if isinstance(flags, list) else [flags])),
+                state=_str_or_none(item.get("state")) or None,
             )
-        return entries
+
+        return _each(table, _json_list(text, table), forwarding)
     entries = []
     for number, line, _ in _data_lines(text):
         tokens = line.split()
@@ -288,24 +309,23 @@ def parse_routes(text: str, *, allow_empty: bool = False) -> list[Route]:
     if _check_empty(text, table, allow_empty):
         return []
     if _is_json(text):
-        routes = []
-        for number, item in enumerate(_json_list(text, table), 1):
+
+        def route(number: int, item: dict[str, Any]) -> Route:
             if "dst" not in item:
                 raise TableParseError(table, number, json.dumps(item), "route has no 'dst'")
             metric = item.get("metric")
-            routes.append(
-                Route(
-                    dst=str(item["dst"]),
-                    gateway=item.get("gateway"),
-                    dev=item.get("dev"),
-                    onlink="onlink" in item.get("flags", []),
-                    protocol=item.get("protocol"),
-                    scope=item.get("scope"),
-                    src=item.get("prefsrc"),
-                    metric=int(metric) if isinstance(metric, int) else None,
-                )
+            return Route(
+                dst=str(item["dst"]),
+                gateway=_str_or_none(item.get("gateway")),
+                dev=_str_or_none(item.get("dev")),
+                onlink="onlink" in (item.get("flags") or []),
+                protocol=_str_or_none(item.get("protocol")),
+                scope=_str_or_none(item.get("scope")),
+                src=_str_or_none(item.get("prefsrc")),
+                metric=int(metric) if isinstance(metric, int) else None,
             )
-        return routes
+
+        return _each(table, _json_list(text, table), route)
     routes = []
     for number, line, _ in _data_lines(text):
         tokens = line.split()
@@ -329,7 +349,7 @@ def parse_routes(text: str, *, allow_empty: bool = False) -> list[Route]:
                 protocol=_value_after(tokens, "proto"),
                 scope=_value_after(tokens, "scope"),
                 src=_value_after(tokens, "src"),
-                metric=int(metric) if metric and metric.isdigit() else None,
+                metric=_number(metric),
             )
         )
     return routes
@@ -348,7 +368,7 @@ def parse_links(text: str, *, allow_empty: bool = False) -> list[Link]:
     if _check_empty(text, table, allow_empty):
         return []
     if _is_json(text):
-        return [_link_from_json(item, table, number) for number, item in enumerate(_json_list(text, table), 1)]
+        return _each(table, _json_list(text, table), lambda number, item: _link_from_json(item, table, number))
     links: list[Link] = []
     header: re.Match[str] | None = None
     body: list[str] = []
@@ -377,10 +397,10 @@ def _link_from_text(header: re.Match[str], body: list[str]) -> Link:
         vni = _value_after(after, "id")
         port = _value_after(after, "dstport")
         vxlan = VxlanInfo(
-            vni=int(vni) if vni and vni.isdigit() else 0,
+            vni=_number(vni) or 0,
             local=_value_after(after, "local"),
             underlay=_value_after(after, "dev"),
-            dstport=int(port) if port and port.isdigit() else None,
+            dstport=_number(port),
             learning="nolearning" not in after,
         )
     mtu = _value_after(tokens, "mtu")
@@ -388,10 +408,10 @@ def _link_from_text(header: re.Match[str], body: list[str]) -> Link:
     return Link(
         ifindex=int(header.group(1)),
         name=header.group(2),
-        peer_ifindex=int(peer[2:]) if peer and peer.startswith("if") and peer[2:].isdigit() else None,
+        peer_ifindex=_number(peer[2:]) if peer and peer.startswith("if") else None,
         master=_value_after(tokens, "master"),
         mac=_mac_or_none(_value_after(tokens, "link/ether")),
-        mtu=int(mtu) if mtu and mtu.isdigit() else None,
+        mtu=_number(mtu),
         netns=_value_after(tokens, "link-netns"),
         addresses=addresses,
         vxlan=vxlan,

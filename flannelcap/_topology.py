@@ -150,7 +150,8 @@ class Topology:
         except ValueError:
             return None
         for node in self.nodes:
-            if node.pod_cidr and address in ipaddress.ip_network(node.pod_cidr, strict=False):
+            network = _network(node.pod_cidr) if node.pod_cidr else None
+            if network is not None and address in network:
                 return node
         return None
 
@@ -269,10 +270,20 @@ def _view(name: str, tables: Mapping[str, str]) -> NodeView:
 
 def _first_ipv4(addresses: tuple[str, ...]) -> ipaddress.IPv4Interface | None:
     for address in addresses:
-        interface = ipaddress.ip_interface(address)
+        try:
+            interface = ipaddress.ip_interface(address)
+        except ValueError:
+            continue  # not an address: the table was damaged; the rest may be fine
         if isinstance(interface, ipaddress.IPv4Interface):
             return interface
     return None
+
+
+def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return None
 
 
 def _merge_node(name: str, kube: KubeNode | None, view: NodeView | None, conflicts: list[Conflict]) -> Node:
@@ -303,8 +314,8 @@ def _merge_node(name: str, kube: KubeNode | None, view: NodeView | None, conflic
         offer("vtep_mac", kube.vtep_mac, source)
         offer("public_ip", kube.public_ip_overwrite or kube.public_ip or kube.internal_ip, source)
         offer("vni", kube.vni, source)
-        if kube.pod_cidrs:
-            network = ipaddress.ip_network(kube.pod_cidrs[0], strict=False)
+        network = _network(kube.pod_cidrs[0]) if kube.pod_cidrs else None
+        if network is not None:
             offer("pod_cidr", str(network), source)
             offer("vtep_ip", str(network.network_address), f"{source} (podCIDR)")
             offer("cni0_ip", str(network.network_address + 1), f"{source} (podCIDR)")
