@@ -5,9 +5,11 @@ Ethernet, IP, TCP and HTTP, in one vocabulary of field names. The public API is 
 here from private modules; everything else is internal.
 """
 
-from flannelcap._api import Capture, read
-from flannelcap._capture import RecordStream, decode_file, scapy_packet
-from flannelcap._decode import DEFAULT_VXLAN_PORTS, Decoder
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from flannelcap._errors import (
     CaptureError,
     CaptureFormatError,
@@ -21,8 +23,32 @@ from flannelcap._reader import CaptureReader, Frame
 from flannelcap._records import FIELD_NAMES, Layer, PacketRecord
 from flannelcap._summary import CaptureSummary
 from flannelcap._topology import Topology
+from flannelcap._vxlan import DEFAULT_VXLAN_PORTS
+
+if TYPE_CHECKING:
+    from flannelcap._api import Capture, read
+    from flannelcap._capture import RecordStream, decode_file, scapy_packet
+    from flannelcap._decode import Decoder
 
 __version__ = "0.1.0"
+
+# Names whose modules import Scapy or pandas, loaded on first use: the command line starts in
+# a fraction of the time when it does not need them.
+_LAZY = {
+    "Capture": "flannelcap._api",
+    "read": "flannelcap._api",
+    "RecordStream": "flannelcap._capture",
+    "decode_file": "flannelcap._capture",
+    "scapy_packet": "flannelcap._capture",
+    "Decoder": "flannelcap._decode",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'flannelcap' has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_VXLAN_PORTS",

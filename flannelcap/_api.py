@@ -22,11 +22,11 @@ from flannelcap._annotate import annotate_all
 from flannelcap._audit import Finding, audit_capture
 from flannelcap._capture import scapy_packet
 from flannelcap._collect import read_topology, topology_from_dir
-from flannelcap._decode import DEFAULT_VXLAN_PORTS
 from flannelcap._explain import Step, explain
 from flannelcap._fastread import FastStream
 from flannelcap._records import FIELD_NAMES, PacketRecord
 from flannelcap._topology import Topology
+from flannelcap._vxlan import DEFAULT_VXLAN_PORTS
 
 
 def _column_types() -> dict[str, str]:

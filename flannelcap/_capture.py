@@ -13,10 +13,11 @@ from typing import BinaryIO
 
 from scapy.packet import Packet
 
-from flannelcap._decode import DEFAULT_VXLAN_PORTS, Decoder, dissect
+from flannelcap._decode import Decoder, dissect
 from flannelcap._errors import FlannelcapError
 from flannelcap._reader import CaptureReader
 from flannelcap._records import PacketRecord
+from flannelcap._vxlan import DEFAULT_VXLAN_PORTS
 
 
 class RecordStream:

@@ -15,17 +15,22 @@ import struct
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
-import pandas as pd
 
-from flannelcap._decode import DEFAULT_VXLAN_PORTS, Decoder, InfoFormatter, tcp_flag_names
 from flannelcap._fast import NONE, PROTO_CODES, Columns, HttpCandidates, Int, decode_columns, http_candidates, padded
 from flannelcap._http import HttpHead, HttpReassembler
+from flannelcap._info import InfoFormatter, tcp_flag_names
 from flannelcap._reader import MAX_RECORD_BYTES, CaptureReader, Frame
 from flannelcap._records import FIELD_NAMES, PacketRecord
 from flannelcap._summary import CaptureSummary
+from flannelcap._vxlan import DEFAULT_VXLAN_PORTS
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from flannelcap._decode import Decoder
 
 CHUNK_BYTES = 8 * 1024 * 1024
 BATCH_FRAMES = 65536
@@ -93,7 +98,7 @@ class FastStream:
         self.problem: str | None = None
         self.frames_read = 0
         self.fallback_frames = 0
-        self._decoder = Decoder(self.vxlan_ports)
+        self._decoder: Decoder | None = None  # Scapy, for the frames the fast path leaves
         self._http = HttpCandidates()
         self._slow_http: dict[tuple[int, int, int, int], HttpReassembler] = {}
 
@@ -230,6 +235,10 @@ class FastStream:
                 wire_len=int(wire[row]),
                 interface=int(interface[row]),
             )
+            if self._decoder is None:
+                from flannelcap._decode import Decoder
+
+                self._decoder = Decoder(self.vxlan_ports)
             batch.fallback_records[row] = self._decoder.decode(frame)
             self.fallback_frames += 1
         return batch
@@ -324,6 +333,8 @@ class FastStream:
 
     def to_frame(self) -> pd.DataFrame:
         """All packets as a DataFrame in the field vocabulary, converted column by column."""
+        import pandas as pd
+
         frames = [frame_of(batch) for batch in self.batches()]
         if not frames:
             return pd.DataFrame(columns=list(FIELD_NAMES))
@@ -378,7 +389,12 @@ def _conversations(values: dict[str, Int], rows: Any) -> set[tuple[str, tuple[st
         ],
         axis=1,
     )
-    unique = pd.DataFrame(ends).drop_duplicates().to_numpy()  # hashing, not sorting
+    # Two 64-bit keys per conversation (protocol, address and port of each end), made unique
+    # as 16-byte records: much cheaper than np.unique(axis=0) over five columns.
+    first = (ends[:, 0] << 48) | (ends[:, 1] << 16) | ends[:, 2]
+    second = (ends[:, 3] << 16) | ends[:, 4]
+    pairs = np.ascontiguousarray(np.stack([first, second], axis=1)).view([("a", np.int64), ("b", np.int64)])
+    unique = ends[np.unique(pairs.ravel(), return_index=True)[1]] if len(ends) else ends
     return {(_PROTO_NAMES[int(k)], (_ip(int(a)), int(p)), (_ip(int(b)), int(q))) for k, a, p, b, q in unique.tolist()}
 
 
@@ -454,6 +470,8 @@ def records_of(batch: Batch, first_time: float, info: InfoFormatter) -> Iterator
 def frame_of(batch: Batch) -> pd.DataFrame:
     """The batch as a DataFrame, converting each column once (addresses through their
     distinct values), then the fallback rows from their records."""
+    import pandas as pd
+
     n = len(batch)
     data: dict[str, Any] = {
         "number": batch.number,

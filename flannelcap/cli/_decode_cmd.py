@@ -10,12 +10,15 @@ import csv
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flannelcap._annotate import annotate
-from flannelcap._capture import RecordStream, decode_file
-from flannelcap._decode import DEFAULT_VXLAN_PORTS
 from flannelcap._errors import FlannelcapError
 from flannelcap._fastread import FastStream, frame_of
+from flannelcap._vxlan import DEFAULT_VXLAN_PORTS
+
+if TYPE_CHECKING:
+    from flannelcap._capture import RecordStream
 from flannelcap._records import PacketRecord
 from flannelcap._summary import CaptureSummary
 from flannelcap.cli import _format
@@ -123,6 +126,8 @@ def _progress(done: int, total: int) -> None:
 def _open(args: argparse.Namespace) -> RecordStream | FastStream:
     ports = DEFAULT_VXLAN_PORTS | set(args.vxlan_port)
     if args.engine == "scapy" or (args.engine == "auto" and args.detail):
+        from flannelcap._capture import decode_file  # Scapy: imported only when used
+
         return decode_file(args.file, vxlan_ports=ports, detail=args.detail)
     if args.detail:
         raise FlannelcapError("-v needs every field of every layer: use it with --engine scapy (or auto)")

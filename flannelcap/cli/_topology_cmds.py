@@ -12,11 +12,11 @@ from pathlib import Path
 
 from flannelcap._audit import audit_capture, audit_topology
 from flannelcap._collect import topology_from_dir, write_topology
-from flannelcap._decode import DEFAULT_VXLAN_PORTS
 from flannelcap._errors import TopologyError
 from flannelcap._explain import explain
 from flannelcap._fastread import FastStream
 from flannelcap._topology import build_topology
+from flannelcap._vxlan import DEFAULT_VXLAN_PORTS
 from flannelcap.cli import _report
 from flannelcap.cli._capture_cmd import add_ssh_options, ssh_options
 from flannelcap.cli._topology_args import add_topology_options, topology_from_args

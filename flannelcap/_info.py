@@ -1,0 +1,98 @@
+"""The Info column and TCP flag names, worded as Wireshark's packet list words them.
+
+Rule: pure, and free of Scapy, so that the fast path can use it without importing Scapy.
+"""
+
+from __future__ import annotations
+
+from flannelcap._http import HttpHead
+from flannelcap._records import PacketRecord
+
+# Wireshark's order: from the lowest bit up.
+_TCP_FLAG_NAMES = (
+    (0x01, "FIN"),
+    (0x02, "SYN"),
+    (0x04, "RST"),
+    (0x08, "PSH"),
+    (0x10, "ACK"),
+    (0x20, "URG"),
+    (0x40, "ECE"),
+    (0x80, "CWR"),
+)
+_ICMP_NAMES = {
+    0: "Echo (ping) reply",
+    3: "Destination unreachable",
+    5: "Redirect",
+    8: "Echo (ping) request",
+    11: "Time-to-live exceeded",
+}
+_ICMPV6_NAMES = {
+    1: "Destination unreachable",
+    2: "Packet too big",
+    3: "Time exceeded",
+    128: "Echo (ping) request",
+    129: "Echo (ping) reply",
+    133: "Router solicitation",
+    134: "Router advertisement",
+    135: "Neighbor solicitation",
+    136: "Neighbor advertisement",
+}
+
+
+def tcp_flag_names(flags: int) -> str:
+    """Wireshark-style TCP flag list, e.g. ``SYN, ACK``."""
+    names = [name for bit, name in _TCP_FLAG_NAMES if flags & bit]
+    return ", ".join(names) if names else "<none>"
+
+
+class InfoFormatter:
+    """The Info column, as Wireshark's packet list words it; keeps the TCP initial sequence
+    numbers so that sequence numbers are shown relative, as Wireshark shows them."""
+
+    def __init__(self) -> None:
+        self._isn: dict[tuple[str, int, str, int], int] = {}
+
+    def format(self, record: PacketRecord, http: HttpHead | None = None) -> str:
+        """The Info text of ``record`` (``http``: the head it completes, if any; else the
+        record's own HTTP fields)."""
+        if http is not None:
+            return http.start_line
+        if record.http_method:
+            return f"{record.http_method} {record.http_path} {record.http_version}"
+        if record.http_status is not None:
+            reason = f" {record.http_reason}" if record.http_reason else ""
+            return f"{record.http_version} {record.http_status}{reason}"
+        if record.proto == "tcp":
+            return self._tcp_info(record)
+        if record.proto == "udp":
+            return f"{record.src_port} → {record.dst_port} Len={record.payload_len}"
+        if record.proto == "arp":
+            if record.arp_op == "request":
+                return f"Who has {record.arp_target_ip}? Tell {record.arp_sender_ip}"
+            if record.arp_op == "reply":
+                return f"{record.arp_sender_ip} is at {record.arp_sender_mac}"
+            return f"ARP {record.arp_op}"
+        if record.proto in ("icmp", "icmpv6"):
+            names = _ICMP_NAMES if record.proto == "icmp" else _ICMPV6_NAMES
+            name = names.get(record.icmp_type or 0, f"type {record.icmp_type}")
+            if record.icmp_type in (143, 130, 131, 132):
+                name = "Multicast listener " + ("report v2" if record.icmp_type == 143 else "message")
+            return f"{name} (code {record.icmp_code})"
+        if record.is_vxlan and record.inner_ethertype is not None and record.proto is None:
+            return f"inner ethertype 0x{record.inner_ethertype:04x}"
+        return record.proto or (record.notes[0] if record.notes else "")
+
+    def _tcp_info(self, record: PacketRecord) -> str:
+        if record.tcp_seq is None or record.tcp_ack is None:
+            return f"{record.src_port} → {record.dst_port} [TCP header cut]"
+        forward = (record.src_ip or "", record.src_port or 0, record.dst_ip or "", record.dst_port or 0)
+        backward = (forward[2], forward[3], forward[0], forward[1])
+        isn = self._isn.setdefault(forward, record.tcp_seq)
+        seq = (record.tcp_seq - isn) % 2**32
+        parts = [f"{record.src_port} → {record.dst_port} [{record.tcp_flags}]", f"Seq={seq}"]
+        if record.tcp_flags and "ACK" in record.tcp_flags:
+            peer_isn = self._isn.get(backward)
+            ack = record.tcp_ack if peer_isn is None else (record.tcp_ack - peer_isn) % 2**32
+            parts.append(f"Ack={ack}")
+        parts.append(f"Win={record.tcp_window} Len={record.payload_len}")
+        return " ".join(parts)
