@@ -171,14 +171,7 @@ class Decoder:
             packet = Raw(frame.data)
         http = self._http_head(fields)
         if http is not None:
-            fields.update(
-                http_method=http.method,
-                http_path=http.path,
-                http_version=http.version,
-                http_host=http.host,
-                http_status=http.status,
-                http_reason=http.reason,
-            )
+            fields.update(http.record_fields())
         fields.pop("_tcp_payload", None)
         record = PacketRecord(
             number=frame.number,

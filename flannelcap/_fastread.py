@@ -444,14 +444,7 @@ def records_of(batch: Batch, first_time: float, info: InfoFormatter) -> Iterator
         fields = {name: value for name, value in zip(names, values, strict=True) if value is not None}
         head = batch.http.get(row)
         if head is not None:
-            fields.update(
-                http_method=head.method,
-                http_path=head.path,
-                http_version=head.version,
-                http_host=head.host,
-                http_status=head.status,
-                http_reason=head.reason,
-            )
+            fields.update(head.record_fields())
         record = PacketRecord(
             number=numbers[row],
             time=times[row],

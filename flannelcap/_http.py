@@ -33,6 +33,17 @@ class HttpHead:
     host: str | None = None
     content_length: int | None = None
 
+    def record_fields(self) -> dict[str, object]:
+        """The head as ``PacketRecord`` fields (``http_method`` … ``http_reason``)."""
+        return {
+            "http_method": self.method,
+            "http_path": self.path,
+            "http_version": self.version,
+            "http_host": self.host,
+            "http_status": self.status,
+            "http_reason": self.reason,
+        }
+
     @property
     def is_request(self) -> bool:
         """True for a request head, False for a response head."""

@@ -213,34 +213,21 @@ class Lab:
         _run(["ip", "netns", "add", ns], f"{plan.mgmt_name}: creating its namespace")
         _quiet_ipv6(ns)
         _run(["ip", "-n", ns, "link", "set", "lo", "up"], f"{plan.mgmt_name}: loopback")
+        self._join_lan(ns, "lanm", plan.mgmt_ip, plan.mgmt_name)
+
+    def _join_lan(self, ns: str, lan_port: str, address: str, what: str) -> None:
+        """Give namespace ``ns`` an eth0 with ``address``, its peer ``lan_port`` on the LAN bridge."""
+        lan = self.plan.lan_netns
         _run(
-            [
-                "ip",
-                "-n",
-                ns,
-                "link",
-                "add",
-                "name",
-                "eth0",
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "lanm",
-                "netns",
-                plan.lan_netns,
-            ],
-            f"{plan.mgmt_name}: creating eth0",
+            ["ip", "-n", ns, "link", "add", "name", "eth0", "type", "veth", "peer", "name", lan_port, "netns", lan],
+            f"{what}: creating eth0",
         )
+        _run(["ip", "-n", lan, "link", "set", lan_port, "master", "br0", "up"], f"{what}: joining eth0 to the LAN")
         _run(
-            ["ip", "-n", plan.lan_netns, "link", "set", "lanm", "master", "br0", "up"],
-            f"{plan.mgmt_name}: joining eth0 to the LAN",
+            ["ip", "-n", ns, "addr", "add", f"{address}/{self.plan.lan_prefix_len}", "dev", "eth0"],
+            f"{what}: eth0 address",
         )
-        _run(
-            ["ip", "-n", ns, "addr", "add", f"{plan.mgmt_ip}/{plan.lan_prefix_len}", "dev", "eth0"],
-            f"{plan.mgmt_name}: eth0 address",
-        )
-        _run(["ip", "-n", ns, "link", "set", "eth0", "up"], f"{plan.mgmt_name}: eth0 up")
+        _run(["ip", "-n", ns, "link", "set", "eth0", "up"], f"{what}: eth0 up")
 
     def _build_node(self, node: NodePlan) -> None:
         ns = node.netns
@@ -248,34 +235,8 @@ class Lab:
         _run(["ip", "netns", "add", ns], f"{what}: creating its namespace")
         _quiet_ipv6(ns)
         _run(["ip", "-n", ns, "link", "set", "lo", "up"], f"{what}: loopback")
-        _run(
-            [
-                "ip",
-                "-n",
-                ns,
-                "link",
-                "add",
-                "name",
-                "eth0",
-                "type",
-                "veth",
-                "peer",
-                "name",
-                node.lan_port,
-                "netns",
-                self.plan.lan_netns,
-            ],
-            f"{what}: creating eth0",
-        )
-        _run(
-            ["ip", "-n", self.plan.lan_netns, "link", "set", node.lan_port, "master", "br0", "up"],
-            f"{what}: joining eth0 to the LAN",
-        )
-        _run(
-            ["ip", "-n", ns, "addr", "add", f"{node.eth0_ip}/{self.plan.lan_prefix_len}", "dev", "eth0"],
-            f"{what}: eth0 address",
-        )
-        _run(["ip", "-n", ns, "link", "set", "eth0", "up"], f"{what}: eth0 up")
+        self._join_lan(ns, node.lan_port, node.eth0_ip, what)
+
         # Checksum in software, as a NIC would before the wire: captures then hold the real
         # outer UDP checksums, not the partial ones of checksum offload.
         _run(["ip", "netns", "exec", ns, "ethtool", "-K", "eth0", "tx", "off"], f"{what}: tx offload off")

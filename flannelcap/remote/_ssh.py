@@ -139,12 +139,7 @@ def connect(
     """
     settings = host_settings(alias, options)
     sock = _proxy_socket(settings, options, _depth)
-    client = paramiko.SSHClient()
-    client.load_system_host_keys()
-    for path in settings.known_hosts:
-        if Path(path).exists():
-            client.load_host_keys(path)
-    client.set_missing_host_key_policy(_StrictPolicy(settings, options.accept_new_host_key))
+    client = _client(settings, options)
     where = f"{alias} ({settings.user}@{settings.hostname}:{settings.port})"
     kwargs: dict[str, Any] = dict(
         hostname=settings.hostname,
@@ -187,6 +182,17 @@ def connect(
     return client
 
 
+def _client(settings: HostSettings, options: SshOptions) -> paramiko.SSHClient:
+    """A client that knows the system's and the user's known hosts, and checks strictly."""
+    client = paramiko.SSHClient()
+    client.load_system_host_keys()
+    for path in settings.known_hosts:
+        if Path(path).exists():
+            client.load_host_keys(path)
+    client.set_missing_host_key_policy(_StrictPolicy(settings, options.accept_new_host_key))
+    return client
+
+
 def _connect_with_password(
     alias: str,
     settings: HostSettings,
@@ -196,12 +202,7 @@ def _connect_with_password(
     where: str,
 ) -> paramiko.SSHClient:
     password = prompt(f"{settings.user}@{settings.hostname}'s password: ")
-    client = paramiko.SSHClient()
-    client.load_system_host_keys()
-    for path in settings.known_hosts:
-        if Path(path).exists():
-            client.load_host_keys(path)
-    client.set_missing_host_key_policy(_StrictPolicy(settings, options.accept_new_host_key))
+    client = _client(settings, options)
     kwargs = {**kwargs, "password": password, "allow_agent": False, "look_for_keys": False, "key_filename": None}
     if kwargs.get("sock") is not None:
         kwargs["sock"] = _proxy_socket(settings, options, 0) or _direct_socket(settings)
