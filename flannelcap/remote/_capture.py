@@ -278,7 +278,8 @@ class CaptureSession:
                 channel.close()
                 raise ConnectError(f"{node}: tcpdump did not start: {_last_line(stderr) or 'no answer'}")
             transport = channel.get_transport()
-            if transport is None or not transport.is_active():
+            if (transport is None or not transport.is_active()) and not channel.recv_ready():
+                # Only once what had arrived before the drop is written: it is kept.
                 raise ConnectError(f"{node}: the connection dropped during the capture")
             got_data = False
             try:
