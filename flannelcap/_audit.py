@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from flannelcap._records import PacketRecord
 from flannelcap._tables import FdbEntry, NeighEntry, Route
-from flannelcap._topology import FLANNEL_DEVICE, TABLE_TITLES, Node, Topology
+from flannelcap._topology import FLANNEL_DEVICE, NODE_TABLES, Node, Topology
 
 ERROR, WARNING, INFO = "error", "warning", "info"
 _SEVERITY_ORDER = {ERROR: 0, WARNING: 1, INFO: 2}
@@ -41,13 +41,15 @@ class Finding:
 def neigh_row(node: str, entry: NeighEntry) -> str:
     """An ARP entry as ``ip neigh`` prints it, prefixed with its node and table."""
     mac = f" lladdr {entry.mac}" if entry.mac else ""
-    return f"{node}: {TABLE_TITLES['neigh']}: {entry.ip}{mac} {' '.join(entry.states)}"
+    return f"{node}: {NODE_TABLES['neigh'].title}: {entry.ip}{mac} {' '.join(entry.states)}"
 
 
 def fdb_row(node: str, entry: FdbEntry) -> str:
     """An FDB entry as ``bridge fdb`` prints it."""
     dst = f" dst {entry.dst}" if entry.dst else ""
-    return f"{node}: {TABLE_TITLES['fdb']}: {entry.mac}{dst} {' '.join((*entry.flags, entry.state or ''))}".rstrip()
+    return (
+        f"{node}: {NODE_TABLES['fdb'].title}: {entry.mac}{dst} {' '.join((*entry.flags, entry.state or ''))}".rstrip()
+    )
 
 
 def route_row(node: str, route: Route) -> str:
@@ -65,7 +67,7 @@ def route_row(node: str, route: Route) -> str:
         parts += ["scope", route.scope]
     if route.src:
         parts += ["src", route.src]
-    return f"{node}: {TABLE_TITLES['routes']}: {' '.join(parts)}"
+    return f"{node}: {NODE_TABLES['routes'].title}: {' '.join(parts)}"
 
 
 def _name(topology: Topology, ip: str | None) -> str:

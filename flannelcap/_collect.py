@@ -56,9 +56,9 @@ def collect_node_tables(runner: Runner) -> dict[str, str]:
         CommandError: a table other than cni0 could not be read.
     """
     tables = {}
-    for kind, argv in NODE_TABLES.items():
+    for kind, table in NODE_TABLES.items():
         try:
-            tables[kind] = runner.run(argv)
+            tables[kind] = runner.run(table.json_argv)
         except CommandError:
             if kind != "cni0":
                 raise
@@ -67,7 +67,7 @@ def collect_node_tables(runner: Runner) -> dict[str, str]:
 
 def collect_pod_tables(runner: Runner) -> dict[str, str]:
     """A pod's own ``ip addr`` and ``ip route``."""
-    return {kind: runner.run(argv) for kind, argv in POD_TABLES.items()}
+    return {kind: runner.run(table.json_argv) for kind, table in POD_TABLES.items()}
 
 
 # -- saved output in a directory -------------------------------------------------------------

@@ -32,27 +32,44 @@ from flannelcap._tables import (
 FLANNEL_DEVICE = "flannel.1"
 TOPOLOGY_FORMAT = "flannelcap-topology/1"
 
-# The kinds of node table, with the command that prints each (the JSON form is preferred).
-NODE_TABLES: dict[str, tuple[str, ...]] = {
-    "neigh": ("ip", "-j", "neigh", "show", "dev", FLANNEL_DEVICE),
-    "fdb": ("bridge", "-j", "fdb", "show", "dev", FLANNEL_DEVICE),
-    "flannel": ("ip", "-j", "-d", "addr", "show", FLANNEL_DEVICE),
-    "routes": ("ip", "-j", "route"),
-    "cni0": ("ip", "-j", "addr", "show", "cni0"),
-    "links": ("ip", "-j", "link"),
+
+@dataclass(frozen=True, slots=True)
+class TableCommand:
+    """A table a node (or pod) prints: its kind, the file stem it is saved under, and the
+    command in its plain-text form (``json_argv`` is the ``-j`` form flannelcap reads)."""
+
+    kind: str
+    stem: str
+    argv: tuple[str, ...]
+
+    @property
+    def title(self) -> str:
+        """The command as a student types it, e.g. ``ip neigh show dev flannel.1``."""
+        return " ".join(self.argv)
+
+    @property
+    def json_argv(self) -> tuple[str, ...]:
+        """The same command with ``-j`` (iproute2's JSON output)."""
+        return (self.argv[0], "-j", *self.argv[1:])
+
+
+NODE_TABLES: dict[str, TableCommand] = {
+    t.kind: t
+    for t in (
+        TableCommand("neigh", "ip-neigh-flannel.1", ("ip", "neigh", "show", "dev", FLANNEL_DEVICE)),
+        TableCommand("fdb", "bridge-fdb-flannel.1", ("bridge", "fdb", "show", "dev", FLANNEL_DEVICE)),
+        TableCommand("flannel", "ip-d-addr-flannel.1", ("ip", "-d", "addr", "show", FLANNEL_DEVICE)),
+        TableCommand("routes", "ip-route", ("ip", "route")),
+        TableCommand("cni0", "ip-addr-cni0", ("ip", "addr", "show", "cni0")),
+        TableCommand("links", "ip-link", ("ip", "link")),
+    )
 }
-POD_TABLES: dict[str, tuple[str, ...]] = {
-    "addr": ("ip", "-j", "addr", "show"),
-    "routes": ("ip", "-j", "route", "show"),
-}
-TABLE_TITLES = {
-    "neigh": "ip neigh show dev flannel.1",
-    "fdb": "bridge fdb show dev flannel.1",
-    "flannel": "ip -d addr show flannel.1",
-    "routes": "ip route",
-    "cni0": "ip addr show cni0",
-    "links": "ip link",
-    "addr": "ip addr",
+POD_TABLES: dict[str, TableCommand] = {
+    t.kind: t
+    for t in (
+        TableCommand("addr", "ip-addr", ("ip", "addr", "show")),
+        TableCommand("routes", "ip-route", ("ip", "route", "show")),
+    )
 }
 
 
@@ -295,7 +312,7 @@ def _merge_node(name: str, kube: KubeNode | None, view: NodeView | None, conflic
             facts.setdefault(key, {})[source] = value
 
     if view is not None and view.flannel is not None and view.flannel.vxlan is not None:
-        source = f"{name}: {TABLE_TITLES['flannel']}"
+        source = f"{name}: {NODE_TABLES['flannel'].title}"
         vxlan_address = _first_ipv4(view.flannel.addresses)
         offer("vtep_mac", view.flannel.mac, source)
         offer("public_ip", view.flannel.vxlan.local, source)
@@ -306,7 +323,7 @@ def _merge_node(name: str, kube: KubeNode | None, view: NodeView | None, conflic
     if view is not None and view.cni0 is not None:
         cni0 = _first_ipv4(view.cni0.addresses)
         if cni0 is not None:
-            source = f"{name}: {TABLE_TITLES['cni0']}"
+            source = f"{name}: {NODE_TABLES['cni0'].title}"
             offer("cni0_ip", str(cni0.ip), source)
             offer("pod_cidr", str(cni0.network), source)
     if kube is not None:
@@ -346,7 +363,7 @@ def _peers_seen_from(views: Iterable[NodeView], known: tuple[Node, ...]) -> tupl
             if arp.mac in known_macs or forward.dst in known_ips or forward.dst in peers:
                 continue
             route = next((r for r in view.routes or () if r.gateway == arp.ip and r.dev == FLANNEL_DEVICE), None)
-            source = f"{view.node}: {TABLE_TITLES['neigh']} and {TABLE_TITLES['fdb']}"
+            source = f"{view.node}: {NODE_TABLES['neigh'].title} and {NODE_TABLES['fdb'].title}"
             peers[forward.dst] = Node(
                 name=forward.dst,
                 public_ip=forward.dst,
@@ -354,7 +371,7 @@ def _peers_seen_from(views: Iterable[NodeView], known: tuple[Node, ...]) -> tupl
                 vtep_ip=arp.ip,
                 pod_cidr=route.dst if route else None,
                 sources={key: source for key in ("public_ip", "vtep_mac", "vtep_ip")}
-                | ({"pod_cidr": f"{view.node}: {TABLE_TITLES['routes']}"} if route else {}),
+                | ({"pod_cidr": f"{view.node}: {NODE_TABLES['routes'].title}"} if route else {}),
             )
     return tuple(peers.values())
 

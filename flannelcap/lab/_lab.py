@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from flannelcap._errors import LabError
+from flannelcap._topology import FLANNEL_DEVICE
 from flannelcap.lab._plan import (
     CLUSTER_CIDR,
-    FLANNEL_DEVICE,
     FLANNEL_MTU,
     VXLAN_PORT,
     VXLAN_VNI,

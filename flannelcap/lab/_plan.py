@@ -21,7 +21,6 @@ VXLAN_VNI = 1
 VXLAN_PORT = 8472
 FLANNEL_MTU = 1450
 CLUSTER_CIDR = "10.42.0.0/16"
-FLANNEL_DEVICE = "flannel.1"
 WEB_PORT = 80
 MGMT_NAME = "xubulab"
 _PREFIX_RE = re.compile(r"^[a-z][a-z0-9]{0,9}$")

@@ -19,34 +19,27 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flannelcap._errors import LabError
+from flannelcap._topology import FLANNEL_DEVICE, NODE_TABLES, POD_TABLES, TableCommand
 from flannelcap.lab._faults import apply_fault
 from flannelcap.lab._lab import BIG_FILE_NAME, Lab, check_prerequisites
-from flannelcap.lab._plan import FLANNEL_DEVICE, LabPlan, LabSpec, kubectl_nodes, kubectl_pods
+from flannelcap.lab._plan import LabPlan, LabSpec, kubectl_nodes, kubectl_pods
 
-# What a student types on a node (seed lab §2.3 c, §3.3 c), as file name → command.
-NODE_TABLE_COMMANDS: dict[str, list[str]] = {
-    "ip-neigh-flannel.1.txt": ["ip", "neigh", "show", "dev", FLANNEL_DEVICE],
-    "ip-neigh-flannel.1.json": ["ip", "-j", "neigh", "show", "dev", FLANNEL_DEVICE],
-    "bridge-fdb-flannel.1.txt": ["bridge", "fdb", "show", "dev", FLANNEL_DEVICE],
-    "bridge-fdb-flannel.1.json": ["bridge", "-j", "fdb", "show", "dev", FLANNEL_DEVICE],
-    "ip-d-addr-flannel.1.txt": ["ip", "-d", "addr", "show", FLANNEL_DEVICE],
-    "ip-d-addr-flannel.1.json": ["ip", "-j", "-d", "addr", "show", FLANNEL_DEVICE],
-    "ip-d-link-flannel.1.txt": ["ip", "-d", "link", "show", FLANNEL_DEVICE],
-    "ip-d-link-flannel.1.json": ["ip", "-j", "-d", "link", "show", FLANNEL_DEVICE],
-    "ip-route.txt": ["ip", "route"],
-    "ip-route.json": ["ip", "-j", "route"],
-    "ip-addr-cni0.txt": ["ip", "addr", "show", "cni0"],
-    "ip-addr-cni0.json": ["ip", "-j", "addr", "show", "cni0"],
-    "ip-link.txt": ["ip", "link"],
-    "ip-link.json": ["ip", "-j", "link"],
-}
-# What a student sees inside a pod (seed lab §2.3 b).
-POD_TABLE_COMMANDS: dict[str, list[str]] = {
-    "ip-addr.txt": ["ip", "addr", "show"],
-    "ip-addr.json": ["ip", "-j", "addr", "show"],
-    "ip-route.txt": ["ip", "route", "show"],
-    "ip-route.json": ["ip", "-j", "route", "show"],
-}
+
+def _both_forms(tables: dict[str, TableCommand]) -> dict[str, tuple[str, ...]]:
+    """File name → command, for the plain text (``.txt``) and the ``-j`` JSON (``.json``)."""
+    files = {}
+    for table in tables.values():
+        files[f"{table.stem}.txt"] = table.argv
+        files[f"{table.stem}.json"] = table.json_argv
+    return files
+
+
+# What a student types on a node (seed lab §2.3 c, §3.3 c) — the tables flannelcap reads, and
+# ``ip -d link show flannel.1`` besides — and inside a pod (§2.3 b).
+NODE_TABLE_COMMANDS = _both_forms(
+    {**NODE_TABLES, "link": TableCommand("link", "ip-d-link-flannel.1", ("ip", "-d", "link", "show", FLANNEL_DEVICE))}
+)
+POD_TABLE_COMMANDS = _both_forms(POD_TABLES)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -322,17 +322,10 @@ class CaptureSession:
             state.tcpdump_said.append(f"tables not collected: {exc}")
             return
         tables_dir.mkdir(parents=True, exist_ok=True)
-        names = {
-            "neigh": "ip-neigh-flannel.1",
-            "fdb": "bridge-fdb-flannel.1",
-            "flannel": "ip-d-addr-flannel.1",
-            "routes": "ip-route",
-            "cni0": "ip-addr-cni0",
-            "links": "ip-link",
-        }
         for kind, text in tables.items():
-            (tables_dir / f"{names[kind]}.json").write_text(text)
-        (tables_dir / "commands.json").write_text(json.dumps({k: list(v) for k, v in NODE_TABLES.items()}, indent=2))
+            (tables_dir / f"{NODE_TABLES[kind].stem}.json").write_text(text)
+        commands = {kind: list(table.json_argv) for kind, table in NODE_TABLES.items()}
+        (tables_dir / "commands.json").write_text(json.dumps(commands, indent=2))
         self._save_kubectl(runner, tables_dir.parent)
         state.tables_dir = tables_dir.parent
 
