@@ -24,7 +24,7 @@ class RecordStream:
     """The decoded packets of one capture file, produced lazily.
 
     Iterate once. Afterwards ``problem`` says what stopped the reading early (``None`` when
-    the whole file was read) and ``frames_read`` how many frames were decoded.
+    the whole file was read).
 
     Args:
         source: path or binary file object of a pcap / pcapng capture, gzip-compressed or not.
@@ -44,7 +44,6 @@ class RecordStream:
     ) -> None:
         self._reader = CaptureReader(source)
         self._decoder = Decoder(vxlan_ports, detail=detail)
-        self.frames_read = 0
 
     @property
     def problem(self) -> str | None:
@@ -59,7 +58,6 @@ class RecordStream:
     def __iter__(self) -> Iterator[PacketRecord]:
         try:
             for frame in self._reader:
-                self.frames_read += 1
                 yield self._decoder.decode(frame)
         finally:
             self._reader.close()

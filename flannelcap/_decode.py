@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import socket
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
@@ -141,11 +141,6 @@ class Decoder:
         self._first_time: float | None = None
         self._http = HttpReassembler()
         self._info = InfoFormatter()
-
-    def decode_all(self, frames: Iterable[Frame]) -> Iterator[PacketRecord]:
-        """Decode frames lazily, in capture order."""
-        for frame in frames:
-            yield self.decode(frame)
 
     def decode(self, frame: Frame) -> PacketRecord:
         """Decode one frame. Frames must be given in capture order.

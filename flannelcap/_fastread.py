@@ -96,7 +96,6 @@ class FastStream:
         self._source = source
         self._reader = CaptureReader(source)  # validates the header now; used unless a plain pcap
         self.problem: str | None = None
-        self.frames_read = 0
         self.fallback_frames = 0
         self._decoder: Decoder | None = None  # Scapy, for the frames the fast path leaves
         self._http = HttpCandidates()
@@ -224,7 +223,6 @@ class FastStream:
             interface=interface,
             columns=columns,
         )
-        self.frames_read += len(numbers)
         self._find_http(buf, start + caplen, batch)
         for row in np.nonzero(columns.fallback)[0].tolist():
             frame = Frame(
@@ -330,17 +328,6 @@ class FastStream:
                 summary.add(record)
         summary.stopped_early = self.problem
         return summary
-
-    def to_frame(self) -> pd.DataFrame:
-        """All packets as a DataFrame in the field vocabulary, converted column by column."""
-        import pandas as pd
-
-        frames = [frame_of(batch) for batch in self.batches()]
-        if not frames:
-            return pd.DataFrame(columns=list(FIELD_NAMES))
-        frame = pd.concat(frames, ignore_index=True)
-        frame["rel_time"] = frame["time"] - frame["time"].iloc[0]
-        return frame
 
 
 def _walk_records(data: bytes, caplen_at: Callable[[bytes, int], tuple[int, ...]]) -> tuple[list[int], int]:

@@ -45,11 +45,6 @@ class HttpHead:
         }
 
     @property
-    def is_request(self) -> bool:
-        """True for a request head, False for a response head."""
-        return self.method is not None
-
-    @property
     def start_line(self) -> str:
         """The head's first line, e.g. ``GET / HTTP/1.1`` or ``HTTP/1.1 200 OK``."""
         if self.method is not None:

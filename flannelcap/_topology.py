@@ -145,10 +145,6 @@ class Topology:
         """The node whose underlay (public) IP is ``ip``."""
         return next((n for n in self.nodes if ip and n.public_ip == ip), None)
 
-    def nodes_by_ip(self, ip: str | None) -> list[Node]:
-        """Every node announcing ``ip`` as its public IP (more than one is a fault)."""
-        return [n for n in self.nodes if ip and n.public_ip == ip]
-
     def node_by_vtep_mac(self, mac: str | None) -> Node | None:
         """The node whose flannel.1 has MAC ``mac``."""
         mac = (mac or "").lower()
