@@ -178,3 +178,15 @@ def test_lab_without_root_or_lab_says_what_to_do() -> None:
     assert done.returncode == 1
     assert "no lab with prefix 'nosuchlab' is up" in done.stderr or "root" in done.stderr
     _assert_no_traceback(done)
+
+
+def test_unwritable_output_directories_are_one_line(tmp_path: Path) -> None:
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a directory")
+    for args in (["capture", "kpi093", "-o", str(blocked / "out")], ["lab", "record", "-o", str(blocked / "out")]):
+        done = flannelcap(*args)
+        assert done.returncode == 1, args
+        assert done.stderr.startswith("flannelcap: error: "), done.stderr
+        _assert_no_traceback(done)
+    capture = flannelcap("capture", "kpi093", "-o", str(blocked / "out"))
+    assert f"cannot write captures to {blocked / 'out'}: Not a directory" in capture.stderr

@@ -265,7 +265,12 @@ def record_all(output_dir: Path, spec: LabSpec | None = None, names: set[str] | 
             did not behave as the scenario says.
     """
     check_prerequisites({"tcpdump": "tcpdump"})
-    output_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LabError(
+            f"cannot write recordings to {output_dir}: {exc.strerror}; choose another directory with -o"
+        ) from exc
     entries = []
     for scenario in SCENARIOS:
         if names and scenario.name not in names:

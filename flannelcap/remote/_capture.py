@@ -116,7 +116,12 @@ class CaptureSession:
 
     def start(self) -> None:
         """Start every node's capture, each in its own thread."""
-        self.request.output_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.request.output_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise FlannelcapError(
+                f"cannot write captures to {self.request.output_dir}: {exc.strerror}; choose another directory with -o"
+            ) from exc
         for node, state in self.captures.items():
             thread = threading.Thread(target=self._run_node, args=(node, state), name=f"capture-{node}", daemon=True)
             thread.start()
