@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import io
 import json
 import subprocess
@@ -10,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, SAMPLES, manifest, require_tool
+from conftest import REPO, SAMPLES, manifest, require, require_tool
 from pcapdata import GOOD_FRAME, NODE_A, NODE_B, inner_tcp, pcap, vxlan_frame
 from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import IPv6
@@ -129,7 +130,9 @@ def test_json_engines_agree() -> None:
 
 
 def test_parquet_holds_every_packet(tmp_path: Path) -> None:
-    pq = pytest.importorskip("pyarrow.parquet")
+    require(importlib.util.find_spec("pyarrow") is not None, "needs pyarrow (the [parquet] extra)")
+    import pyarrow.parquet as pq
+
     out = tmp_path / "p.parquet"
     done = flannelcap("decode", "--parquet", str(out), str(SAMPLES / "cross-node-large-transfer.pcap"))
     assert done.returncode == 0, done.stderr

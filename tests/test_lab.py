@@ -297,3 +297,8 @@ def test_root_namespace_is_untouched(lab: Lab) -> None:
         for link in links
         if link["ifname"].startswith(("flannel", "cni0", "veth", "lan")) and lab.plan.prefix in json.dumps(link)
     ]
+    # None of the interfaces the lab made may sit in the machine's own namespace.
+    lab_names = {n.lan_port for n in lab.plan.nodes} | {p.host_veth for p in lab.plan.pods} | {"lanm"}
+    assert not lab_names & {link["ifname"] for link in links}
+    assert lab.plan.mgmt_ip not in root_addrs
+    assert not any(pod.ip in root_addrs for pod in lab.plan.pods)
