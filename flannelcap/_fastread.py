@@ -1,27 +1,43 @@
-"""Reading a capture through the fast path: the file in chunks, batches of columns out, and
+"""Reading a capture through the fast path: the file in pieces, batches of columns out, and
 ``PacketRecord``s, a DataFrame or a summary on demand.
 
-Rule: the I/O edge of the fast path. It reads the file (a classic pcap directly in large
-chunks; pcapng and gzip through ``CaptureReader``), cuts it into frames, hands the frames to
-the pure ``_fast.decode_columns``, sends the frames the fast path cannot take to the Scapy
-``Decoder`` (counted in ``fallback_frames``), and joins the two. Memory stays flat: one
-chunk and one batch at a time.
+Rule: the I/O edge of the fast path. It reads the file (a classic pcap directly, a few MB at a
+time; pcapng and gzip through ``CaptureReader``), has the compiled kernel walk and decode each
+piece into the rows of a batch, finds the piece's HTTP heads, and sends the frames the kernel
+cannot take to the Scapy ``Decoder`` (counted in ``fallback_frames``) — all before the next
+piece is read over it. Memory stays flat: one piece and one batch at a time.
 """
 
 from __future__ import annotations
 
 import socket
 import struct
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 import numpy as np
+from numpy.typing import NDArray
 
-from flannelcap._fast import NONE, PROTO_CODES, Columns, HttpCandidates, Int, decode_columns, http_candidates, padded
+from flannelcap import _kernel
+from flannelcap._fast import (
+    NONE,
+    PENDING,
+    PROTO_CODES,
+    Columns,
+    ColumnsBuilder,
+    ConversationSet,
+    HttpCandidates,
+    Int,
+    Piece,
+    ScannedHead,
+    padded,
+)
 from flannelcap._http import HttpHead, HttpReassembler
 from flannelcap._info import InfoFormatter, tcp_flag_names
+from flannelcap._kernel import PAD
 from flannelcap._reader import MAX_RECORD_BYTES, CaptureReader, Frame
 from flannelcap._records import FIELD_NAMES, PacketRecord
 from flannelcap._summary import CaptureSummary
@@ -32,9 +48,8 @@ if TYPE_CHECKING:
 
     from flannelcap._decode import Decoder
 
-CHUNK_BYTES = 8 * 1024 * 1024
-BATCH_FRAMES = 65536
-HEAD_PEEK = 2048  # bytes of a candidate payload looked at first: heads are short
+PIECE_BYTES = 4 * 1024 * 1024  # read and decoded at once: large enough that the per-piece Python work is small
+BATCH_FRAMES = 65536  # frames per Batch handed out
 _PCAP_HEADERS = {
     b"\xd4\xc3\xb2\xa1": ("<", 1_000),
     b"\xa1\xb2\xc3\xd4": (">", 1_000),
@@ -58,10 +73,58 @@ class Batch:
     interface: Int
     columns: Columns
     fallback_records: dict[int, PacketRecord] = field(default_factory=dict)
-    http: dict[int, HttpHead] = field(default_factory=dict)
+    http: dict[int, HttpHead | ScannedHead] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.number)
+
+
+class _Frames(NamedTuple):
+    """A piece of a capture: consecutive frames of one link type in one buffer."""
+
+    buf: NDArray[np.uint8]  # the frames' bytes, then PAD zero bytes
+    start: Int
+    caplen: Int
+    wire_len: Int
+    time_ns: Int
+    interface: Int
+    linktype: int
+    number: Int
+
+
+class _Filling:
+    """A Batch being filled, piece by piece."""
+
+    def __init__(self, linktype: int, vxlan_ports: frozenset[int]) -> None:
+        self.columns = ColumnsBuilder(BATCH_FRAMES, linktype, vxlan_ports)
+        self.meta = np.empty((5, BATCH_FRAMES), dtype=np.int64)  # number, time, caplen, wire, interface
+        self.fallback_records: dict[int, PacketRecord] = {}
+        self.http: dict[int, HttpHead | ScannedHead] = {}
+
+    def takes(self, frames: _Frames) -> bool:
+        return frames.linktype == self.columns.linktype and len(frames.start) <= BATCH_FRAMES - self.columns.rows
+
+    def add(self, frames: _Frames) -> Piece:
+        first, n = self.columns.rows, len(frames.start)
+        piece = self.columns.add(frames.buf, frames.start, frames.caplen, frames.wire_len)
+        for row, values in enumerate((frames.number, frames.time_ns, frames.caplen, frames.wire_len, frames.interface)):
+            self.meta[row, first : first + n] = values
+        return piece
+
+    def batch(self) -> Batch:
+        rows = self.columns.rows
+        number, time_ns, cap_len, wire_len, interface = self.meta[:, :rows]
+        return Batch(
+            linktype=self.columns.linktype,
+            number=number,
+            time_ns=time_ns,
+            cap_len=cap_len,
+            wire_len=wire_len,
+            interface=interface,
+            columns=self.columns.columns(),
+            fallback_records=self.fallback_records,
+            http=self.http,
+        )
 
 
 def _ip(value: int) -> str:
@@ -78,7 +141,7 @@ class FastStream:
     Args:
         source: path or binary file object of a capture.
         vxlan_ports: UDP ports that carry VXLAN.
-        progress: called with (bytes read, total bytes) after each chunk, if given.
+        progress: called with (bytes read, total bytes) after each piece, if given.
 
     Raises:
         CaptureFormatError: not a capture file (on creation).
@@ -95,6 +158,8 @@ class FastStream:
         self.progress = progress
         self._source = source
         self._reader = CaptureReader(source)  # validates the header now; used unless a plain pcap
+        if _kernel.UNAVAILABLE:
+            warnings.warn(f"{_kernel.UNAVAILABLE}; decoding every packet with Scapy", RuntimeWarning, stacklevel=2)
         self.problem: str | None = None
         self.fallback_frames = 0
         self._decoder: Decoder | None = None  # Scapy, for the frames the fast path leaves
@@ -110,11 +175,27 @@ class FastStream:
 
     def batches(self) -> Iterator[Batch]:
         """Decoded batches, in capture order."""
+        for step in self._decoded_pieces():
+            if isinstance(step, _Filling):
+                yield step.batch()
+            else:
+                self._finish(*step)
+
+    def _decoded_pieces(self) -> Iterator[tuple[_Frames, Piece, _Filling] | _Filling]:
+        """Each piece read and decoded into the batch being filled, then each batch once full."""
         try:
             plain = self._reader.format == "pcap" and isinstance(self._source, (str, Path)) and self._is_plain()
-            groups = self._pcap_groups() if plain else self._reader_groups()
-            for group in groups:
-                yield self._decode(*group)
+            plain &= _kernel.AVAILABLE  # without the compiled walk, frames come from the reader
+            filling: _Filling | None = None
+            for frames in self._pcap_pieces() if plain else self._reader_pieces():
+                if filling is not None and not filling.takes(frames):
+                    yield filling
+                    filling = None
+                if filling is None:
+                    filling = _Filling(frames.linktype, self.vxlan_ports)
+                yield frames, filling.add(frames), filling
+            if filling is not None:
+                yield filling
         finally:
             self._reader.close()
 
@@ -122,84 +203,71 @@ class FastStream:
         with open(self._source, "rb") as raw:  # type: ignore[arg-type]
             return raw.read(4) in _PCAP_HEADERS
 
-    def _pcap_groups(self) -> Iterator[tuple[Any, ...]]:
+    def _pcap_pieces(self) -> Iterator[_Frames]:
         path = Path(self._source)  # type: ignore[arg-type]
         total = path.stat().st_size
         with open(path, "rb") as raw:
             header = raw.read(24)
             order, unit_ns = _PCAP_HEADERS[header[:4]]
+            little = order == "<"
             linktype = struct.unpack(order + "I", header[20:24])[0] & 0x0FFFFFFF
-            caplen_at = struct.Struct(order + "I").unpack_from
-            pending = b""
+            # One buffer for the whole file: a piece read behind the part of a record the last
+            # piece cut, then PAD zeros (pages are only touched as far as data goes). Each piece
+            # is finished (HTTP heads, fallback frames) before the next is read over it.
+            buf = np.zeros(PIECE_BYTES + MAX_RECORD_BYTES + 16 + PAD, dtype=np.uint8)
+            view = memoryview(buf)  # type: ignore[arg-type]
+            kept = 0
             done = 24
             number = 0
             while True:
-                chunk = raw.read(CHUNK_BYTES)
-                data = pending + chunk
-                starts, offset = _walk_records(data, caplen_at)
-                if offset < 0:  # a record claims an impossible length
-                    offset = -offset - 1
-                    caplen = caplen_at(data, offset + 8)[0]
+                got = raw.readinto(view[kept : kept + PIECE_BYTES])
+                size = kept + got
+                buf[size : size + PAD] = 0
+                start, caplen, wire, seconds, fraction, stop = _kernel.walk_pcap(buf, size, little, MAX_RECORD_BYTES)
+                count = len(start)
+                if stop < 0:  # a record claims an impossible length
+                    at = -stop - 1
+                    claimed = struct.unpack_from(order + "I", view, at + 8)[0]
                     self.problem = (
-                        f"record {number + len(starts) + 1} claims {caplen} bytes, which no packet has; "
-                        f"the file is damaged from there on ({number + len(starts)} records read before it)"
+                        f"record {number + count + 1} claims {claimed} bytes, which no packet has; "
+                        f"the file is damaged from there on ({number + count} records read before it)"
                     )
-                done += len(chunk)
-                if starts:
-                    yield self._pcap_group(data, starts, order, unit_ns, linktype, number)
-                    number += len(starts)
+                done += got
+                if count:
+                    numbers = np.arange(number + 1, number + 1 + count, dtype=np.int64)
+                    time_ns = seconds * 1_000_000_000 + fraction * unit_ns
+                    yield _Frames(buf, start, caplen, wire, time_ns, np.zeros(count, np.int64), linktype, numbers)
+                    number += count
                 if self.progress:
                     self.progress(done, total)
                 if self.problem:
                     return
-                pending = data[offset:]
-                if not chunk:
-                    if pending:
-                        self.problem = (
-                            f"last record ({number + 1}) is cut short: {max(0, len(pending) - 16)} of "
-                            f"{caplen_at(pending, 8)[0] if len(pending) >= 12 else '?'} bytes; "
-                            "the capture was probably still being written"
-                            if len(pending) >= 16
-                            else f"file ends inside the header of record {number + 1} ({len(pending)} of 16 bytes); "
-                            f"{number} records read before it"
-                        )
+                kept = size - stop
+                if got == 0:
+                    if kept:
+                        self.problem = _cut_short(bytes(view[stop:size]), order, number)
                     return
+                buf[:kept] = buf[stop:size]
 
-    @staticmethod
-    def _pcap_group(
-        data: bytes, starts: list[int], order: str, unit_ns: int, linktype: int, number: int
-    ) -> tuple[Any, ...]:
-        buf = padded(data)
-        at = np.asarray(starts, dtype=np.int64)
-
-        def field32(delta: int) -> Int:
-            b = [buf[at + delta + k].astype(np.int64) for k in range(4)]
-            if order == "<":
-                return b[0] | (b[1] << 8) | (b[2] << 16) | (b[3] << 24)
-            return (b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3]
-
-        seconds, fraction, caplen, wire = field32(0), field32(4), field32(8), field32(12)
-        time_ns = seconds * 1_000_000_000 + fraction * unit_ns
-        numbers = np.arange(number + 1, number + 1 + len(starts), dtype=np.int64)
-        return (buf, at + 16, caplen, np.maximum(wire, caplen), time_ns, np.zeros(len(at), np.int64), linktype, numbers)
-
-    def _reader_groups(self) -> Iterator[tuple[Any, ...]]:
+    def _reader_pieces(self) -> Iterator[_Frames]:
         frames: list[Frame] = []
+        size = 0
         for frame in self._reader:
-            if frames and (frame.linktype != frames[0].linktype or len(frames) >= BATCH_FRAMES):
-                yield self._frames_group(frames)
-                frames = []
+            if frames and (frame.linktype != frames[0].linktype or size >= PIECE_BYTES):
+                yield self._frames_piece(frames)
+                frames, size = [], 0
             frames.append(frame)
+            size += len(frame.data)
         if frames:
-            yield self._frames_group(frames)
+            yield self._frames_piece(frames)
         self.problem = self._reader.problem
 
     @staticmethod
-    def _frames_group(frames: list[Frame]) -> tuple[Any, ...]:
+    def _frames_piece(frames: list[Frame]) -> _Frames:
         data = b"".join(f.data for f in frames)
         lengths = np.fromiter((len(f.data) for f in frames), dtype=np.int64, count=len(frames))
         starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-        return (
+        return _Frames(
             padded(data),
             starts,
             lengths,
@@ -210,92 +278,81 @@ class FastStream:
             np.fromiter((f.number for f in frames), dtype=np.int64, count=len(frames)),
         )
 
-    def _decode(
-        self, buf: Any, start: Int, caplen: Int, wire: Int, time_ns: Int, interface: Int, linktype: int, numbers: Int
-    ) -> Batch:
-        columns = decode_columns(buf, start, caplen, wire, linktype, self.vxlan_ports)
-        batch = Batch(
-            linktype=linktype,
-            number=numbers,
-            time_ns=time_ns,
-            cap_len=caplen,
-            wire_len=wire,
-            interface=interface,
-            columns=columns,
-        )
-        self._find_http(buf, start + caplen, batch)
-        for row in np.nonzero(columns.fallback)[0].tolist():
+    def _finish(self, frames: _Frames, piece: Piece, filling: _Filling) -> None:
+        """Find the HTTP heads of a decoded piece and hand the frames the fast path could not
+        take to the Scapy decoder, while the piece's buffer is still there."""
+        columns = filling.columns.columns()
+        self._find_http(frames, piece, columns.values, filling.http)
+        fallback = columns.fallback[piece.first_row : piece.first_row + len(frames.start)]
+        for local in np.nonzero(fallback)[0].tolist():
+            at, caplen = int(frames.start[local]), int(frames.caplen[local])
             frame = Frame(
-                number=int(numbers[row]),
-                time_ns=int(time_ns[row]),
-                linktype=linktype,
-                data=buf[start[row] : start[row] + caplen[row]].tobytes(),
-                wire_len=int(wire[row]),
-                interface=int(interface[row]),
+                number=int(frames.number[local]),
+                time_ns=int(frames.time_ns[local]),
+                linktype=frames.linktype,
+                data=frames.buf[at : at + caplen].tobytes(),
+                wire_len=int(frames.wire_len[local]),
+                interface=int(frames.interface[local]),
             )
             if self._decoder is None:
                 from flannelcap._decode import Decoder
 
                 self._decoder = Decoder(self.vxlan_ports)
-            batch.fallback_records[row] = self._decoder.decode(frame)
+            filling.fallback_records[piece.first_row + local] = self._decoder.decode(frame)
             self.fallback_frames += 1
-        return batch
 
-    def _key(self, values: dict[str, Int], row: int) -> tuple[int, int, int, int]:
-        vxlan = values["is_vxlan"][row] == 1
-        src = values["inner_src_ip" if vxlan else "outer_src_ip"][row]
-        dst = values["inner_dst_ip" if vxlan else "outer_dst_ip"][row]
-        return int(src), int(values["src_port"][row]), int(dst), int(values["dst_port"][row])
-
-    def _find_http(self, buf: Any, end: Int, batch: Batch) -> None:
-        columns, values = batch.columns, batch.columns.values
-        if "tcp_seq" not in values or columns.payload_start is None:
+    def _find_http(
+        self, frames: _Frames, piece: Piece, values: dict[str, Int], found: dict[int, HttpHead | ScannedHead]
+    ) -> None:
+        """Feed the piece's candidate segments (and every segment of a stream whose head is split
+        across segments) to the HTTP search; heads go into ``found`` by batch row."""
+        local = np.nonzero(piece.http_hint)[0]
+        first = piece.first_row
+        if self._slow_http:
+            tcp = np.nonzero(
+                (piece.payload_start >= 0) & (values["payload_len"][first : first + len(piece.payload_start)] > 0)
+            )[0]
+            local = np.union1d(local, tcp)
+        if not len(local):
             return
-        rows = http_candidates(buf, columns, end).tolist()
-        if self._slow_http:  # heads split across segments: every segment of those streams
-            tcp = np.nonzero((columns.payload_start >= 0) & (values["payload_len"] > 0))[0].tolist()
-            slow_rows = [r for r in tcp if self._key(values, r) in self._slow_http]
-            rows = sorted(set(rows) | set(slow_rows))
-        if not rows:
-            return
-        picked = np.asarray(rows, dtype=np.int64)
-        vxlan = values["is_vxlan"][picked] == 1
-        src = np.where(
-            vxlan, values.get("inner_src_ip", values["outer_src_ip"])[picked], values["outer_src_ip"][picked]
-        )
-        dst = np.where(
-            vxlan, values.get("inner_dst_ip", values["outer_dst_ip"])[picked], values["outer_dst_ip"][picked]
-        )
-        starts = columns.payload_start[picked]
-        sizes = np.minimum(values["payload_len"][picked], end[picked] - starts)
-        for row, key, at, size, seq in zip(
-            rows,
+        rows = local + first
+        vxlan = values["is_vxlan"][rows] == 1
+        src = np.where(vxlan, values["inner_src_ip"][rows], values["outer_src_ip"][rows])
+        dst = np.where(vxlan, values["inner_dst_ip"][rows], values["outer_dst_ip"][rows])
+        starts = piece.payload_start[local]
+        sizes = np.minimum(values["payload_len"][rows], frames.start[local] + frames.caplen[local] - starts)
+        ends, kinds, lengths = _kernel.http_scan(frames.buf, starts, sizes)
+        buf = frames.buf
+        for row, key, at, size, seq, end, kind, length in zip(
+            rows.tolist(),
             zip(
                 src.tolist(),
-                values["src_port"][picked].tolist(),
+                values["src_port"][rows].tolist(),
                 dst.tolist(),
-                values["dst_port"][picked].tolist(),
+                values["dst_port"][rows].tolist(),
                 strict=True,
             ),
             starts.tolist(),
             sizes.tolist(),
-            values["tcp_seq"][picked].tolist(),
+            values["tcp_seq"][rows].tolist(),
+            ends.tolist(),
+            kinds.tolist(),
+            lengths.tolist(),
             strict=True,
         ):
-            peek = size if key in self._slow_http else min(size, HEAD_PEEK)
-            payload = buf[at : at + peek].tobytes()
-            if peek < size and b"\r\n\r\n" not in payload:
-                payload = buf[at : at + size].tobytes()
-            if key in self._slow_http:
-                head = self._slow_http[key].feed(key_str(key), seq, payload)
-            else:
-                head = self._http.feed(key, seq, payload)
-                if key in self._http.pending:
-                    self._http.pending.discard(key)
-                    self._slow_http[key] = HttpReassembler()
-                    head = self._slow_http[key].feed(key_str(key), seq, payload)
-            if head is not None:
-                batch.http[row] = head
+            slow = self._slow_http.get(key)
+            if slow is None:
+                if not piece.http_hint[row - first]:
+                    continue  # a segment of some other stream
+                head = self._http.feed(key, seq, (end, kind, length), buf, at)
+                if head != PENDING:
+                    if head is not None:
+                        found[row] = head
+                    continue
+                slow = self._slow_http[key] = HttpReassembler()
+            parsed = slow.feed(key_str(key), seq, buf[at : at + size].tobytes())
+            if parsed is not None:
+                found[row] = parsed
 
     # -- results -----------------------------------------------------------------------
 
@@ -310,79 +367,45 @@ class FastStream:
     def summary(self) -> CaptureSummary:
         """Packet, VNI, conversation and HTTP counts, without building a record per packet."""
         summary = CaptureSummary()
+        conversations = ConversationSet()
         for batch in self.batches():
             values = batch.columns.values
             fast = ~batch.columns.fallback
             summary.packets += int(fast.sum())
-            vxlan = fast & (values.get("is_vxlan", np.zeros(len(batch), np.int64)) == 1)
+            vxlan = fast & (values["is_vxlan"] == 1)
             if vxlan.any():
                 vnis, counts = np.unique(values["vni"][vxlan], return_counts=True)
                 for vni, count in zip(vnis.tolist(), counts.tolist(), strict=True):
                     summary.vxlan_by_vni[vni] += count
             summary.other_packets += int((fast & ~vxlan).sum())
-            summary.conversations |= _conversations(values, fast)
+            conversations.add(batch.columns, fast)
             for head in batch.http.values():
-                summary.http_requests += head.method is not None
-                summary.http_responses += head.status is not None
+                summary.http_requests += head.is_request
+                summary.http_responses += not head.is_request
             for record in batch.fallback_records.values():
                 summary.add(record)
+        summary.conversations |= conversations.named()
         summary.stopped_early = self.problem
         return summary
 
 
-def _walk_records(data: bytes, caplen_at: Callable[[bytes, int], tuple[int, ...]]) -> tuple[list[int], int]:
-    """Offsets of the complete records in ``data``, and where the first incomplete one starts
-    (``-offset - 1`` if a record there claims more than ``MAX_RECORD_BYTES``). The one loop
-    of the fast path that runs once per packet: kept to the bone."""
-    starts: list[int] = []
-    append = starts.append
-    offset = 0
-    last = len(data) - 16
-    limit = MAX_RECORD_BYTES
-    while offset <= last:
-        caplen = caplen_at(data, offset + 8)[0]
-        if caplen > limit:
-            return starts, -offset - 1
-        following = offset + 16 + caplen
-        if following > last + 16:
-            break
-        append(offset)
-        offset = following
-    return starts, offset
+def _cut_short(tail: bytes, order: str, number: int) -> str:
+    """What is wrong with a file that ends inside record ``number + 1`` (``tail`` holds its start)."""
+    if len(tail) < 16:
+        return (
+            f"file ends inside the header of record {number + 1} ({len(tail)} of 16 bytes); "
+            f"{number} records read before it"
+        )
+    claimed = struct.unpack_from(order + "I", tail, 8)[0]
+    return (
+        f"last record ({number + 1}) is cut short: {len(tail) - 16} of {claimed} bytes; "
+        "the capture was probably still being written"
+    )
 
 
 def key_str(key: tuple[int, int, int, int]) -> tuple[str, int, str, int]:
     """The reassembler's key (addresses as text) for an integer key."""
     return _ip(key[0]), key[1], _ip(key[2]), key[3]
-
-
-def _conversations(values: dict[str, Int], rows: Any) -> set[tuple[str, tuple[str, int], tuple[str, int]]]:
-    proto = values.get("proto")
-    if proto is None:
-        return set()
-    mask = rows & ((proto == 6) | (proto == 17))
-    vxlan = values["is_vxlan"][mask] == 1
-    src = np.where(vxlan, values.get("inner_src_ip", values["outer_src_ip"])[mask], values["outer_src_ip"][mask])
-    dst = np.where(vxlan, values.get("inner_dst_ip", values["outer_dst_ip"])[mask], values["outer_dst_ip"][mask])
-    sport, dport, kind = values["src_port"][mask], values["dst_port"][mask], proto[mask]
-    swap = (src > dst) | ((src == dst) & (sport > dport))
-    ends = np.stack(
-        [
-            kind,
-            np.where(swap, dst, src),
-            np.where(swap, dport, sport),
-            np.where(swap, src, dst),
-            np.where(swap, sport, dport),
-        ],
-        axis=1,
-    )
-    # Two 64-bit keys per conversation (protocol, address and port of each end), made unique
-    # as 16-byte records: much cheaper than np.unique(axis=0) over five columns.
-    first = (ends[:, 0] << 48) | (ends[:, 1] << 16) | ends[:, 2]
-    second = (ends[:, 3] << 16) | ends[:, 4]
-    pairs = np.ascontiguousarray(np.stack([first, second], axis=1)).view([("a", np.int64), ("b", np.int64)])
-    unique = ends[np.unique(pairs.ravel(), return_index=True)[1]] if len(ends) else ends
-    return {(_PROTO_NAMES[int(k)], (_ip(int(a)), int(p)), (_ip(int(b)), int(q))) for k, a, p, b, q in unique.tolist()}
 
 
 def _convert(name: str, value: int) -> Any:
@@ -429,7 +452,8 @@ def records_of(batch: Batch, first_time: float, info: InfoFormatter) -> Iterator
             yield replace(record, info=info.format(record))
             continue
         fields = {name: value for name, value in zip(names, values, strict=True) if value is not None}
-        head = batch.http.get(row)
+        found = batch.http.get(row)
+        head = found.parsed() if found is not None else None
         if head is not None:
             fields.update(head.record_fields())
         record = PacketRecord(
@@ -481,7 +505,8 @@ def frame_of(batch: Batch) -> pd.DataFrame:
             frame[name] = False if name in ("is_vxlan", "outer_fragment") else None
     frame["notes"] = [()] * n
     frame["info"] = ""
-    for row, head in batch.http.items():
+    for row, found in batch.http.items():
+        head = found.parsed()
         frame.loc[row, ["http_method", "http_path", "http_version", "http_host", "http_status", "http_reason"]] = [
             head.method,
             head.path,

@@ -10,16 +10,21 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import REPO, SAMPLES, manifest, require, require_tool
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pcapdata import GOOD_FRAME, NODE_A, NODE_B, inner_tcp, pcap, vxlan_frame
 from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Dot1Q, Ether
 from scapy.packet import Raw
 
-from flannelcap import decode_file
-from flannelcap._fastread import FastStream
+from flannelcap import _fastread, _kernel, decode_file
+from flannelcap._fast import padded
+from flannelcap._fastread import PIECE_BYTES, FastStream
+from flannelcap._http import parse_head
 
 
 def agree(path: Path | io.BytesIO) -> FastStream:
@@ -42,15 +47,90 @@ def test_every_sample_capture_agrees(name: str) -> None:
 
 
 def test_the_benchmark_capture_agrees(tmp_path: Path) -> None:
+    # make_capture.py writes the same packets whatever the count: these 12,000 are the first
+    # 12,000 of the benchmark's million, byte for byte, and span three pieces of the reader.
     path = tmp_path / "bench.pcap"
     subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "make_capture.py"), str(path), "--packets", "3000"],
+        [sys.executable, str(REPO / "benchmarks" / "make_capture.py"), str(path), "--packets", "12000"],
         check=True,
         capture_output=True,
     )
+    assert path.stat().st_size > 2 * PIECE_BYTES
     assert agree(path).fallback_frames == 0
     records = list(FastStream(path))
-    assert sum(1 for r in records if r.http_method == "GET") == sum(1 for r in records if r.http_status == 200) > 50
+    assert sum(1 for r in records if r.http_method == "GET") == sum(1 for r in records if r.http_status == 200) > 200
+
+
+def test_the_compiled_kernel_is_built() -> None:
+    assert _kernel.AVAILABLE, _kernel.UNAVAILABLE
+
+
+@pytest.mark.parametrize("piece", [600, 1500, 4096, 100_000])
+def test_records_cut_across_pieces_agree(monkeypatch: pytest.MonkeyPatch, piece: int) -> None:
+    """Pieces smaller than one record, a few records, many: every record is read whole once."""
+    monkeypatch.setattr(_fastread, "PIECE_BYTES", piece)
+    stream = agree(SAMPLES / "cross-node-large-transfer.pcap")
+    assert stream.problem is None and stream.fallback_frames == 0
+    stream = agree(SAMPLES / "cross-node-http-any.pcap")  # Linux cooked v2
+    assert stream.problem is None and stream.fallback_frames == 0
+
+
+def test_truncated_file_in_small_pieces(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(_fastread, "PIECE_BYTES", 3000)
+    path = tmp_path / "cut.pcap"
+    path.write_bytes((SAMPLES / "cross-node-large-transfer.pcap").read_bytes()[:-100])
+    slow, fast = decode_file(path), FastStream(path)
+    assert [r.to_dict() for r in slow] == [r.to_dict() for r in fast]
+    assert fast.problem == slow.problem and "is cut short" in str(fast.problem)
+
+
+def test_the_kernel_refuses_buffers_too_small() -> None:
+    frames = np.zeros(64 + _kernel.PAD, dtype=np.uint8)
+    start, length = np.array([0], dtype=np.int64), np.array([64], dtype=np.int64)
+    ports, prefixes, widths = np.array([8472], dtype=np.int64), np.zeros((1, 5), np.uint8), np.array([1], np.int64)
+    too_few_rows = np.empty((0, len(_kernel.FIELDS)), dtype=np.int64)
+    with pytest.raises(ValueError, match="rows left"):
+        _kernel.decode_frames(
+            frames, start, length, length, 1, ports, True, prefixes, widths, too_few_rows, np.empty(0, bool), 0
+        )
+    with pytest.raises(ValueError, match="outside the buffer"):
+        _kernel.http_scan(frames, np.array([60], dtype=np.int64), np.array([500], dtype=np.int64))
+    with pytest.raises(ValueError, match="size"):
+        _kernel.walk_pcap(frames, len(frames) + 1, True, 1000)
+
+
+_TOKENS = st.sampled_from(
+    [b"GET", b"POST", b"get", b"TRACE", b"BREW", b"HTTP/1.1", b"HTTP/1.0", b"HTTP/", b"HTTP", b"/", b"/a b",
+     b"200", b"20x", b"\xb2", b"OK", b"Not Found", b"", b" ", b"  ", b"\t"]
+)  # fmt: skip
+_HEADERS = st.sampled_from(
+    [b"Host: web", b"host:  10.244.1.5 ", b"Content-Length: 12", b"content-length:0", b"CONTENT-LENGTH: \t7\r",
+     b"Content-Length: 1x", b"Content-Length: ", b"Content-Length: 123456789012345678901234", b"Content-Length 5",
+     b"Content_Length: 9", b"Content-Length: 99999999999999999", b"X: y", b"content-length: 5\n6"]
+)  # fmt: skip
+
+
+@given(
+    start=st.lists(_TOKENS, max_size=5).map(b" ".join),
+    headers=st.lists(_HEADERS, max_size=4),
+    body=st.binary(max_size=8),
+)
+@settings(max_examples=400, deadline=None)
+def test_http_scan_decides_like_parse_head(start: bytes, headers: list[bytes], body: bytes) -> None:
+    head = b"\r\n".join([start, *headers])
+    payload = head + b"\r\n\r\n" + body
+    buf = padded(payload)
+    ends, kinds, lengths = _kernel.http_scan(buf, np.array([0], np.int64), np.array([len(payload)], np.int64))
+    end = payload.find(b"\r\n\r\n")
+    assert ends[0] == end
+    parsed = parse_head(payload[:end])
+    if kinds[0] == _kernel.ASK_PYTHON:
+        return  # a number too long for the kernel: Python decides (HttpCandidates.feed)
+    assert kinds[0] == (
+        _kernel.NOT_HTTP if parsed is None else _kernel.REQUEST if parsed.method is not None else _kernel.RESPONSE
+    )
+    if parsed is not None:
+        assert lengths[0] == (parsed.content_length if parsed.content_length is not None else -1)
 
 
 def test_unusual_packets_fall_back_to_scapy_and_are_counted() -> None:

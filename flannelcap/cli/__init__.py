@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import warnings
 from collections.abc import Sequence
 
 from flannelcap import __version__
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line. Returns the process exit status."""
     args = build_parser().parse_args(argv)
+    warnings.formatwarning = _one_line_warning
     try:
         return int(args.run(args))
     except FlannelcapError as exc:
@@ -49,6 +51,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader of our output went away (e.g. `| head`): stop quietly, as tcpdump does.
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
         return 0
+
+
+def _one_line_warning(message: Warning | str, *_: object, **__: object) -> str:
+    return f"flannelcap: warning: {message}\n"
 
 
 def entry_point() -> None:

@@ -10,10 +10,13 @@ import argparse
 import getpass
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flannelcap._errors import FlannelcapError
-from flannelcap.remote._capture import CaptureRequest, CaptureSession, NodeCapture
-from flannelcap.remote._ssh import SshOptions
+
+if TYPE_CHECKING:  # paramiko is imported when a command needs it, not to parse arguments
+    from flannelcap.remote._capture import NodeCapture
+    from flannelcap.remote._ssh import SshOptions
 
 
 def add_ssh_options(parser: argparse.ArgumentParser) -> None:
@@ -28,6 +31,8 @@ def add_ssh_options(parser: argparse.ArgumentParser) -> None:
 
 def ssh_options(args: argparse.Namespace) -> SshOptions:
     """The SSH options the arguments name."""
+    from flannelcap.remote._ssh import SshOptions
+
     return SshOptions(config=args.ssh_config, accept_new_host_key=args.accept_new_host_key)
 
 
@@ -71,6 +76,8 @@ def _progress(captures: dict[str, NodeCapture]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Capture; print one line per node. Exit 1 if any node failed."""
+    from flannelcap.remote._capture import CaptureRequest, CaptureSession
+
     if (args.count is not None and args.count < 1) or (args.duration is not None and args.duration <= 0):
         raise FlannelcapError("--count and --duration must be positive")
     password = getpass.getpass("sudo password on the nodes: ") if args.sudo_password else None

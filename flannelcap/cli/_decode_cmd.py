@@ -131,6 +131,10 @@ def _open(args: argparse.Namespace) -> RecordStream | FastStream:
         return decode_file(args.file, vxlan_ports=ports, detail=args.detail)
     if args.detail:
         raise FlannelcapError("-v needs every field of every layer: use it with --engine scapy (or auto)")
+    from flannelcap import _kernel
+
+    if args.engine == "fast" and _kernel.UNAVAILABLE:
+        raise FlannelcapError(f"{_kernel.UNAVAILABLE}: use --engine scapy, or reinstall with a C compiler")
     big = Path(args.file).stat().st_size > 50_000_000 if Path(args.file).is_file() else False
     return FastStream(args.file, vxlan_ports=ports, progress=_progress if big and sys.stderr.isatty() else None)
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from flannelcap._api import read
 from flannelcap._errors import FlannelcapError
 from flannelcap.cli._topology_args import add_topology_options, topology_from_args
 
@@ -33,6 +32,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
 def run(args: argparse.Namespace) -> int:
     """Draw and save the figure."""
     from flannelcap import plots
+    from flannelcap._api import read
 
     capture = read(args.file, topology=topology_from_args(args))
     if args.kind in ("figure2", "ladder"):

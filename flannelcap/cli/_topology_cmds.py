@@ -20,7 +20,6 @@ from flannelcap._vxlan import DEFAULT_VXLAN_PORTS
 from flannelcap.cli import _report
 from flannelcap.cli._capture_cmd import add_ssh_options, ssh_options
 from flannelcap.cli._topology_args import add_topology_options, topology_from_args
-from flannelcap.remote._collect import collect_over_ssh
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -77,6 +76,8 @@ def _map(args: argparse.Namespace) -> int:
     elif args.tables:
         topology = topology_from_dir(args.tables)
     else:
+        from flannelcap.remote._collect import collect_over_ssh
+
         node_tables = collect_over_ssh(args.ssh, ssh_options(args)) if args.ssh else None
         topology = build_topology(kubectl_nodes=kubectl[0], kubectl_pods=kubectl[1], node_tables=node_tables)
     if args.output:
