@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import html
 from collections.abc import Iterable
-from dataclasses import fields as dataclass_fields
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -24,28 +23,11 @@ from flannelcap._capture import scapy_packet
 from flannelcap._collect import read_topology, topology_from_dir
 from flannelcap._explain import Step, explain
 from flannelcap._fastread import FastStream
-from flannelcap._records import FIELD_NAMES, PacketRecord
+from flannelcap._records import COLUMN_DTYPES, FIELD_NAMES, PacketRecord
 from flannelcap._topology import Topology
 from flannelcap._vxlan import DEFAULT_VXLAN_PORTS
 
-
-def _column_types() -> dict[str, str]:
-    """pandas dtypes for the record's numeric and boolean fields."""
-    types = {}
-    for field in dataclass_fields(PacketRecord):
-        annotation = str(field.type)
-        if annotation.startswith("int"):
-            types[field.name] = "Int64"
-        elif annotation.startswith("float"):
-            types[field.name] = "float64"
-        elif annotation == "bool":
-            types[field.name] = "bool"
-        elif annotation == "bool | None":
-            types[field.name] = "boolean"
-    return types
-
-
-COLUMN_TYPES = _column_types()
+COLUMN_TYPES = COLUMN_DTYPES
 
 
 def _topology(source: Topology | str | Path | None) -> Topology | None:

@@ -39,7 +39,7 @@ from flannelcap._http import HttpHead, HttpReassembler
 from flannelcap._info import InfoFormatter, tcp_flag_names
 from flannelcap._kernel import PAD
 from flannelcap._reader import MAX_RECORD_BYTES, CaptureReader, Frame
-from flannelcap._records import FIELD_NAMES, PacketRecord
+from flannelcap._records import COLUMN_DTYPES, FIELD_NAMES, PacketRecord
 from flannelcap._summary import CaptureSummary
 from flannelcap._vxlan import DEFAULT_VXLAN_PORTS
 
@@ -49,13 +49,14 @@ if TYPE_CHECKING:
     from flannelcap._decode import Decoder
 
 PIECE_BYTES = 4 * 1024 * 1024  # read and decoded at once: large enough that the per-piece Python work is small
-BATCH_FRAMES = 65536  # frames per Batch handed out
+BATCH_FRAMES = 32768  # frames per Batch handed out
 _PCAP_HEADERS = {
     b"\xd4\xc3\xb2\xa1": ("<", 1_000),
     b"\xa1\xb2\xc3\xd4": (">", 1_000),
     b"\x4d\x3c\xb2\xa1": ("<", 1),
     b"\xa1\xb2\x3c\x4d": (">", 1),
 }
+_HTTP_FIELDS = HttpHead._fields[:6]  # method, path, version, status, reason, host: the record's http_* fields
 _PROTO_NAMES = {code: name for name, code in PROTO_CODES.items()}
 _IP_FIELDS = ("outer_src_ip", "outer_dst_ip", "inner_src_ip", "inner_dst_ip", "arp_sender_ip", "arp_target_ip")
 _MAC_FIELDS = ("outer_src_mac", "outer_dst_mac", "inner_src_mac", "inner_dst_mac", "arp_sender_mac", "arp_target_mac")
@@ -499,23 +500,25 @@ def frame_of(batch: Batch) -> pd.DataFrame:
         else:
             data[name] = pd.array(np.where(present, column, 0), dtype="Int64")
             data[name][~present] = pd.NA
+    if batch.http:
+        rows = np.fromiter(batch.http, dtype=np.int64, count=len(batch.http))
+        heads = [found.parsed() for found in batch.http.values()]
+        for name, values in zip(_HTTP_FIELDS, list(zip(*heads, strict=True)), strict=False):
+            column = np.full(n, None, dtype=object)
+            column[rows] = values
+            data[f"http_{name}"] = column
     frame = pd.DataFrame(data)
     for name in FIELD_NAMES:
         if name not in frame:
             frame[name] = False if name in ("is_vxlan", "outer_fragment") else None
     frame["notes"] = [()] * n
     frame["info"] = ""
-    for row, found in batch.http.items():
-        head = found.parsed()
-        frame.loc[row, ["http_method", "http_path", "http_version", "http_host", "http_status", "http_reason"]] = [
-            head.method,
-            head.path,
-            head.version,
-            head.host,
-            head.status,
-            head.reason,
-        ]
     for row, record in batch.fallback_records.items():
         for name, value in record.to_dict().items():
             frame.at[row, name] = tuple(value) if name == "notes" else value
+    # The same column types in every batch, whatever it holds (Parquet keeps the first schema).
+    for name, kind in COLUMN_DTYPES.items():
+        frame[name] = frame[name].astype(kind)
+    text = [name for name in FIELD_NAMES if name not in COLUMN_DTYPES and name != "notes"]
+    frame[text] = frame[text].astype("string")
     return frame[list(FIELD_NAMES)]

@@ -124,3 +124,22 @@ class PacketRecord:
 # The field vocabulary, in order: the CSV header and the DataFrame columns.
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(PacketRecord) if f.name != "layers")
 _DICT_FIELDS = FIELD_NAMES
+
+
+def _column_dtypes() -> dict[str, str]:
+    """pandas dtypes for the record's numeric and boolean fields (nullable where None occurs)."""
+    types = {}
+    for each in fields(PacketRecord):
+        annotation = str(each.type)
+        if annotation.startswith("int"):
+            types[each.name] = "Int64"
+        elif annotation.startswith("float"):
+            types[each.name] = "float64"
+        elif annotation == "bool":
+            types[each.name] = "bool"
+        elif annotation == "bool | None":
+            types[each.name] = "boolean"
+    return types
+
+
+COLUMN_DTYPES = _column_dtypes()

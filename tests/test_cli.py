@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import pty
 import subprocess
 import sys
 from pathlib import Path
@@ -190,3 +192,50 @@ def test_unwritable_output_directories_are_one_line(tmp_path: Path) -> None:
         _assert_no_traceback(done)
     capture = flannelcap("capture", "kpi093", "-o", str(blocked / "out"))
     assert f"cannot write captures to {blocked / 'out'}: Not a directory" in capture.stderr
+
+
+def test_several_files_in_parallel_print_in_order(tmp_path: Path) -> None:
+    names = ["cross-node-http-client.pcap", "fault-wrong-fdb.pcap", "cross-node-large-transfer.pcap"]
+    paths = [str(SAMPLES / n) for n in names]
+    alone = [flannelcap("decode", "--summary", p).stdout for p in paths]
+    together = flannelcap("decode", "--summary", "--jobs", "3", *paths)
+    assert together.returncode == 0 and together.stderr == ""
+    assert together.stdout == "\n".join(f"==> {p} <==\n{out}" for p, out in zip(paths, alone, strict=True))
+    assert "800 packets" in together.stdout.split("==> ")[3]
+
+    missing = str(tmp_path / "missing.pcap")
+    done = flannelcap("decode", "--summary", "-j", "2", paths[0], missing, paths[1])
+    assert done.returncode == 1
+    assert done.stderr.strip() == f"flannelcap: error: cannot open {missing}: No such file or directory"
+    assert done.stdout.count("packets:") == 2  # the files around the bad one are still decoded
+
+
+def test_several_files_as_json_and_csv_say_which_file() -> None:
+    paths = [str(SAMPLES / "cross-node-http-client.pcap"), str(SAMPLES / "fault-wrong-fdb.pcap")]
+    objects = [json.loads(line) for line in flannelcap("decode", "--json", *paths).stdout.splitlines()]
+    assert [o["file"] for o in objects] == [paths[0]] * 14 + [paths[1]] * 6
+    assert [o["number"] for o in objects] == list(range(1, 15)) + list(range(1, 7))
+    rows = list(csv.DictReader(io.StringIO(flannelcap("decode", "--csv", "-j", "1", *paths).stdout)))
+    assert [r["file"] for r in rows] == [paths[0]] * 14 + [paths[1]] * 6
+    assert rows[14]["number"] == "1" and rows[14]["outer_src_mac"] == objects[14]["outer_src_mac"]
+    done = flannelcap("decode", "--parquet", "x.parquet", *paths)
+    assert done.returncode == 1 and "one capture file at a time" in done.stderr
+
+
+def test_progress_bar_on_a_terminal_is_wiped_before_the_summary() -> None:
+    controller, terminal = pty.openpty()
+    env = {**os.environ, "FLANNELCAP_PROGRESS_AFTER": "0"}
+    done = subprocess.run(
+        [sys.executable, "-m", "flannelcap", "decode", "--summary", str(SAMPLES / "cross-node-large-transfer.pcap")],
+        stdout=subprocess.PIPE,
+        stderr=terminal,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    os.close(terminal)
+    shown = os.read(controller, 65536).decode()
+    os.close(controller)
+    assert done.returncode == 0 and done.stdout.startswith(b"800 packets")
+    assert "cross-node-large-transfer.pcap [##############################] 100% 1/1 MB" in shown
+    assert shown.endswith("\r\x1b[K")  # wiped: nothing of it stays on the terminal

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 from flannelcap._records import PacketRecord
 from flannelcap._summary import CaptureSummary
 from flannelcap.cli import _format
+from flannelcap.cli._progress import ProgressBar
 from flannelcap.cli._topology_args import add_topology_options, topology_from_args
 
 PROTO_CHOICES = ("tcp", "udp", "icmp", "arp", "http")
@@ -34,7 +36,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         help="decode a capture: every VXLAN packet with its outer and inner headers",
         description="Decode a pcap/pcapng capture (optionally .gz), VXLAN on UDP 8472 and 4789.",
     )
-    parser.add_argument("file", help="capture file (pcap, pcapng, optionally gzip-compressed)")
+    parser.add_argument(
+        "file",
+        nargs="+",
+        help="capture file (pcap, pcapng, optionally gzip-compressed); several are decoded each by itself, "
+        "in parallel (--jobs), and printed in order",
+    )
     parser.add_argument(
         "--vxlan-port",
         type=_port,
@@ -68,10 +75,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         "--engine",
         choices=("auto", "fast", "scapy"),
         default="auto",
-        help="fast: numpy over the raw file (Scapy for what it cannot take); scapy: Scapy for every packet; "
+        help="fast: the compiled decoder over the raw file (Scapy for what it cannot take); scapy: Scapy for every "
+        "packet; "
         "auto (default): fast, but scapy for -v",
     )
     output.add_argument("--summary", action="store_true", help="only the counts, not a line per packet")
+    parser.add_argument(
+        "-j",
+        "--jobs",
+        type=_positive,
+        metavar="N",
+        help="decode up to N of several files at once, each in its own process (default: one per processor)",
+    )
     output.add_argument("--parquet", type=Path, metavar="OUT", help="write every packet to a Parquet file")
     add_topology_options(parser, required=False)
     parser.set_defaults(run=run)
@@ -85,6 +100,16 @@ def _port(text: str) -> int:
     if not 0 < port < 65536:
         raise argparse.ArgumentTypeError(f"port out of range 1-65535: {port}")
     return port
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
+    return value
 
 
 def _packet_range(text: str) -> tuple[int, int]:
@@ -116,30 +141,22 @@ def _selector(args: argparse.Namespace) -> Callable[[PacketRecord], bool]:
     return wanted
 
 
-def _progress(done: int, total: int) -> None:
-    width = 30
-    filled = int(width * done / max(total, 1))
-    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done / 1e6:.0f}/{total / 1e6:.0f} MB")
-    sys.stderr.flush()
-
-
-def _open(args: argparse.Namespace) -> RecordStream | FastStream:
+def _open(args: argparse.Namespace, path: str, bar: ProgressBar | None) -> RecordStream | FastStream:
     ports = DEFAULT_VXLAN_PORTS | set(args.vxlan_port)
     if args.engine == "scapy" or (args.engine == "auto" and args.detail):
         from flannelcap._capture import decode_file  # Scapy: imported only when used
 
-        return decode_file(args.file, vxlan_ports=ports, detail=args.detail)
+        return decode_file(path, vxlan_ports=ports, detail=args.detail)
     if args.detail:
         raise FlannelcapError("-v needs every field of every layer: use it with --engine scapy (or auto)")
     from flannelcap import _kernel
 
     if args.engine == "fast" and _kernel.UNAVAILABLE:
         raise FlannelcapError(f"{_kernel.UNAVAILABLE}: use --engine scapy, or reinstall with a C compiler")
-    big = Path(args.file).stat().st_size > 50_000_000 if Path(args.file).is_file() else False
-    return FastStream(args.file, vxlan_ports=ports, progress=_progress if big and sys.stderr.isatty() else None)
+    return FastStream(path, vxlan_ports=ports, progress=bar)
 
 
-def _summary_only(args: argparse.Namespace, stream: RecordStream | FastStream) -> int:
+def _summary_only(path: str, stream: RecordStream | FastStream, bar: ProgressBar | None) -> int:
     if isinstance(stream, FastStream):
         summary = stream.summary()
     else:
@@ -147,26 +164,26 @@ def _summary_only(args: argparse.Namespace, stream: RecordStream | FastStream) -
         for record in stream:
             summary.add(record)
         summary.stopped_early = stream.problem
-    if sys.stderr.isatty():
-        sys.stderr.write("\r\x1b[K")
+    if bar is not None:
+        bar.clear()
     print("\n".join(summary.lines()))
     if isinstance(stream, FastStream) and stream.fallback_frames:
         print(f"{stream.fallback_frames} packets decoded by Scapy (layouts the fast path does not take)")
-    return _problem(args, stream, summary.packets)
+    return _problem(path, stream, summary.packets)
 
 
-def _problem(args: argparse.Namespace, stream: RecordStream | FastStream, packets: int) -> int:
+def _problem(path: str, stream: RecordStream | FastStream, packets: int) -> int:
     if stream.problem:
         if packets == 0:
-            raise FlannelcapError(f"{args.file}: nothing could be decoded: {stream.problem}")
+            raise FlannelcapError(f"{path}: nothing could be decoded: {stream.problem}")
         print(
-            f"flannelcap: warning: {args.file}: {stream.problem}; the {packets} packets before it were decoded",
+            f"flannelcap: warning: {path}: {stream.problem}; the {packets} packets before it were decoded",
             file=sys.stderr,
         )
     return 0
 
 
-def _parquet(args: argparse.Namespace, stream: RecordStream | FastStream) -> int:
+def _parquet(args: argparse.Namespace, path: str, stream: RecordStream | FastStream, bar: ProgressBar | None) -> int:
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -193,25 +210,60 @@ def _parquet(args: argparse.Namespace, stream: RecordStream | FastStream) -> int
     finally:
         if writer is not None:
             writer.close()
+    if bar is not None:
+        bar.clear()
     print(f"{packets} packets written to {args.parquet}")
-    return _problem(args, stream, packets)
+    return _problem(path, stream, packets)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Decode ``args.file`` and print it. Returns the exit code."""
-    stream = _open(args)
+    """Decode ``args.file`` (one capture or several) and print it. Returns the exit code."""
+    if len(args.file) == 1:
+        return decode_one(args, args.file[0])
+    if args.detail or args.parquet:
+        raise FlannelcapError("-v and --parquet take one capture file at a time")
+    from flannelcap.cli._many import default_jobs, run_each
+
+    def before(index: int, path: str) -> None:
+        if args.csv and index == 0:
+            print(",".join(("file", *_format.CSV_FIELDS)))
+        elif not (args.json or args.csv):
+            print(f"{chr(10) if index else ''}==> {path} <==")
+
+    work = functools.partial(decode_one, args, several=True)
+    return run_each(args.file, work, args.jobs or default_jobs(len(args.file)), before)
+
+
+def decode_one(args: argparse.Namespace, path: str, several: bool = False) -> int:
+    """Decode one capture and print it. ``several``: one of several files, so that each JSON
+    object and CSV row says which file it is from (and the CSV header is left to the caller)."""
+    # A bar while it runs, on a terminal, where it does not mix with the packets printed there.
+    quiet_stdout = args.summary or args.parquet or not sys.stdout.isatty()
+    bar = ProgressBar(Path(path).name) if sys.stderr.isatty() and quiet_stdout and not several else None
+    try:
+        return _decode(args, path, several, bar)
+    finally:
+        if bar is not None:
+            bar.clear()
+
+
+def _decode(args: argparse.Namespace, path: str, several: bool, bar: ProgressBar | None) -> int:
+    stream = _open(args, path, bar)
     if args.summary:
-        return _summary_only(args, stream)
+        return _summary_only(path, stream, bar)
     if args.parquet:
-        return _parquet(args, stream)
+        return _parquet(args, path, stream, bar)
     topology = topology_from_args(args)
     wanted = _selector(args)
     summary = CaptureSummary()
     out = sys.stdout
     writer = None
     if args.csv:
-        writer = csv.DictWriter(out, fieldnames=_format.CSV_FIELDS, lineterminator="\n")
-        writer.writeheader()
+        writer = csv.DictWriter(
+            out, fieldnames=(("file",) if several else ()) + _format.CSV_FIELDS, lineterminator="\n"
+        )
+        if not several:
+            writer.writeheader()
     elif not args.json:
         print(_format.TABLE_HEADER, file=out)
     shown = 0
@@ -223,25 +275,20 @@ def run(args: argparse.Namespace) -> int:
             continue
         shown += 1
         if args.json:
-            print(_format.json_line(record), file=out)
+            print(_format.json_line(record, path if several else None), file=out)
         elif writer is not None:
-            writer.writerow(_format.csv_row(record))
+            writer.writerow({"file": path, **_format.csv_row(record)} if several else _format.csv_row(record))
         elif args.detail:
             print("\n".join(_format.detail_lines(record)), file=out)
         else:
             print(_format.table_row(record), file=out)
     summary.stopped_early = stream.problem
+    if bar is not None:
+        bar.clear()
     if not (args.json or args.csv):
         print(file=out)
         for line in summary.lines():
             print(line, file=out)
         if shown != summary.packets:
             print(f"{shown} of {summary.packets} packets shown (filters)", file=out)
-    if stream.problem:
-        if summary.packets == 0:
-            raise FlannelcapError(f"{args.file}: nothing could be decoded: {stream.problem}")
-        print(
-            f"flannelcap: warning: {args.file}: {stream.problem}; the {summary.packets} packets before it were decoded",
-            file=sys.stderr,
-        )
-    return 0
+    return _problem(path, stream, summary.packets)

@@ -68,9 +68,10 @@ def detail_lines(record: PacketRecord) -> list[str]:
     return lines
 
 
-def json_line(record: PacketRecord) -> str:
-    """One JSON object per packet, keys in the field vocabulary."""
-    return json.dumps(record.to_dict(), separators=(",", ":"))
+def json_line(record: PacketRecord, file: str | None = None) -> str:
+    """One JSON object per packet, keys in the field vocabulary (``file`` first, if given)."""
+    fields = record.to_dict() if file is None else {"file": file, **record.to_dict()}
+    return json.dumps(fields, separators=(",", ":"))
 
 
 CSV_FIELDS = FIELD_NAMES
