@@ -232,3 +232,20 @@ def test_detail_needs_scapy() -> None:
     done = flannelcap("decode", "-v", "--engine", "fast", str(SAMPLES / "cross-node-http-client.pcap"))
     assert done.returncode == 1 and "-v needs every field of every layer" in done.stderr
     assert flannelcap("decode", "-v", str(SAMPLES / "cross-node-http-client.pcap")).returncode == 0
+
+
+def test_without_the_compiled_kernel_everything_goes_to_scapy_with_a_warning() -> None:
+    """As after installing without a C compiler: the extension cannot be imported."""
+    hide = "import sys; sys.modules['flannelcap._ckernel'] = None; from flannelcap.cli import main; sys.exit(main())"
+    sample = str(SAMPLES / "cross-node-http-any.pcap")
+    done = subprocess.run(
+        [sys.executable, "-c", hide, "decode", "--summary", sample], capture_output=True, text=True, timeout=120
+    )
+    scapy = flannelcap("decode", "--summary", "--engine", "scapy", sample)
+    assert done.returncode == 0
+    assert done.stderr.startswith("flannelcap: warning: the compiled fast path was not built")
+    assert done.stdout == scapy.stdout + "55 packets decoded by Scapy (the fast path is not built)\n"
+    forced = subprocess.run(
+        [sys.executable, "-c", hide, "decode", "--engine", "fast", sample], capture_output=True, text=True, timeout=120
+    )
+    assert forced.returncode == 1 and "use --engine scapy" in forced.stderr

@@ -168,7 +168,10 @@ def _summary_only(path: str, stream: RecordStream | FastStream, bar: ProgressBar
         bar.clear()
     print("\n".join(summary.lines()))
     if isinstance(stream, FastStream) and stream.fallback_frames:
-        print(f"{stream.fallback_frames} packets decoded by Scapy (layouts the fast path does not take)")
+        from flannelcap import _kernel
+
+        why = "the fast path is not built" if _kernel.UNAVAILABLE else "layouts the fast path does not take"
+        print(f"{stream.fallback_frames} packets decoded by Scapy ({why})")
     return _problem(path, stream, summary.packets)
 
 
