@@ -445,6 +445,13 @@ static int check(Py_buffer *buffer, const char *name, Py_ssize_t itemsize, Py_ss
     return 1;
 }
 
+/* Release the buffers; the result is None if all went well, else NULL (the error is set). */
+static PyObject *release(Py_buffer **buffers, size_t count, PyObject *result) {
+    for (size_t k = 0; k < count; k++)
+        PyBuffer_Release(buffers[k]);
+    return result;
+}
+
 static PyObject *py_walk_pcap(PyObject *self, PyObject *args) {
     Py_buffer buf, start, caplen, wire, seconds, fraction;
     Py_ssize_t size, max_record;
@@ -469,9 +476,7 @@ static PyObject *py_walk_pcap(PyObject *self, PyObject *args) {
         result = Py_BuildValue("LL", (long long)count, (long long)stop);
     }
     PyBuffer_Release(&buf);
-    for (int k = 0; k < 5; k++)
-        PyBuffer_Release(outputs[k]);
-    return result;
+    return release(outputs, 5, result);
 }
 
 static PyObject *py_decode_frames(PyObject *self, PyObject *args) {
@@ -521,11 +526,7 @@ static PyObject *py_decode_frames(PyObject *self, PyObject *args) {
         }
         Py_END_ALLOW_THREADS;
     }
-    for (size_t k = 0; k < sizeof all / sizeof all[0]; k++)
-        PyBuffer_Release(all[k]);
-    if (!ok)
-        return NULL;
-    Py_RETURN_NONE;
+    return release(all, sizeof all / sizeof all[0], ok ? Py_NewRef(Py_None) : NULL);
 }
 
 static PyObject *py_add_conversations(PyObject *self, PyObject *args) {
@@ -551,10 +552,8 @@ static PyObject *py_add_conversations(PyObject *self, PyObject *args) {
         }
         Py_END_ALLOW_THREADS;
     }
-    PyBuffer_Release(&table);
-    PyBuffer_Release(&values);
-    PyBuffer_Release(&rows);
-    return ok ? PyLong_FromSsize_t(count) : NULL;
+    Py_buffer *all[] = {&table, &values, &rows};
+    return release(all, 3, ok ? PyLong_FromSsize_t(count) : NULL);
 }
 
 static PyObject *py_http_scan(PyObject *self, PyObject *args) {
@@ -588,11 +587,7 @@ static PyObject *py_http_scan(PyObject *self, PyObject *args) {
         }
         Py_END_ALLOW_THREADS;
     }
-    for (size_t j = 0; j < sizeof all / sizeof all[0]; j++)
-        PyBuffer_Release(all[j]);
-    if (!ok)
-        return NULL;
-    Py_RETURN_NONE;
+    return release(all, sizeof all / sizeof all[0], ok ? Py_NewRef(Py_None) : NULL);
 }
 
 static PyMethodDef METHODS[] = {

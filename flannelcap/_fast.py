@@ -43,7 +43,7 @@ FAST_LINKTYPES = frozenset(
         LINKTYPE_IPV4,
     }
 )
-PROTO_CODES = {"tcp": 6, "udp": 17, "icmp": 1, "arp": 1000}
+PROTO_CODES = {"tcp": 6, "udp": 17, "icmp": 1, "arp": _kernel.ARP_CODE}
 _HTTP_STARTS = [m + b" " for m in METHODS] + [b"HTTP/"]
 
 
@@ -140,22 +140,6 @@ class ColumnsBuilder:
             values=dict(zip(_kernel.FIELDS, rows.T, strict=True)),  # strided views, one per field
             rows=rows,
         )
-
-
-def decode_columns(
-    buf: NDArray[np.uint8],
-    start: Int,
-    caplen: Int,
-    wire_len: Int,
-    linktype: int,
-    vxlan_ports: frozenset[int],
-    checksums: bool = True,
-) -> Columns:
-    """Decode every frame at ``start`` (lengths ``caplen``) of link type ``linktype`` in one go
-    (``ColumnsBuilder`` with a single piece)."""
-    builder = ColumnsBuilder(len(start), linktype, vxlan_ports, checksums)
-    builder.add(buf, start, caplen, wire_len)
-    return builder.columns()
 
 
 class ConversationSet:

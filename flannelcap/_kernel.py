@@ -1,5 +1,6 @@
 """The compiled loops of the fast path, as typed Python functions: the record walk of a pcap
-piece, the header decode of its frames, and the set of conversations (``_ckernel.c``).
+piece, the header decode of its frames, the HTTP head classifier and the set of
+conversations (``_ckernel.c``).
 
 Rule: a thin face. The loops live in C; here the outputs are allocated and the types said.
 The C code checks every buffer's size, reads nothing outside a frame, and leaves any frame it
@@ -15,6 +16,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+PAD = 128  # zero bytes after the frames in a buffer
+NONE = -1  # "no such field" in an integer column
+ARP_CODE = 1000  # ``proto``/``outer_proto`` of an ARP packet (not an IP protocol number)
 # The fields of a packet's row of values, in the C code's order (PacketRecord's names).
 FIELDS = (
     "outer_dst_mac", "outer_src_mac", "vlan", "outer_ip_version", "outer_src_ip", "outer_dst_ip",
@@ -33,15 +37,12 @@ except ImportError:  # the test suite requires the extension
     _ckernel = None
     UNAVAILABLE = "the compiled fast path was not built (no C compiler when flannelcap was installed)"
 else:
-    if tuple(_ckernel.FIELDS) != FIELDS:
+    if (tuple(_ckernel.FIELDS), _ckernel.NONE, _ckernel.ARP_CODE) != (FIELDS, NONE, ARP_CODE):
         UNAVAILABLE = "the compiled fast path is out of date (rebuild it: pip install the package again)"
 
 Int = NDArray[np.int64]
 Bool = NDArray[np.bool_]
 AVAILABLE = UNAVAILABLE is None
-PAD = 128  # zero bytes after the frames in a buffer
-NONE = -1  # "no such field" in an integer column
-ARP_CODE = 1000  # ``proto``/``outer_proto`` of an ARP packet (not an IP protocol number)
 NOT_HTTP, REQUEST, RESPONSE, ASK_PYTHON = 0, 1, 2, 3  # what http_scan makes of a head
 
 
