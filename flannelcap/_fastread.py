@@ -188,13 +188,14 @@ class FastStream:
             plain = self._reader.format == "pcap" and isinstance(self._source, (str, Path)) and self._is_plain()
             plain &= _kernel.AVAILABLE  # without the compiled walk, frames come from the reader
             filling: _Filling | None = None
-            for frames in self._pcap_pieces() if plain else self._reader_pieces():
-                if filling is not None and not filling.takes(frames):
-                    yield filling
-                    filling = None
-                if filling is None:
-                    filling = _Filling(frames.linktype, self.vxlan_ports)
-                yield frames, filling.add(frames), filling
+            for piece in self._pcap_pieces() if plain else self._reader_pieces():
+                for frames in _at_most(piece, BATCH_FRAMES):  # small frames: a piece holds more than a batch
+                    if filling is not None and not filling.takes(frames):
+                        yield filling
+                        filling = None
+                    if filling is None:
+                        filling = _Filling(frames.linktype, self.vxlan_ports)
+                    yield frames, filling.add(frames), filling
             if filling is not None:
                 yield filling
         finally:
@@ -388,6 +389,23 @@ class FastStream:
         summary.conversations |= conversations.named()
         summary.stopped_early = self.problem
         return summary
+
+
+def _at_most(frames: _Frames, count: int) -> Iterator[_Frames]:
+    """The piece in parts of at most ``count`` frames (views of the same buffer)."""
+    if len(frames.start) <= count:
+        yield frames
+        return
+    for first in range(0, len(frames.start), count):
+        part = slice(first, first + count)
+        yield frames._replace(
+            start=frames.start[part],
+            caplen=frames.caplen[part],
+            wire_len=frames.wire_len[part],
+            time_ns=frames.time_ns[part],
+            interface=frames.interface[part],
+            number=frames.number[part],
+        )
 
 
 def _cut_short(tail: bytes, order: str, number: int) -> str:

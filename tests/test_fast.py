@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from pcapdata import GOOD_FRAME, NODE_A, NODE_B, inner_tcp, pcap, vxlan_frame
 from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import IPv6
-from scapy.layers.l2 import Dot1Q, Ether
+from scapy.layers.l2 import ARP, Dot1Q, Ether
 from scapy.packet import Raw
 
 from flannelcap import _fastread, _kernel, decode_file
@@ -249,3 +249,15 @@ def test_without_the_compiled_kernel_everything_goes_to_scapy_with_a_warning() -
         [sys.executable, "-c", hide, "decode", "--engine", "fast", sample], capture_output=True, text=True, timeout=120
     )
     assert forced.returncode == 1 and "use --engine scapy" in forced.stderr
+
+
+def test_pieces_holding_more_frames_than_a_batch(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    arp = bytes(Ether(src="02:00:00:00:00:01", dst="ff:ff:ff:ff:ff:ff") / ARP(psrc=NODE_A, pdst=NODE_B))
+    path = tmp_path / "arp.pcap"
+    path.write_bytes(pcap([arp] * 40_000))  # 2.3 MB: one piece of 40,000 frames, more than a batch holds
+    stream = FastStream(path)
+    summary = stream.summary()
+    assert summary.packets == summary.other_packets == 40_000 and stream.fallback_frames == 0
+    monkeypatch.setattr(_fastread, "BATCH_FRAMES", 5)
+    assert [len(b) for b in FastStream(SAMPLES / "cross-node-http-client.pcap").batches()] == [5, 5, 4]
+    agree(SAMPLES / "cross-node-large-transfer.pcap")
