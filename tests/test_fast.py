@@ -261,3 +261,22 @@ def test_pieces_holding_more_frames_than_a_batch(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(_fastread, "BATCH_FRAMES", 5)
     assert [len(b) for b in FastStream(SAMPLES / "cross-node-http-client.pcap").batches()] == [5, 5, 4]
     agree(SAMPLES / "cross-node-large-transfer.pcap")
+
+
+def test_parquet_columns_keep_their_types_from_batch_to_batch(tmp_path: Path) -> None:
+    """The first batch holds no HTTP and no VXLAN: the columns must not be fixed to Arrow's
+    null type there, or the later batch that has them could not be written."""
+    require(importlib.util.find_spec("pyarrow") is not None, "needs pyarrow (the [parquet] extra)")
+    import pyarrow.parquet as pq
+
+    arp = bytes(Ether(src="02:00:00:00:00:01", dst="ff:ff:ff:ff:ff:ff") / ARP(psrc=NODE_A, pdst=NODE_B))
+    get = vxlan_frame(inner_tcp(b"GET /x HTTP/1.1\r\nHost: web\r\n\r\n", seq=9))
+    capture = tmp_path / "late-http.pcap"
+    capture.write_bytes(pcap([arp] * 33_000 + [get]))
+    out = tmp_path / "late-http.parquet"
+    done = flannelcap("decode", "--parquet", str(out), str(capture))
+    assert done.returncode == 0, done.stderr
+    table = pq.read_table(out)
+    assert table.num_rows == 33_001 and str(table.schema.field("http_method").type) == "large_string"
+    last = table.slice(33_000).to_pylist()[0]
+    assert (last["http_method"], last["http_path"], last["http_host"], last["vni"]) == ("GET", "/x", "web", 1)
