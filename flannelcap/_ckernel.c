@@ -410,17 +410,9 @@ static int64_t content_length(bytes_t p, int64_t n) {
 
 /* ---- the conversation set ----------------------------------------------------------------- */
 
-/* Add the conversation of row v (a TCP or UDP packet) to an open-addressing set of rows of two
- * keys (NONE marks a free row) of length mask+1. Returns 1 if it was new. */
-static int add_conversation(int64_t *table, uint64_t mask, const int64_t *v) {
-    int vxlan = v[IS_VXLAN] == 1;
-    int64_t a_ip = v[vxlan ? INNER_SRC_IP : OUTER_SRC_IP], b_ip = v[vxlan ? INNER_DST_IP : OUTER_DST_IP];
-    int64_t a_port = v[SRC_PORT], b_port = v[DST_PORT];
-    if (a_ip > b_ip || (a_ip == b_ip && a_port > b_port)) {
-        int64_t ip = a_ip, port = a_port;
-        a_ip = b_ip, a_port = b_port, b_ip = ip, b_port = port;
-    }
-    int64_t first = (v[PROTO] << 48) | (a_ip << 16) | a_port, second = (b_ip << 16) | b_port;
+/* Add a conversation's two keys to an open-addressing set of rows of two keys (NONE marks a
+ * free row) of length mask+1. Returns 1 if it was new. */
+static int insert_key(int64_t *table, uint64_t mask, int64_t first, int64_t second) {
     uint64_t mixed = (uint64_t)first * 0x9E3779B97F4A7C15ULL + (uint64_t)second * 0xC2B2AE3D27D4EB4FULL;
     for (uint64_t slot = (mixed ^ (mixed >> 31)) & mask;; slot = (slot + 1) & mask) {
         if (table[2 * slot] == NONE) {
@@ -431,6 +423,19 @@ static int add_conversation(int64_t *table, uint64_t mask, const int64_t *v) {
         if (table[2 * slot] == first && table[2 * slot + 1] == second)
             return 0;
     }
+}
+
+/* Add the conversation of row v (a TCP or UDP packet): the protocol and its two ends, the lower
+ * end first, as two keys. Returns 1 if it was new. */
+static int add_conversation(int64_t *table, uint64_t mask, const int64_t *v) {
+    int vxlan = v[IS_VXLAN] == 1;
+    int64_t a_ip = v[vxlan ? INNER_SRC_IP : OUTER_SRC_IP], b_ip = v[vxlan ? INNER_DST_IP : OUTER_DST_IP];
+    int64_t a_port = v[SRC_PORT], b_port = v[DST_PORT];
+    if (a_ip > b_ip || (a_ip == b_ip && a_port > b_port)) {
+        int64_t ip = a_ip, port = a_port;
+        a_ip = b_ip, a_port = b_port, b_ip = ip, b_port = port;
+    }
+    return insert_key(table, mask, (v[PROTO] << 48) | (a_ip << 16) | a_port, (b_ip << 16) | b_port);
 }
 
 /* ---- Python glue ------------------------------------------------------------------------- */
@@ -529,31 +534,58 @@ static PyObject *py_decode_frames(PyObject *self, PyObject *args) {
     return release(all, sizeof all / sizeof all[0], ok ? Py_NewRef(Py_None) : NULL);
 }
 
+/* Check a conversation table: a power of two rows, at least twice what it will hold. */
+static int check_table(Py_buffer *table, Py_ssize_t count, Py_ssize_t adding) {
+    Py_ssize_t slots = table->len / 16;
+    if (!check(table, "table", 8, 0))
+        return 0;
+    if (slots == 0 || (slots & (slots - 1)) != 0 || slots < 2 * (count + adding)) {
+        PyErr_SetString(PyExc_ValueError, "the table must have a power of two rows, twice the conversations it holds");
+        return 0;
+    }
+    return 1;
+}
+
 static PyObject *py_add_conversations(PyObject *self, PyObject *args) {
     Py_buffer table, values, rows;
     Py_ssize_t count;
     if (!PyArg_ParseTuple(args, "w*ny*y*", &table, &count, &values, &rows))
         return NULL;
-    Py_ssize_t slots = table.len / 16, n = values.len / (8 * FIELD_COUNT);
-    int ok = check(&table, "table", 8, 0) && check(&values, "values", 8, 0) && check(&rows, "rows", 1, n);
-    if (ok && (slots == 0 || (slots & (slots - 1)) != 0 || slots < 2 * (count + n))) {
-        PyErr_SetString(PyExc_ValueError, "the table must have a power of two rows, twice the conversations it holds");
-        ok = 0;
-    }
+    Py_buffer *all[] = {&table, &values, &rows};
+    Py_ssize_t n = values.len / (8 * FIELD_COUNT);
+    int ok = check(&values, "values", 8, 0) && check(&rows, "rows", 1, n) && check_table(&table, count, n);
     if (ok) {
         int64_t *t = table.buf;
         const int64_t *vals = values.buf;
         const uint8_t *take = rows.buf;
+        uint64_t mask = (uint64_t)(table.len / 16) - 1;
         Py_BEGIN_ALLOW_THREADS;
         for (Py_ssize_t i = 0; i < n; i++) {
             const int64_t *v = vals + i * FIELD_COUNT;
             if (take[i] && (v[PROTO] == 6 || v[PROTO] == 17))
-                count += add_conversation(t, (uint64_t)slots - 1, v);
+                count += add_conversation(t, mask, v);
         }
         Py_END_ALLOW_THREADS;
     }
-    Py_buffer *all[] = {&table, &values, &rows};
     return release(all, 3, ok ? PyLong_FromSsize_t(count) : NULL);
+}
+
+static PyObject *py_insert_keys(PyObject *self, PyObject *args) {
+    Py_buffer table, keys;
+    Py_ssize_t count;
+    if (!PyArg_ParseTuple(args, "w*ny*", &table, &count, &keys))
+        return NULL;
+    Py_buffer *all[] = {&table, &keys};
+    Py_ssize_t n = keys.len / 16;
+    int ok = check(&keys, "keys", 8, 2 * n) && check_table(&table, count, n);
+    if (ok) {
+        int64_t *t = table.buf;
+        const int64_t *k = keys.buf;
+        uint64_t mask = (uint64_t)(table.len / 16) - 1;
+        for (Py_ssize_t i = 0; i < n; i++)
+            count += insert_key(t, mask, k[2 * i], k[2 * i + 1]);
+    }
+    return release(all, 2, ok ? PyLong_FromSsize_t(count) : NULL);
 }
 
 static PyObject *py_http_scan(PyObject *self, PyObject *args) {
@@ -594,6 +626,7 @@ static PyMethodDef METHODS[] = {
     {"walk_pcap", py_walk_pcap, METH_VARARGS, "Walk the pcap records of a piece (see _kernel.walk_pcap)."},
     {"decode_frames", py_decode_frames, METH_VARARGS, "Decode frames into rows (see _kernel.decode_frames)."},
     {"http_scan", py_http_scan, METH_VARARGS, "Find and classify HTTP heads (see _kernel.http_scan)."},
+    {"insert_keys", py_insert_keys, METH_VARARGS, "Move conversation keys to a table (see _kernel.insert_keys)."},
     {"add_conversations", py_add_conversations, METH_VARARGS, "Add conversations (see _kernel.add_conversations)."},
     {NULL, NULL, 0, NULL},
 };

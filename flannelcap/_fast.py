@@ -10,7 +10,7 @@ heads are found by looking only at segments whose payload begins like HTTP
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 import numpy as np
@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 from flannelcap import _kernel
 from flannelcap._http import METHODS, HttpHead, parse_head
 from flannelcap._kernel import NONE as NONE
-from flannelcap._kernel import PAD
+from flannelcap._kernel import PAD, Bool, Int
 from flannelcap._reader import (
     LINKTYPE_DLT_RAW,
     LINKTYPE_DLT_RAW_OPENBSD,
@@ -30,8 +30,6 @@ from flannelcap._reader import (
     LINKTYPE_RAW,
 )
 
-Int = NDArray[np.int64]
-Bool = NDArray[np.bool_]
 FAST_LINKTYPES = frozenset(
     {
         LINKTYPE_ETHERNET,
@@ -45,6 +43,7 @@ FAST_LINKTYPES = frozenset(
 )
 PROTO_CODES = {"tcp": 6, "udp": 17, "icmp": 1, "arp": _kernel.ARP_CODE}
 _HTTP_STARTS = [m + b" " for m in METHODS] + [b"HTTP/"]
+PENDING: Literal["pending"] = "pending"  # HttpCandidates.feed: reassemble this stream segment by segment
 
 
 @dataclass(slots=True)
@@ -57,12 +56,12 @@ class Columns:
 
     n: int
     fallback: Bool
-    values: dict[str, Int] = field(default_factory=dict)
-    rows: Int | None = None  # the same values packet-major (n × len(FIELDS)), as the kernel has them
+    values: dict[str, Int]
+    rows: Int  # the same values packet-major (n × len(FIELDS)), as the kernel has them
 
 
 @dataclass(slots=True)
-class Piece:
+class DecodedPiece:
     """What the HTTP search needs of one decoded piece of a batch: its first row in the batch,
     where each TCP payload starts in the piece's buffer (``NONE`` if none), and which payloads
     begin like an HTTP head."""
@@ -70,6 +69,11 @@ class Piece:
     first_row: int
     payload_start: Int
     http_hint: Bool
+
+
+def ip_text(value: int) -> str:
+    """An IPv4 address kept as an integer, as text."""
+    return socket.inet_ntoa(value.to_bytes(4, "big"))
 
 
 def padded(data: bytes | bytearray | memoryview) -> NDArray[np.uint8]:
@@ -113,7 +117,7 @@ class ColumnsBuilder:
         self._values = np.empty((capacity, len(_kernel.FIELDS)), dtype=np.int64)
         self._fallback = np.empty(capacity, dtype=np.bool_)
 
-    def add(self, buf: NDArray[np.uint8], start: Int, caplen: Int, wire_len: Int) -> Piece:
+    def add(self, buf: NDArray[np.uint8], start: Int, caplen: Int, wire_len: Int) -> DecodedPiece:
         """Decode the frames at ``start`` (lengths ``caplen``, on the wire ``wire_len``) of
         ``buf`` (followed by ``PAD`` zero bytes) into the next rows."""
         first, n = self.rows, len(start)
@@ -129,7 +133,7 @@ class ColumnsBuilder:
             self._fallback[first : first + n] = True
             payload_start, http_hint = np.full(n, NONE, dtype=np.int64), np.zeros(n, dtype=np.bool_)
         self.rows += n
-        return Piece(first_row=first, payload_start=payload_start, http_hint=http_hint)
+        return DecodedPiece(first_row=first, payload_start=payload_start, http_hint=http_hint)
 
     def columns(self) -> Columns:
         """The columns of the rows filled so far."""
@@ -152,34 +156,30 @@ class ConversationSet:
 
     def add(self, columns: Columns, rows: Bool) -> None:
         """Add the TCP and UDP conversations of the rows marked in ``rows`` (decoded, not fallback)."""
-        if columns.rows is None or not rows.any():
+        if not rows.any():
             return
         while len(self._table) < 2 * (self.count + columns.n):
             self._grow()
         self.count = _kernel.add_conversations(self._table, self.count, columns.rows, rows)
 
+    def _keys(self) -> Int:
+        keys: Int = self._table[self._table[:, 0] != NONE]
+        return keys
+
     def _grow(self) -> None:
-        used = self._table[self._table[:, 0] != NONE]
+        used = self._keys()
         self._table = np.full((2 * len(self._table), 2), NONE, dtype=np.int64)
-        rows = np.full((len(used), len(_kernel.FIELDS)), NONE, dtype=np.int64)
-        field = {name: i for i, name in enumerate(_kernel.FIELDS)}
-        rows[:, field["is_vxlan"]] = 0
-        rows[:, field["proto"]] = used[:, 0] >> 48
-        rows[:, field["outer_src_ip"]] = (used[:, 0] >> 16) & 0xFFFFFFFF
-        rows[:, field["src_port"]] = used[:, 0] & 0xFFFF
-        rows[:, field["outer_dst_ip"]] = used[:, 1] >> 16
-        rows[:, field["dst_port"]] = used[:, 1] & 0xFFFF
-        self.count = _kernel.add_conversations(self._table, 0, rows, np.ones(len(used), dtype=np.bool_))
+        self.count = _kernel.insert_keys(self._table, 0, used)
 
     def named(self) -> set[tuple[str, tuple[str, int], tuple[str, int]]]:
         """Each conversation as (protocol, end, end), the ends in text order."""
         names = {6: "tcp", 17: "udp"}
         texts: dict[int, str] = {}  # few distinct addresses: each converted once
         found = set()
-        for first, second in self._table[self._table[:, 0] != NONE].tolist():
+        for first, second in self._keys().tolist():
             a_ip, b_ip = first >> 16 & 0xFFFFFFFF, second >> 16
-            a = texts.get(a_ip) or texts.setdefault(a_ip, socket.inet_ntoa(a_ip.to_bytes(4, "big")))
-            b = texts.get(b_ip) or texts.setdefault(b_ip, socket.inet_ntoa(b_ip.to_bytes(4, "big")))
+            a = texts.get(a_ip) or texts.setdefault(a_ip, ip_text(a_ip))
+            b = texts.get(b_ip) or texts.setdefault(b_ip, ip_text(b_ip))
             ends = sorted([(a, first & 0xFFFF), (b, second & 0xFFFF)])
             found.add((names[first >> 48], ends[0], ends[1]))
         return found
@@ -251,6 +251,3 @@ class HttpCandidates:
             state.body_start = (seq + end + 4) % 2**32
             state.body_end = (state.body_start + length) % 2**32
         return head
-
-
-PENDING: Literal["pending"] = "pending"

@@ -10,7 +10,6 @@ piece is read over it. Memory stays flat: one piece and one batch at a time.
 
 from __future__ import annotations
 
-import socket
 import struct
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -29,15 +28,15 @@ from flannelcap._fast import (
     Columns,
     ColumnsBuilder,
     ConversationSet,
+    DecodedPiece,
     HttpCandidates,
-    Int,
-    Piece,
     ScannedHead,
+    ip_text,
     padded,
 )
 from flannelcap._http import HttpHead, HttpReassembler
 from flannelcap._info import InfoFormatter, tcp_flag_names
-from flannelcap._kernel import PAD
+from flannelcap._kernel import PAD, Int
 from flannelcap._reader import MAX_RECORD_BYTES, CaptureReader, Frame
 from flannelcap._records import COLUMN_DTYPES, FIELD_NAMES, PacketRecord
 from flannelcap._summary import CaptureSummary
@@ -105,7 +104,7 @@ class _Filling:
     def takes(self, frames: _Frames) -> bool:
         return frames.linktype == self.columns.linktype and len(frames.start) <= BATCH_FRAMES - self.columns.rows
 
-    def add(self, frames: _Frames) -> Piece:
+    def add(self, frames: _Frames) -> DecodedPiece:
         first, n = self.columns.rows, len(frames.start)
         piece = self.columns.add(frames.buf, frames.start, frames.caplen, frames.wire_len)
         for row, values in enumerate((frames.number, frames.time_ns, frames.caplen, frames.wire_len, frames.interface)):
@@ -126,10 +125,6 @@ class _Filling:
             fallback_records=self.fallback_records,
             http=self.http,
         )
-
-
-def _ip(value: int) -> str:
-    return socket.inet_ntoa(value.to_bytes(4, "big"))
 
 
 def _mac(value: int) -> str:
@@ -182,7 +177,7 @@ class FastStream:
             else:
                 self._finish(*step)
 
-    def _decoded_pieces(self) -> Iterator[tuple[_Frames, Piece, _Filling] | _Filling]:
+    def _decoded_pieces(self) -> Iterator[tuple[_Frames, DecodedPiece, _Filling] | _Filling]:
         """Each piece read and decoded into the batch being filled, then each batch once full."""
         try:
             plain = self._reader.format == "pcap" and isinstance(self._source, (str, Path)) and self._is_plain()
@@ -280,7 +275,7 @@ class FastStream:
             np.fromiter((f.number for f in frames), dtype=np.int64, count=len(frames)),
         )
 
-    def _finish(self, frames: _Frames, piece: Piece, filling: _Filling) -> None:
+    def _finish(self, frames: _Frames, piece: DecodedPiece, filling: _Filling) -> None:
         """Find the HTTP heads of a decoded piece and hand the frames the fast path could not
         take to the Scapy decoder, while the piece's buffer is still there."""
         columns = filling.columns.columns()
@@ -304,7 +299,7 @@ class FastStream:
             self.fallback_frames += 1
 
     def _find_http(
-        self, frames: _Frames, piece: Piece, values: dict[str, Int], found: dict[int, HttpHead | ScannedHead]
+        self, frames: _Frames, piece: DecodedPiece, values: dict[str, Int], found: dict[int, HttpHead | ScannedHead]
     ) -> None:
         """Feed the piece's candidate segments (and every segment of a stream whose head is split
         across segments) to the HTTP search; heads go into ``found`` by batch row."""
@@ -424,14 +419,14 @@ def _cut_short(tail: bytes, order: str, number: int) -> str:
 
 def key_str(key: tuple[int, int, int, int]) -> tuple[str, int, str, int]:
     """The reassembler's key (addresses as text) for an integer key."""
-    return _ip(key[0]), key[1], _ip(key[2]), key[3]
+    return ip_text(key[0]), key[1], ip_text(key[2]), key[3]
 
 
 def _convert(name: str, value: int) -> Any:
     if value == NONE:
         return None
     if name in _IP_FIELDS:
-        return _ip(value)
+        return ip_text(value)
     if name in _MAC_FIELDS:
         return _mac(value)
     if name in ("proto", "outer_proto"):

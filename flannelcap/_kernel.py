@@ -125,3 +125,9 @@ def http_scan(buf: NDArray[np.uint8], start: Int, size: Int) -> tuple[Int, Int, 
     ends, kinds, lengths = (np.empty(n, dtype=np.int64) for _ in range(3))
     _ckernel.http_scan(buf, start, size, ends, kinds, lengths)
     return ends, kinds, lengths
+
+
+def insert_keys(table: Int, count: int, keys: Int) -> int:
+    """Add conversations given as their two keys (rows of ``keys``, as ``add_conversations``
+    keeps them) to a set; returns the new count. Used to move a set into a larger table."""
+    return int(_ckernel.insert_keys(table, count, np.ascontiguousarray(keys)))

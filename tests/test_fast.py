@@ -22,7 +22,7 @@ from scapy.layers.l2 import ARP, Dot1Q, Ether
 from scapy.packet import Raw
 
 from flannelcap import _fastread, _kernel, decode_file
-from flannelcap._fast import padded
+from flannelcap._fast import Columns, ConversationSet, padded
 from flannelcap._fastread import PIECE_BYTES, FastStream
 from flannelcap._http import parse_head
 
@@ -69,8 +69,13 @@ def test_the_compiled_kernel_is_built() -> None:
 def test_records_cut_across_pieces_agree(monkeypatch: pytest.MonkeyPatch, piece: int) -> None:
     """Pieces smaller than one record, a few records, many: every record is read whole once."""
     monkeypatch.setattr(_fastread, "PIECE_BYTES", piece)
-    stream = agree(SAMPLES / "cross-node-large-transfer.pcap")
+    walks = []
+    walk = _kernel.walk_pcap
+    monkeypatch.setattr(_kernel, "walk_pcap", lambda *args: walks.append(1) or walk(*args))
+    path = SAMPLES / "cross-node-large-transfer.pcap"
+    stream = agree(path)
     assert stream.problem is None and stream.fallback_frames == 0
+    assert len(walks) >= path.stat().st_size // piece  # the file was really read in pieces of that size
     stream = agree(SAMPLES / "cross-node-http-any.pcap")  # Linux cooked v2
     assert stream.problem is None and stream.fallback_frames == 0
 
@@ -124,8 +129,11 @@ def test_http_scan_decides_like_parse_head(start: bytes, headers: list[bytes], b
     end = payload.find(b"\r\n\r\n")
     assert ends[0] == end
     parsed = parse_head(payload[:end])
-    if kinds[0] == _kernel.ASK_PYTHON:
-        return  # a number too long for the kernel: Python decides (HttpCandidates.feed)
+    if kinds[0] == _kernel.ASK_PYTHON:  # only for a Content-Length too long for the kernel's integers
+        at = payload[:end].lower().find(b"\r\ncontent-length:")
+        value = payload[at + 17 :].split(b"\r\n")[0].strip()
+        assert at >= 0 and value.isdigit() and len(value) > 18
+        return
     assert kinds[0] == (
         _kernel.NOT_HTTP if parsed is None else _kernel.REQUEST if parsed.method is not None else _kernel.RESPONSE
     )
@@ -280,3 +288,27 @@ def test_parquet_columns_keep_their_types_from_batch_to_batch(tmp_path: Path) ->
     assert table.num_rows == 33_001 and str(table.schema.field("http_method").type) == "large_string"
     last = table.slice(33_000).to_pylist()[0]
     assert (last["http_method"], last["http_path"], last["http_host"], last["vni"]) == ("GET", "/x", "web", 1)
+
+
+def test_conversation_set_keeps_every_conversation_as_its_table_grows() -> None:
+    field = {name: i for i, name in enumerate(_kernel.FIELDS)}
+    conversations = ConversationSet()
+    for batch in range(3):  # 3 × 20,000 conversations, each seen twice (both directions)
+        rows = np.full((40_000, len(_kernel.FIELDS)), -1, dtype=np.int64)
+        ids = np.arange(20_000) + 20_000 * batch
+        client, server = 0x0A2A0000 + ids, np.full(20_000, 0x0A2A0100)
+        rows[:, field["is_vxlan"]] = 1
+        rows[:, field["proto"]] = 6
+        rows[:, field["inner_src_ip"]] = np.concatenate([client, server])
+        rows[:, field["inner_dst_ip"]] = np.concatenate([server, client])
+        rows[:, field["src_port"]] = np.concatenate([40_000 + ids % 1000, np.full(20_000, 80)])
+        rows[:, field["dst_port"]] = np.concatenate([np.full(20_000, 80), 40_000 + ids % 1000])
+        values = dict(zip(_kernel.FIELDS, rows.T, strict=True))
+        conversations.add(
+            Columns(n=40_000, fallback=np.zeros(40_000, bool), values=values, rows=rows), np.ones(40_000, bool)
+        )
+        assert conversations.count == 20_000 * (batch + 1)
+    named = conversations.named()
+    assert len(named) == 60_000
+    assert ("tcp", ("10.42.0.0", 40000), ("10.42.1.0", 80)) in named
+    assert ("tcp", ("10.42.1.0", 80), ("10.42.234.95", 40999)) in named  # ends in text order, as the Scapy path

@@ -16,7 +16,6 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -58,20 +57,25 @@ def run_each(paths: Sequence[str], work: Callable[[str], int], jobs: int, before
             worst = max(worst, _guarded(work, path))
         return worst
     # fork: the workers start with flannelcap already imported (spawn would import it again each).
-    with (
-        tempfile.TemporaryDirectory(prefix="flannelcap-") as scratch,
-        ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("fork")) as pool,
-    ):
-        outputs = [Path(scratch) / f"{index}.out" for index in range(len(paths))]
-        futures = [pool.submit(_in_worker, work, path, out) for path, out in zip(paths, outputs, strict=True)]
-        worst = 0
-        for index, (path, future, output) in enumerate(zip(paths, futures, outputs, strict=True)):
-            code, errors = future.result()
-            before(index, path)
-            with open(output, encoding="utf-8") as out:
-                shutil.copyfileobj(out, sys.stdout)
-            sys.stdout.flush()
-            sys.stderr.write(errors)
-            output.unlink()
-            worst = max(worst, code)
-        return worst
+    with tempfile.TemporaryDirectory(prefix="flannelcap-") as scratch:
+        pool = get_context("fork").Pool(jobs)
+        try:
+            outputs = [Path(scratch) / f"{index}.out" for index in range(len(paths))]
+            results = [
+                pool.apply_async(_in_worker, (work, path, out)) for path, out in zip(paths, outputs, strict=True)
+            ]
+            worst = 0
+            for index, (path, result, output) in enumerate(zip(paths, results, outputs, strict=True)):
+                code, errors = result.get()
+                before(index, path)
+                with open(output, encoding="utf-8") as out:
+                    shutil.copyfileobj(out, sys.stdout)
+                sys.stdout.flush()
+                sys.stderr.write(errors)
+                output.unlink()
+                worst = max(worst, code)
+            pool.close()
+            return worst
+        finally:
+            pool.terminate()  # the reader went away, or Ctrl-C: stop the files still being decoded
+            pool.join()

@@ -21,7 +21,10 @@ class ProgressBar:
     def __init__(self, label: str, stream: TextIO = sys.stderr) -> None:
         self.label = label
         self.stream = stream
-        self.after = float(os.environ.get("FLANNELCAP_PROGRESS_AFTER", "1"))
+        try:
+            self.after = float(os.environ.get("FLANNELCAP_PROGRESS_AFTER", "1"))
+        except ValueError:  # not a number of seconds: the default
+            self.after = 1.0
         self.started = time.monotonic()
         self.drawn = 0.0  # when the bar was last drawn; 0: never
 
