@@ -1,11 +1,13 @@
 """Write a VXLAN capture of HTTP conversations among pods on several flannel nodes.
 
-    python benchmarks/make_capture.py OUT.pcap [--packets 1000000] [--nodes 4] [--seed 1]
+    python benchmarks/make_capture.py OUT.pcap [--packets 1000000] [--nodes 4] [--seed 1] [--short]
 
 Each conversation is what busybox → nginx looks like on a node's eth0: the handshake, a GET,
 a 200 with a body of 1-64 KiB in 1398-byte segments (flannel.1 MTU 1450, TCP timestamps),
 ACKs every second segment, and the FIN exchange; all inside VXLAN (UDP 8472, VNI 1) between
 the two nodes' eth0 addresses, the outer source port hashed per flow as the kernel does.
+With ``--short`` every body is 100-1,000 bytes, answered in one segment and acknowledged:
+ten packets a conversation, a fifth of them HTTP heads (short API calls between pods).
 Outer UDP checksums are 0 (no checksum), as with 'noudpcsum'. Frames are built from
 templates with struct, so a million packets take seconds, not the hours Scapy would.
 """
@@ -54,7 +56,7 @@ class Writer:
         self.out.close()
 
 
-def conversation(writer: Writer, rng: random.Random, nodes: int) -> None:
+def conversation(writer: Writer, rng: random.Random, nodes: int, short: bool = False) -> None:
     a, b = rng.sample(range(nodes), 2)
     node_ip = [bytes([192, 168, 1, 38 + n]) for n in range(nodes)]
     client_ip = bytes([10, 42, a, rng.randint(2, 250)])
@@ -115,7 +117,7 @@ def conversation(writer: Writer, rng: random.Random, nodes: int) -> None:
         0.00009,
     )
     send(False, 0x10, b"", 0.00004)
-    body = rng.randint(1024, 64 * 1024)
+    body = rng.randint(100, 1000) if short else rng.randint(1024, 64 * 1024)
     head = (
         b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n"
         % body
@@ -123,7 +125,7 @@ def conversation(writer: Writer, rng: random.Random, nodes: int) -> None:
     data = head + bytes(rng.getrandbits(8) for _ in range(64)) * (body // 64) + b"x" * (body % 64)
     for i, start in enumerate(range(0, len(data), MSS)):
         send(False, 0x18 if start + MSS >= len(data) else 0x10, data[start : start + MSS], 0.00002)
-        if i % 2:
+        if i % 2 or short:
             send(True, 0x10, b"", 0.00001)
     send(False, 0x11, b"", 0.00005)
     send(True, 0x11, b"", 0.00004)
@@ -136,11 +138,12 @@ def main() -> None:
     parser.add_argument("--packets", type=int, default=1_000_000)
     parser.add_argument("--nodes", type=int, default=4)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--short", action="store_true", help="short HTTP calls: ten packets a conversation")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     writer = Writer(args.output, args.packets)
     while writer.count < args.packets:
-        conversation(writer, rng, args.nodes)
+        conversation(writer, rng, args.nodes, args.short)
     writer.close()
     print(f"{args.output}: {writer.count} packets, {args.output.stat().st_size / 1e6:.1f} MB")
 

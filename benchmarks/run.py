@@ -44,10 +44,10 @@ TSHARK_FIELDS = [
 ]
 IN_PROCESS_SNIPPET = """
 import sys, time
-from flannelcap._fastread import FastStream
-FastStream(sys.argv[1]).summary()  # once to warm the page cache and the imports
+from flannelcap.packets.pipeline import open_capture
+open_capture(sys.argv[1]).summary()  # once to warm the page cache and the imports
 start = time.perf_counter()
-FastStream(sys.argv[1]).summary()
+open_capture(sys.argv[1]).summary()
 print(time.perf_counter() - start, file=sys.stderr)
 """
 SCAPY_SNIPPET = """

@@ -1,8 +1,9 @@
 """``flannelcap.read``: a capture as DataFrames, for notebooks.
 
-Rule: the edge between the library and a notebook. It reads the file once (through the
-decoder), annotates with the topology, and hands out DataFrames; the analysis is in
-``_analysis``, the figures in ``flannelcap.plots``.
+Rule: the edge between the library and a notebook. It reads the file once through the one
+pipeline (``open_capture``: decoded, annotated with the topology, in column batches) into one
+DataFrame; the analysis is in ``_analysis``, the figures in ``flannelcap.plots``. Records, for
+the audit and the path, are made again from the file when asked for.
 """
 
 from __future__ import annotations
@@ -17,17 +18,15 @@ import pandas as pd
 from scapy.packet import Packet
 
 from flannelcap import _analysis
-from flannelcap._annotate import annotate_all
 from flannelcap._audit import Finding, audit_capture
 from flannelcap._capture import scapy_packet
 from flannelcap._collect import read_topology, topology_from_dir
 from flannelcap._explain import Step, explain
-from flannelcap._fastread import FastStream
-from flannelcap._records import COLUMN_DTYPES, FIELD_NAMES, PacketRecord
+from flannelcap._records import PacketRecord
+from flannelcap._summary import CaptureSummary
 from flannelcap._topology import Topology
-from flannelcap._vxlan import DEFAULT_VXLAN_PORTS
-
-COLUMN_TYPES = COLUMN_DTYPES
+from flannelcap.packets.frames import FrameBuilder
+from flannelcap.packets.pipeline import open_capture
 
 
 def _topology(source: Topology | str | Path | None) -> Topology | None:
@@ -49,26 +48,28 @@ class Capture:
     def __init__(self, path: Path, topology: Topology | None, vxlan_ports: Iterable[int]) -> None:
         self.path = path
         self.topology = topology
-        self.vxlan_ports = frozenset(vxlan_ports)
-        stream = FastStream(path, vxlan_ports=self.vxlan_ports)
-        records: Iterable[PacketRecord] = stream
-        if topology is not None:
-            records = annotate_all(stream, topology)
-        self.records: list[PacketRecord] = list(records)
-        self.problem = stream.problem
+        source = open_capture(path, topology=topology, vxlan_ports=vxlan_ports)
+        self.vxlan_ports = source.vxlan_ports
+        frame = FrameBuilder(source.columns)
+        for batch in source:
+            frame.add(batch)
+        self.packets: pd.DataFrame = frame.frame()
+        """One row per packet, columns in the field vocabulary (as ``decode --json``) and
+        ``src_ip``/``dst_ip`` (the innermost addresses). Integers are nullable pandas integers
+        of the field's width, addresses, names and protocol names Categoricals, Info and the
+        HTTP path Arrow-backed strings, notes tuples."""
+        self.problem = source.problem
+        self.counts: CaptureSummary = source.summary()
 
     @cached_property
-    def packets(self) -> pd.DataFrame:
-        """One row per packet, columns in the field vocabulary (as ``decode --json``); integer
-        fields are pandas' nullable ``Int64``, text fields hold None where absent."""
-        frame = pd.DataFrame([r.to_dict() for r in self.records], columns=list(FIELD_NAMES))
-        frame["src_ip"] = [r.src_ip for r in self.records]
-        frame["dst_ip"] = [r.dst_ip for r in self.records]
-        for name, kind in COLUMN_TYPES.items():
-            frame[name] = frame[name].astype(kind)
-        text = [c for c in frame.columns if c not in COLUMN_TYPES]
-        frame[text] = frame[text].astype(object).where(frame[text].notna(), None)
-        return frame
+    def records(self) -> list[PacketRecord]:
+        """Every packet as a ``PacketRecord`` (decoded again from the file, once)."""
+        return list(self._records())
+
+    def _records(self) -> Iterable[PacketRecord]:
+        if "records" in self.__dict__:
+            return self.__dict__["records"]  # type: ignore[no-any-return]
+        return open_capture(self.path, topology=self.topology, vxlan_ports=self.vxlan_ports).records()
 
     def flows(self) -> pd.DataFrame:
         """One row per inner conversation: pods, nodes, VNI, packets, bytes, start, duration,
@@ -99,7 +100,7 @@ class Capture:
 
     def findings_list(self) -> list[Finding]:
         """The audit's findings as objects."""
-        return audit_capture(self.records, self.topology or Topology())
+        return audit_capture(self._records(), self.topology or Topology())
 
     def explain(self, flow: int | str = 0) -> list[Step]:
         """The path of a conversation, step by step (``flow``: a row number of ``flows()``,
@@ -116,7 +117,7 @@ class Capture:
         if table.empty:
             raise TopologyError("the capture holds no TCP or UDP conversation")
         row = table.iloc[flow] if isinstance(flow, int) else table[table.src_pod == flow].iloc[0]
-        return explain(self.topology, row.src_ip, row.dst_ip, self.records)
+        return explain(self.topology, row.src_ip, row.dst_ip, list(self._records()))
 
     def scapy(self, number: int) -> Packet:
         """The Scapy packet for packet ``number`` (1-based), VXLAN decoded."""
@@ -124,15 +125,18 @@ class Capture:
 
     def summary(self) -> dict[str, Any]:
         """The counts the HTML view shows."""
-        packets = self.packets
-        vxlan = packets[packets.is_vxlan.astype(bool)] if not packets.empty else packets
+        packets, counts = self.packets, self.counts
+
+        def named(*columns: str) -> list[str]:
+            return sorted({str(v) for c in columns for v in packets[c].dropna().unique()})
+
         return {
             "file": self.path.name,
-            "packets": len(packets),
-            "vxlan": {int(k): int(v) for k, v in vxlan.vni.value_counts().items()} if len(vxlan) else {},
-            "not_vxlan": len(packets) - len(vxlan),
-            "nodes": sorted({n for n in (*packets.get("src_node", []), *packets.get("dst_node", [])) if n}),
-            "pods": sorted({p for p in (*packets.get("src_pod", []), *packets.get("dst_pod", [])) if p}),
+            "packets": counts.packets,
+            "vxlan": dict(sorted(counts.vxlan_by_vni.items())),
+            "not_vxlan": counts.other_packets,
+            "nodes": named("src_node", "dst_node"),
+            "pods": named("src_pod", "dst_pod"),
             "http_exchanges": len(self.http()),
             "findings": len(self.findings_list()),
         }
@@ -155,13 +159,13 @@ class Capture:
         return f"<b>flannelcap capture {html.escape(info['file'])}</b><table>{body}</table>"
 
     def __repr__(self) -> str:
-        return f"<flannelcap.Capture {self.path.name}: {len(self.records)} packets>"
+        return f"<flannelcap.Capture {self.path.name}: {len(self.packets)} packets>"
 
 
 def read(
     path: str | Path,
     topology: Topology | str | Path | None = None,
-    vxlan_ports: Iterable[int] = DEFAULT_VXLAN_PORTS,
+    vxlan_ports: Iterable[int] = (),
 ) -> Capture:
     """Read and decode a capture for analysis in a notebook.
 
@@ -169,7 +173,8 @@ def read(
         path: pcap or pcapng capture (optionally gzip-compressed).
         topology: a ``Topology``, a topology file from ``flannelcap map -o``, or a directory
             of saved tables (as ``--tables``).
-        vxlan_ports: UDP ports that carry VXLAN.
+        vxlan_ports: UDP ports that carry VXLAN besides 8472, 4789 and the topology's
+            flannel.1 ports.
 
     Returns:
         A ``Capture``: ``.packets``, ``.flows()``, ``.http()``, ``.findings()``, ``.explain()``.

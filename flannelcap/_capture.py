@@ -17,7 +17,9 @@ from flannelcap._decode import Decoder, dissect
 from flannelcap._errors import FlannelcapError
 from flannelcap._reader import CaptureReader
 from flannelcap._records import PacketRecord
+from flannelcap._topology import Topology
 from flannelcap._vxlan import DEFAULT_VXLAN_PORTS
+from flannelcap.packets.pipeline import RecordView, open_capture
 
 
 class RecordStream:
@@ -74,21 +76,29 @@ def decode_file(
     *,
     vxlan_ports: Iterable[int] = DEFAULT_VXLAN_PORTS,
     detail: bool = False,
-) -> RecordStream:
-    """Open a capture and return its decoded packets as a lazy stream.
+    engine: str = "auto",
+    topology: Topology | None = None,
+) -> RecordStream | RecordView:
+    """Open a capture and return its decoded packets as a lazy stream of ``PacketRecord``s.
 
     Args:
         source: path or binary file object (pcap, pcapng, optionally gzip-compressed).
         vxlan_ports: UDP ports that carry VXLAN (default 8472 and 4789).
-        detail: also produce the full layer stack of each packet.
+        detail: also produce the full layer stack of each packet (Scapy, packet by packet).
+        engine: ``auto``: the records are rows of the pipeline's column batches (the compiled
+            decoder, Scapy for what it leaves), made on demand; ``scapy``: each record straight
+            from the Scapy decoder (the model the fast path is tested against).
+        topology: the cluster, for node, VTEP and pod names (the pipeline only).
 
     Returns:
-        A ``RecordStream``; iterate it for ``PacketRecord``s.
+        An iterable of ``PacketRecord``s; ``problem`` says afterwards why reading stopped early.
 
     Raises:
         CaptureFormatError: not a capture file, or an empty one.
     """
-    return RecordStream(source, vxlan_ports=vxlan_ports, detail=detail)
+    if detail or engine == "scapy":
+        return RecordStream(source, vxlan_ports=vxlan_ports, detail=detail)
+    return RecordView(open_capture(source, vxlan_ports=vxlan_ports, engine=engine, topology=topology))
 
 
 def scapy_packet(

@@ -13,30 +13,34 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <math.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define NONE (-1) /* "no such field" */
 #define FALLBACK (-2)
 #define ARP_CODE 1000 /* proto / outer_proto of an ARP packet (not an IP protocol number) */
 
-/* The fields, in the order of a packet's row of values. FIELD_NAMES below must match. */
+/* The fields, in the order of a packet's row of values: the kernel fields of the table in
+ * flannelcap/packets/fields.py, in its order (a test holds this enum and these names to it). */
 enum {
-    OUTER_DST_MAC, OUTER_SRC_MAC, VLAN, OUTER_IP_VERSION, OUTER_SRC_IP, OUTER_DST_IP, OUTER_TTL,
+    OUTER_SRC_MAC, OUTER_DST_MAC, VLAN, OUTER_IP_VERSION, OUTER_SRC_IP, OUTER_DST_IP, OUTER_TTL,
     OUTER_IP_LEN, OUTER_PROTO, OUTER_SRC_PORT, OUTER_DST_PORT, OUTER_UDP_LEN, OUTER_UDP_CHECKSUM,
-    OUTER_UDP_CHECKSUM_OK, IS_VXLAN, VNI, VXLAN_FLAGS, INNER_DST_MAC, INNER_SRC_MAC,
-    INNER_ETHERTYPE, INNER_SRC_IP, INNER_DST_IP, INNER_TTL, INNER_IP_LEN, PROTO, SRC_PORT,
-    DST_PORT, TCP_SEQ, TCP_ACK, TCP_FLAGS, TCP_WINDOW, PAYLOAD_LEN, ICMP_TYPE, ICMP_CODE, ARP_OP,
+    OUTER_UDP_CHECKSUM_OK, IS_VXLAN, VNI, VXLAN_FLAGS, INNER_SRC_MAC, INNER_DST_MAC,
+    INNER_ETHERTYPE, INNER_SRC_IP, INNER_DST_IP, INNER_TTL, INNER_IP_LEN, PROTO, SRC_PORT, DST_PORT,
+    TCP_FLAGS, TCP_SEQ, TCP_ACK, TCP_WINDOW, PAYLOAD_LEN, ICMP_TYPE, ICMP_CODE, ARP_OP,
     ARP_SENDER_MAC, ARP_SENDER_IP, ARP_TARGET_MAC, ARP_TARGET_IP, FIELD_COUNT
 };
 static const char *FIELD_NAMES[FIELD_COUNT] = {
-    "outer_dst_mac", "outer_src_mac", "vlan", "outer_ip_version", "outer_src_ip", "outer_dst_ip",
-    "outer_ttl", "outer_ip_len", "outer_proto", "outer_src_port", "outer_dst_port",
-    "outer_udp_len", "outer_udp_checksum", "outer_udp_checksum_ok", "is_vxlan", "vni",
-    "vxlan_flags", "inner_dst_mac", "inner_src_mac", "inner_ethertype", "inner_src_ip",
-    "inner_dst_ip", "inner_ttl", "inner_ip_len", "proto", "src_port", "dst_port", "tcp_seq",
-    "tcp_ack", "tcp_flags", "tcp_window", "payload_len", "icmp_type", "icmp_code", "arp_op",
-    "arp_sender_mac", "arp_sender_ip", "arp_target_mac", "arp_target_ip",
+    "outer_src_mac", "outer_dst_mac", "vlan", "outer_ip_version", "outer_src_ip", "outer_dst_ip",
+    "outer_ttl", "outer_ip_len", "outer_proto", "outer_src_port", "outer_dst_port", "outer_udp_len",
+    "outer_udp_checksum", "outer_udp_checksum_ok", "is_vxlan", "vni", "vxlan_flags",
+    "inner_src_mac", "inner_dst_mac", "inner_ethertype", "inner_src_ip", "inner_dst_ip",
+    "inner_ttl", "inner_ip_len", "proto", "src_port", "dst_port", "tcp_flags", "tcp_seq", "tcp_ack",
+    "tcp_window", "payload_len", "icmp_type", "icmp_code", "arp_op", "arp_sender_mac",
+    "arp_sender_ip", "arp_target_mac", "arp_target_ip",
 };
 
 /* Link types (the pcap numbers; see _reader.py). */
@@ -408,6 +412,229 @@ static int64_t content_length(bytes_t p, int64_t n) {
     return -1;
 }
 
+/* The Content-Length of the head p[0:n] modulo 2^32, as the body range wants it: -1 if none or
+ * not all digits (as parse_head reads it), else the value's low 32 bits (0 for a zero value). */
+static int64_t content_length_low(bytes_t p, int64_t n) {
+    int64_t exact = content_length(p, n);
+    if (exact != -2)
+        return exact < 0 ? -1 : exact % 4294967296LL;
+    static const char NAME[] = "content-length:";
+    const int64_t width = sizeof NAME - 1;
+    for (int64_t at = find2(p, 0, n, 0); at >= 0; at = find2(p, at + 1, n, 0)) {
+        int64_t k = 0;
+        while (k < width && at + 2 + k < n && (p[at + 2 + k] | 0x20) == (uint8_t)NAME[k] &&
+               (NAME[k] != ':' || p[at + 2 + k] == ':') && (NAME[k] != '-' || p[at + 2 + k] == '-'))
+            k++;
+        if (k < width)
+            continue;
+        int64_t from = at + 2 + width, to = find2(p, from, n, 0);
+        if (to < 0)
+            to = n;
+        while (from < to && is_space(p[from]))
+            from++;
+        while (to > from && is_space(p[to - 1]))
+            to--;
+        uint64_t value = 0;
+        for (int64_t i = from; i < to; i++)
+            value = (value * 10 + (uint64_t)(p[i] - '0')) & 0xFFFFFFFFULL;
+        return (int64_t)value;
+    }
+    return -1;
+}
+
+/* ---- dense ids for distinct keys -------------------------------------------------------- */
+
+/* The dense id (0, 1, 2 ... in order of first sight) of each row of `width` keys (1 or 2), in an
+ * open-addressing table of rows of width+1 int64s (the keys, then the id; NONE first key marks a
+ * free row). A row whose first key is NONE gets -1, and so does an unseen row when !create.
+ * Returns the number of ids given. */
+static int64_t encode(int64_t *table, uint64_t mask, int64_t count, const int64_t *keys, Py_ssize_t n, int width,
+                      int create, int64_t *ids) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int64_t a = keys[width * i], b = width == 2 ? keys[width * i + 1] : 0;
+        ids[i] = -1;
+        if (a == NONE)
+            continue;
+        uint64_t mixed = (uint64_t)a * 0x9E3779B97F4A7C15ULL + (uint64_t)b * 0xC2B2AE3D27D4EB4FULL;
+        for (uint64_t slot = (mixed ^ (mixed >> 31)) & mask;; slot = (slot + 1) & mask) {
+            int64_t *row = table + (width + 1) * slot;
+            if (row[0] == NONE) {
+                if (create) {
+                    row[0] = a;
+                    if (width == 2)
+                        row[1] = b;
+                    row[width] = ids[i] = count++;
+                }
+                break;
+            }
+            if (row[0] == a && (width == 1 || row[1] == b)) {
+                ids[i] = row[width];
+                break;
+            }
+        }
+    }
+    return count;
+}
+
+/* Dense ids for the distinct byte strings p[at[i]:to[i]] (at[i] == -1: none, id -1), in order of
+ * first sight, through an open-addressing table of `slots` rows (a power of two, more than n)
+ * holding the first row of each string. first[id] is that row. Returns the number of ids. */
+static int64_t dedupe(bytes_t p, const int64_t *at, const int64_t *to, Py_ssize_t n, int64_t *table, uint64_t mask,
+                      int64_t *ids, int64_t *first) {
+    int64_t count = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        ids[i] = -1;
+        if (at[i] < 0)
+            continue;
+        uint64_t hash = 1469598103934665603ULL;
+        for (int64_t j = at[i]; j < to[i]; j++)
+            hash = (hash ^ p[j]) * 1099511628211ULL;
+        for (uint64_t slot = hash & mask;; slot = (slot + 1) & mask) {
+            int64_t row = table[slot];
+            if (row < 0) {
+                table[slot] = i;
+                first[count] = i;
+                ids[i] = count++;
+                break;
+            }
+            if (to[row] - at[row] == to[i] - at[i] && memcmp(p + at[row], p + at[i], (size_t)(to[i] - at[i])) == 0) {
+                ids[i] = ids[row];
+                break;
+            }
+        }
+    }
+    return count;
+}
+
+/* ---- following HTTP streams --------------------------------------------------------------- */
+
+/* One direction of a TCP stream, as the HTTP search follows it: a row of HTTP_STATE int64s in
+ * an open-addressing table (KEY_A == NONE marks a free row). */
+enum { KEY_A, KEY_B, LAST_SEQ, BODY_START, BODY_END, SLOW, HTTP_STATE };
+enum { SKIP = 0, HEAD_REQUEST = 1, HEAD_RESPONSE = 2, TO_REASSEMBLER = 3 };
+#define MOD32(x) ((int64_t)(((uint64_t)(x)) & 0xFFFFFFFFULL))
+
+static int64_t *direction(int64_t *table, uint64_t mask, int64_t a, int64_t b, int create, int *created) {
+    uint64_t mixed = (uint64_t)a * 0x9E3779B97F4A7C15ULL + (uint64_t)b * 0xC2B2AE3D27D4EB4FULL;
+    *created = 0;
+    for (uint64_t slot = (mixed ^ (mixed >> 31)) & mask;; slot = (slot + 1) & mask) {
+        int64_t *row = table + HTTP_STATE * slot;
+        if (row[KEY_A] == NONE) {
+            if (!create)
+                return NULL;
+            row[KEY_A] = a, row[KEY_B] = b, row[LAST_SEQ] = NONE, row[BODY_START] = 0, row[BODY_END] = 0,
+            row[SLOW] = 0;
+            *created = 1;
+            return row;
+        }
+        if (row[KEY_A] == a && row[KEY_B] == b)
+            return row;
+    }
+}
+
+/* The HTTP search over segments with payload, in capture order (_fast.HttpCandidates holds the
+ * rule): a head is looked for only in segments that begin like one (hint); a head repeated or
+ * older than the last one is not reported again; a segment inside a body that Content-Length
+ * announced is body; a head not complete in its segment sends its direction, from then on, to
+ * the reassembler (TO_REASSEMBLER). Returns how many directions the table holds. */
+static int64_t follow(int64_t *table, uint64_t mask, int64_t count, bytes_t b, Py_ssize_t n, const int64_t *ka,
+                      const int64_t *kb, const int64_t *seq, const uint8_t *hint, const int64_t *start,
+                      const int64_t *size, int64_t *kind, int64_t *end) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int created;
+        int64_t *row = direction(table, mask, ka[i], kb[i], hint[i], &created);
+        kind[i] = SKIP;
+        end[i] = NONE;
+        if (row == NULL)
+            continue; /* a segment of a stream with no head so far */
+        count += created;
+        if (row[SLOW]) {
+            kind[i] = TO_REASSEMBLER;
+            continue;
+        }
+        if (!hint[i])
+            continue;
+        if (!created && row[LAST_SEQ] != NONE && MOD32(row[LAST_SEQ] - seq[i]) < 0x80000000LL)
+            continue; /* the same head again, or older: a retransmission */
+        if (MOD32(seq[i] - row[BODY_START]) < MOD32(row[BODY_END] - row[BODY_START]))
+            continue; /* inside a body announced by Content-Length */
+        bytes_t p = b + start[i];
+        int64_t head_end = find2(p, 0, size[i], 1);
+        if (head_end < 0) {
+            row[SLOW] = 1;
+            kind[i] = TO_REASSEMBLER;
+            continue;
+        }
+        row[LAST_SEQ] = seq[i];
+        int what = head_kind(p, head_end);
+        if (what == NOT_HTTP)
+            continue;
+        int64_t length = content_length_low(p, head_end);
+        if (length > 0) {
+            row[BODY_START] = MOD32(seq[i] + head_end + 4);
+            row[BODY_END] = MOD32(row[BODY_START] + length);
+        }
+        kind[i] = what == REQUEST ? HEAD_REQUEST : HEAD_RESPONSE;
+        end[i] = head_end;
+    }
+    return count;
+}
+
+/* The parts of an HTTP head p[0:n] (a request or a response, as head_kind decided), as parse_head
+ * splits them: offsets [from, to) of method, path, version, reason and Host's value (-1 where
+ * absent), and the status (-1 if none, -2 if too long to hold here). */
+enum { METHOD_AT, METHOD_TO, PATH_AT, PATH_TO, VERSION_AT, VERSION_TO, STATUS, REASON_AT, REASON_TO, HOST_AT,
+       HOST_TO, HEAD_PARTS };
+static void head_parts(bytes_t p, int64_t n, int request, int64_t *out) {
+    for (int k = 0; k < HEAD_PARTS; k++)
+        out[k] = -1;
+    int64_t line = find2(p, 0, n, 0);
+    if (line < 0)
+        line = n;
+    const uint8_t *space = memchr(p, ' ', (size_t)line);
+    int64_t s1 = space ? space - p : line;
+    const uint8_t *next = s1 < line ? memchr(p + s1 + 1, ' ', (size_t)(line - s1 - 1)) : NULL;
+    int64_t s2 = next ? next - p : line;
+    if (!request) {
+        out[VERSION_AT] = 0, out[VERSION_TO] = s1;
+        int64_t digits_count = s2 - s1 - 1, status = 0;
+        if (digits_count > 18) {
+            out[STATUS] = -2;
+        } else {
+            for (int64_t i = s1 + 1; i < s2; i++)
+                status = status * 10 + (p[i] - '0');
+            out[STATUS] = status;
+        }
+        out[REASON_AT] = s2 < line ? s2 + 1 : line, out[REASON_TO] = line;
+        return;
+    }
+    out[METHOD_AT] = 0, out[METHOD_TO] = s1;
+    out[PATH_AT] = s1 + 1, out[PATH_TO] = s2;
+    out[VERSION_AT] = s2 + 1, out[VERSION_TO] = line;
+    static const char NAME[] = "\r\nhost:";
+    const int64_t width = sizeof NAME - 1;
+    for (int64_t at = find2(p, 0, n, 0); at >= 0; at = find2(p, at + 1, n, 0)) {
+        int64_t k = 0;
+        while (k < width && at + k < n) {
+            uint8_t c = p[at + k], want = (uint8_t)NAME[k];
+            if (!(c == want || (want >= 'a' && want <= 'z' && (c | 0x20) == want)))
+                break;
+            k++;
+        }
+        if (k < width)
+            continue;
+        int64_t from = at + width, to = find2(p, from, n, 0);
+        if (to < 0)
+            to = n;
+        while (from < to && is_space(p[from]))
+            from++;
+        while (to > from && is_space(p[to - 1]))
+            to--;
+        out[HOST_AT] = from, out[HOST_TO] = to;
+        return;
+    }
+}
+
 /* ---- the conversation set ----------------------------------------------------------------- */
 
 /* Add a conversation's two keys to an open-addressing set of rows of two keys (NONE marks a
@@ -436,6 +663,361 @@ static int add_conversation(int64_t *table, uint64_t mask, const int64_t *v) {
         a_ip = b_ip, a_port = b_port, b_ip = ip, b_port = port;
     }
     return insert_key(table, mask, (v[PROTO] << 48) | (a_ip << 16) | a_port, (b_ip << 16) | b_port);
+}
+
+/* ---- text rows ------------------------------------------------------------------------------ */
+
+/* A program of parts, run once per row, writes one text per row (Info, a table line, a JSON
+ * object, a CSV row). Each part is a row of PART_WORDS int64s:
+ *   kind, argument (a column or literal index), when (a mask column index, or -1: always),
+ *   escape (for labels), width (for PAD_START: >0 pad on the right, <0 on the left), missing
+ *   (the literal written for a missing value), prefix (a literal written first, or -1).
+ * Columns are int64 (INT, FLOAT bits), int32 codes (LABEL, with two more columns after it: the
+ * labels' int64 offsets and their UTF-8 bytes), or uint8 masks. */
+enum { P_LITERAL, P_INT, P_LABEL, P_FLOAT, P_FIXED6, P_PAD_START, P_PAD_END, PART_KINDS };
+enum { PART_KIND, PART_ARG, PART_WHEN, PART_ESCAPE, PART_WIDTH, PART_MISSING, PART_PREFIX, PART_WORDS };
+enum { ESCAPE_NONE, ESCAPE_JSON, ESCAPE_CSV };
+
+typedef struct {
+    char *data;
+    size_t size, room;
+    int failed; /* the text did not fit in room */
+} text_t;
+
+static inline int grow(text_t *t, size_t more) {
+    if (t->size + more <= t->room)
+        return 1;
+    t->failed = 1;
+    return 0;
+}
+
+/* Copy n bytes; short runs with fixed-size moves (which the compiler inlines), never reading or
+ * writing outside [from, from + n) and [to, to + n). */
+static inline void copy(char *to, const char *from, size_t n) {
+    if (n >= 8 && n <= 16) {
+        memcpy(to, from, 8);
+        memcpy(to + n - 8, from + n - 8, 8);
+    } else if (n >= 4 && n < 8) {
+        memcpy(to, from, 4);
+        memcpy(to + n - 4, from + n - 4, 4);
+    } else if (n < 4) {
+        for (size_t i = 0; i < n; i++)
+            to[i] = from[i];
+    } else
+        memcpy(to, from, n);
+}
+
+static inline void put(text_t *t, const char *bytes, size_t n) {
+    if (grow(t, n)) {
+        copy(t->data + t->size, bytes, n);
+        t->size += n;
+    }
+}
+
+static const char PAIRS[201] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+                               "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+                               "8081828384858687888990919293949596979899";
+
+static void put_int(text_t *t, int64_t v) {
+    char digits[24];
+    char *end = digits + sizeof digits, *p = end;
+    int negative = v < 0;
+    uint64_t u = negative ? (uint64_t)(-(v + 1)) + 1 : (uint64_t)v;
+    while (u >= 100) {
+        unsigned pair = (unsigned)(u % 100);
+        u /= 100;
+        p -= 2;
+        memcpy(p, PAIRS + 2 * pair, 2);
+    }
+    if (u >= 10) {
+        p -= 2;
+        memcpy(p, PAIRS + 2 * u, 2);
+    } else
+        *--p = (char)('0' + u);
+    if (negative)
+        *--p = '-';
+    put(t, p, (size_t)(end - p));
+}
+
+static const double POWERS[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                   1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+/* m * 10^-k, as strtod would read its text: exact operands, one rounding (|k| <= 22, m < 2^53). */
+static int reads_back(int64_t m, int k, double x) {
+    if (m >= (1LL << 53) || k > 22 || k < -22)
+        return -1; /* cannot tell here */
+    double back = k >= 0 ? (double)m / POWERS[k] : (double)m * POWERS[-k];
+    return back == x;
+}
+
+/* The digits of m (no trailing zeros) times 10^-k, laid out as Python's float repr does. */
+static void put_decimal(text_t *t, int negative, int64_t m, int k) {
+    char digits[24];
+    int count = 0;
+    for (int64_t rest = m; rest; rest /= 10)
+        digits[sizeof digits - 1 - count++] = (char)('0' + rest % 10);
+    const char *d = digits + sizeof digits - count;
+    int exponent = count - 1 - k; /* of the first digit */
+    if (negative)
+        put(t, "-", 1);
+    if (exponent >= -4 && exponent < 16) {
+        if (k <= 0) {
+            put(t, d, (size_t)count);
+            for (int z = 0; z < -k; z++)
+                put(t, "0", 1);
+            put(t, ".0", 2);
+        } else if (count > k) {
+            put(t, d, (size_t)(count - k));
+            put(t, ".", 1);
+            put(t, d + count - k, (size_t)k);
+        } else {
+            put(t, "0.", 2);
+            for (int z = 0; z < k - count; z++)
+                put(t, "0", 1);
+            put(t, d, (size_t)count);
+        }
+        return;
+    }
+    put(t, d, 1);
+    if (count > 1) {
+        put(t, ".", 1);
+        put(t, d + 1, (size_t)(count - 1));
+    }
+    char tail[8];
+    int n = snprintf(tail, sizeof tail, "e%c%02d", exponent < 0 ? '-' : '+', exponent < 0 ? -exponent : exponent);
+    put(t, tail, (size_t)n);
+}
+
+/* 10^k as a long double (a table for the common range). */
+static long double ten_to(int k) {
+    static long double table[40];
+    static int filled = 0;
+    if (!filled) { /* filled once, the same values by every thread that gets here */
+        long double p = 1.0L;
+        for (int i = 0; i < 40; i++, p *= 10.0L)
+            table[i] = p;
+        filled = 1;
+    }
+    return k < 40 ? table[k] : powl(10.0L, k);
+}
+
+/* A double as Python's repr writes it: the fewest digits that read back as the same double. */
+static void put_float(text_t *t, double v) {
+    if (v != v || v - v != 0) { /* NaN, infinities: as json.dumps writes them */
+        put(t, v != v ? "NaN" : v > 0 ? "Infinity" : "-Infinity", v != v ? 3 : v > 0 ? 8 : 9);
+        return;
+    }
+    int negative = signbit(v) != 0;
+    double x = fabs(v);
+    if (x == 0) {
+        put(t, negative ? "-0.0" : "0.0", negative ? 4 : 3);
+        return;
+    }
+    int e = (int)floor(log10(x));
+    for (int precision = 15; precision <= 17; precision++) { /* the 15-digit rounding, stripped, is the
+                                                                 shortest wherever one of 15 or fewer is */
+        int k = precision - 1 - e, good = -1;
+        int64_t m = 0;
+        if (precision < 17 && k >= -22 && k <= 22) { /* one rounding in double arithmetic: fast, and checked */
+            m = llround(k >= 0 ? x * POWERS[k] : x / POWERS[-k]);
+            good = reads_back(m, k, x);
+        }
+        if (good < 0) {
+            long double scaled = k >= 0 ? (long double)x * ten_to(k) : (long double)x / ten_to(-k);
+            m = (int64_t)llroundl(scaled);
+            good = reads_back(m, k, x);
+        }
+        if (good < 0) {
+            char text[40];
+            snprintf(text, sizeof text, "%.*e", precision - 1, x);
+            good = strtod(text, NULL) == x;
+        }
+        if (good) {
+            while (m && m % 10 == 0)
+                m /= 10, k--;
+            put_decimal(t, negative, m, k);
+            return;
+        }
+    }
+    char text[40];
+    int n = snprintf(text, sizeof text, "%.17g", v);
+    put(t, text, (size_t)n);
+}
+
+static void put_fixed6(text_t *t, double v) {
+    double scaled = v * 1e6;
+    int64_t micro = (int64_t)(scaled < 0 ? scaled - 0.5 : scaled + 0.5);
+    if (micro < 0) {
+        put(t, "-", 1);
+        micro = -micro;
+    }
+    put_int(t, micro / 1000000);
+    char fraction[7];
+    int64_t rest = micro % 1000000;
+    for (int k = 5; k >= 0; k--, rest /= 10)
+        fraction[k] = (char)('0' + rest % 10);
+    fraction[6] = '.';
+    put(t, fraction + 6, 1);
+    put(t, fraction, 6);
+}
+
+static void put_escaped(text_t *t, const uint8_t *p, int64_t n, int escape) {
+    if (escape == ESCAPE_JSON) {
+        put(t, "\"", 1);
+        int64_t from = 0;
+        for (int64_t i = 0; i < n; i++) {
+            uint8_t c = p[i];
+            if (c >= 0x20 && c != '"' && c != '\\')
+                continue;
+            put(t, (const char *)p + from, (size_t)(i - from));
+            from = i + 1;
+            char code[7];
+            switch (c) {
+            case '"': put(t, "\\\"", 2); break;
+            case '\\': put(t, "\\\\", 2); break;
+            case '\n': put(t, "\\n", 2); break;
+            case '\r': put(t, "\\r", 2); break;
+            case '\t': put(t, "\\t", 2); break;
+            case '\b': put(t, "\\b", 2); break;
+            case '\f': put(t, "\\f", 2); break;
+            default:
+                snprintf(code, sizeof code, "\\u%04x", c);
+                put(t, code, 6);
+            }
+        }
+        put(t, (const char *)p + from, (size_t)(n - from));
+        put(t, "\"", 1);
+        return;
+    }
+    if (escape == ESCAPE_CSV) {
+        int quote = 0;
+        for (int64_t i = 0; i < n && !quote; i++)
+            quote = p[i] == ',' || p[i] == '"' || p[i] == '\n' || p[i] == '\r';
+        if (quote) {
+            put(t, "\"", 1);
+            for (int64_t i = 0; i < n; i++) {
+                if (p[i] == '"')
+                    put(t, "\"\"", 2);
+                else
+                    put(t, (const char *)p + i, 1);
+            }
+            put(t, "\"", 1);
+            return;
+        }
+    }
+    put(t, (const char *)p, (size_t)n);
+}
+
+typedef struct {
+    const void *data;
+    Py_ssize_t len, itemsize;
+} column_t;
+
+typedef struct {
+    const uint8_t *data;
+    Py_ssize_t len;
+} literal_t;
+
+/* A part, ready to run: its columns and literals resolved to pointers. */
+typedef struct {
+    int kind, escape;
+    int64_t width;
+    const uint8_t *when;
+    const void *values;
+    const int64_t *offsets;
+    const uint8_t *bytes;
+    const char *literal, *prefix, *missing;
+    size_t literal_len, prefix_len, missing_len;
+} step_t;
+
+/* Run the steps over rows [0, n); row r's text ends at ends[r]. Every row first checks that the
+ * most one row can take (row_bound) is left, so that the writes need no check of their own.
+ * Returns 0 if the text did not fit in t's room, with t->size set to about what all rows need. */
+static int format_rows(Py_ssize_t n, const step_t *steps, Py_ssize_t step_count, size_t row_bound, text_t *t,
+                       int64_t *ends) {
+    char *base = t->data;
+    size_t size = 0;
+    for (Py_ssize_t r = 0; r < n; r++) {
+        if (t->room - size < row_bound) {
+            t->failed = 1;
+            t->size = (size / (size_t)(r + 1) + 1) * (size_t)n + row_bound; /* about what all rows need */
+            return 0;
+        }
+        text_t row = {base, size, t->room, 0};
+        size_t pad_from = 0;
+        int64_t pad_width = 0;
+        for (Py_ssize_t k = 0; k < step_count; k++) {
+            const step_t *step = steps + k;
+            if (step->when && !step->when[r])
+                continue;
+            if (step->prefix_len) {
+                copy(row.data + row.size, step->prefix, step->prefix_len);
+                row.size += step->prefix_len;
+            }
+            switch (step->kind) {
+            case P_LITERAL:
+                copy(row.data + row.size, step->literal, step->literal_len);
+                row.size += step->literal_len;
+                break;
+            case P_INT: {
+                int64_t v = ((const int64_t *)step->values)[r];
+                if (v != NONE)
+                    put_int(&row, v);
+                else if (step->missing) {
+                    copy(row.data + row.size, step->missing, step->missing_len);
+                    row.size += step->missing_len;
+                }
+                break;
+            }
+            case P_FLOAT:
+                put_float(&row, ((const double *)step->values)[r]);
+                break;
+            case P_FIXED6:
+                put_fixed6(&row, ((const double *)step->values)[r]);
+                break;
+            case P_LABEL: {
+                int32_t code = ((const int32_t *)step->values)[r];
+                if (code < 0) {
+                    if (step->missing) {
+                        copy(row.data + row.size, step->missing, step->missing_len);
+                        row.size += step->missing_len;
+                    }
+                    break;
+                }
+                const uint8_t *from = step->bytes + step->offsets[code];
+                int64_t length = step->offsets[code + 1] - step->offsets[code];
+                if (step->escape == ESCAPE_NONE) {
+                    copy(row.data + row.size, (const char *)from, (size_t)length);
+                    row.size += (size_t)length;
+                } else
+                    put_escaped(&row, from, length, step->escape);
+                break;
+            }
+            case P_PAD_START:
+                pad_from = row.size, pad_width = step->width;
+                break;
+            case P_PAD_END: {
+                int64_t chars = 0, width = pad_width < 0 ? -pad_width : pad_width;
+                for (size_t i = pad_from; i < row.size; i++)
+                    chars += ((uint8_t)row.data[i] & 0xC0) != 0x80;
+                if (chars >= width)
+                    break;
+                size_t fill = (size_t)(width - chars);
+                if (pad_width < 0) {
+                    memmove(row.data + pad_from + fill, row.data + pad_from, row.size - pad_from);
+                    memset(row.data + pad_from, ' ', fill);
+                } else
+                    memset(row.data + row.size, ' ', fill);
+                row.size += fill;
+                break;
+            }
+            }
+        }
+        size = row.size;
+        ends[r] = (int64_t)size;
+    }
+    t->size = size;
+    return 1;
 }
 
 /* ---- Python glue ------------------------------------------------------------------------- */
@@ -622,12 +1204,288 @@ static PyObject *py_http_scan(PyObject *self, PyObject *args) {
     return release(all, sizeof all / sizeof all[0], ok ? Py_NewRef(Py_None) : NULL);
 }
 
+static PyObject *py_http_follow(PyObject *self, PyObject *args) {
+    Py_buffer table, buf, ka, kb, seq, hint, start, size, kind, end;
+    Py_ssize_t count;
+    if (!PyArg_ParseTuple(args, "w*ny*y*y*y*y*y*y*w*w*", &table, &count, &buf, &ka, &kb, &seq, &hint, &start, &size,
+                          &kind, &end))
+        return NULL;
+    Py_buffer *all[] = {&table, &buf, &ka, &kb, &seq, &hint, &start, &size, &kind, &end};
+    Py_ssize_t n = ka.len / 8, slots = table.len / (8 * HTTP_STATE);
+    int ok = check(&ka, "key_a", 8, n) && check(&kb, "key_b", 8, n) && check(&seq, "seq", 8, n) &&
+             check(&hint, "hint", 1, n) && check(&start, "start", 8, n) && check(&size, "size", 8, n) &&
+             check(&kind, "kind", 8, n) && check(&end, "end", 8, n) && check(&table, "table", 8, 0);
+    if (ok && (slots == 0 || (slots & (slots - 1)) != 0 || slots < 2 * (count + n))) {
+        PyErr_SetString(PyExc_ValueError, "the table must have a power of two rows, twice the directions it holds");
+        ok = 0;
+    }
+    const int64_t *s = start.buf, *z = size.buf;
+    for (Py_ssize_t i = 0; ok && i < n; i++)
+        if (s[i] < 0 || z[i] < 0 || s[i] + z[i] > buf.len) {
+            PyErr_SetString(PyExc_ValueError, "a payload lies outside the buffer");
+            ok = 0;
+        }
+    if (ok) {
+        Py_BEGIN_ALLOW_THREADS;
+        count = follow(table.buf, (uint64_t)slots - 1, count, buf.buf, n, ka.buf, kb.buf, seq.buf, hint.buf, s, z,
+                       kind.buf, end.buf);
+        Py_END_ALLOW_THREADS;
+    }
+    return release(all, sizeof all / sizeof all[0], ok ? PyLong_FromSsize_t(count) : NULL);
+}
+
+static PyObject *py_http_regrow(PyObject *self, PyObject *args) {
+    Py_buffer table, old;
+    if (!PyArg_ParseTuple(args, "w*y*", &table, &old))
+        return NULL;
+    Py_buffer *all[] = {&table, &old};
+    Py_ssize_t slots = table.len / (8 * HTTP_STATE), rows = old.len / (8 * HTTP_STATE);
+    int ok = check(&table, "table", 8, 0) && check(&old, "old", 8, 0);
+    if (ok && (slots == 0 || (slots & (slots - 1)) != 0 || slots < rows)) {
+        PyErr_SetString(PyExc_ValueError, "the new table must have a power of two rows");
+        ok = 0;
+    }
+    if (ok) {
+        const int64_t *from = old.buf;
+        for (Py_ssize_t r = 0; r < rows; r++) {
+            const int64_t *row = from + HTTP_STATE * r;
+            if (row[KEY_A] == NONE)
+                continue;
+            int created;
+            int64_t *to = direction(table.buf, (uint64_t)slots - 1, row[KEY_A], row[KEY_B], 1, &created);
+            memcpy(to, row, HTTP_STATE * sizeof(int64_t));
+        }
+    }
+    return release(all, 2, ok ? Py_NewRef(Py_None) : NULL);
+}
+
+static PyObject *py_http_parts(PyObject *self, PyObject *args) {
+    Py_buffer blob, offsets, kinds, out;
+    if (!PyArg_ParseTuple(args, "y*y*y*w*", &blob, &offsets, &kinds, &out))
+        return NULL;
+    Py_buffer *all[] = {&blob, &offsets, &kinds, &out};
+    Py_ssize_t n = kinds.len / 8;
+    int ok = check(&offsets, "offsets", 8, n + 1) && check(&kinds, "kinds", 8, n) &&
+             check(&out, "out", 8, n * HEAD_PARTS);
+    const int64_t *o = offsets.buf;
+    for (Py_ssize_t i = 0; ok && i < n; i++)
+        if (o[i] < 0 || o[i] > o[i + 1] || o[i + 1] > blob.len) {
+            PyErr_SetString(PyExc_ValueError, "a head lies outside the blob");
+            ok = 0;
+        }
+    if (ok) {
+        const int64_t *k = kinds.buf;
+        int64_t *parts = out.buf;
+        Py_BEGIN_ALLOW_THREADS;
+        for (Py_ssize_t i = 0; i < n; i++)
+            head_parts((bytes_t)blob.buf + o[i], o[i + 1] - o[i], k[i] == HEAD_REQUEST, parts + HEAD_PARTS * i);
+        Py_END_ALLOW_THREADS;
+    }
+    return release(all, 4, ok ? Py_NewRef(Py_None) : NULL);
+}
+
+static PyObject *py_encode(PyObject *self, PyObject *args) {
+    Py_buffer table, keys, ids;
+    Py_ssize_t count;
+    int width, create;
+    if (!PyArg_ParseTuple(args, "w*ny*ipw*", &table, &count, &keys, &width, &create, &ids))
+        return NULL;
+    Py_buffer *all[] = {&table, &keys, &ids};
+    int ok = width == 1 || width == 2;
+    if (!ok)
+        PyErr_SetString(PyExc_ValueError, "keys are one or two int64s a row");
+    Py_ssize_t n = ok ? keys.len / (8 * width) : 0, slots = ok ? table.len / (8 * (width + 1)) : 0;
+    ok = ok && check(&keys, "keys", 8, n * width) && check(&ids, "ids", 8, n) && check(&table, "table", 8, 0);
+    if (ok && (slots == 0 || (slots & (slots - 1)) != 0 || slots < 2 * (count + (create ? n : 0)))) {
+        PyErr_SetString(PyExc_ValueError, "the table must have a power of two rows, twice the keys it holds");
+        ok = 0;
+    }
+    if (ok) {
+        Py_BEGIN_ALLOW_THREADS;
+        count = encode(table.buf, (uint64_t)slots - 1, count, keys.buf, n, width, create, ids.buf);
+        Py_END_ALLOW_THREADS;
+    }
+    return release(all, 3, ok ? PyLong_FromSsize_t(count) : NULL);
+}
+
+static PyObject *py_format_rows(PyObject *self, PyObject *args) {
+    Py_ssize_t n;
+    Py_buffer parts, ends, out;
+    PyObject *column_list, *literal_list;
+    if (!PyArg_ParseTuple(args, "ny*O!O!w*w*", &n, &parts, &PyList_Type, &column_list, &PyList_Type, &literal_list,
+                          &ends, &out))
+        return NULL;
+    Py_ssize_t column_count = PyList_GET_SIZE(column_list), literal_count = PyList_GET_SIZE(literal_list);
+    Py_ssize_t part_count = parts.len / (8 * PART_WORDS);
+    Py_buffer *views = PyMem_Calloc((size_t)(column_count + literal_count) + 1, sizeof(Py_buffer));
+    column_t *columns = PyMem_Calloc((size_t)column_count + 1, sizeof(column_t));
+    literal_t *literals = PyMem_Calloc((size_t)literal_count + 1, sizeof(literal_t));
+    Py_ssize_t held = 0;
+    PyObject *result = NULL;
+    int ok = views && columns && literals && check(&ends, "ends", 8, n) && check(&parts, "parts", 8, 0);
+    if (!(views && columns && literals))
+        PyErr_NoMemory();
+    for (Py_ssize_t k = 0; ok && k < column_count + literal_count; k++) {
+        PyObject *item = k < column_count ? PyList_GET_ITEM(column_list, k) : PyList_GET_ITEM(literal_list, k - column_count);
+        ok = PyObject_GetBuffer(item, &views[k], PyBUF_SIMPLE | PyBUF_FORMAT) == 0;
+        if (!ok)
+            break;
+        held++;
+        if (k < column_count) {
+            columns[k].data = views[k].buf, columns[k].len = views[k].len;
+            columns[k].itemsize = views[k].itemsize;
+        } else {
+            literals[k - column_count].data = views[k].buf, literals[k - column_count].len = views[k].len;
+        }
+    }
+    /* Every part must name columns and literals that exist and are long enough for n rows. */
+    for (Py_ssize_t k = 0; ok && k < part_count; k++) {
+        const int64_t *part = (const int64_t *)parts.buf + PART_WORDS * k;
+        int64_t kind = part[PART_KIND], arg = part[PART_ARG], when = part[PART_WHEN], missing = part[PART_MISSING];
+        int good = kind >= 0 && kind < PART_KINDS && missing < literal_count && when < column_count &&
+                   part[PART_PREFIX] < literal_count;
+        if (good && when >= 0)
+            good = columns[when].len >= n;
+        if (good && kind == P_LITERAL)
+            good = arg >= 0 && arg < literal_count;
+        if (good && (kind == P_INT || kind == P_FLOAT || kind == P_FIXED6))
+            good = arg >= 0 && arg < column_count && columns[arg].len >= 8 * n;
+        if (good && kind == P_LABEL) {
+            good = arg >= 0 && arg + 2 < column_count && columns[arg].len >= 4 * n;
+            if (good) { /* every code within the labels, every label within the bytes */
+                const int32_t *codes = columns[arg].data;
+                const int64_t *offsets = columns[arg + 1].data;
+                Py_ssize_t labels = columns[arg + 1].len / 8 - 1;
+                for (Py_ssize_t r = 0; good && r < n; r++)
+                    good = codes[r] < labels;
+                for (Py_ssize_t j = 0; good && j < labels; j++)
+                    good = offsets[j] >= 0 && offsets[j] <= offsets[j + 1] && offsets[j + 1] <= columns[arg + 2].len;
+            }
+        }
+        if (!good) {
+            PyErr_Format(PyExc_ValueError, "format_rows: part %zd does not fit its columns", k);
+            ok = 0;
+        }
+    }
+    step_t *steps = ok ? PyMem_Calloc((size_t)part_count + 1, sizeof(step_t)) : NULL;
+    if (ok && steps == NULL) {
+        PyErr_NoMemory();
+        ok = 0;
+    }
+    size_t row_bound = 0;
+    for (Py_ssize_t k = 0; ok && k < part_count; k++) {
+        const int64_t *part = (const int64_t *)parts.buf + PART_WORDS * k;
+        step_t *step = steps + k;
+        int64_t arg = part[PART_ARG];
+        step->kind = (int)part[PART_KIND], step->escape = (int)part[PART_ESCAPE], step->width = part[PART_WIDTH];
+        step->when = part[PART_WHEN] >= 0 ? columns[part[PART_WHEN]].data : NULL;
+        if (part[PART_PREFIX] >= 0)
+            step->prefix = (const char *)literals[part[PART_PREFIX]].data,
+            step->prefix_len = (size_t)literals[part[PART_PREFIX]].len;
+        if (part[PART_MISSING] >= 0)
+            step->missing = (const char *)literals[part[PART_MISSING]].data,
+            step->missing_len = (size_t)literals[part[PART_MISSING]].len;
+        size_t most = step->missing_len; /* the most this part writes in one row */
+        switch (step->kind) {
+        case P_LITERAL:
+            step->literal = (const char *)literals[arg].data, step->literal_len = (size_t)literals[arg].len;
+            most = step->literal_len;
+            break;
+        case P_INT:
+            step->values = columns[arg].data;
+            most = most > 24 ? most : 24;
+            break;
+        case P_FLOAT:
+        case P_FIXED6:
+            step->values = columns[arg].data;
+            most = most > 40 ? most : 40;
+            break;
+        case P_LABEL: {
+            step->values = columns[arg].data, step->offsets = columns[arg + 1].data;
+            step->bytes = columns[arg + 2].data;
+            size_t longest = 0;
+            for (Py_ssize_t j = 0; j + 1 < columns[arg + 1].len / 8; j++) {
+                size_t length = (size_t)(step->offsets[j + 1] - step->offsets[j]);
+                longest = length > longest ? length : longest;
+            }
+            longest = step->escape == ESCAPE_NONE ? longest : 6 * longest + 2; /* \u00XX, quotes */
+            most = most > longest ? most : longest;
+            break;
+        }
+        case P_PAD_START:
+            most = (size_t)(step->width < 0 ? -step->width : step->width);
+            break;
+        default:
+            most = 0;
+        }
+        row_bound += step->prefix_len + most;
+    }
+    if (ok) {
+        text_t t = {out.buf, 0, (size_t)out.len, 0};
+        int done;
+        Py_BEGIN_ALLOW_THREADS;
+        done = format_rows(n, steps, part_count, row_bound, &t, ends.buf);
+        Py_END_ALLOW_THREADS;
+        result = PyLong_FromSsize_t(done ? (Py_ssize_t)t.size : -(Py_ssize_t)t.size - 1);
+    }
+    PyMem_Free(steps);
+    for (Py_ssize_t k = 0; k < held; k++)
+        PyBuffer_Release(&views[k]);
+    PyMem_Free(views);
+    PyMem_Free(columns);
+    PyMem_Free(literals);
+    PyBuffer_Release(&parts);
+    PyBuffer_Release(&ends);
+    PyBuffer_Release(&out);
+    return result;
+}
+
+static PyObject *py_dedupe(PyObject *self, PyObject *args) {
+    Py_buffer blob, at, to, ids, first;
+    if (!PyArg_ParseTuple(args, "y*y*y*w*w*", &blob, &at, &to, &ids, &first))
+        return NULL;
+    Py_buffer *all[] = {&blob, &at, &to, &ids, &first};
+    Py_ssize_t n = at.len / 8;
+    int ok = check(&to, "to", 8, n) && check(&ids, "ids", 8, n) && check(&first, "first", 8, n);
+    const int64_t *a = at.buf, *z = to.buf;
+    for (Py_ssize_t i = 0; ok && i < n; i++)
+        if (a[i] >= 0 && (a[i] > z[i] || z[i] > blob.len)) {
+            PyErr_SetString(PyExc_ValueError, "a string lies outside the blob");
+            ok = 0;
+        }
+    PyObject *result = NULL;
+    if (ok) {
+        uint64_t slots = 16;
+        while (slots < 2 * (uint64_t)n)
+            slots *= 2;
+        int64_t *table = PyMem_Malloc(slots * sizeof(int64_t));
+        if (table == NULL)
+            PyErr_NoMemory();
+        else {
+            memset(table, 0xFF, slots * sizeof(int64_t));
+            int64_t count;
+            Py_BEGIN_ALLOW_THREADS;
+            count = dedupe(blob.buf, a, z, n, table, slots - 1, ids.buf, first.buf);
+            Py_END_ALLOW_THREADS;
+            PyMem_Free(table);
+            result = PyLong_FromLongLong((long long)count);
+        }
+    }
+    return release(all, 5, result);
+}
+
 static PyMethodDef METHODS[] = {
     {"walk_pcap", py_walk_pcap, METH_VARARGS, "Walk the pcap records of a piece (see _kernel.walk_pcap)."},
     {"decode_frames", py_decode_frames, METH_VARARGS, "Decode frames into rows (see _kernel.decode_frames)."},
     {"http_scan", py_http_scan, METH_VARARGS, "Find and classify HTTP heads (see _kernel.http_scan)."},
     {"insert_keys", py_insert_keys, METH_VARARGS, "Move conversation keys to a table (see _kernel.insert_keys)."},
     {"add_conversations", py_add_conversations, METH_VARARGS, "Add conversations (see _kernel.add_conversations)."},
+    {"http_follow", py_http_follow, METH_VARARGS, "Follow HTTP streams over segments (see _kernel.http_follow)."},
+    {"http_regrow", py_http_regrow, METH_VARARGS, "Move HTTP stream states to a larger table (see _kernel)."},
+    {"format_rows", py_format_rows, METH_VARARGS, "Text rows from columns (see packets.text.Program)."},
+    {"dedupe", py_dedupe, METH_VARARGS, "Dense ids for distinct byte strings (see _kernel.dedupe)."},
+    {"encode", py_encode, METH_VARARGS, "Dense ids for distinct keys (see _kernel.Encoder)."},
+    {"http_parts", py_http_parts, METH_VARARGS, "Split HTTP heads into their parts (see _kernel.http_parts)."},
     {NULL, NULL, 0, NULL},
 };
 

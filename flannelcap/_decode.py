@@ -138,7 +138,7 @@ class Decoder:
     def __init__(self, vxlan_ports: Iterable[int] = DEFAULT_VXLAN_PORTS, *, detail: bool = False) -> None:
         self.vxlan_ports = frozenset(vxlan_ports)
         self.detail = detail
-        self._first_time: float | None = None
+        self._first_ns: int | None = None
         self._http = HttpReassembler()
         self._info = InfoFormatter()
 
@@ -148,8 +148,8 @@ class Decoder:
         Never raises for bad packet contents: what could not be decoded is described in
         ``PacketRecord.notes``.
         """
-        if self._first_time is None:
-            self._first_time = frame.time
+        if self._first_ns is None:
+            self._first_ns = frame.time_ns
         fields: dict[str, Any] = {}
         notes: list[str] = []
         if frame.linktype not in LINKTYPE_NAMES:
@@ -171,7 +171,7 @@ class Decoder:
         record = PacketRecord(
             number=frame.number,
             time=frame.time,
-            rel_time=frame.time - self._first_time,
+            rel_time=(frame.time_ns - self._first_ns) / 1_000_000_000,  # exact difference, one rounding
             cap_len=len(frame.data),
             wire_len=frame.wire_len,
             interface=frame.interface,

@@ -1,23 +1,24 @@
-"""The fast path: the same records as the Scapy decoder, for millions of packets.
+"""The fast path: the same fields as the Scapy decoder, for millions of packets.
 
 Rule: pure. A buffer of frames (numpy ``uint8``) and their offsets in, named columns out; no
 file, no Scapy. The header fields are read by the compiled loop of ``_kernel`` (which decides
 which frames it can take and leaves every other one to the Scapy decoder, the model). HTTP
-heads are found by looking only at segments whose payload begins like HTTP
-(``HttpCandidates``), with the Scapy path's semantics.
+heads are found by the compiled search (``_kernel.http_follow``), which looks only at segments
+whose payload begins like HTTP, with the Scapy path's semantics on a lossless capture: a
+retransmitted head is not reported twice, a segment inside a body that Content-Length
+announced is body, and a head not complete in its segment is reassembled segment by segment.
 """
 
 from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
 
 from flannelcap import _kernel
-from flannelcap._http import METHODS, HttpHead, parse_head
+from flannelcap._http import METHODS
 from flannelcap._kernel import NONE as NONE
 from flannelcap._kernel import PAD, Bool, Int
 from flannelcap._reader import (
@@ -43,7 +44,6 @@ FAST_LINKTYPES = frozenset(
 )
 PROTO_CODES = {"tcp": 6, "udp": 17, "icmp": 1, "arp": _kernel.ARP_CODE}
 _HTTP_STARTS = [m + b" " for m in METHODS] + [b"HTTP/"]
-PENDING: Literal["pending"] = "pending"  # HttpCandidates.feed: reassemble this stream segment by segment
 
 
 @dataclass(slots=True)
@@ -69,11 +69,6 @@ class DecodedPiece:
     first_row: int
     payload_start: Int
     http_hint: Bool
-
-
-def ip_text(value: int) -> str:
-    """An IPv4 address kept as an integer, as text."""
-    return socket.inet_ntoa(value.to_bytes(4, "big"))
 
 
 def padded(data: bytes | bytearray | memoryview) -> NDArray[np.uint8]:
@@ -104,11 +99,15 @@ class ColumnsBuilder:
         linktype: link-layer type of all the frames.
         vxlan_ports: UDP ports that carry VXLAN.
         checksums: verify the outer UDP checksum of VXLAN packets (``outer_udp_checksum_ok``).
+        kernel: use the compiled decode (else every frame is left to the Scapy decoder).
     """
 
-    def __init__(self, capacity: int, linktype: int, vxlan_ports: frozenset[int], checksums: bool = True) -> None:
+    def __init__(
+        self, capacity: int, linktype: int, vxlan_ports: frozenset[int], checksums: bool = True, kernel: bool = True
+    ) -> None:
         self.capacity = capacity
         self.linktype = linktype
+        self._kernel = kernel
         self.rows = 0
         self._ports = np.array(sorted(vxlan_ports), dtype=np.int64)
         self._checksums = checksums
@@ -123,7 +122,7 @@ class ColumnsBuilder:
         first, n = self.rows, len(start)
         if n > self.capacity - first:
             raise ValueError(f"{n} frames do not fit in the {self.capacity - first} rows left")
-        if self.linktype in FAST_LINKTYPES and _kernel.AVAILABLE:
+        if self.linktype in FAST_LINKTYPES and _kernel.AVAILABLE and self._kernel:
             payload_start, http_hint = _kernel.decode_frames(
                 buf, start, caplen, wire_len, self.linktype, self._ports, self._checksums,
                 _PREFIXES, _WIDTHS, self._values, self._fallback, first,
@@ -154,13 +153,38 @@ class ConversationSet:
         self._table = np.full((1 << 12, 2), NONE, dtype=np.int64)
         self.count = 0
 
-    def add(self, columns: Columns, rows: Bool) -> None:
-        """Add the TCP and UDP conversations of the rows marked in ``rows`` (decoded, not fallback)."""
+    def add(self, values: Int, rows: Bool) -> None:
+        """Add the TCP and UDP conversations of the kernel rows ``values`` (packet-major) marked
+        in ``rows`` (decoded, not fallback)."""
         if not rows.any():
             return
-        while len(self._table) < 2 * (self.count + columns.n):
+        while len(self._table) < 2 * (self.count + len(values)):
             self._grow()
-        self.count = _kernel.add_conversations(self._table, self.count, columns.rows, rows)
+        self.count = _kernel.add_conversations(self._table, self.count, values, rows)
+
+    def absorb(
+        self, named: set[tuple[str, tuple[str, int], tuple[str, int]]]
+    ) -> set[tuple[str, tuple[str, int], tuple[str, int]]]:
+        """Add conversations known by name (the Scapy decoder's rows) to the set, where they are
+        IPv4; returns the others (IPv6), which the set cannot hold."""
+        if not _kernel.AVAILABLE:
+            return named
+        codes = {"tcp": 6, "udp": 17}
+        keys, others = [], set()
+        for proto, (a_ip, a_port), (b_ip, b_port) in named:
+            try:
+                a, b = (int.from_bytes(socket.inet_aton(ip), "big") for ip in (a_ip, b_ip))
+            except OSError:
+                others.add((proto, (a_ip, a_port), (b_ip, b_port)))
+                continue
+            if (a, a_port) > (b, b_port):
+                a, a_port, b, b_port = b, b_port, a, a_port
+            keys.append((codes[proto] << 48 | a << 16 | a_port, b << 16 | b_port))
+        if keys:
+            while len(self._table) < 2 * (self.count + len(keys)):
+                self._grow()
+            self.count = _kernel.insert_keys(self._table, self.count, np.array(keys, dtype=np.int64))
+        return others
 
     def _keys(self) -> Int:
         keys: Int = self._table[self._table[:, 0] != NONE]
@@ -174,6 +198,8 @@ class ConversationSet:
     def named(self) -> set[tuple[str, tuple[str, int], tuple[str, int]]]:
         """Each conversation as (protocol, end, end), the ends in text order."""
         names = {6: "tcp", 17: "udp"}
+        from flannelcap.packets.columns import ip_text
+
         texts: dict[int, str] = {}  # few distinct addresses: each converted once
         found = set()
         for first, second in self._keys().tolist():
@@ -183,71 +209,3 @@ class ConversationSet:
             ends = sorted([(a, first & 0xFFFF), (b, second & 0xFFFF)])
             found.add((names[first >> 48], ends[0], ends[1]))
         return found
-
-
-@dataclass(slots=True)
-class _Direction:
-    last_seq: int | None = None
-    body_start: int = 0
-    body_end: int = 0
-
-
-class ScannedHead(NamedTuple):
-    """An HTTP head the fast path found: its bytes (without the blank line), parsed into an
-    ``HttpHead`` only when a record needs the text (``parsed``)."""
-
-    raw: bytes
-    is_request: bool
-
-    def parsed(self) -> HttpHead:
-        """The head's start line, Host and Content-Length."""
-        head = parse_head(self.raw)
-        if head is None:  # http_scan and parse_head decide alike (tests/test_fast.py holds them to it)
-            raise RuntimeError(f"the fast path took {self.raw[:40]!r} for an HTTP head; parse_head does not")
-        return head
-
-
-class HttpCandidates:
-    """HTTP heads from candidate segments only, with the Scapy path's semantics on a
-    lossless capture: a retransmitted head is not reported twice, a segment inside a body
-    that Content-Length announced is body, and a head not complete in its segment is
-    handed back to be reassembled segment by segment (``feed`` says ``PENDING``)."""
-
-    def __init__(self) -> None:
-        self._directions: dict[tuple[int, int, int, int], _Direction] = {}
-
-    def feed(
-        self,
-        key: tuple[int, int, int, int],
-        seq: int,
-        scan: tuple[int, int, int],
-        buf: NDArray[np.uint8],
-        at: int,
-    ) -> ScannedHead | Literal["pending"] | None:
-        """One candidate segment, its payload at ``buf[at:]``, as ``_kernel.http_scan`` found it
-        (``scan``: where its head ends, -1 if not in the segment; what the head is; its
-        Content-Length). Returns the head it holds, None, or ``PENDING`` (reassemble it)."""
-        end, kind, length = scan
-        state = self._directions.get(key)
-        if state is None:
-            state = self._directions[key] = _Direction()
-        elif state.last_seq is not None and (state.last_seq - seq) % 2**32 < 2**31:
-            return None  # the same head again, or older: a retransmission
-        if (seq - state.body_start) % 2**32 < (state.body_end - state.body_start) % 2**32:
-            return None  # inside a body announced by Content-Length
-        if end < 0:
-            return PENDING
-        state.last_seq = seq
-        head: ScannedHead | None = None
-        if kind == _kernel.ASK_PYTHON:
-            raw = buf[at : at + end].tobytes()
-            parsed = parse_head(raw)
-            if parsed is not None:
-                head = ScannedHead(raw, parsed.method is not None)
-                length = parsed.content_length or 0
-        elif kind != _kernel.NOT_HTTP:
-            head = ScannedHead(buf[at : at + end].tobytes(), kind == _kernel.REQUEST)
-        if head is not None and length > 0:
-            state.body_start = (seq + end + 4) % 2**32
-            state.body_end = (state.body_start + length) % 2**32
-        return head

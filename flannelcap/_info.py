@@ -19,7 +19,7 @@ _TCP_FLAG_NAMES = (
     (0x40, "ECE"),
     (0x80, "CWR"),
 )
-_ICMP_NAMES = {
+ICMP_NAMES = {
     0: "Echo (ping) reply",
     3: "Destination unreachable",
     5: "Redirect",
@@ -73,7 +73,7 @@ class InfoFormatter:
                 return f"{record.arp_sender_ip} is at {record.arp_sender_mac}"
             return f"ARP {record.arp_op}"
         if record.proto in ("icmp", "icmpv6"):
-            names = _ICMP_NAMES if record.proto == "icmp" else _ICMPV6_NAMES
+            names = ICMP_NAMES if record.proto == "icmp" else _ICMPV6_NAMES
             name = names.get(record.icmp_type or 0, f"type {record.icmp_type}")
             if record.icmp_type in (143, 130, 131, 132):
                 name = "Multicast listener " + ("report v2" if record.icmp_type == 143 else "message")

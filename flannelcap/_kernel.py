@@ -16,18 +16,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from flannelcap.packets.fields import KERNEL_FIELDS
+
 PAD = 128  # zero bytes after the frames in a buffer
 NONE = -1  # "no such field" in an integer column
 ARP_CODE = 1000  # ``proto``/``outer_proto`` of an ARP packet (not an IP protocol number)
-# The fields of a packet's row of values, in the C code's order (PacketRecord's names).
-FIELDS = (
-    "outer_dst_mac", "outer_src_mac", "vlan", "outer_ip_version", "outer_src_ip", "outer_dst_ip",
-    "outer_ttl", "outer_ip_len", "outer_proto", "outer_src_port", "outer_dst_port", "outer_udp_len",
-    "outer_udp_checksum", "outer_udp_checksum_ok", "is_vxlan", "vni", "vxlan_flags", "inner_dst_mac",
-    "inner_src_mac", "inner_ethertype", "inner_src_ip", "inner_dst_ip", "inner_ttl", "inner_ip_len",
-    "proto", "src_port", "dst_port", "tcp_seq", "tcp_ack", "tcp_flags", "tcp_window", "payload_len",
-    "icmp_type", "icmp_code", "arp_op", "arp_sender_mac", "arp_sender_ip", "arp_target_mac", "arp_target_ip",
-)  # fmt: skip
+FIELDS = KERNEL_FIELDS  # a packet's row of values, in the C code's order (the field table's)
 
 _ckernel: Any
 UNAVAILABLE: str | None = None  # why the compiled loops cannot be used, if they cannot
@@ -44,6 +38,9 @@ Int = NDArray[np.int64]
 Bool = NDArray[np.bool_]
 AVAILABLE = UNAVAILABLE is None
 NOT_HTTP, REQUEST, RESPONSE, ASK_PYTHON = 0, 1, 2, 3  # what http_scan makes of a head
+SKIP, HEAD_REQUEST, HEAD_RESPONSE, TO_REASSEMBLER = 0, 1, 2, 3  # what http_follow makes of a segment
+HTTP_STATE = 6  # int64s per direction in http_follow's table
+HEAD_PARTS = 11  # http_parts: method, path, version (from, to), status, reason, host (from, to)
 
 
 def walk_pcap(buf: NDArray[np.uint8], size: int, little: bool, max_record: int) -> tuple[Int, Int, Int, Int, Int, int]:
@@ -131,3 +128,116 @@ def insert_keys(table: Int, count: int, keys: Int) -> int:
     """Add conversations given as their two keys (rows of ``keys``, as ``add_conversations``
     keeps them) to a set; returns the new count. Used to move a set into a larger table."""
     return int(_ckernel.insert_keys(table, count, np.ascontiguousarray(keys)))
+
+
+def http_follow(
+    table: Int, count: int, buf: NDArray[np.uint8], key_a: Int, key_b: Int, seq: Int, hint: Bool, start: Int, size: Int
+) -> tuple[Int, Int, int]:
+    """Follow the HTTP streams of segments with payload ``buf[start:start+size]``, in capture
+    order, in a table of directions (``HTTP_STATE`` int64s a row; ``key_a == NONE`` marks a free
+    row; a power of two rows, at least twice the directions after adding every segment).
+
+    A direction is keyed by (source address << 16 | port, destination address << 16 | port).
+    Returns (kinds, ends, count), per segment: ``SKIP``, ``HEAD_REQUEST``/``HEAD_RESPONSE`` (a
+    head ending at ``end``, the blank line excluded), or ``TO_REASSEMBLER`` (the direction's
+    head is split across segments: from now on Python reassembles it); and the directions held.
+    """
+    n = len(key_a)
+    kinds, ends = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
+    count = _ckernel.http_follow(table, count, buf, key_a, key_b, seq, hint, start, size, kinds, ends)
+    return kinds, ends, int(count)
+
+
+def http_regrow(table: Int, rows: int) -> Int:
+    """The directions of ``table`` in a new table of ``rows`` rows (a power of two)."""
+    grown = np.full((rows, HTTP_STATE), NONE, dtype=np.int64)
+    _ckernel.http_regrow(grown, np.ascontiguousarray(table))
+    return grown
+
+
+def http_parts(blob: bytes, offsets: Int, kinds: Int) -> Int:
+    """Where the parts of each head ``blob[offsets[i]:offsets[i+1]]`` (a request where ``kinds``
+    says ``HEAD_REQUEST``, else a response) lie, as ``_http.parse_head`` splits them: rows of
+    ``HEAD_PARTS`` (from/to of method, path, version; the status, -2 if too long to hold; from/to
+    of the reason and of Host's value), -1 where absent."""
+    out = np.empty((len(kinds), HEAD_PARTS), dtype=np.int64)
+    _ckernel.http_parts(blob, offsets, kinds, out)
+    return out
+
+
+class Encoder:
+    """Dense ids (0, 1, 2 … in order of first sight) for distinct keys of one or two int64s,
+    kept across calls: the compiled hash table behind labels, directions and conversations."""
+
+    def __init__(self, width: int = 1) -> None:
+        self.width = width
+        self.count = 0
+        self._table = np.full((1 << 10, width + 1), NONE, dtype=np.int64)
+
+    def ids(self, keys: Int, create: bool = True) -> Int:
+        """The id of each key (rows of ``width`` keys; a first key of ``NONE`` gets -1, and so
+        does an unseen key when not ``create``)."""
+        keys = np.ascontiguousarray(keys, dtype=np.int64)
+        if not AVAILABLE:
+            return self._ids_in_python(keys, create)
+        n = len(keys)
+        while len(self._table) < 2 * (self.count + n):
+            self._grow()
+        out = np.empty(n, dtype=np.int64)
+        self.count = int(_ckernel.encode(self._table, self.count, keys, self.width, create, out))
+        return out
+
+    def _ids_in_python(self, keys: Int, create: bool) -> Int:
+        """``ids`` without the compiled table (the extension was not built)."""
+        known: dict[tuple[int, ...], int] = self.__dict__.setdefault("_known", {})
+        out = np.full(len(keys), -1, dtype=np.int64)
+        for i, key in enumerate(map(tuple, keys.reshape(len(keys), -1).tolist())):
+            if key[0] == NONE:
+                continue
+            if key not in known and create:
+                known[key] = len(known)
+            out[i] = known.get(key, -1)
+        self.count = len(known)
+        return out
+
+    def _grow(self) -> None:
+        used = self._table[self._table[:, 0] != NONE]
+        order = np.argsort(used[:, self.width], kind="stable")  # re-inserted in id order: ids kept
+        self._table = np.full((2 * len(self._table), self.width + 1), NONE, dtype=np.int64)
+        self.count = 0
+        self.count = int(
+            _ckernel.encode(self._table, 0, np.ascontiguousarray(used[order, : self.width]), self.width, True,
+                            np.empty(len(used), dtype=np.int64))
+        )  # fmt: skip
+
+
+def format_rows(
+    n: int, parts: Int, columns: list[Any], literals: list[bytes], ends: Int, out: NDArray[np.uint8]
+) -> int:
+    """Run a program of text parts (``packets.text.Program``) over ``n`` rows, writing into
+    ``out``; row ``r``'s text ends at ``ends[r]``. Returns the bytes written, or, if they did
+    not fit in ``out``, ``-(about the bytes needed) - 1``. Every column and code is checked
+    before the run (a ``ValueError`` if one does not fit)."""
+    size: int = _ckernel.format_rows(n, np.ascontiguousarray(parts, dtype=np.int64), columns, literals, ends, out)
+    return size
+
+
+def dedupe(blob: bytes, at: Int, to: Int) -> tuple[Int, Int]:
+    """Dense ids (in order of first sight) for the distinct byte strings ``blob[at[i]:to[i]]``
+    (-1 where ``at[i]`` is -1), and the first row of each id."""
+    n = len(at)
+    ids, first = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
+    if not AVAILABLE:
+        seen: dict[bytes, int] = {}
+        firsts: list[int] = []
+        for i, (a, z) in enumerate(zip(at.tolist(), to.tolist(), strict=True)):
+            if a < 0:
+                ids[i] = -1
+                continue
+            if blob[a:z] not in seen:
+                seen[blob[a:z]] = len(firsts)
+                firsts.append(i)
+            ids[i] = seen[blob[a:z]]
+        return ids, np.array(firsts, dtype=np.int64)
+    count = int(_ckernel.dedupe(blob, np.ascontiguousarray(at), np.ascontiguousarray(to), ids, first))
+    return ids, first[:count]

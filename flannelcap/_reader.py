@@ -44,7 +44,7 @@ LINKTYPE_NAMES = {
 # A record claiming more than this is not a packet but a damaged length field.
 MAX_RECORD_BYTES = 16 * 1024 * 1024
 
-_PCAP_MAGICS = {  # magic → (byte order, nanoseconds per fraction unit)
+PCAP_MAGICS = {  # magic → (byte order, nanoseconds per fraction unit)
     b"\xd4\xc3\xb2\xa1": ("<", 1_000),  # microseconds, little-endian
     b"\xa1\xb2\xc3\xd4": (">", 1_000),
     b"\x4d\x3c\xb2\xa1": ("<", 1),  # nanoseconds
@@ -76,8 +76,9 @@ class Frame:
 
     @property
     def time(self) -> float:
-        """Capture time in seconds since the epoch."""
-        return self.time_ns / 1e9
+        """Capture time in seconds since the epoch (the double nearest to it, as
+        ``seconds`` gives it)."""
+        return self.time_ns / 1_000_000_000  # integers: Python rounds the quotient once
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -127,7 +128,7 @@ class CaptureReader:
         self._first = self._read_exact(4, "the file header")
         if self._first == _PCAPNG_SHB:
             self.format = "pcapng"
-        elif self._first in _PCAP_MAGICS:
+        elif self._first in PCAP_MAGICS:
             self.format = "pcap"
             self._read_pcap_header()
         else:
@@ -190,7 +191,7 @@ class CaptureReader:
     # -- pcap --------------------------------------------------------------------------
 
     def _read_pcap_header(self) -> None:
-        self._order, self._unit_ns = _PCAP_MAGICS[self._first]
+        self._order, self._unit_ns = PCAP_MAGICS[self._first]
         try:
             rest = self._read_exact(20, "the pcap file header")
         except CaptureTruncatedError as exc:

@@ -21,6 +21,7 @@ class CaptureSummary:
     http_requests: int = 0
     http_responses: int = 0
     conversations: set[tuple[str, tuple[str, int], tuple[str, int]]] = field(default_factory=set)
+    counted_conversations: int = 0  # more conversations, counted (not named) by the fast path
     packets_with_notes: Counter[str] = field(default_factory=Counter)
     stopped_early: str | None = None
 
@@ -28,6 +29,11 @@ class CaptureSummary:
     def vxlan_packets(self) -> int:
         """Number of VXLAN packets over all VNIs."""
         return sum(self.vxlan_by_vni.values())
+
+    @property
+    def conversation_count(self) -> int:
+        """Distinct TCP and UDP conversations."""
+        return len(self.conversations) + self.counted_conversations
 
     @property
     def http_exchanges(self) -> int:
@@ -58,7 +64,7 @@ class CaptureSummary:
             f"{self.packets} packets: {self.vxlan_packets} VXLAN"
             + (f" ({per_vni})" if per_vni else "")
             + f", {self.other_packets} not VXLAN",
-            f"{len(self.conversations)} TCP/UDP conversations, "
+            f"{self.conversation_count} TCP/UDP conversations, "
             f"{self.http_requests} HTTP requests, {self.http_responses} HTTP responses",
         ]
         for kind, count in self.packets_with_notes.most_common():

@@ -30,7 +30,7 @@ from mutate import mutate, mutate_text  # noqa: E402
 from flannelcap import FlannelcapError  # noqa: E402
 from flannelcap._capture import decode_file  # noqa: E402
 from flannelcap._decode import Decoder  # noqa: E402
-from flannelcap._fastread import FastStream  # noqa: E402
+from flannelcap.packets.pipeline import RecordView, open_capture  # noqa: E402
 from flannelcap._http import HttpReassembler  # noqa: E402
 from flannelcap._kube import parse_kubectl_nodes, parse_kubectl_pods  # noqa: E402
 from flannelcap._reader import Frame  # noqa: E402
@@ -81,7 +81,10 @@ def check_capture(data: bytes) -> None:
     """Both engines over a mutated capture: only FlannelcapError may escape, and only on open."""
     for engine in ("fast", "scapy"):
         try:
-            stream = FastStream(io.BytesIO(data)) if engine == "fast" else decode_file(io.BytesIO(data))
+            if engine == "fast":
+                stream = RecordView(open_capture(io.BytesIO(data)))
+            else:
+                stream = decode_file(io.BytesIO(data), engine="scapy")
         except FlannelcapError:
             return
         for _ in stream:

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from flannelcap import FlannelcapError, decode_file
 from flannelcap._decode import Decoder
-from flannelcap._fastread import FastStream
+from flannelcap.packets.pipeline import RecordView, open_capture
 from flannelcap._http import MAX_HEAD_BYTES, HttpReassembler, parse_head
 from flannelcap._reader import Frame
 
@@ -37,7 +37,8 @@ QUICK = settings(max_examples=300, deadline=None, suppress_health_check=list(Hea
 def _both_engines(data: bytes) -> list[int]:
     """Packet counts of the two engines; only FlannelcapError may escape, and only on open."""
     counts = []
-    for engine in (FastStream, decode_file):
+    engines = (lambda source: RecordView(open_capture(source)), lambda source: decode_file(source, engine="scapy"))
+    for engine in engines:
         try:
             counts.append(sum(1 for _ in engine(io.BytesIO(data))))
         except FlannelcapError:

@@ -1,30 +1,31 @@
-"""``flannelcap decode``: argument parsing for the command, and printing what it decodes.
+"""``flannelcap decode``: argument parsing for the command, and writing what it decodes.
 
-Rule: no decoding logic here; it filters and prints what ``decode_file`` yields.
+Rule: no decoding logic here. It opens the one pipeline (``open_capture``), picks the rows the
+filters want from each column batch, and writes the batch through a view (the table, JSON,
+CSV, Parquet); only ``-v`` goes packet by packet, through the Scapy decoder's layer stack.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import functools
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from flannelcap._annotate import annotate
 from flannelcap._errors import FlannelcapError
-from flannelcap._fastread import FastStream, frame_of
-from flannelcap._vxlan import DEFAULT_VXLAN_PORTS
-
-if TYPE_CHECKING:
-    from flannelcap._capture import RecordStream
-from flannelcap._records import PacketRecord
 from flannelcap._summary import CaptureSummary
 from flannelcap.cli import _format
 from flannelcap.cli._progress import ProgressBar
 from flannelcap.cli._topology_args import add_topology_options, topology_from_args
+from flannelcap.packets.fields import FIELD_NAMES
+from flannelcap.packets.pipeline import PacketSource, open_capture
+
+if TYPE_CHECKING:
+    from flannelcap.packets.columns import ColumnBatch, Columns
 
 PROTO_CHOICES = ("tcp", "udp", "icmp", "arp", "http")
 
@@ -124,99 +125,86 @@ def _packet_range(text: str) -> tuple[int, int]:
     return low, high
 
 
-def _selector(args: argparse.Namespace) -> Callable[[PacketRecord], bool]:
-    vnis = set(args.vni)
+def _wanted(args: argparse.Namespace, batch: ColumnBatch, columns: Columns) -> np.ndarray | None:  # type: ignore[type-arg]
+    """The rows of a batch the filters keep (None: all of them)."""
+    keep = np.ones(batch.n, dtype=np.bool_)
+    if args.packets:
+        number = batch.ints["number"]
+        keep &= (number >= args.packets[0]) & (number <= args.packets[1])
+    if args.only_vxlan or args.vni:
+        keep &= batch.bools["is_vxlan"]
+    if args.vni:
+        keep &= np.isin(batch.ints["vni"], list(args.vni))
+    if args.proto == "http":
+        keep &= (batch.codes["http_method"] >= 0) | (batch.ints["http_status"] != -1)
+    elif args.proto:
+        labels = columns.labels["proto"].texts
+        code = labels.index(args.proto) if args.proto in labels else -2
+        keep &= batch.codes["proto"] == code
+    return None if keep.all() else keep
 
-    def wanted(record: PacketRecord) -> bool:
-        if args.packets and not args.packets[0] <= record.number <= args.packets[1]:
-            return False
-        if (args.only_vxlan or vnis) and not record.is_vxlan:
-            return False
-        if vnis and record.vni not in vnis:
-            return False
-        if args.proto == "http":
-            return bool(record.http_method or record.http_status is not None)
-        return not args.proto or record.proto == args.proto
 
-    return wanted
-
-
-def _open(args: argparse.Namespace, path: str, bar: ProgressBar | None) -> RecordStream | FastStream:
-    ports = DEFAULT_VXLAN_PORTS | set(args.vxlan_port)
-    if args.engine == "scapy" or (args.engine == "auto" and args.detail):
-        from flannelcap._capture import decode_file  # Scapy: imported only when used
-
-        return decode_file(path, vxlan_ports=ports, detail=args.detail)
-    if args.detail:
+def _open(args: argparse.Namespace, path: str, bar: ProgressBar | None) -> PacketSource:
+    if args.detail and args.engine == "fast":
         raise FlannelcapError("-v needs every field of every layer: use it with --engine scapy (or auto)")
-    from flannelcap import _kernel
+    return open_capture(
+        path,
+        topology=topology_from_args(args),
+        vxlan_ports=args.vxlan_port,
+        engine=args.engine,
+        progress=bar,
+    )
 
-    if args.engine == "fast" and _kernel.UNAVAILABLE:
-        raise FlannelcapError(f"{_kernel.UNAVAILABLE}: use --engine scapy, or reinstall with a C compiler")
-    return FastStream(path, vxlan_ports=ports, progress=bar)
 
-
-def _summary_only(path: str, stream: RecordStream | FastStream, bar: ProgressBar | None) -> int:
-    if isinstance(stream, FastStream):
-        summary = stream.summary()
-    else:
-        summary = CaptureSummary()
-        for record in stream:
-            summary.add(record)
-        summary.stopped_early = stream.problem
+def _summary_only(path: str, source: PacketSource, bar: ProgressBar | None) -> int:
+    summary = source.summary()
     if bar is not None:
         bar.clear()
     print("\n".join(summary.lines()))
-    if isinstance(stream, FastStream) and stream.fallback_frames:
+    if source.fallback_frames and not source.stream.scapy_only:
         from flannelcap import _kernel
 
         why = "the fast path is not built" if _kernel.UNAVAILABLE else "layouts the fast path does not take"
-        print(f"{stream.fallback_frames} packets decoded by Scapy ({why})")
-    return _problem(path, stream, summary.packets)
+        print(f"{source.fallback_frames} packets decoded by Scapy ({why})")
+    return _problem(path, source.problem, summary.packets)
 
 
-def _problem(path: str, stream: RecordStream | FastStream, packets: int) -> int:
-    if stream.problem:
+def _problem(path: str, problem: str | None, packets: int) -> int:
+    if problem:
         if packets == 0:
-            raise FlannelcapError(f"{path}: nothing could be decoded: {stream.problem}")
+            raise FlannelcapError(f"{path}: nothing could be decoded: {problem}")
         print(
-            f"flannelcap: warning: {path}: {stream.problem}; the {packets} packets before it were decoded",
+            f"flannelcap: warning: {path}: {problem}; the {packets} packets before it were decoded",
             file=sys.stderr,
         )
     return 0
 
 
-def _parquet(args: argparse.Namespace, path: str, stream: RecordStream | FastStream, bar: ProgressBar | None) -> int:
+def _parquet(args: argparse.Namespace, path: str, source: PacketSource, bar: ProgressBar | None) -> int:
     try:
-        import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError as exc:
         raise FlannelcapError("--parquet needs pyarrow: pip install 'flannelcap[parquet]'") from exc
-    if not isinstance(stream, FastStream):
-        raise FlannelcapError("--parquet goes through the fast path: leave out --engine scapy")
-    writer = None
+    from flannelcap.packets.frames import SCHEMA, arrow_batch
+    from flannelcap.packets.lines import take
+
+    if args.parquet.exists() and args.parquet.samefile(path):
+        raise FlannelcapError(f"{args.parquet} is the capture itself: name another file to write")
     packets = 0
-    first: float | None = None
     try:
-        for batch in stream.batches():
-            frame = frame_of(batch)
-            first = float(frame["time"].iloc[0]) if first is None and len(frame) else first
-            frame["rel_time"] = frame["time"] - (first or 0.0)
-            frame["notes"] = frame["notes"].map(lambda notes: "; ".join(notes))
-            table = pa.Table.from_pandas(frame, preserve_index=False)
-            if writer is None:
-                writer = pq.ParquetWriter(args.parquet, table.schema)
-            writer.write_table(table.cast(writer.schema))
-            packets += len(frame)
+        with pq.ParquetWriter(args.parquet, SCHEMA) as writer:
+            for batch in source:
+                keep = _wanted(args, batch, source.columns)
+                shown = batch if keep is None else take(batch, np.nonzero(keep)[0])
+                writer.write_batch(arrow_batch(shown, source.columns))
+                packets += shown.n
     except OSError as exc:
         raise FlannelcapError(f"cannot write {args.parquet}: {exc.strerror or exc}") from exc
-    finally:
-        if writer is not None:
-            writer.close()
     if bar is not None:
         bar.clear()
+    summary = source.summary()
     print(f"{packets} packets written to {args.parquet}")
-    return _problem(path, stream, packets)
+    return _problem(path, source.problem, summary.packets)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -229,7 +217,7 @@ def run(args: argparse.Namespace) -> int:
 
     def before(index: int, path: str) -> None:
         if args.csv and index == 0:
-            print(",".join(("file", *_format.CSV_FIELDS)))
+            print(",".join(("file", *FIELD_NAMES)))
         elif not (args.json or args.csv):
             print(f"{chr(10) if index else ''}==> {path} <==")
 
@@ -251,47 +239,66 @@ def decode_one(args: argparse.Namespace, path: str, several: bool = False) -> in
 
 
 def _decode(args: argparse.Namespace, path: str, several: bool, bar: ProgressBar | None) -> int:
-    stream = _open(args, path, bar)
+    source = _open(args, path, bar)
     if args.summary:
-        return _summary_only(path, stream, bar)
+        return _summary_only(path, source, bar)
     if args.parquet:
-        return _parquet(args, path, stream, bar)
-    topology = topology_from_args(args)
-    wanted = _selector(args)
+        return _parquet(args, path, source, bar)
+    if args.detail:
+        return _detail(args, path, source)
+    from flannelcap.packets import lines
+
+    out = sys.stdout.buffer
+    name = path if several else None
+    if args.csv and not several:
+        out.write((lines.csv_header() + "\n").encode())
+    elif not (args.json or args.csv):
+        out.write((lines.TABLE_HEADER + "\n").encode())
+    shown = 0
+    for batch in source:
+        keep = _wanted(args, batch, source.columns)
+        if keep is not None:
+            batch = lines.take(batch, np.nonzero(keep)[0])
+        shown += batch.n
+        if args.json:
+            out.write(lines.json_lines(batch, source.columns, name))
+        elif args.csv:
+            out.write(lines.csv_rows(batch, source.columns, name))
+        else:
+            out.write(lines.table_lines(batch, source.columns))
+    out.flush()
+    summary = source.summary()
+    if bar is not None:
+        bar.clear()
+    if not (args.json or args.csv):
+        _footer(summary, shown)
+    return _problem(path, source.problem, summary.packets)
+
+
+def _footer(summary: CaptureSummary, shown: int) -> None:
+    print()
+    for line in summary.lines():
+        print(line)
+    if shown != summary.packets:
+        print(f"{shown} of {summary.packets} packets shown (filters)")
+
+
+def _detail(args: argparse.Namespace, path: str, source: PacketSource) -> int:
+    """``-v``: every field of every layer, packet by packet, from the Scapy decoder."""
+    from flannelcap._capture import decode_file
+
+    stream = decode_file(path, vxlan_ports=source.vxlan_ports, detail=True)
+    topology = source.topology
     summary = CaptureSummary()
-    out = sys.stdout
-    writer = None
-    if args.csv:
-        writer = csv.DictWriter(
-            out, fieldnames=(("file",) if several else ()) + _format.CSV_FIELDS, lineterminator="\n"
-        )
-        if not several:
-            writer.writeheader()
-    elif not args.json:
-        print(_format.TABLE_HEADER, file=out)
+    print(_format.TABLE_HEADER)
     shown = 0
     for record in stream:
         if topology is not None:
             record = annotate(record, topology)
         summary.add(record)
-        if not wanted(record):
-            continue
-        shown += 1
-        if args.json:
-            print(_format.json_line(record, path if several else None), file=out)
-        elif writer is not None:
-            writer.writerow({"file": path, **_format.csv_row(record)} if several else _format.csv_row(record))
-        elif args.detail:
-            print("\n".join(_format.detail_lines(record)), file=out)
-        else:
-            print(_format.table_row(record), file=out)
+        if _format.wanted(args, record):
+            shown += 1
+            print("\n".join(_format.detail_lines(record)))
     summary.stopped_early = stream.problem
-    if bar is not None:
-        bar.clear()
-    if not (args.json or args.csv):
-        print(file=out)
-        for line in summary.lines():
-            print(line, file=out)
-        if shown != summary.packets:
-            print(f"{shown} of {summary.packets} packets shown (filters)", file=out)
-    return _problem(path, stream, summary.packets)
+    _footer(summary, shown)
+    return _problem(path, stream.problem, summary.packets)

@@ -1,15 +1,16 @@
-"""Text, JSON and CSV renderings of packet records for the terminal.
+"""The detail view (``decode -v``) of packet records, one packet at a time.
 
-Rule: formatting only. Records in, strings out; the caller prints.
+Rule: formatting only. Records in, strings out; the caller prints. The packet list, JSON and
+CSV of whole captures are views of the column batches (``packets.views``); ``table_row`` words
+one record's line as ``views.table_lines`` words a batch's (a test holds them to it).
 """
 
 from __future__ import annotations
 
-import json
+import argparse
 
-from flannelcap._records import FIELD_NAMES, PacketRecord
-
-TABLE_HEADER = f"{'No.':>5} {'Time':>10}  {'Outer src → dst':<33} {'VNI':<6} {'Inner src → dst':<33} {'Proto':<6} Info"
+from flannelcap._records import PacketRecord
+from flannelcap.packets.lines import TABLE_HEADER as TABLE_HEADER
 
 
 def _pair(src: str | None, dst: str | None) -> str:
@@ -68,17 +69,15 @@ def detail_lines(record: PacketRecord) -> list[str]:
     return lines
 
 
-def json_line(record: PacketRecord, file: str | None = None) -> str:
-    """One JSON object per packet, keys in the field vocabulary (``file`` first, if given)."""
-    fields = record.to_dict() if file is None else {"file": file, **record.to_dict()}
-    return json.dumps(fields, separators=(",", ":"))
-
-
-CSV_FIELDS = FIELD_NAMES
-
-
-def csv_row(record: PacketRecord) -> dict[str, object]:
-    """One CSV row (notes joined with ``; ``)."""
-    row = record.to_dict()
-    row["notes"] = "; ".join(record.notes)
-    return row
+def wanted(args: argparse.Namespace, record: PacketRecord) -> bool:
+    """Whether the ``decode`` filters (``--packets``, ``--vni``, ``--only-vxlan``, ``--proto``)
+    keep a record."""
+    if args.packets and not args.packets[0] <= record.number <= args.packets[1]:
+        return False
+    if (args.only_vxlan or args.vni) and not record.is_vxlan:
+        return False
+    if args.vni and record.vni not in set(args.vni):
+        return False
+    if args.proto == "http":
+        return bool(record.http_method or record.http_status is not None)
+    return not args.proto or record.proto == args.proto

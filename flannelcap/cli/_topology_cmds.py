@@ -14,12 +14,11 @@ from flannelcap._audit import audit_capture, audit_topology
 from flannelcap._collect import topology_from_dir, write_topology
 from flannelcap._errors import TopologyError
 from flannelcap._explain import explain
-from flannelcap._fastread import FastStream
 from flannelcap._topology import build_topology
-from flannelcap._vxlan import DEFAULT_VXLAN_PORTS
 from flannelcap.cli import _report
 from flannelcap.cli._capture_cmd import add_ssh_options, ssh_options
 from flannelcap.cli._topology_args import add_topology_options, topology_from_args
+from flannelcap.packets.pipeline import open_capture
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -106,9 +105,7 @@ def _read_kubectl(paths: list[Path]) -> tuple[str, str | None]:
 def _audit(args: argparse.Namespace) -> int:
     topology = topology_from_args(args)
     assert topology is not None
-    ports = DEFAULT_VXLAN_PORTS | {n.dstport for n in topology.nodes if n.dstport}
-    stream = FastStream(args.file, vxlan_ports=ports)
-    findings = audit_capture(stream, topology)
+    findings = audit_capture(open_capture(args.file, topology=topology).records(), topology)
     if args.json:
         print(_report.findings_json(findings))
     else:
@@ -119,6 +116,6 @@ def _audit(args: argparse.Namespace) -> int:
 def _explain(args: argparse.Namespace) -> int:
     topology = topology_from_args(args)
     assert topology is not None
-    records = list(FastStream(args.capture)) if args.capture else []
+    records = list(open_capture(args.capture, topology=topology).records()) if args.capture else []
     print("\n".join(_report.step_lines(explain(topology, args.source, args.destination, records))))
     return 0

@@ -1,0 +1,571 @@
+"""A decoded batch made into the typed columns every output is a view of.
+
+Rule: pure. A ``Batch`` (the kernel's integer rows, the Scapy decoder's records for the rows
+it took, the HTTP heads found) in, a ``ColumnBatch`` out; no file, no printing. Nothing here
+runs once per packet in Python: addresses become labels through a compiled hash of their
+distinct values, topology names are looked up once per distinct address, HTTP heads are split
+in C, and Info is assembled column-wise with Arrow's string kernels. Only the rows the Scapy
+decoder took (rare: layouts and faults the kernel leaves) are copied in one by one.
+
+``Columns`` keeps what must last from batch to batch: the labels of each column (codes stay
+valid as labels are added), the TCP initial sequence numbers (Info shows relative sequence
+numbers, as Wireshark does), the time of the first packet, and the topology lookups.
+"""
+
+from __future__ import annotations
+
+import itertools
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+from flannelcap import _kernel
+from flannelcap._http import HttpHead, parse_head
+from flannelcap._info import ICMP_NAMES, InfoFormatter, tcp_flag_names
+from flannelcap._kernel import NONE, Encoder, Int
+from flannelcap._records import PacketRecord
+from flannelcap._topology import Pod, Topology
+from flannelcap.packets.fields import BY_NAME, FIELDS, HTTP_LABELS, NAME_FIELDS
+from flannelcap.packets.text import Program, TextColumn, Texts
+
+Codes = NDArray[np.int32]
+T = TypeVar("T")
+PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", _kernel.ARP_CODE: "arp"}
+ARP_OPS = {1: "request", 2: "reply"}
+TCP, UDP, ICMP, ARP = 6, 17, 1, _kernel.ARP_CODE
+_MULTICAST = {143: "Multicast listener report v2", 130: "Multicast listener message"}
+_ICMP_TEXTS = Texts.of(
+    [_MULTICAST.get(t if t != 131 and t != 132 else 130) or ICMP_NAMES.get(t, f"type {t}") for t in range(256)]
+)  # InfoFormatter's names, by ICMP type
+
+
+def ip_text(value: int) -> str:
+    """An IPv4 address kept as an integer, as text."""
+    return socket.inet_ntoa(value.to_bytes(4, "big"))
+
+
+def mac_text(value: int) -> str:
+    """A MAC address kept as an integer, as text."""
+    return value.to_bytes(6, "big").hex(":")
+
+
+_TEXT_OF: dict[str, Callable[[int], str]] = {
+    "ip": ip_text,
+    "mac": mac_text,
+    "proto": lambda v: PROTO_NAMES.get(v, str(v)),
+    "flags": tcp_flag_names,
+    "arp_op": lambda v: ARP_OPS.get(v, str(v)),
+}
+
+
+class Labels:
+    """The labels of one column: the text of each code, in order of first sight."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+        self._codes: dict[str, int] = {}
+        self._derived: dict[str, tuple[int, object]] = {}
+
+    def code(self, text: str | bytes | None) -> int:
+        """The code of ``text`` (-1 for None), added if new. A value the Scapy decoder left as
+        bytes (a damaged field) is labelled by its hex digits."""
+        if text is None:
+            return -1
+        if not isinstance(text, str):
+            text = text.hex(":") if isinstance(text, bytes) else str(text)
+        code = self._codes.get(text)
+        if code is None:
+            code = self._codes[text] = len(self.texts)
+            self.texts.append(text)
+        return code
+
+    def encoded(self) -> Texts:
+        """The labels as one block of bytes (made again only when labels were added)."""
+        return self.derived("texts", Texts.of)
+
+    def derived(self, key: str, make: Callable[[list[str]], T]) -> T:
+        """Something made of the labels (their bytes, an Arrow array), kept under ``key`` and
+        made again only when labels were added."""
+        count, value = self._derived.get(key, (-1, None))
+        if count != len(self.texts):
+            value = make(self.texts)
+            self._derived[key] = (len(self.texts), value)
+        return value  # type: ignore[return-value]
+
+
+class _Relabel:
+    """Codes of one column's labels mapped to codes of another's through a function of the
+    text (an address to a node's name, say), each label looked up once."""
+
+    def __init__(self, source: Labels, target: Labels, func: Callable[[str], str | None]) -> None:
+        self.source, self.target, self.func = source, target, func
+        self._map = np.empty(0, dtype=np.int32)
+
+    def __call__(self, codes: Codes) -> Codes:
+        done = len(self._map)
+        if len(self.source.texts) > done:
+            more = [self.target.code(self.func(t)) for t in self.source.texts[done:]]
+            self._map = np.concatenate([self._map, np.array(more, dtype=np.int32)])
+        return _through(self._map, codes)
+
+
+class _KernelLabels:
+    """Codes for a kernel column's integers: a compiled hash gives each distinct integer an id,
+    and each new id its label (converted once)."""
+
+    def __init__(self, labels: Labels, text_of: Callable[[int], str]) -> None:
+        self.labels, self.text_of = labels, text_of
+        self._encoder = Encoder(1)
+        self._map = np.empty(0, dtype=np.int32)
+
+    def __call__(self, values: Int) -> Codes:
+        before = self._encoder.count
+        ids = self._encoder.ids(values)
+        if self._encoder.count > before:
+            new = np.nonzero(ids >= before)[0]
+            first = new[np.unique(ids[new], return_index=True)[1]]
+            more = [self.labels.code(self.text_of(v)) for v in values[first].tolist()]
+            self._map = np.concatenate([self._map, np.array(more, dtype=np.int32)])
+        return _through(self._map, ids)
+
+
+@dataclass(slots=True)
+class Heads:
+    """The HTTP heads of a batch that the compiled search found: their rows, kinds
+    (``_kernel.HEAD_REQUEST``/``HEAD_RESPONSE``) and bytes (``blob[offsets[i]:offsets[i+1]]``)."""
+
+    rows: Int
+    kinds: Int
+    blob: bytes
+    offsets: Int
+
+    @staticmethod
+    def empty() -> Heads:
+        return Heads(np.empty(0, np.int64), np.empty(0, np.int64), b"", np.zeros(1, np.int64))
+
+    @staticmethod
+    def joined(parts: list[Heads]) -> Heads:
+        """Several pieces' heads as one (rows in order)."""
+        parts = [p for p in parts if len(p.rows)]
+        if not parts:
+            return Heads.empty()
+        if len(parts) == 1:
+            return parts[0]
+        shift = np.cumsum([0] + [len(p.blob) for p in parts[:-1]])
+        offsets = np.concatenate(
+            [parts[0].offsets[:1]] + [p.offsets[1:] + s for p, s in zip(parts, shift, strict=True)]
+        )
+        return Heads(
+            np.concatenate([p.rows for p in parts]),
+            np.concatenate([p.kinds for p in parts]),
+            b"".join(p.blob for p in parts),
+            offsets,
+        )
+
+    def requests(self) -> int:
+        return int((self.kinds == _kernel.HEAD_REQUEST).sum())
+
+
+@dataclass(slots=True)
+class Batch:
+    """Up to a few tens of thousands of consecutive frames of one link type, decoded: the
+    kernel's rows (``values``, one column per kernel field; ``fallback`` marks the rows the
+    Scapy decoder took, whose ``records`` stand instead), and the HTTP heads found."""
+
+    linktype: int
+    number: Int
+    time_ns: Int
+    cap_len: Int
+    wire_len: Int
+    interface: Int
+    values: dict[str, Int]
+    rows: Int  # the same values, packet-major
+    fallback: NDArray[np.bool_]
+    records: dict[int, PacketRecord]
+    heads: Heads
+    slow_heads: dict[int, HttpHead]  # heads split across segments, reassembled in Python
+
+    def __len__(self) -> int:
+        return len(self.number)
+
+
+@dataclass(slots=True)
+class ColumnBatch:
+    """A batch as columns in the field table's vocabulary.
+
+    ``ints``: int64, -1 where missing (every field of kind int, the floats' source aside);
+    ``codes``: int32 codes into ``Columns.labels[name]``, -1 where missing; ``flags``: 1, 0 or
+    -1 (missing); ``bools``; ``floats``; ``texts``: a text per row; ``notes``: the rows that
+    have notes.
+    """
+
+    n: int
+    ints: dict[str, Int]
+    codes: dict[str, Codes]
+    bools: dict[str, NDArray[np.bool_]]
+    floats: dict[str, NDArray[np.float64]]
+    texts: dict[str, TextColumn]
+    notes: dict[int, tuple[str, ...]]
+    flags: dict[str, NDArray[np.int8]]
+
+
+def _pod_name(pod: Pod | None) -> str | None:
+    if pod is None:
+        return None
+    return pod.name if pod.namespace == "default" else f"{pod.namespace}/{pod.name}"
+
+
+def _name(node: Any) -> str | None:
+    return node.name if node is not None else None
+
+
+class Columns:
+    """Makes ``ColumnBatch``es of consecutive batches of one capture.
+
+    Args:
+        topology: the cluster, for the node, VTEP and pod names (None: names stay missing).
+    """
+
+    def __init__(self, topology: Topology | None = None) -> None:
+        self.topology = topology
+        self.labels: dict[str, Labels] = {f.name: Labels() for f in FIELDS if f.kind == "label"}
+        self.labels["src_ip"], self.labels["dst_ip"] = Labels(), Labels()
+        self._kernel_labels = {
+            f.name: _KernelLabels(self.labels[f.name], _TEXT_OF[f.kernel])
+            for f in FIELDS
+            if f.kind == "label" and f.kernel
+        }
+        self.first_ns: int | None = None  # time of the first packet
+        self._directions = Encoder(2)
+        self._isn = np.empty(0, dtype=np.int64)
+        self._first_seen = np.empty(0, dtype=np.int64)
+        self._other_info = InfoFormatter()  # TCP over IPv6 (Scapy's rows only): its own ISNs
+        self._relabels: dict[str, _Relabel] = {}
+        for side in ("src", "dst"):
+            for layer in ("inner", "outer"):
+                self._relabels[f"{layer}_{side}_ip"] = _Relabel(
+                    self.labels[f"{layer}_{side}_ip"], self.labels[f"{side}_ip"], lambda t: t
+                )
+        if topology is not None:
+            for side in ("src", "dst"):
+                self._relabels[f"{side}_node"] = _Relabel(
+                    self.labels[f"outer_{side}_ip"],
+                    self.labels[f"{side}_node"],
+                    lambda t: _name(topology.node_by_ip(t)),
+                )
+                self._relabels[f"{side}_vtep_node"] = _Relabel(
+                    self.labels[f"inner_{side}_mac"],
+                    self.labels[f"{side}_vtep_node"],
+                    lambda t: _name(topology.node_by_vtep_mac(t)),
+                )
+                self._relabels[f"{side}_pod"] = _Relabel(
+                    self.labels[f"{side}_ip"], self.labels[f"{side}_pod"], lambda t: _pod_name(topology.pod_by_ip(t))
+                )
+
+    # -- the batch ------------------------------------------------------------------------
+
+    def make(self, batch: Batch) -> ColumnBatch:
+        """The columns of ``batch`` (batches must come in capture order)."""
+        n = len(batch)
+        out = ColumnBatch(n=n, ints={}, codes={}, bools={}, floats={}, texts={}, notes={}, flags={})
+        if self.first_ns is None and n:
+            self.first_ns = int(batch.time_ns[0])
+        out.floats["time"] = seconds(batch.time_ns)
+        out.floats["rel_time"] = seconds(batch.time_ns - (self.first_ns or 0))  # the exact difference, rounded once
+        out.ints.update(number=batch.number, cap_len=batch.cap_len, wire_len=batch.wire_len, interface=batch.interface)
+        values = batch.values
+        for f in FIELDS:
+            if f.kernel is None:
+                continue
+            column = values[f.name] if values else np.full(n, NONE, dtype=np.int64)
+            if f.kind == "label":
+                out.codes[f.name] = self._kernel_labels[f.name](column)
+            elif f.kind == "int":
+                out.ints[f.name] = np.ascontiguousarray(column)
+            elif f.kind == "bool":
+                out.bools[f.name] = column == 1
+            else:
+                out.flags[f.name] = column.astype(np.int8)
+        out.bools["outer_fragment"] = np.zeros(n, dtype=np.bool_)
+        out.ints["vxlan_gbp"] = np.full(n, NONE, dtype=np.int64)
+        self._http(batch, out)
+        if batch.records:
+            self._patch(batch.records, out)
+        self._names(out)
+        out.texts["info"] = self._info(batch, out)
+        return out
+
+    def _patch(self, records: dict[int, PacketRecord], out: ColumnBatch) -> None:
+        """Copy the rows the Scapy decoder took into the columns."""
+        for row, record in records.items():
+            for f in FIELDS:
+                if f.name in ("number", "time", "rel_time", "info", "notes") or f.name.startswith("http_"):
+                    continue
+                if f.name in NAME_FIELDS:
+                    continue
+                value = getattr(record, f.name)
+                if f.kind == "label":
+                    out.codes[f.name][row] = self.labels[f.name].code(value)
+                elif f.kind == "int":
+                    out.ints[f.name] = _writable(out.ints[f.name])
+                    out.ints[f.name][row] = NONE if value is None else value
+                elif f.kind == "bool":
+                    out.bools[f.name] = _writable(out.bools[f.name])
+                    out.bools[f.name][row] = value
+                elif f.kind == "flag":
+                    out.flags[f.name][row] = -1 if value is None else int(value)
+            if record.notes:
+                out.notes[row] = record.notes
+
+    # -- HTTP ---------------------------------------------------------------------------
+
+    def _http(self, batch: Batch, out: ColumnBatch) -> None:
+        n = out.n
+        status = np.full(n, NONE, dtype=np.int64)
+        codes = {name: np.full(n, -1, dtype=np.int32) for name in HTTP_LABELS}
+        path_lengths = np.zeros(n, dtype=np.int64)
+        path_data = b""
+        heads = batch.heads
+        if len(heads.rows):
+            parts = _kernel.http_parts(heads.blob, heads.offsets, heads.kinds)
+            blob = np.frombuffer(heads.blob, dtype=np.uint8)
+            starts = heads.offsets[:-1]
+            texts = {}
+            for name, at in (("method", 0), ("path", 2), ("version", 4), ("reason", 7), ("host", 9)):
+                texts[name] = _slices(blob, starts, parts[:, at], parts[:, at + 1])
+            odd = parts[:, 6] == -2  # a status too long to hold in C
+            if (blob >= 0x80).any() or odd.any():  # latin-1 text: parse_head decodes it, as the slow path does
+                self._heads_in_python(heads, texts, parts)
+            status[heads.rows] = np.where(parts[:, 6] >= 0, parts[:, 6], NONE)
+            for name in HTTP_LABELS:
+                codes[name][heads.rows] = self._codes_of(name, texts[name.removeprefix("http_")])
+            path = texts["path"]
+            path_lengths[heads.rows] = np.diff(path.texts.offsets)
+            path_data = path.texts.data
+        extra = dict(batch.slow_heads)
+        for row, record in batch.records.items():
+            head = _head_of(record)
+            if head is not None:
+                extra[row] = head
+        out.ints["http_status"] = status
+        out.codes.update(codes)
+        offsets = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(path_lengths, out=offsets[1:])
+        has_path = codes["http_method"] >= 0
+        out.texts["http_path"] = TextColumn(Texts(offsets, path_data), ~has_path)
+        if extra:  # heads the reassembler or the Scapy decoder found: rare, row by row
+            paths = out.texts["http_path"].to_list()
+            for row, head in extra.items():
+                status[row] = NONE if head.status is None else head.status
+                for name in HTTP_LABELS:
+                    codes[name][row] = self.labels[name].code(getattr(head, name.removeprefix("http_")))
+                paths[row] = head.path
+            out.texts["http_path"] = TextColumn.of(paths)
+
+    def _codes_of(self, name: str, column: TextColumn) -> Codes:
+        """Codes in ``labels[name]`` for a column of texts (each distinct text looked up once)."""
+        offsets = column.texts.offsets
+        at, to = offsets[:-1].copy(), offsets[1:]
+        if column.missing is not None:
+            at[column.missing] = -1
+        ids, first = _kernel.dedupe(column.texts.data, at, to)
+        labels, data = self.labels[name], column.texts.data
+        mapping = np.array([labels.code(data[at[i] : to[i]].decode()) for i in first.tolist()], dtype=np.int32)
+        return _through(mapping, ids)
+
+    def _heads_in_python(self, heads: Heads, texts: dict[str, TextColumn], parts: Int) -> None:
+        """The heads' texts as ``parse_head`` makes them (latin-1 bytes, overlong statuses)."""
+        bounds = heads.offsets.tolist()
+        parsed = [parse_head(heads.blob[a:b]) for a, b in itertools.pairwise(bounds)]
+        for name in ("method", "path", "version", "reason", "host"):
+            texts[name] = TextColumn.of([getattr(h, name) if h else None for h in parsed])
+        parts[:, 6] = [h.status if h and h.status is not None else -1 for h in parsed]
+
+    # -- names --------------------------------------------------------------------------
+
+    def _names(self, out: ColumnBatch) -> None:
+        vxlan = out.bools["is_vxlan"]
+        for side in ("src", "dst"):
+            inner = self._relabels[f"inner_{side}_ip"](out.codes[f"inner_{side}_ip"])
+            outer = self._relabels[f"outer_{side}_ip"](out.codes[f"outer_{side}_ip"])
+            out.codes[f"{side}_ip"] = np.where(vxlan, inner, outer).astype(np.int32)
+            if self.topology is None:
+                for name in (f"{side}_node", f"{side}_vtep_node", f"{side}_pod"):
+                    out.codes[name] = np.full(out.n, -1, dtype=np.int32)
+                continue
+            out.codes[f"{side}_node"] = self._relabels[f"{side}_node"](out.codes[f"outer_{side}_ip"])
+            vtep = self._relabels[f"{side}_vtep_node"](out.codes[f"inner_{side}_mac"])
+            out.codes[f"{side}_vtep_node"] = np.where(vxlan, vtep, -1).astype(np.int32)
+            out.codes[f"{side}_pod"] = self._relabels[f"{side}_pod"](out.codes[f"{side}_ip"])
+
+    # -- Info -----------------------------------------------------------------------------
+
+    def _info(self, batch: Batch, out: ColumnBatch) -> TextColumn:
+        """The Info column, worded as ``InfoFormatter`` words it (the rule lives there)."""
+        n = out.n
+        ints, codes, labels = out.ints, out.codes, self.labels
+        proto = _codes_to_values(codes["proto"], labels["proto"], {v: k for k, v in PROTO_NAMES.items()})
+        request = codes["http_method"] >= 0
+        response = (ints["http_status"] != NONE) & ~request
+        python_rows = np.zeros(n, dtype=np.bool_)
+        src, dst = np.full(n, NONE, np.int64), np.full(n, NONE, np.int64)
+        if batch.values:
+            fast = ~batch.fallback
+            vxlan = batch.values["is_vxlan"] == 1
+            src = np.where(fast, np.where(vxlan, batch.values["inner_src_ip"], batch.values["outer_src_ip"]), NONE)
+            dst = np.where(fast, np.where(vxlan, batch.values["inner_dst_ip"], batch.values["outer_dst_ip"]), NONE)
+        for row, record in batch.records.items():
+            v4 = record.src_ip is not None and ":" not in record.src_ip and record.dst_ip is not None
+            if record.proto == "tcp" and v4 and record.tcp_seq is not None and record.tcp_ack is not None:
+                # In the column-wise TCP Info: its ISN must be kept in capture order with the others.
+                src[row] = int.from_bytes(socket.inet_aton(record.src_ip or ""), "big")
+                dst[row] = int.from_bytes(socket.inet_aton(record.dst_ip or ""), "big")
+            else:
+                python_rows[row] = True
+        other = ~request & ~response & ~python_rows
+        tcp = other & (proto == TCP) & (src != NONE)
+        udp, icmp, arp = other & (proto == UDP), other & (proto == ICMP), other & (proto == ARP)
+        seq, ack = self._relative_seq(
+            batch.number, tcp, src, dst, ints["src_port"], ints["dst_port"], ints["tcp_seq"], ints["tcp_ack"]
+        )
+        flags = labels["tcp_flags"]
+        has_ack = tcp & _per_label(codes["tcp_flags"], flags, lambda t: "ACK" in t)
+        has_reason = response & _per_label(codes["http_reason"], labels["http_reason"], bool)
+        op = codes["arp_op"]
+        arp_request = arp & _per_label(op, labels["arp_op"], lambda t: t == "request")
+        arp_reply = arp & _per_label(op, labels["arp_op"], lambda t: t == "reply")
+        arp_other = arp & ~arp_request & ~arp_reply
+        version = labels["http_version"].encoded()
+        text = Program()
+        text.label(codes["http_method"], labels["http_method"].encoded(), when=request).text(" ", request)
+        text.column(out.texts["http_path"], missing="None", when=request).text(" ", request)
+        text.label(codes["http_version"], version, missing="None", when=request)
+        text.label(codes["http_version"], version, missing="None", when=response).text(" ", response)
+        text.integer(ints["http_status"], when=response).text(" ", has_reason)
+        text.label(codes["http_reason"], labels["http_reason"].encoded(), when=has_reason)
+        ports = tcp | udp
+        text.integer(ints["src_port"], "None", ports).text(" → ", ports).integer(ints["dst_port"], "None", ports)
+        text.text(" [", tcp).label(codes["tcp_flags"], flags.encoded(), missing="None", when=tcp)
+        text.text("] Seq=", tcp).integer(seq, when=tcp).text(" Ack=", has_ack).integer(ack, when=has_ack)
+        text.text(" Win=", tcp).integer(ints["tcp_window"], "None", tcp)
+        text.text(" Len=", ports).integer(ints["payload_len"], "None", ports)
+        icmp_type = np.where(icmp, np.clip(ints["icmp_type"], 0, 255), 0).astype(np.int32)
+        text.label(icmp_type, _ICMP_TEXTS, when=icmp).text(" (code ", icmp).integer(ints["icmp_code"], "None", icmp)
+        text.text(")", icmp)
+        arp_texts = {name: labels[name].encoded() for name in ("arp_target_ip", "arp_sender_ip", "arp_sender_mac")}
+        text.text("Who has ", arp_request)
+        text.label(codes["arp_target_ip"], arp_texts["arp_target_ip"], missing="None", when=arp_request)
+        text.text("? Tell ", arp_request)
+        text.label(codes["arp_sender_ip"], arp_texts["arp_sender_ip"], missing="None", when=arp_request | arp_reply)
+        text.text(" is at ", arp_reply)
+        text.label(codes["arp_sender_mac"], arp_texts["arp_sender_mac"], missing="None", when=arp_reply)
+        text.text("ARP ", arp_other).label(op, labels["arp_op"].encoded(), missing="None", when=arp_other)
+        info = TextColumn(text.run(n))
+        if python_rows.any():
+            texts = info.to_list()
+            for row in np.nonzero(python_rows)[0].tolist():
+                texts[row] = self._other_info.format(batch.records[row])
+            info = TextColumn.of(texts)
+        return info
+
+    def _relative_seq(
+        self, number: Int, tcp: NDArray[np.bool_], src: Int, dst: Int, sport: Int, dport: Int, seq: Int, ack: Int
+    ) -> tuple[Int, Int]:
+        """Sequence and acknowledgement numbers relative to each direction's first (as
+        ``InfoFormatter`` keeps them: the ack is relative once the other direction was seen)."""
+        rows = np.nonzero(tcp)[0]
+        seq_out, ack_out = seq.copy(), ack.copy()
+        if not len(rows):
+            return seq_out, ack_out
+        a = src[rows] << 16 | sport[rows]
+        b = dst[rows] << 16 | dport[rows]
+        before = self._directions.count
+        ids = self._directions.ids(np.stack([a, b], axis=1))
+        count = self._directions.count
+        if count > len(self._isn):
+            grow = max(count, 2 * len(self._isn))
+            self._isn = np.concatenate([self._isn, np.zeros(grow - len(self._isn), np.int64)])
+            self._first_seen = np.concatenate([self._first_seen, np.zeros(grow - len(self._first_seen), np.int64)])
+        if count > before:
+            new = np.nonzero(ids >= before)[0]
+            unique, first = np.unique(ids[new], return_index=True)
+            self._isn[unique] = seq[rows[new[first]]]
+            self._first_seen[unique] = number[rows[new[first]]]
+        back = self._directions.ids(np.stack([b, a], axis=1), create=False)
+        seq_out[rows] = (seq[rows] - self._isn[ids]) % 2**32
+        known = (back >= 0) & ((self._first_seen[np.maximum(back, 0)] < number[rows]) | (back == ids))
+        ack_out[rows] = np.where(known, (ack[rows] - self._isn[np.maximum(back, 0)]) % 2**32, ack[rows])
+        return seq_out, ack_out
+
+
+def seconds(time_ns: Int) -> NDArray[np.float64]:
+    """Times in nanoseconds as seconds: the double nearest to each (as ``Frame.time``), so that
+    a microsecond timestamp reads as its six decimals (``1795679555.282707``)."""
+    micro = time_ns % 1000 == 0
+    out: NDArray[np.float64] = (time_ns // 1000) / 1e6  # both exact below 2**53 µs: one rounding
+    if not micro.all():
+        rest = ~micro
+        exact = time_ns[rest].astype(np.longdouble) / np.longdouble(1e9)
+        out[rest] = exact.astype(np.float64)
+    return out
+
+
+def _through(mapping: Codes, ids: NDArray[Any]) -> Codes:
+    """``mapping[ids]``, -1 where an id is -1."""
+    if not len(mapping):
+        return np.full(len(ids), -1, dtype=np.int32)
+    out: Codes = np.where(ids >= 0, mapping[np.maximum(ids, 0)], -1).astype(np.int32, copy=False)
+    return out
+
+
+def _writable(array: NDArray[Any]) -> NDArray[Any]:
+    return array if array.flags.writeable and array.base is None else array.copy()
+
+
+def _head_of(record: PacketRecord) -> HttpHead | None:
+    if record.http_method is None and record.http_status is None:
+        return None
+    return HttpHead(
+        method=record.http_method,
+        path=record.http_path,
+        version=record.http_version,
+        status=record.http_status,
+        reason=record.http_reason,
+        host=record.http_host,
+    )
+
+
+def _per_label(codes: Codes, labels: Labels, test: Callable[[str], bool]) -> NDArray[np.bool_]:
+    """Whether each row's label passes ``test`` (False where missing), each label tested once."""
+    if not labels.texts:
+        return np.zeros(len(codes), dtype=np.bool_)
+    passed = np.array([test(t) for t in labels.texts], dtype=np.bool_)
+    out: NDArray[np.bool_] = (codes >= 0) & passed[np.maximum(codes, 0)]
+    return out
+
+
+def _codes_to_values(codes: Codes, labels: Labels, value_of: dict[str, int]) -> Int:
+    mapping = np.array([value_of.get(t, -2) for t in labels.texts] or [0], dtype=np.int64)
+    out: Int = np.where(codes >= 0, mapping[np.maximum(codes, 0)], NONE)
+    return out
+
+
+def _slices(blob: NDArray[np.uint8], starts: Int, at: Int, to: Int) -> TextColumn:
+    """The byte ranges ``[starts + at, starts + to)`` of ``blob`` as texts (missing where ``at``
+    is -1). The bytes must be ASCII (the caller checks)."""
+    present = at >= 0
+    lengths = np.where(present, to - at, 0)
+    offsets = np.zeros(len(at) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    index = np.repeat(starts + np.where(present, at, 0) - offsets[:-1], lengths) + np.arange(int(offsets[-1]))
+    return TextColumn(Texts(offsets, blob[index].tobytes()), None if present.all() else ~present)
+
+
+def empty_like_kind(name: str, n: int) -> Any:
+    """A missing column of ``n`` rows for field ``name`` (ints -1, codes -1)."""
+    kind = BY_NAME[name].kind
+    return np.full(n, NONE if kind == "int" else -1, dtype=np.int64 if kind == "int" else np.int32)

@@ -1,0 +1,132 @@
+"""The one declaration of a packet's fields: name, kind, width and what the C kernel fills.
+
+Rule: data only, no I/O, no numpy. Everything else follows from this table: ``FIELD_NAMES``
+(the CSV header, the JSON keys, the DataFrame columns), the kernel's field list (its order is
+the C enum's, which a test checks against ``_ckernel.c``), the Arrow schema of Parquet and
+of every batch, and the pandas dtypes of ``Capture.packets``. Adding a field means a row here
+and, if the kernel decodes it, its C decode.
+
+Kinds:
+    int: an integer of ``width`` bits (signed, wide enough for the header field), missing where
+        a packet has no such header.
+    bool: never missing. flag: True, False or missing.
+    float: seconds.
+    label: text with few distinct values (addresses, names, protocol names), kept as codes into
+        a list of labels (Arrow dictionary, pandas Categorical).
+    text: free text (Info, the HTTP path). notes: a list of texts.
+
+``kernel`` says how the C kernel's integer becomes the value: ``int``, ``bool``, ``ip``
+(IPv4 as 32 bits), ``mac`` (48 bits), ``proto`` (IP protocol number, or ARP), ``flags`` (TCP
+flag bits), ``arp_op``; None where the kernel does not fill the field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One field of a packet, as every output shows it."""
+
+    name: str
+    kind: str
+    width: int = 64
+    kernel: str | None = None
+
+
+def _f(name: str, kind: str, width: int = 64, kernel: str | None = None) -> Field:
+    return Field(name, kind, width, kernel)
+
+
+FIELDS: tuple[Field, ...] = (
+    _f("number", "int", 64),
+    _f("time", "float"),
+    _f("rel_time", "float"),
+    _f("cap_len", "int", 32),
+    _f("wire_len", "int", 32),
+    _f("interface", "int", 32),
+    # Outer headers, as on the wire.
+    _f("outer_src_mac", "label", kernel="mac"),
+    _f("outer_dst_mac", "label", kernel="mac"),
+    _f("vlan", "int", 16, "int"),
+    _f("outer_ip_version", "int", 8, "int"),
+    _f("outer_src_ip", "label", kernel="ip"),
+    _f("outer_dst_ip", "label", kernel="ip"),
+    _f("outer_ttl", "int", 16, "int"),
+    _f("outer_ip_len", "int", 32, "int"),
+    _f("outer_fragment", "bool"),
+    _f("outer_proto", "label", kernel="proto"),
+    _f("outer_src_port", "int", 32, "int"),
+    _f("outer_dst_port", "int", 32, "int"),
+    _f("outer_udp_len", "int", 32, "int"),
+    _f("outer_udp_checksum", "int", 32, "int"),
+    _f("outer_udp_checksum_ok", "flag", kernel="bool"),
+    # VXLAN (RFC 7348; group-based policy per draft-smith-vxlan-group-policy).
+    _f("is_vxlan", "bool", kernel="bool"),
+    _f("vni", "int", 32, "int"),
+    _f("vxlan_flags", "int", 16, "int"),
+    _f("vxlan_gbp", "int", 32),
+    # Inner Ethernet and IP, carried inside VXLAN.
+    _f("inner_src_mac", "label", kernel="mac"),
+    _f("inner_dst_mac", "label", kernel="mac"),
+    _f("inner_ethertype", "int", 32, "int"),
+    _f("inner_src_ip", "label", kernel="ip"),
+    _f("inner_dst_ip", "label", kernel="ip"),
+    _f("inner_ttl", "int", 16, "int"),
+    _f("inner_ip_len", "int", 32, "int"),
+    # Innermost transport.
+    _f("proto", "label", kernel="proto"),
+    _f("src_port", "int", 32, "int"),
+    _f("dst_port", "int", 32, "int"),
+    _f("tcp_flags", "label", kernel="flags"),
+    _f("tcp_seq", "int", 64, "int"),
+    _f("tcp_ack", "int", 64, "int"),
+    _f("tcp_window", "int", 32, "int"),
+    _f("payload_len", "int", 32, "int"),
+    _f("icmp_type", "int", 16, "int"),
+    _f("icmp_code", "int", 16, "int"),
+    _f("arp_op", "label", kernel="arp_op"),
+    _f("arp_sender_mac", "label", kernel="mac"),
+    _f("arp_sender_ip", "label", kernel="ip"),
+    _f("arp_target_mac", "label", kernel="mac"),
+    _f("arp_target_ip", "label", kernel="ip"),
+    # HTTP head, on the segment that completes it.
+    _f("http_method", "label"),
+    _f("http_path", "text"),
+    _f("http_host", "label"),
+    _f("http_version", "label"),
+    _f("http_status", "int", 64),
+    _f("http_reason", "label"),
+    # Names from the topology.
+    _f("src_node", "label"),
+    _f("dst_node", "label"),
+    _f("src_vtep_node", "label"),
+    _f("dst_vtep_node", "label"),
+    _f("src_pod", "label"),
+    _f("dst_pod", "label"),
+    _f("info", "text"),
+    _f("notes", "notes"),
+)
+
+FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in FIELDS)
+BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
+KERNEL_FIELDS: tuple[str, ...] = tuple(f.name for f in FIELDS if f.kernel)
+"""The kernel's row of values, in this order (the C enum's)."""
+HTTP_LABELS = ("http_method", "http_host", "http_version", "http_reason")
+NAME_FIELDS = ("src_node", "dst_node", "src_vtep_node", "dst_vtep_node", "src_pod", "dst_pod")
+DERIVED = ("src_ip", "dst_ip")
+"""Columns ``Capture.packets`` adds: the innermost addresses (inner for VXLAN, else outer)."""
+
+
+def pandas_dtype(field: Field) -> str:
+    """The pandas dtype of a field in ``Capture.packets`` (labels: ``category``)."""
+    return {
+        "int": f"Int{field.width}",
+        "float": "float64",
+        "bool": "bool",
+        "flag": "boolean",
+        "label": "category",
+        "text": "string[pyarrow]",
+        "notes": "object",
+    }[field.kind]

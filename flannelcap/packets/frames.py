@@ -1,0 +1,184 @@
+"""Arrow record batches, the DataFrame and ``PacketRecord``s: table views of the column batches.
+
+Rule: pure. ``ColumnBatch``es in (with the ``Columns`` that made them: the labels), Arrow and
+pandas objects out, with the schema the field table gives (``fields.FIELDS``): Parquet is the
+Arrow batches written as they are; the DataFrame is built from the batches' columns at once; a
+record is a row of an Arrow batch, made on demand. The text views (``lines``) follow the same
+table, and a test holds all of them to the same cells.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+
+from flannelcap._kernel import NONE
+from flannelcap._records import PacketRecord
+from flannelcap.packets.columns import ColumnBatch, Columns, Labels
+from flannelcap.packets.fields import BY_NAME, DERIVED, FIELD_NAMES, FIELDS, Field
+from flannelcap.packets.text import TextColumn
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+_LABEL = pa.dictionary(pa.int32(), pa.string())
+
+
+def arrow_type(field: Field) -> pa.DataType:
+    """A field's Arrow type: the same in every batch, in Parquet and in the DataFrame."""
+    if field.kind == "int":
+        return getattr(pa, f"int{field.width}")()
+    return {
+        "float": pa.float64(),
+        "bool": pa.bool_(),
+        "flag": pa.bool_(),
+        "label": _LABEL,
+        "text": pa.large_string(),
+        "notes": pa.list_(pa.string()),
+    }[field.kind]
+
+
+SCHEMA = pa.schema([pa.field(f.name, arrow_type(f), nullable=f.kind != "bool") for f in FIELDS])
+
+
+# -- Arrow --------------------------------------------------------------------------------
+
+
+def _validity(missing: np.ndarray[Any, Any]) -> pa.Buffer | None:
+    if not missing.any():
+        return None
+    return pa.py_buffer(np.packbits(~missing, bitorder="little"))
+
+
+def _arrow_ints(values: np.ndarray[Any, Any], width: int) -> pa.Array:
+    missing = values == NONE
+    data = values.astype(f"int{width}", copy=False)
+    return pa.Array.from_buffers(getattr(pa, f"int{width}")(), len(values), [_validity(missing), pa.py_buffer(data)])
+
+
+def arrow_batch(batch: ColumnBatch, columns: Columns) -> pa.RecordBatch:
+    """The batch as an Arrow record batch in ``SCHEMA``."""
+    arrays = []
+    for f in FIELDS:
+        if f.kind == "int":
+            arrays.append(_arrow_ints(batch.ints[f.name], f.width))
+        elif f.kind == "float":
+            arrays.append(pa.array(batch.floats[f.name]))
+        elif f.kind == "bool":
+            arrays.append(pa.array(batch.bools[f.name]))
+        elif f.kind == "flag":
+            flags = batch.flags[f.name]
+            arrays.append(pa.array(flags == 1, mask=flags < 0))
+        elif f.kind == "label":
+            codes = batch.codes[f.name]
+            indices = pa.Array.from_buffers(pa.int32(), batch.n, [_validity(codes < 0), pa.py_buffer(codes)])
+            arrays.append(pa.DictionaryArray.from_arrays(indices, _arrow_labels(columns.labels[f.name])))
+        elif f.kind == "text":
+            text = batch.texts[f.name]
+            validity = None if text.missing is None else _validity(text.missing)
+            buffers = [validity, pa.py_buffer(text.texts.offsets), pa.py_buffer(text.texts.data)]
+            arrays.append(pa.Array.from_buffers(pa.large_string(), batch.n, buffers))
+        else:
+            arrays.append(_arrow_notes(batch))
+    return pa.RecordBatch.from_arrays(arrays, schema=SCHEMA)
+
+
+def _arrow_labels(labels: Labels) -> pa.Array:
+    """A column's labels as an Arrow string array."""
+    return labels.derived("arrow", lambda texts: pa.array(texts, type=pa.string()))
+
+
+def _arrow_notes(batch: ColumnBatch) -> pa.Array:
+    if not batch.notes:
+        return pa.ListArray.from_arrays(pa.array(np.zeros(batch.n + 1, dtype=np.int32)), pa.array([], pa.string()))
+    return pa.array([list(batch.notes.get(row, ())) for row in range(batch.n)], type=pa.list_(pa.string()))
+
+
+def records(batch: ColumnBatch, columns: Columns) -> Iterator[PacketRecord]:
+    """The rows of a batch as ``PacketRecord``s (made here, on demand)."""
+    arrow = arrow_batch(batch, columns)
+    names = [n for n in FIELD_NAMES if n != "notes"]
+    values = [arrow.column(n).to_pylist() for n in names]
+    for row, each in enumerate(zip(*values, strict=True)):
+        fields = {n: v for n, v in zip(names, each, strict=True) if v is not None}
+        yield PacketRecord(notes=batch.notes.get(row, ()), **fields)
+
+
+# -- the DataFrame ------------------------------------------------------------------------
+
+
+class FrameBuilder:
+    """Collects the columns of consecutive batches and makes one DataFrame of them at the end:
+    labels become pandas Categoricals over the labels of the whole capture (codes stay valid as
+    labels are added), text columns Arrow-backed strings, integers nullable pandas integers of
+    the field's width, notes tuples."""
+
+    def __init__(self, columns: Columns) -> None:
+        self.columns = columns
+        self._parts: dict[str, list[Any]] = {name: [] for name in (*FIELD_NAMES, *DERIVED)}
+        self._notes: dict[int, tuple[str, ...]] = {}
+        self.rows = 0
+
+    def add(self, batch: ColumnBatch) -> None:
+        """Keep a batch's columns (integers narrowed to their field's width)."""
+        for f in FIELDS:
+            if f.kind == "int":
+                self._parts[f.name].append(batch.ints[f.name].astype(f"int{f.width}"))
+            elif f.kind == "float":
+                self._parts[f.name].append(batch.floats[f.name])
+            elif f.kind == "bool":
+                self._parts[f.name].append(batch.bools[f.name])
+            elif f.kind == "flag":
+                self._parts[f.name].append(batch.flags[f.name])
+            elif f.kind == "label":
+                self._parts[f.name].append(batch.codes[f.name])
+            elif f.kind == "text":
+                self._parts[f.name].append(batch.texts[f.name])
+            else:
+                self._notes.update({self.rows + row: notes for row, notes in batch.notes.items()})
+        for name in DERIVED:
+            self._parts[name].append(batch.codes[name])
+        self.rows += batch.n
+
+    def frame(self) -> pd.DataFrame:
+        """The DataFrame of every batch added: the field vocabulary, then ``src_ip``/``dst_ip``."""
+        import pandas as pd
+
+        data: dict[str, Any] = {}
+        for name in (*FIELD_NAMES, *DERIVED):
+            f = BY_NAME.get(name)
+            kind = f.kind if f is not None else "label"
+            parts = self._parts.pop(name)
+            if kind == "notes":
+                notes = np.empty(self.rows, dtype=object)
+                notes[:] = [()] * self.rows
+                for row, value in self._notes.items():
+                    notes[row] = value
+                data[name] = notes
+            elif kind == "text":
+                chunks = [arrow_text(p) for p in parts]
+                data[name] = pd.StringDtype("pyarrow").__from_arrow__(pa.chunked_array(chunks, pa.large_string()))
+            elif kind == "label":
+                codes = np.concatenate(parts) if parts else np.empty(0, dtype=np.int32)
+                categories = pd.Index(self.columns.labels[name].texts, dtype=object)
+                data[name] = pd.Categorical.from_codes(codes, categories=categories)
+            else:
+                values = np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+                if kind == "int":
+                    data[name] = pd.arrays.IntegerArray(values, values == NONE)
+                elif kind == "flag":
+                    data[name] = pd.arrays.BooleanArray(values == 1, values < 0)
+                else:
+                    data[name] = values
+            del parts
+        return pd.DataFrame(data, copy=False)
+
+
+def arrow_text(column: TextColumn) -> pa.Array:
+    """A text column as an Arrow (large) string array, without copying its bytes."""
+    validity = None if column.missing is None else _validity(column.missing)
+    buffers = [validity, pa.py_buffer(column.texts.offsets), pa.py_buffer(column.texts.data)]
+    return pa.Array.from_buffers(pa.large_string(), len(column), buffers)

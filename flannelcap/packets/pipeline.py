@@ -1,0 +1,198 @@
+"""The one way into a capture: ``open_capture`` reads it once and hands out its column batches.
+
+Rule: the edge where a capture file is opened for every consumer — the command line,
+``flannelcap.read``, ``decode_file``, audit and explain. It joins the reader and decoders
+(``_fastread``) to the column maker (``columns``), takes the VXLAN ports from one place (the
+defaults, the caller's, and the topology's flannel.1 ports), and counts the summary as the
+batches go by. What is made of the batches is the views' business.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from flannelcap import _kernel
+from flannelcap._errors import FlannelcapError
+from flannelcap._fast import ConversationSet
+from flannelcap._fastread import FastStream
+from flannelcap._records import PacketRecord
+from flannelcap._summary import CaptureSummary
+from flannelcap._topology import Topology
+from flannelcap._vxlan import DEFAULT_VXLAN_PORTS
+from flannelcap.packets.columns import Batch, ColumnBatch, Columns
+
+ENGINES = ("auto", "fast", "scapy")
+
+
+def vxlan_ports_for(topology: Topology | None, extra: Iterable[int] = ()) -> frozenset[int]:
+    """The UDP ports decoded as VXLAN: 8472 and 4789, the caller's, and every ``dstport`` the
+    topology's flannel.1 devices use."""
+    ports = set(DEFAULT_VXLAN_PORTS) | set(extra)
+    if topology is not None:
+        ports |= {n.dstport for n in topology.nodes if n.dstport}
+    return frozenset(ports)
+
+
+class SummaryCounter:
+    """The ``CaptureSummary`` of decoded batches, counted column-wise (rows the Scapy decoder
+    took are counted from their records)."""
+
+    def __init__(self) -> None:
+        self.summary = CaptureSummary()
+        self._conversations = ConversationSet()
+
+    def add(self, batch: Batch) -> None:
+        """Count one batch."""
+        summary, values = self.summary, batch.values
+        fast = ~batch.fallback
+        summary.packets += int(fast.sum())
+        if values:
+            vxlan = fast & (values["is_vxlan"] == 1)
+            if vxlan.any():
+                vnis, counts = np.unique(values["vni"][vxlan], return_counts=True)
+                for vni, count in zip(vnis.tolist(), counts.tolist(), strict=True):
+                    summary.vxlan_by_vni[vni] += count
+            summary.other_packets += int((fast & ~vxlan).sum())
+            self._conversations.add(batch.rows, fast)
+        requests = batch.heads.requests()
+        summary.http_requests += requests
+        summary.http_responses += len(batch.heads.rows) - requests
+        for head in batch.slow_heads.values():
+            summary.http_requests += head.is_request
+            summary.http_responses += not head.is_request
+        for record in batch.records.values():
+            summary.add(record)
+
+    def finish(self, problem: str | None) -> CaptureSummary:
+        """The summary, with the conversations of both kinds of rows merged."""
+        summary = self.summary
+        summary.conversations = self._conversations.absorb(summary.conversations)
+        summary.counted_conversations = self._conversations.count
+        summary.stopped_early = problem
+        return summary
+
+
+class PacketSource:
+    """A capture opened for reading (see ``open_capture``): iterate it once for its column
+    batches, or call ``records`` or ``summary``; afterwards ``problem`` says why reading
+    stopped early (a damaged tail), ``fallback_frames`` how many frames the Scapy decoder took.
+    """
+
+    def __init__(
+        self,
+        source: str | Path | BinaryIO,
+        *,
+        topology: Topology | None,
+        vxlan_ports: frozenset[int],
+        engine: str,
+        progress: Callable[[int, int], None] | None,
+    ) -> None:
+        if engine not in ENGINES:
+            raise FlannelcapError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
+        if engine == "fast" and _kernel.UNAVAILABLE:
+            raise FlannelcapError(f"{_kernel.UNAVAILABLE}: use --engine scapy, or reinstall with a C compiler")
+        self.topology = topology
+        self.vxlan_ports = vxlan_ports
+        self.stream = FastStream(source, vxlan_ports=vxlan_ports, progress=progress, scapy_only=engine == "scapy")
+        self.columns = Columns(topology)
+        self._counter = SummaryCounter()
+        self._started = False
+
+    @property
+    def problem(self) -> str | None:
+        """Why reading stopped before the end of the file, or None."""
+        return self.stream.problem
+
+    @property
+    def fallback_frames(self) -> int:
+        """Frames the Scapy decoder took."""
+        return self.stream.fallback_frames
+
+    @property
+    def linktype(self) -> int:
+        """Link type of the capture's first interface."""
+        return self.stream.linktype
+
+    def __iter__(self) -> Iterator[ColumnBatch]:
+        self._started = True
+        for batch in self.stream.batches():
+            self._counter.add(batch)
+            yield self.columns.make(batch)
+
+    def records(self) -> Iterator[PacketRecord]:
+        """Every packet as a ``PacketRecord`` (made from the batches, one batch at a time)."""
+        from flannelcap.packets.frames import records
+
+        for batch in self:
+            yield from records(batch, self.columns)
+
+    def summary(self) -> CaptureSummary:
+        """The counts of what has been read, or, before any reading, of the whole capture
+        (read now, without making columns: the fastest pass)."""
+        if not self._started:
+            self._started = True
+            for batch in self.stream.batches():
+                self._counter.add(batch)
+        return self._counter.finish(self.problem)
+
+
+def open_capture(
+    source: str | Path | BinaryIO,
+    *,
+    topology: Topology | None = None,
+    vxlan_ports: Iterable[int] = (),
+    engine: str = "auto",
+    progress: Callable[[int, int], None] | None = None,
+) -> PacketSource:
+    """Open a capture for reading through flannelcap's one pipeline.
+
+    Args:
+        source: path or binary file object (pcap, pcapng, optionally gzip-compressed).
+        topology: the cluster, for node, VTEP and pod names, and for its VXLAN ports.
+        vxlan_ports: UDP ports decoded as VXLAN besides 8472, 4789 and the topology's.
+        engine: ``auto``/``fast`` (the compiled decoder, Scapy for what it leaves), or
+            ``scapy`` (every frame through Scapy, into the same batches).
+        progress: called with (bytes read, total bytes) as the file is read.
+
+    Raises:
+        CaptureFormatError: not a capture file.
+        FlannelcapError: ``engine="fast"`` without the compiled decoder, or an unknown engine.
+    """
+    ports = vxlan_ports_for(topology, vxlan_ports)
+    return PacketSource(source, topology=topology, vxlan_ports=ports, engine=engine, progress=progress)
+
+
+class RecordView:
+    """The packets of a capture as ``PacketRecord``s, made from its batches on demand
+    (what ``decode_file`` returns). Iterate once; ``problem`` afterwards, as ``RecordStream``."""
+
+    def __init__(self, capture: PacketSource) -> None:
+        self._capture = capture
+
+    @property
+    def problem(self) -> str | None:
+        """Why reading stopped before the end of the file, or None."""
+        return self._capture.problem
+
+    @property
+    def linktype(self) -> int:
+        """Link type of the capture's first interface."""
+        return self._capture.linktype
+
+    @property
+    def fallback_frames(self) -> int:
+        """Frames the Scapy decoder took (so far)."""
+        return self._capture.fallback_frames
+
+    def __iter__(self) -> Iterator[PacketRecord]:
+        return self._capture.records()
+
+    def __enter__(self) -> RecordView:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
