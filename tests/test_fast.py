@@ -25,10 +25,11 @@ from scapy.packet import Raw
 from flannelcap import _fastread, _kernel, decode_file
 from flannelcap._fast import ConversationSet, padded
 from flannelcap._fastread import PIECE_BYTES
+from flannelcap._http import parse_head
 from flannelcap.packets.pipeline import RecordView, open_capture
 
 
-def FastStream(source: Path | io.BytesIO) -> RecordView:  # noqa: N802 - reads as the engine it names
+def FastStream(source: Path | io.BytesIO) -> RecordView:
     """The fast engine's records, as every output makes them: rows of the pipeline's batches."""
     return RecordView(open_capture(source))
 
@@ -36,7 +37,6 @@ def FastStream(source: Path | io.BytesIO) -> RecordView:  # noqa: N802 - reads a
 def scapy(source: Path | io.BytesIO) -> Any:
     """The Scapy decoder's records, packet by packet: the model."""
     return decode_file(source, engine="scapy")
-from flannelcap._http import parse_head
 
 
 def agree(path: Path | io.BytesIO) -> RecordView:
@@ -297,7 +297,10 @@ def test_parquet_columns_keep_their_types_from_batch_to_batch(tmp_path: Path) ->
     done = flannelcap("decode", "--parquet", str(out), str(capture))
     assert done.returncode == 0, done.stderr
     table = pq.read_table(out)
-    assert table.num_rows == 33_001 and str(table.schema.field("http_method").type) == "dictionary<values=string, indices=int32, ordered=0>"
+    assert (
+        table.num_rows == 33_001
+        and str(table.schema.field("http_method").type) == "dictionary<values=string, indices=int32, ordered=0>"
+    )
     last = table.slice(33_000).to_pylist()[0]
     assert (last["http_method"], last["http_path"], last["http_host"], last["vni"]) == ("GET", "/x", "web", 1)
 
