@@ -55,37 +55,47 @@ def _text(column: pd.Series) -> np.ndarray[Any, Any]:
     return values
 
 
+def _ip_ranks(packets: pd.DataFrame) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """The innermost addresses of each packet as ranks in the sorted list of every address seen
+    (-1 where missing): (source ranks, destination ranks, the sorted addresses)."""
+    src, dst = pd.Categorical(packets.src_ip), pd.Categorical(packets.dst_ip)
+    every = np.unique(np.concatenate([np.asarray(src.categories, dtype=str), np.asarray(dst.categories, dtype=str)]))
+    ranks = []
+    for column in (src, dst):
+        rank_of_code = np.searchsorted(every, np.asarray(column.categories, dtype=str)).astype(np.int64)
+        codes = np.asarray(column.codes, dtype=np.int64)
+        ranks.append(np.where(codes >= 0, rank_of_code[np.maximum(codes, 0)] if len(rank_of_code) else 0, -1))
+    return ranks[0], ranks[1], every
+
+
 def _flow_ids(packets: pd.DataFrame) -> tuple[np.ndarray[Any, Any], list[str]]:
-    """Each packet's conversation as an id (-1: none), the same in both directions, and each
-    id's name: ``proto lower-ip:port higher-ip:port`` (ends in text order)."""
-    proto = packets.proto.astype(object)
-    usable = (
-        proto.isin(["tcp", "udp"]).to_numpy()
-        & packets.src_ip.notna().to_numpy()
-        & packets.dst_ip.notna().to_numpy()
-        & packets.src_port.notna().to_numpy()
-        & packets.dst_port.notna().to_numpy()
-    )
+    """Each packet's conversation as an id (-1: none), the same in both directions, ids in order
+    of first sight, and each id's name: ``proto lower-ip:port higher-ip:port`` (ends in text
+    order)."""
+    from flannelcap._kernel import Encoder
+
+    proto = pd.Categorical(packets.proto)
+    names_of_proto = np.asarray(proto.categories, dtype=str)
+    proto_codes = np.asarray(proto.codes)
+    is_tcp = np.isin(names_of_proto, ["tcp"])[np.maximum(proto_codes, 0)] & (proto_codes >= 0)
+    is_udp = np.isin(names_of_proto, ["udp"])[np.maximum(proto_codes, 0)] & (proto_codes >= 0)
+    src_rank, dst_rank, every = _ip_ranks(packets)
+    src_port = packets.src_port.to_numpy(dtype=np.int64, na_value=-1)
+    dst_port = packets.dst_port.to_numpy(dtype=np.int64, na_value=-1)
+    usable = (is_tcp | is_udp) & (src_rank >= 0) & (dst_rank >= 0) & (src_port >= 0) & (dst_port >= 0)
     ids = np.full(len(packets), -1, dtype=np.int64)
     if not usable.any():
         return ids, []
-    rows = np.nonzero(usable)[0]
-    src_ip, dst_ip = _text(packets.src_ip.iloc[rows]), _text(packets.dst_ip.iloc[rows])
-    every_ip = np.unique(np.concatenate([src_ip, dst_ip]).astype(str))  # sorted: ranks follow text order
-    src_rank = np.searchsorted(every_ip, src_ip.astype(str))
-    dst_rank = np.searchsorted(every_ip, dst_ip.astype(str))
-    src_port = packets.src_port.iloc[rows].to_numpy(dtype=np.int64)
-    dst_port = packets.dst_port.iloc[rows].to_numpy(dtype=np.int64)
     swap = (src_rank > dst_rank) | ((src_rank == dst_rank) & (src_port > dst_port))
-    low_ip, high_ip = np.where(swap, dst_rank, src_rank), np.where(swap, src_rank, dst_rank)
-    low_port, high_port = np.where(swap, dst_port, src_port), np.where(swap, src_port, dst_port)
-    is_udp = (proto.iloc[rows] == "udp").to_numpy()
-    keys = pd.DataFrame({"u": is_udp, "a": low_ip, "p": low_port, "b": high_ip, "q": high_port})
-    codes, uniques = pd.MultiIndex.from_frame(keys).factorize()
-    ids[rows] = codes
+    low = np.where(swap, dst_rank, src_rank) << 16 | np.where(swap, dst_port, src_port)
+    high = np.where(swap, src_rank, dst_rank) << 16 | np.where(swap, src_port, dst_port)
+    keys = np.stack([np.where(usable, is_udp.astype(np.int64) << 62 | low, -1), high], axis=1)
+    ids = Encoder(2).ids(keys)
+    found, first = np.unique(ids, return_index=True)
+    first = first[found >= 0]
     names = [
-        f"{'udp' if u else 'tcp'} {every_ip[a]}:{p} {every_ip[b]}:{q}"
-        for u, a, p, b, q in uniques.tolist()  # type: ignore[union-attr]
+        f"{'udp' if u else 'tcp'} {every[a >> 16]}:{a & 0xFFFF} {every[b >> 16]}:{b & 0xFFFF}"
+        for u, a, b in zip(is_udp[first].tolist(), low[first].tolist(), high[first].tolist(), strict=True)
     ]
     return ids, names
 
@@ -106,26 +116,25 @@ def flows(packets: pd.DataFrame) -> pd.DataFrame:
     if not names:
         return pd.DataFrame(columns=FLOW_COLUMNS)
     rows = np.nonzero(ids >= 0)[0]
-    part = packets.iloc[rows]
     flow = ids[rows]
-    groups = pd.Series(np.arange(len(rows))).groupby(flow, sort=True)
-    first = rows[groups.first().to_numpy()]
+    count = len(names)
+    first = rows[np.unique(flow, return_index=True)[1]]
     head = packets.iloc[first]
-    vxlan = part.is_vxlan.to_numpy(dtype=bool)
-    time = part.time.to_numpy()
-    stats = pd.DataFrame({"flow": flow, "time": time, "wire_len": part.wire_len.to_numpy(dtype=np.int64)})
-    by_flow = stats.groupby("flow", sort=True)
-    vni = pd.Series(part.vni.to_numpy(dtype=float, na_value=np.nan)[vxlan]).groupby(flow[vxlan]).first()
-    ports = (
-        pd.DataFrame({"flow": flow[vxlan], "port": part.outer_src_port.to_numpy(dtype=float, na_value=np.nan)[vxlan]})
-        .dropna()
-        .drop_duplicates()
-        .sort_values(["flow", "port"])
-        .groupby("flow")["port"]
-        .agg(lambda p: [int(x) for x in p])
-    )
-    index = np.arange(len(names))
-    start, end = by_flow.time.min().to_numpy(), by_flow.time.max().to_numpy()
+    time = packets.time.to_numpy()[rows]
+    vxlan = packets.is_vxlan.to_numpy(dtype=bool)[rows]
+    start = np.full(count, np.inf)
+    end = np.full(count, -np.inf)
+    np.minimum.at(start, flow, time)
+    np.maximum.at(end, flow, time)
+    vni = packets.vni.to_numpy(dtype=np.int64, na_value=-1)[rows]
+    with_vni = np.nonzero(vxlan & (vni >= 0))[0]
+    vni_of = np.full(count, -1, dtype=np.int64)
+    taken, at = np.unique(flow[with_vni], return_index=True)
+    vni_of[taken] = vni[with_vni[at]]
+    port = packets.outer_src_port.to_numpy(dtype=np.int64, na_value=-1)[rows]
+    pairs = np.unique(flow[vxlan & (port >= 0)] << 16 | port[vxlan & (port >= 0)])
+    cuts = np.searchsorted(pairs >> 16, np.arange(count + 1))
+    ports = (pairs & 0xFFFF).tolist()
     table = pd.DataFrame(
         {
             "flow": names,
@@ -138,13 +147,15 @@ def flows(packets: pd.DataFrame) -> pd.DataFrame:
             "dst_pod": _text(head.dst_pod),
             "src_node": _text(head.src_node),
             "dst_node": _text(head.dst_node),
-            "vni": [None if np.isnan(v) else int(v) for v in vni.reindex(index).to_numpy()],
-            "vxlan": pd.Series(vxlan).groupby(flow).any().reindex(index).to_numpy(),
-            "packets": by_flow.size().to_numpy(),
-            "bytes": by_flow.wire_len.sum().to_numpy(),
+            "vni": [None if v < 0 else v for v in vni_of.tolist()],
+            "vxlan": np.bincount(flow, weights=vxlan, minlength=count) > 0,
+            "packets": np.bincount(flow, minlength=count),
+            "bytes": np.bincount(flow, weights=packets.wire_len.to_numpy(dtype=np.int64)[rows], minlength=count).astype(
+                np.int64
+            ),
             "start": start,
             "duration": end - start,
-            "outer_src_ports": [p if isinstance(p, list) else [] for p in ports.reindex(index).tolist()],
+            "outer_src_ports": [ports[a:b] for a, b in zip(cuts[:-1].tolist(), cuts[1:].tolist(), strict=True)],
         },
         columns=FLOW_COLUMNS,
     )
@@ -163,7 +174,8 @@ def http_exchanges(packets: pd.DataFrame) -> pd.DataFrame:
     ids, names = _flow_ids(packets)
     rows = np.nonzero(is_head & (ids >= 0))[0]
     request = is_request[rows]
-    client = np.where(request, _text(packets.src_ip.iloc[rows]), _text(packets.dst_ip.iloc[rows]))
+    src_rank, dst_rank, _ = _ip_ranks(packets)
+    client = np.where(request, src_rank[rows], dst_rank[rows])
     heads = pd.DataFrame({"row": rows, "request": request, "flow": ids[rows], "client": client})
     stream = heads.groupby(["flow", "client"], sort=False)
     heads["nth"] = stream.cumcount()

@@ -12,20 +12,21 @@ import html
 from collections.abc import Iterable
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from scapy.packet import Packet
 
 from flannelcap import _analysis
 from flannelcap._audit import Finding, audit_capture
-from flannelcap._capture import scapy_packet
 from flannelcap._collect import read_topology, topology_from_dir
 from flannelcap._explain import Step, explain
 from flannelcap._records import PacketRecord
 from flannelcap._summary import CaptureSummary
 from flannelcap._topology import Topology
 from flannelcap.packets.frames import FrameBuilder
+
+if TYPE_CHECKING:
+    from scapy.packet import Packet
 from flannelcap.packets.pipeline import open_capture
 
 
@@ -121,6 +122,8 @@ class Capture:
 
     def scapy(self, number: int) -> Packet:
         """The Scapy packet for packet ``number`` (1-based), VXLAN decoded."""
+        from flannelcap._capture import scapy_packet  # Scapy: loaded only when asked for
+
         return scapy_packet(self.path, number, vxlan_ports=self.vxlan_ports)
 
     def summary(self) -> dict[str, Any]:

@@ -134,13 +134,13 @@ class FrameBuilder:
             elif f.kind == "flag":
                 self._parts[f.name].append(batch.flags[f.name])
             elif f.kind == "label":
-                self._parts[f.name].append(batch.codes[f.name])
+                self._parts[f.name].append(_narrow(batch.codes[f.name], len(self.columns.labels[f.name].texts)))
             elif f.kind == "text":
                 self._parts[f.name].append(batch.texts[f.name])
             else:
                 self._notes.update({self.rows + row: notes for row, notes in batch.notes.items()})
         for name in DERIVED:
-            self._parts[name].append(batch.codes[name])
+            self._parts[name].append(_narrow(batch.codes[name], len(self.columns.labels[name].texts)))
         self.rows += batch.n
 
     def frame(self) -> pd.DataFrame:
@@ -153,8 +153,9 @@ class FrameBuilder:
             kind = f.kind if f is not None else "label"
             parts = self._parts.pop(name)
             if kind == "notes":
-                notes = np.empty(self.rows, dtype=object)
-                notes[:] = [()] * self.rows
+                none = np.empty(1, dtype=object)
+                none[0] = ()
+                notes = none.repeat(self.rows)  # one shared empty tuple
                 for row, value in self._notes.items():
                     notes[row] = value
                 data[name] = notes
@@ -175,6 +176,12 @@ class FrameBuilder:
                     data[name] = values
             del parts
         return pd.DataFrame(data, copy=False)
+
+
+def _narrow(codes: np.ndarray[Any, Any], labels: int) -> np.ndarray[Any, Any]:
+    """Codes in the narrowest integers that hold them (the batches' parts are joined at the end,
+    in the widest of them)."""
+    return codes.astype(np.int8 if labels < 127 else np.int16 if labels < 32767 else np.int32)
 
 
 def arrow_text(column: TextColumn) -> pa.Array:
