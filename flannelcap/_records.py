@@ -11,8 +11,10 @@ transport: the pod-to-pod conversation for VXLAN packets, the packet itself othe
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
+
+from flannelcap.packets.fields import FIELD_NAMES as FIELD_NAMES
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -121,25 +123,5 @@ class PacketRecord:
         return data
 
 
-# The field vocabulary, in order: the CSV header and the DataFrame columns.
-FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(PacketRecord) if f.name != "layers")
+# The field vocabulary, in order, is the field table's (a test holds this dataclass to it).
 _DICT_FIELDS = FIELD_NAMES
-
-
-def _column_dtypes() -> dict[str, str]:
-    """pandas dtypes for the record's numeric and boolean fields (nullable where None occurs)."""
-    types = {}
-    for each in fields(PacketRecord):
-        annotation = str(each.type)
-        if annotation.startswith("int"):
-            types[each.name] = "Int64"
-        elif annotation.startswith("float"):
-            types[each.name] = "float64"
-        elif annotation == "bool":
-            types[each.name] = "bool"
-        elif annotation == "bool | None":
-            types[each.name] = "boolean"
-    return types
-
-
-COLUMN_DTYPES = _column_dtypes()

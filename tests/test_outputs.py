@@ -227,3 +227,11 @@ def test_the_dataframe_types_follow_the_field_table() -> None:
 def test_record_fields_match_the_field_table(name: str) -> None:
     record = next(iter(flannelcap.decode_file(SAMPLES / name)))
     assert list(record.to_dict()) == list(FIELD_NAMES)
+
+
+def test_the_record_follows_the_field_table() -> None:
+    """``PacketRecord``'s fields are the field table's, in its order."""
+    import dataclasses
+
+    record_fields = tuple(f.name for f in dataclasses.fields(flannelcap.PacketRecord) if f.name != "layers")
+    assert record_fields == FIELD_NAMES == flannelcap.FIELD_NAMES

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import argparse
 import functools
+import queue
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -192,11 +195,11 @@ def _parquet(args: argparse.Namespace, path: str, source: PacketSource, bar: Pro
         raise FlannelcapError(f"{args.parquet} is the capture itself: name another file to write")
     packets = 0
     try:
-        with pq.ParquetWriter(args.parquet, SCHEMA) as writer:
+        with pq.ParquetWriter(args.parquet, SCHEMA) as writer, _Behind(writer.write_batch) as write:
             for batch in source:
                 keep = _wanted(args, batch, source.columns)
                 shown = batch if keep is None else take(batch, np.nonzero(keep)[0])
-                writer.write_batch(arrow_batch(shown, source.columns))
+                write(arrow_batch(shown, source.columns))
                 packets += shown.n
     except OSError as exc:
         raise FlannelcapError(f"cannot write {args.parquet}: {exc.strerror or exc}") from exc
@@ -205,6 +208,44 @@ def _parquet(args: argparse.Namespace, path: str, source: PacketSource, bar: Pro
     summary = source.summary()
     print(f"{packets} packets written to {args.parquet}")
     return _problem(path, source.problem, summary.packets)
+
+
+class _Behind:
+    """Calls ``work`` on each item in a second thread, one item behind the caller: Parquet's
+    encoding (which releases the GIL) runs while the next batch is decoded. An error in the
+    thread is raised in the caller, at the next item or on leaving."""
+
+    def __init__(self, work: Callable[[Any], object]) -> None:
+        self._work = work
+        self._items: queue.Queue[Any] = queue.Queue(maxsize=2)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="flannelcap-writer", daemon=True)
+
+    def _run(self) -> None:
+        while (item := self._items.get()) is not _DONE:
+            if self._error is None:
+                try:
+                    self._work(item)
+                except BaseException as exc:  # handed to the caller
+                    self._error = exc
+
+    def __enter__(self) -> Callable[[Any], None]:
+        self._thread.start()
+        return self._put
+
+    def _put(self, item: Any) -> None:
+        if self._error is not None:
+            raise self._error
+        self._items.put(item)
+
+    def __exit__(self, *exc: object) -> None:
+        self._items.put(_DONE)
+        self._thread.join()
+        if self._error is not None and exc[0] is None:
+            raise self._error
+
+
+_DONE = object()
 
 
 def run(args: argparse.Namespace) -> int:
