@@ -8,8 +8,8 @@ from setuptools import Extension, setup
 setup(
     ext_modules=[
         Extension(
-            "flannelcap._ckernel",
-            ["flannelcap/_ckernel.c"],
+            "flannelcap.packets._ckernel",
+            ["flannelcap/packets/_ckernel.c"],
             extra_compile_args=["-O2", "-std=c99", "-Wall", "-Wextra", "-Wno-unused-parameter"],
             optional=True,
         )

@@ -19,16 +19,16 @@ from flannelcap._errors import (
     TableParseError,
     TopologyError,
 )
-from flannelcap._reader import CaptureReader, Frame
-from flannelcap._records import FIELD_NAMES, Layer, PacketRecord
-from flannelcap._summary import CaptureSummary
-from flannelcap._topology import Topology
-from flannelcap._vxlan import DEFAULT_VXLAN_PORTS
+from flannelcap.packets.reader import CaptureReader, Frame
+from flannelcap.packets.records import FIELD_NAMES, Layer, PacketRecord
+from flannelcap.packets.summary import CaptureSummary
+from flannelcap.packets.vxlan import DEFAULT_VXLAN_PORTS
+from flannelcap.topology.model import Topology
 
 if TYPE_CHECKING:
     from flannelcap._api import Capture, read
-    from flannelcap._capture import RecordStream, decode_file, scapy_packet
-    from flannelcap._decode import Decoder
+    from flannelcap.packets.capture import RecordStream, decode_file, scapy_packet
+    from flannelcap.packets.scapy_decoder import Decoder
 
 __version__ = "0.1.0"
 
@@ -37,10 +37,10 @@ __version__ = "0.1.0"
 _LAZY = {
     "Capture": "flannelcap._api",
     "read": "flannelcap._api",
-    "RecordStream": "flannelcap._capture",
-    "decode_file": "flannelcap._capture",
-    "scapy_packet": "flannelcap._capture",
-    "Decoder": "flannelcap._decode",
+    "RecordStream": "flannelcap.packets.capture",
+    "decode_file": "flannelcap.packets.capture",
+    "scapy_packet": "flannelcap.packets.capture",
+    "Decoder": "flannelcap.packets.scapy_decoder",
 }
 
 

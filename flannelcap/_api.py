@@ -2,7 +2,7 @@
 
 Rule: the edge between the library and a notebook. It reads the file once through the one
 pipeline (``open_capture``: decoded, annotated with the topology, in column batches) into one
-DataFrame; the analysis is in ``_analysis``, the figures in ``flannelcap.plots``. Records, for
+DataFrame; the analysis is in ``analysis.flows``, the figures in ``flannelcap.plots``. Records, for
 the audit and the path, are made again from the file when asked for.
 """
 
@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from flannelcap import _analysis
-from flannelcap._audit import Finding, audit_capture
-from flannelcap._collect import read_topology, topology_from_dir
-from flannelcap._explain import Step, explain
-from flannelcap._records import PacketRecord
-from flannelcap._summary import CaptureSummary
-from flannelcap._topology import Topology
+from flannelcap.analysis import flows as _analysis
+from flannelcap.analysis.audit import Finding, audit_capture
+from flannelcap.analysis.explain import Step, explain
 from flannelcap.packets.frames import FrameBuilder
+from flannelcap.packets.records import PacketRecord
+from flannelcap.packets.summary import CaptureSummary
+from flannelcap.topology.collect import read_topology, topology_from_dir
+from flannelcap.topology.model import Topology
 
 if TYPE_CHECKING:
     from scapy.packet import Packet
@@ -122,7 +122,7 @@ class Capture:
 
     def scapy(self, number: int) -> Packet:
         """The Scapy packet for packet ``number`` (1-based), VXLAN decoded."""
-        from flannelcap._capture import scapy_packet  # Scapy: loaded only when asked for
+        from flannelcap.packets.capture import scapy_packet  # Scapy: loaded only when asked for
 
         return scapy_packet(self.path, number, vxlan_ports=self.vxlan_ports)
 

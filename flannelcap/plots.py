@@ -17,11 +17,11 @@ from matplotlib.figure import Figure
 from matplotlib.patches import FancyBboxPatch, Rectangle
 from matplotlib.ticker import MaxNLocator
 
-from flannelcap import _analysis
 from flannelcap._api import Capture
-from flannelcap._audit import fdb_row, neigh_row
 from flannelcap._errors import FlannelcapError
-from flannelcap._records import PacketRecord
+from flannelcap.analysis import flows as _analysis
+from flannelcap.analysis.audit import fdb_row, neigh_row
+from flannelcap.packets.records import PacketRecord
 
 _NODE_COLOURS = ("#e8f0fb", "#fdf0e3")
 _BOX = dict(boxstyle="round,pad=0.3", linewidth=1.0)

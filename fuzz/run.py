@@ -28,14 +28,14 @@ sys.path.insert(0, str(ROOT / "fuzz"))
 from mutate import mutate, mutate_text  # noqa: E402
 
 from flannelcap import FlannelcapError  # noqa: E402
-from flannelcap._capture import decode_file  # noqa: E402
-from flannelcap._decode import Decoder  # noqa: E402
-from flannelcap._http import HttpReassembler  # noqa: E402
-from flannelcap._kube import parse_kubectl_nodes, parse_kubectl_pods  # noqa: E402
-from flannelcap._reader import Frame  # noqa: E402
-from flannelcap._tables import parse_fdb, parse_links, parse_neigh, parse_routes  # noqa: E402
-from flannelcap._topology import build_topology  # noqa: E402
+from flannelcap.packets.capture import decode_file  # noqa: E402
+from flannelcap.packets.http import HttpReassembler  # noqa: E402
 from flannelcap.packets.pipeline import RecordView, open_capture  # noqa: E402
+from flannelcap.packets.reader import Frame  # noqa: E402
+from flannelcap.packets.scapy_decoder import Decoder  # noqa: E402
+from flannelcap.topology.kube import parse_kubectl_nodes, parse_kubectl_pods  # noqa: E402
+from flannelcap.topology.model import build_topology  # noqa: E402
+from flannelcap.topology.tables import parse_fdb, parse_links, parse_neigh, parse_routes  # noqa: E402
 
 REGRESSIONS = ROOT / "tests" / "regressions"
 SAMPLES = ROOT / "sample_pcaps"

@@ -108,3 +108,25 @@ __all__ = ["VXLAN", "inner_tcp", "pcap", "pcapng", "vxlan_frame"]
 def GOOD_FRAME(port: int = 8472) -> bytes:
     """One well-formed VXLAN frame carrying a SYN."""
     return vxlan_frame(inner_tcp(b"", flags="S"), port=port)
+
+
+def unusual_frames() -> list[bytes]:
+    """Frames the compiled decoder leaves to Scapy: IPv6 outside, two VLAN tags, a VXLAN header
+    without its I flag, an outer fragment, a VXLAN payload too short for its header."""
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.inet6 import IPv6
+    from scapy.layers.l2 import Dot1Q, Ether
+    from scapy.packet import Raw
+
+    return [
+        bytes(
+            Ether()
+            / IPv6(src="fd00::a", dst="fd00::b")
+            / UDP(sport=1, dport=8472)
+            / Raw(b"\x08\0\0\0\0\0\x01\0" + bytes(inner_tcp()))
+        ),
+        bytes(Ether() / Dot1Q(vlan=7) / Dot1Q(vlan=8) / IP(src=NODE_A, dst=NODE_B) / UDP(sport=1, dport=53)),
+        vxlan_frame(inner_tcp(), flags=0x00),
+        bytes(Ether() / IP(src=NODE_A, dst=NODE_B, flags="MF") / UDP(sport=1, dport=8472) / Raw(b"x" * 20)),
+        bytes(Ether() / IP(src=NODE_A, dst=NODE_B) / UDP(sport=1, dport=8472) / Raw(b"\x08\x00")),
+    ]

@@ -16,17 +16,16 @@ import pytest
 from conftest import REPO, SAMPLES, manifest, require, require_tool
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pcapdata import GOOD_FRAME, NODE_A, NODE_B, inner_tcp, pcap, vxlan_frame
-from scapy.layers.inet import IP, UDP
-from scapy.layers.inet6 import IPv6
-from scapy.layers.l2 import ARP, Dot1Q, Ether
-from scapy.packet import Raw
+from pcapdata import GOOD_FRAME, NODE_A, NODE_B, inner_tcp, pcap, unusual_frames, vxlan_frame
+from scapy.layers.l2 import ARP, Ether
 
-from flannelcap import _fastread, _kernel, decode_file
-from flannelcap._fast import ConversationSet, padded
-from flannelcap._fastread import PIECE_BYTES
-from flannelcap._http import parse_head
+from flannelcap import decode_file
+from flannelcap.packets import kernel as _kernel
+from flannelcap.packets import read as _fastread
+from flannelcap.packets.http import parse_head
+from flannelcap.packets.kernel_columns import ConversationSet, padded
 from flannelcap.packets.pipeline import RecordView, open_capture
+from flannelcap.packets.read import PIECE_BYTES
 
 
 def FastStream(source: Path | io.BytesIO) -> RecordView:
@@ -154,18 +153,7 @@ def test_http_scan_decides_like_parse_head(start: bytes, headers: list[bytes], b
 
 
 def test_unusual_packets_fall_back_to_scapy_and_are_counted() -> None:
-    unusual = [
-        bytes(
-            Ether()
-            / IPv6(src="fd00::a", dst="fd00::b")
-            / UDP(sport=1, dport=8472)
-            / Raw(b"\x08\0\0\0\0\0\x01\0" + bytes(inner_tcp()))
-        ),
-        bytes(Ether() / Dot1Q(vlan=7) / Dot1Q(vlan=8) / IP(src=NODE_A, dst=NODE_B) / UDP(sport=1, dport=53)),
-        vxlan_frame(inner_tcp(), flags=0x00),
-        bytes(Ether() / IP(src=NODE_A, dst=NODE_B, flags="MF") / UDP(sport=1, dport=8472) / Raw(b"x" * 20)),
-        bytes(Ether() / IP(src=NODE_A, dst=NODE_B) / UDP(sport=1, dport=8472) / Raw(b"\x08\x00")),
-    ]
+    unusual = unusual_frames()
     common = [GOOD_FRAME(), vxlan_frame(inner_tcp(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", seq=5))]
     data = pcap([*common, *unusual, *common])
     stream = agree(io.BytesIO(data))
@@ -256,7 +244,10 @@ def test_detail_needs_scapy() -> None:
 
 def test_without_the_compiled_kernel_everything_goes_to_scapy_with_a_warning() -> None:
     """As after installing without a C compiler: the extension cannot be imported."""
-    hide = "import sys; sys.modules['flannelcap._ckernel'] = None; from flannelcap.cli import main; sys.exit(main())"
+    hide = (
+        "import sys; sys.modules['flannelcap.packets._ckernel'] = None; "
+        "from flannelcap.cli import main; sys.exit(main())"
+    )
     sample = str(SAMPLES / "cross-node-http-any.pcap")
     done = subprocess.run(
         [sys.executable, "-c", hide, "decode", "--summary", sample], capture_output=True, text=True, timeout=120

@@ -21,10 +21,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flannelcap import FlannelcapError, decode_file
-from flannelcap._decode import Decoder
-from flannelcap._http import MAX_HEAD_BYTES, HttpReassembler, parse_head
-from flannelcap._reader import Frame
+from flannelcap.packets.http import MAX_HEAD_BYTES, HttpReassembler, parse_head
 from flannelcap.packets.pipeline import RecordView, open_capture
+from flannelcap.packets.reader import Frame
+from flannelcap.packets.scapy_decoder import Decoder
 
 sys.path.insert(0, str(REPO / "fuzz"))
 from mutate import FAMILIES, mutate, mutate_text

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flannelcap._http import MAX_HEAD_BYTES, HttpReassembler, parse_head
+from flannelcap.packets.http import MAX_HEAD_BYTES, HttpReassembler, parse_head
 
 KEY = ("10.42.3.51", 40482, "10.42.2.23", 80)
 BACK = ("10.42.2.23", 80, "10.42.3.51", 40482)

@@ -14,14 +14,14 @@ import pytest
 from conftest import require_root_lab, require_tool
 
 from flannelcap import decode_file
-from flannelcap._annotate import annotate_all
-from flannelcap._audit import audit_capture, audit_topology
-from flannelcap._explain import explain
+from flannelcap.analysis.audit import audit_capture, audit_topology
+from flannelcap.analysis.explain import explain
 from flannelcap.lab import Lab, LabSpec, teardown
 from flannelcap.lab._faults import NOBODYS_IP, NOBODYS_MAC, SMALLER_MTU, apply_fault
 from flannelcap.lab._lab import BIG_FILE_NAME
 from flannelcap.lab._map import topology_of_lab
 from flannelcap.lab._record import tcpdump
+from flannelcap.topology.annotate import annotate_all
 
 
 @pytest.fixture

@@ -18,11 +18,9 @@ from typing import Any
 
 import pytest
 from conftest import REPO, SAMPLES, manifest
-from pcapdata import GOOD_FRAME, NODE_A, NODE_B, POD_A, POD_B, inner_tcp, pcap, vxlan_frame
-from scapy.layers.inet import ICMP, IP, UDP
-from scapy.layers.inet6 import IPv6
-from scapy.layers.l2 import ARP, Dot1Q, Ether
-from scapy.packet import Raw
+from pcapdata import GOOD_FRAME, NODE_A, NODE_B, POD_A, POD_B, inner_tcp, pcap, unusual_frames, vxlan_frame
+from scapy.layers.inet import ICMP, IP
+from scapy.layers.l2 import ARP, Ether
 
 import flannelcap
 from flannelcap.cli import _format
@@ -88,16 +86,7 @@ def unusual_capture(path: Path) -> Path:
     frames = [
         GOOD_FRAME(),
         vxlan_frame(inner_tcp(b'GET /a%20b?q="x" HTTP/1.1\r\nHost: web\r\n\r\n', seq=5)),
-        bytes(
-            Ether()
-            / IPv6(src="fd00::a", dst="fd00::b")
-            / UDP(sport=1, dport=8472)
-            / Raw(b"\x08\0\0\0\0\0\x01\0" + bytes(inner_tcp()))
-        ),
-        bytes(Ether() / Dot1Q(vlan=7) / Dot1Q(vlan=8) / IP(src=NODE_A, dst=NODE_B) / UDP(sport=1, dport=53)),
-        vxlan_frame(inner_tcp(), flags=0x00),
-        bytes(Ether() / IP(src=NODE_A, dst=NODE_B, flags="MF") / UDP(sport=1, dport=8472) / Raw(b"x" * 20)),
-        bytes(Ether() / IP(src=NODE_A, dst=NODE_B) / UDP(sport=1, dport=8472) / Raw(b"\x08\x00")),
+        *unusual_frames(),
         bytes(Ether() / IP(src=NODE_A, dst=NODE_B) / ICMP(type=3, code=4)),
         bytes(Ether(src="02:00:00:00:00:01", dst="ff:ff:ff:ff:ff:ff") / ARP(op=5, psrc=NODE_A, pdst=NODE_B)),
         vxlan_frame(
@@ -200,14 +189,14 @@ def test_the_unusual_capture_really_goes_through_scapy(tmp_path: Path) -> None:
 
 def test_the_field_table_is_the_kernels(tmp_path: Path) -> None:
     """The C enum and its names follow the field table (its kernel fields, in its order)."""
-    source = (REPO / "flannelcap" / "_ckernel.c").read_text()
+    source = (REPO / "flannelcap" / "packets" / "_ckernel.c").read_text()
     enum = re.search(r"enum \{\n(.*?)FIELD_COUNT", source, re.S)
     names = re.search(r"FIELD_NAMES\[FIELD_COUNT\] = \{(.*?)\};", source, re.S)
     assert enum and names
     kernel = [f.name for f in FIELDS if f.kernel]
     assert [n.strip().lower() for n in enum.group(1).split(",") if n.strip()] == kernel
     assert re.findall(r'"(\w+)"', names.group(1)) == kernel
-    from flannelcap import _kernel
+    from flannelcap.packets import kernel as _kernel
 
     assert tuple(kernel) == _kernel.FIELDS and _kernel.AVAILABLE
 

@@ -27,10 +27,10 @@ import pytest
 from conftest import require, require_root_lab
 
 from flannelcap import decode_file
-from flannelcap._reader import CaptureReader
 from flannelcap.lab import Lab, LabSpec, teardown
 from flannelcap.lab._map import topology_of_lab
 from flannelcap.lab._sshd import authorize, ssh_dir
+from flannelcap.packets.reader import CaptureReader
 from flannelcap.remote import capturing
 
 USERS = {"fcsudo": "NOPASSWD: ", "fcpwsudo": "", "fcnosudo": None}

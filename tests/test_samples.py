@@ -9,7 +9,7 @@ from pathlib import Path
 from conftest import SAMPLES, manifest
 
 from flannelcap import decode_file
-from flannelcap._reader import LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL2, CaptureReader
+from flannelcap.packets.reader import LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL2, CaptureReader
 
 
 def _cluster(tables: Path) -> tuple[dict[str, dict], dict[str, dict]]:

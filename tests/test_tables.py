@@ -8,8 +8,8 @@ import pytest
 from conftest import SAMPLES
 
 from flannelcap._errors import TableParseError
-from flannelcap._kube import parse_kubectl_nodes, parse_kubectl_pods
-from flannelcap._tables import parse_fdb, parse_links, parse_neigh, parse_routes, vxlan_device
+from flannelcap.topology.kube import parse_kubectl_nodes, parse_kubectl_pods
+from flannelcap.topology.tables import parse_fdb, parse_links, parse_neigh, parse_routes, vxlan_device
 
 SEED = Path(__file__).parent / "data" / "seed"
 

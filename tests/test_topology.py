@@ -9,12 +9,12 @@ import pytest
 from conftest import SAMPLES, manifest
 
 from flannelcap import decode_file
-from flannelcap._annotate import annotate_all
-from flannelcap._audit import audit_capture, audit_topology
-from flannelcap._collect import read_topology, topology_from_dir, write_topology
 from flannelcap._errors import TopologyError
-from flannelcap._explain import explain
-from flannelcap._topology import Topology, build_topology
+from flannelcap.analysis.audit import audit_capture, audit_topology
+from flannelcap.analysis.explain import explain
+from flannelcap.topology.annotate import annotate_all
+from flannelcap.topology.collect import read_topology, topology_from_dir, write_topology
+from flannelcap.topology.model import Topology, build_topology
 
 
 def tables(name: str) -> Path:

@@ -18,14 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from flannelcap._annotate import annotate
 from flannelcap._errors import FlannelcapError
-from flannelcap._summary import CaptureSummary
 from flannelcap.cli import _format
 from flannelcap.cli._progress import ProgressBar
 from flannelcap.cli._topology_args import add_topology_options, topology_from_args
 from flannelcap.packets.fields import FIELD_NAMES
 from flannelcap.packets.pipeline import PacketSource, open_capture
+from flannelcap.packets.summary import CaptureSummary
+from flannelcap.topology.annotate import annotate
 
 if TYPE_CHECKING:
     from flannelcap.packets.columns import ColumnBatch, Columns
@@ -165,7 +165,7 @@ def _summary_only(path: str, source: PacketSource, bar: ProgressBar | None) -> i
         bar.clear()
     print("\n".join(summary.lines()))
     if source.fallback_frames and not source.stream.scapy_only:
-        from flannelcap import _kernel
+        from flannelcap.packets import kernel as _kernel
 
         why = "the fast path is not built" if _kernel.UNAVAILABLE else "layouts the fast path does not take"
         print(f"{source.fallback_frames} packets decoded by Scapy ({why})")
@@ -326,7 +326,7 @@ def _footer(summary: CaptureSummary, shown: int) -> None:
 
 def _detail(args: argparse.Namespace, path: str, source: PacketSource) -> int:
     """``-v``: every field of every layer, packet by packet, from the Scapy decoder."""
-    from flannelcap._capture import decode_file
+    from flannelcap.packets.capture import decode_file
 
     stream = decode_file(path, vxlan_ports=source.vxlan_ports, detail=True)
     topology = source.topology

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 
-from flannelcap._records import PacketRecord
 from flannelcap.packets.lines import TABLE_HEADER as TABLE_HEADER
+from flannelcap.packets.records import PacketRecord
 
 
 def _pair(src: str | None, dst: str | None) -> str:

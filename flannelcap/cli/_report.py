@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 
-from flannelcap._audit import MAX_PACKETS_SHOWN, Finding
-from flannelcap._explain import Step
-from flannelcap._topology import Topology
+from flannelcap.analysis.audit import MAX_PACKETS_SHOWN, Finding
+from flannelcap.analysis.explain import Step
+from flannelcap.topology.model import Topology
 
 
 def topology_lines(topology: Topology) -> list[str]:

@@ -1,6 +1,6 @@
 """Command-line options that name a topology, shared by decode, audit and explain.
 
-Rule: argument handling only; reading goes through ``flannelcap._collect``.
+Rule: argument handling only; reading goes through ``flannelcap.topology.collect``.
 """
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from flannelcap._collect import read_topology, topology_from_dir
-from flannelcap._topology import Topology
+from flannelcap.topology.collect import read_topology, topology_from_dir
+from flannelcap.topology.model import Topology
 
 
 def add_topology_options(parser: argparse.ArgumentParser, *, required: bool) -> None:

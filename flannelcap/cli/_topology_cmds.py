@@ -1,7 +1,7 @@
 """``flannelcap map``, ``audit`` and ``explain``: argument parsing and printing.
 
-Rule: no logic here; it collects through ``_collect`` / the lab, and prints what ``_audit``
-and ``_explain`` return.
+Rule: no logic here; it collects through ``topology.collect`` / the lab, and prints what ``analysis.audit``
+and ``analysis.explain`` return.
 """
 
 from __future__ import annotations
@@ -10,15 +10,15 @@ import argparse
 import json
 from pathlib import Path
 
-from flannelcap._audit import audit_capture, audit_topology
-from flannelcap._collect import topology_from_dir, write_topology
 from flannelcap._errors import TopologyError
-from flannelcap._explain import explain
-from flannelcap._topology import build_topology
+from flannelcap.analysis.audit import audit_capture, audit_topology
+from flannelcap.analysis.explain import explain
 from flannelcap.cli import _report
 from flannelcap.cli._capture_cmd import add_ssh_options, ssh_options
 from flannelcap.cli._topology_args import add_topology_options, topology_from_args
 from flannelcap.packets.pipeline import open_capture
+from flannelcap.topology.collect import topology_from_dir, write_topology
+from flannelcap.topology.model import build_topology
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -11,9 +11,9 @@ import shutil
 from collections.abc import Callable
 
 from flannelcap._errors import LabError
-from flannelcap._topology import FLANNEL_DEVICE
 from flannelcap.lab._lab import Lab
 from flannelcap.lab._plan import VXLAN_PORT, NodePlan
+from flannelcap.topology.model import FLANNEL_DEVICE
 
 NOBODYS_MAC = "de:ad:be:ef:00:01"
 NOBODYS_IP = "192.168.1.250"

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from flannelcap._errors import LabError
-from flannelcap._topology import FLANNEL_DEVICE
 from flannelcap.lab._plan import (
     CLUSTER_CIDR,
     FLANNEL_MTU,
@@ -36,6 +35,7 @@ from flannelcap.lab._plan import (
     plan_lab,
 )
 from flannelcap.lab._sshd import enable_ssh, ssh_dir
+from flannelcap.topology.model import FLANNEL_DEVICE
 
 DEFAULT_STATE_ROOT = Path("/run/flannelcap")
 BIG_FILE_NAME = "big.bin"

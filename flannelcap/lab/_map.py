@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import json
 
-from flannelcap._collect import LocalRunner, collect_node_tables, collect_pod_tables
-from flannelcap._topology import Topology, build_topology
 from flannelcap.lab._lab import Lab
 from flannelcap.lab._plan import kubectl_nodes, kubectl_pods
+from flannelcap.lab._runner import LocalRunner
+from flannelcap.topology.collect import collect_node_tables, collect_pod_tables
+from flannelcap.topology.model import Topology, build_topology
 
 
 def topology_of_lab(lab: Lab) -> Topology:

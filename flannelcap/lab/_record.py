@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flannelcap._errors import LabError
-from flannelcap._topology import FLANNEL_DEVICE, NODE_TABLES, POD_TABLES, TableCommand
 from flannelcap.lab._faults import apply_fault
 from flannelcap.lab._lab import BIG_FILE_NAME, Lab, check_prerequisites
 from flannelcap.lab._plan import LabPlan, LabSpec, kubectl_nodes, kubectl_pods
+from flannelcap.topology.model import FLANNEL_DEVICE, NODE_TABLES, POD_TABLES, TableCommand
 
 
 def _both_forms(tables: dict[str, TableCommand]) -> dict[str, tuple[str, ...]]:

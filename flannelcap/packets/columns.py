@@ -23,14 +23,14 @@ from typing import Any, TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
-from flannelcap import _kernel
-from flannelcap._http import HttpHead, parse_head
-from flannelcap._info import ICMP_NAMES, InfoFormatter, tcp_flag_names
-from flannelcap._kernel import NONE, Encoder, Int
-from flannelcap._records import PacketRecord
-from flannelcap._topology import Pod, Topology
+from flannelcap.packets import kernel as _kernel
 from flannelcap.packets.fields import BY_NAME, FIELDS, HTTP_LABELS, KERNEL_FIELDS, NAME_FIELDS
+from flannelcap.packets.http import HttpHead, parse_head
+from flannelcap.packets.info import ICMP_NAMES, InfoFormatter, tcp_flag_names
+from flannelcap.packets.kernel import NONE, Encoder, Int
+from flannelcap.packets.records import PacketRecord
 from flannelcap.packets.text import Program, TextColumn, Texts
+from flannelcap.topology.model import Pod, Topology
 
 Codes = NDArray[np.int32]
 T = TypeVar("T")
@@ -138,7 +138,7 @@ class _KernelLabels:
 @dataclass(slots=True)
 class Heads:
     """The HTTP heads of a batch that the compiled search found: their rows, kinds
-    (``_kernel.HEAD_REQUEST``/``HEAD_RESPONSE``) and bytes (``blob[offsets[i]:offsets[i+1]]``)."""
+    (``kernel.HEAD_REQUEST``/``HEAD_RESPONSE``) and bytes (``blob[offsets[i]:offsets[i+1]]``)."""
 
     rows: Int
     kinds: Int

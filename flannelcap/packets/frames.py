@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from flannelcap._kernel import NONE
-from flannelcap._records import PacketRecord
 from flannelcap.packets.columns import ColumnBatch, Columns, Labels
 from flannelcap.packets.fields import BY_NAME, DERIVED, FIELD_NAMES, FIELDS, Field
+from flannelcap.packets.kernel import NONE
+from flannelcap.packets.records import PacketRecord
 from flannelcap.packets.text import TextColumn
 
 if TYPE_CHECKING:

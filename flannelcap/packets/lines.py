@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from flannelcap._kernel import NONE
 from flannelcap.packets.columns import Codes, ColumnBatch, Columns, Labels
 from flannelcap.packets.fields import FIELD_NAMES, FIELDS
+from flannelcap.packets.kernel import NONE
 from flannelcap.packets.text import CSV, JSON, Program, TextColumn, Texts, csv_cell
 
 

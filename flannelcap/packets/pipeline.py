@@ -2,7 +2,7 @@
 
 Rule: the edge where a capture file is opened for every consumer — the command line,
 ``flannelcap.read``, ``decode_file``, audit and explain. It joins the reader and decoders
-(``_fastread``) to the column maker (``columns``), takes the VXLAN ports from one place (the
+(``read``) to the column maker (``columns``), takes the VXLAN ports from one place (the
 defaults, the caller's, and the topology's flannel.1 ports), and counts the summary as the
 batches go by. What is made of the batches is the views' business.
 """
@@ -15,15 +15,15 @@ from typing import BinaryIO
 
 import numpy as np
 
-from flannelcap import _kernel
 from flannelcap._errors import FlannelcapError
-from flannelcap._fast import ConversationSet
-from flannelcap._fastread import FastStream
-from flannelcap._records import PacketRecord
-from flannelcap._summary import CaptureSummary
-from flannelcap._topology import Topology
-from flannelcap._vxlan import DEFAULT_VXLAN_PORTS
+from flannelcap.packets import kernel as _kernel
 from flannelcap.packets.columns import Batch, ColumnBatch, Columns
+from flannelcap.packets.kernel_columns import ConversationSet
+from flannelcap.packets.read import FastStream
+from flannelcap.packets.records import PacketRecord
+from flannelcap.packets.summary import CaptureSummary
+from flannelcap.packets.vxlan import DEFAULT_VXLAN_PORTS
+from flannelcap.topology.model import Topology
 
 ENGINES = ("auto", "fast", "scapy")
 

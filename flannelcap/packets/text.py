@@ -3,7 +3,7 @@ object, a CSV row), and the text columns it reads and writes.
 
 Rule: pure. Columns in, bytes out. A ``Program`` is a list of parts — a literal, an integer,
 a float, a label (a code into a list of texts, escaped for JSON or CSV if asked), padding to a
-width — each written only in the rows its mask marks; ``_kernel.format_rows`` runs it over all
+width — each written only in the rows its mask marks; ``kernel.format_rows`` runs it over all
 rows at once, without a Python step per row.
 """
 
@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from flannelcap import _kernel
-from flannelcap._kernel import Int
+from flannelcap.packets import kernel as _kernel
+from flannelcap.packets.kernel import Int
 
 Codes = NDArray[np.int32]
 Mask = NDArray[np.bool_]
@@ -223,7 +223,7 @@ def _buffer() -> NDArray[np.uint8]:
 
 
 def _write_in_python(n: int, parts: Int, columns: list[Any], literals: list[bytes], ends: Int) -> bytes:
-    """What ``_kernel.format_rows`` writes, row by row in Python (slow; without the extension)."""
+    """What ``kernel.format_rows`` writes, row by row in Python (slow; without the extension)."""
     out: list[bytes] = []
     size = 0
     for r in range(n):

@@ -21,9 +21,7 @@ from pathlib import Path
 
 import paramiko
 
-from flannelcap._collect import collect_node_tables
 from flannelcap._errors import CommandError, ConnectError, FlannelcapError, RemoteError, SudoError
-from flannelcap._topology import NODE_TABLES
 from flannelcap.remote._command import (
     STOP_LINE,
     PcapStreamCounter,
@@ -33,6 +31,8 @@ from flannelcap.remote._command import (
     remote_command,
 )
 from flannelcap.remote._ssh import SshOptions, SshRunner, connect, remote_user
+from flannelcap.topology.collect import collect_node_tables
+from flannelcap.topology.model import NODE_TABLES
 
 STOP_GRACE = 10.0  # seconds tcpdump gets to flush and exit after the stop line
 START_TIMEOUT = 20.0

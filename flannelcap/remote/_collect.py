@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from flannelcap._collect import collect_node_tables
 from flannelcap.remote._ssh import SshOptions, SshRunner, connect
+from flannelcap.topology.collect import collect_node_tables
 
 
 def collect_over_ssh(nodes: Sequence[str], options: SshOptions) -> dict[str, dict[str, str]]:

@@ -13,9 +13,9 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from flannelcap._records import PacketRecord
-from flannelcap._tables import FdbEntry, NeighEntry, Route
-from flannelcap._topology import FLANNEL_DEVICE, NODE_TABLES, Node, Topology
+from flannelcap.packets.records import PacketRecord
+from flannelcap.topology.model import FLANNEL_DEVICE, NODE_TABLES, Node, Topology
+from flannelcap.topology.tables import FdbEntry, NeighEntry, Route
 
 ERROR, WARNING, INFO = "error", "warning", "info"
 _SEVERITY_ORDER = {ERROR: 0, WARNING: 1, INFO: 2}

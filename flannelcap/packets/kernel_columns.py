@@ -1,9 +1,9 @@
 """The fast path: the same fields as the Scapy decoder, for millions of packets.
 
 Rule: pure. A buffer of frames (numpy ``uint8``) and their offsets in, named columns out; no
-file, no Scapy. The header fields are read by the compiled loop of ``_kernel`` (which decides
+file, no Scapy. The header fields are read by the compiled loop of ``kernel`` (which decides
 which frames it can take and leaves every other one to the Scapy decoder, the model). HTTP
-heads are found by the compiled search (``_kernel.http_follow``), which looks only at segments
+heads are found by the compiled search (``kernel.http_follow``), which looks only at segments
 whose payload begins like HTTP, with the Scapy path's semantics on a lossless capture: a
 retransmitted head is not reported twice, a segment inside a body that Content-Length
 announced is body, and a head not complete in its segment is reassembled segment by segment.
@@ -17,11 +17,11 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from flannelcap import _kernel
-from flannelcap._http import METHODS
-from flannelcap._kernel import NONE as NONE
-from flannelcap._kernel import PAD, Bool, Int
-from flannelcap._reader import (
+from flannelcap.packets import kernel as _kernel
+from flannelcap.packets.http import METHODS
+from flannelcap.packets.kernel import NONE as NONE
+from flannelcap.packets.kernel import PAD, Bool, Int
+from flannelcap.packets.reader import (
     LINKTYPE_DLT_RAW,
     LINKTYPE_DLT_RAW_OPENBSD,
     LINKTYPE_ETHERNET,

@@ -5,8 +5,8 @@ Rule: pure, and free of Scapy, so that the fast path can use it without importin
 
 from __future__ import annotations
 
-from flannelcap._http import HttpHead
-from flannelcap._records import PacketRecord
+from flannelcap.packets.http import HttpHead
+from flannelcap.packets.records import PacketRecord
 
 # Wireshark's order: from the lowest bit up.
 _TCP_FLAG_NAMES = (

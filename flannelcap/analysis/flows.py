@@ -72,7 +72,7 @@ def _flow_ids(packets: pd.DataFrame) -> tuple[np.ndarray[Any, Any], list[str]]:
     """Each packet's conversation as an id (-1: none), the same in both directions, ids in order
     of first sight, and each id's name: ``proto lower-ip:port higher-ip:port`` (ends in text
     order)."""
-    from flannelcap._kernel import Encoder
+    from flannelcap.packets.kernel import Encoder
 
     proto = pd.Categorical(packets.proto)
     names_of_proto = np.asarray(proto.categories, dtype=str)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flannelcap._errors import TableParseError
-from flannelcap._tables import PROMPT_RE, is_ip, load_json
+from flannelcap.topology.tables import PROMPT_RE, is_ip, load_json
 
 FLANNEL_ANNOTATION = "flannel.alpha.coreos.com/"
 

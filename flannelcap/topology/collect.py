@@ -1,8 +1,9 @@
 """Collecting the tables: from a node through a runner, from a directory of saved output,
 and topology files on disk.
 
-Rule: this is an I/O edge. It runs commands (through a ``Runner``) and reads and writes files,
-then hands plain text to the pure parsers in ``_tables``, ``_kube`` and ``_topology``. The
+Rule: this is an I/O edge. It runs commands (through a ``Runner``: the lab's, in its
+namespaces, or SSH's, on a node; none of them lives here) and reads and writes files,
+then hands plain text to the pure parsers in ``tables``, ``kube`` and ``model``. The
 tables code does not care whether a runner reaches a lab namespace, this machine, or (later)
 a node over SSH: a runner runs one command and returns its output.
 """
@@ -10,13 +11,12 @@ a node over SSH: a runner runs one command and returns its output.
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
 from flannelcap._errors import CommandError, TopologyError
-from flannelcap._topology import NODE_TABLES, POD_TABLES, Topology, build_topology
+from flannelcap.topology.model import NODE_TABLES, POD_TABLES, Topology, build_topology
 
 
 class Runner(Protocol):
@@ -27,25 +27,6 @@ class Runner(Protocol):
     def run(self, argv: Sequence[str]) -> str:
         """Run ``argv``; return stdout. Raises ``CommandError`` on a non-zero exit."""
         ...
-
-
-class LocalRunner:
-    """Runs commands on this machine, optionally inside a network namespace."""
-
-    def __init__(self, name: str, netns: str | None = None) -> None:
-        self.name = name
-        self.netns = netns
-
-    def run(self, argv: Sequence[str]) -> str:
-        """Run ``argv`` here (``ip netns exec`` when a namespace is set)."""
-        full = ["ip", "netns", "exec", self.netns, *argv] if self.netns else list(argv)
-        try:
-            done = subprocess.run(full, capture_output=True, text=True, timeout=60, check=False)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise CommandError(f"{self.name}: {' '.join(argv)}: {exc}") from exc
-        if done.returncode != 0:
-            raise CommandError(f"{self.name}: {' '.join(argv)}: {done.stderr.strip() or done.returncode}")
-        return done.stdout
 
 
 def collect_node_tables(runner: Runner) -> dict[str, str]:

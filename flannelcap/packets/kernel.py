@@ -26,7 +26,7 @@ FIELDS = KERNEL_FIELDS  # a packet's row of values, in the C code's order (the f
 _ckernel: Any
 UNAVAILABLE: str | None = None  # why the compiled loops cannot be used, if they cannot
 try:
-    from flannelcap import _ckernel  # type: ignore[attr-defined,no-redef]
+    from flannelcap.packets import _ckernel  # type: ignore[attr-defined,no-redef]
 except ImportError:  # the test suite requires the extension
     _ckernel = None
     UNAVAILABLE = "the compiled fast path was not built (no C compiler when flannelcap was installed)"
@@ -114,7 +114,7 @@ def http_scan(buf: NDArray[np.uint8], start: Int, size: Int) -> tuple[Int, Int, 
     """Find and classify the HTTP head at the start of each payload ``buf[start:start+size]``.
 
     Returns (ends, kinds, lengths), per payload: where its head ends (the offset of the first
-    blank line, -1 if none), what ``_http.parse_head`` makes of the head (``NOT_HTTP``,
+    blank line, -1 if none), what ``http.parse_head`` makes of the head (``NOT_HTTP``,
     ``REQUEST``, ``RESPONSE``, or ``ASK_PYTHON`` where a number is too long to be sure of here),
     and its Content-Length (-1 if none).
     """
@@ -157,7 +157,7 @@ def http_regrow(table: Int, rows: int) -> Int:
 
 def http_parts(blob: bytes, offsets: Int, kinds: Int) -> Int:
     """Where the parts of each head ``blob[offsets[i]:offsets[i+1]]`` (a request where ``kinds``
-    says ``HEAD_REQUEST``, else a response) lie, as ``_http.parse_head`` splits them: rows of
+    says ``HEAD_REQUEST``, else a response) lie, as ``http.parse_head`` splits them: rows of
     ``HEAD_PARTS`` (from/to of method, path, version; the status, -2 if too long to hold; from/to
     of the reason and of Host's value), -1 where absent."""
     out = np.empty((len(kinds), HEAD_PARTS), dtype=np.int64)

@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from flannelcap._errors import TopologyError
-from flannelcap._kube import KubeNode, KubePod, parse_kubectl_nodes, parse_kubectl_pods
-from flannelcap._tables import (
+from flannelcap.topology.kube import KubeNode, KubePod, parse_kubectl_nodes, parse_kubectl_pods
+from flannelcap.topology.tables import (
     FdbEntry,
     Link,
     NeighEntry,

@@ -19,17 +19,17 @@ from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
-from flannelcap import _kernel
-from flannelcap._fast import ColumnsBuilder, DecodedPiece, padded
-from flannelcap._http import HttpHead, HttpReassembler
-from flannelcap._kernel import NONE, PAD, Int
-from flannelcap._reader import MAX_RECORD_BYTES, PCAP_MAGICS, CaptureReader, Frame
-from flannelcap._records import PacketRecord
-from flannelcap._vxlan import DEFAULT_VXLAN_PORTS
+from flannelcap.packets import kernel as _kernel
 from flannelcap.packets.columns import Batch, Heads, ip_text
+from flannelcap.packets.http import HttpHead, HttpReassembler
+from flannelcap.packets.kernel import NONE, PAD, Int
+from flannelcap.packets.kernel_columns import ColumnsBuilder, DecodedPiece, padded
+from flannelcap.packets.reader import MAX_RECORD_BYTES, PCAP_MAGICS, CaptureReader, Frame
+from flannelcap.packets.records import PacketRecord
+from flannelcap.packets.vxlan import DEFAULT_VXLAN_PORTS
 
 if TYPE_CHECKING:
-    from flannelcap._decode import Decoder
+    from flannelcap.packets.scapy_decoder import Decoder
 
 PIECE_BYTES = 4 * 1024 * 1024  # read and decoded at once: large enough that the per-piece Python work is small
 BATCH_FRAMES = 32768  # frames per Batch handed out
@@ -255,7 +255,7 @@ class FastStream:
                 interface=int(frames.interface[local]),
             )
             if self._decoder is None:
-                from flannelcap._decode import Decoder
+                from flannelcap.packets.scapy_decoder import Decoder
 
                 self._decoder = Decoder(self.vxlan_ports)
             filling.records[piece.first_row + local] = self._decoder.decode(frame)

@@ -23,9 +23,9 @@ from scapy.layers.vxlan import VXLAN
 from scapy.packet import NoPayload, Packet, Padding, Raw
 from scapy.utils import checksum
 
-from flannelcap._http import HttpHead, HttpReassembler
-from flannelcap._info import InfoFormatter, tcp_flag_names
-from flannelcap._reader import (
+from flannelcap.packets.http import HttpHead, HttpReassembler
+from flannelcap.packets.info import InfoFormatter, tcp_flag_names
+from flannelcap.packets.reader import (
     LINKTYPE_DLT_RAW,
     LINKTYPE_DLT_RAW_OPENBSD,
     LINKTYPE_ETHERNET,
@@ -37,8 +37,8 @@ from flannelcap._reader import (
     LINKTYPE_RAW,
     Frame,
 )
-from flannelcap._records import Layer, PacketRecord
-from flannelcap._vxlan import DEFAULT_VXLAN_PORTS, VXLAN_FLAG_G, VXLAN_FLAG_I, VXLAN_HEADER_LEN
+from flannelcap.packets.records import Layer, PacketRecord
+from flannelcap.packets.vxlan import DEFAULT_VXLAN_PORTS, VXLAN_FLAG_G, VXLAN_FLAG_I, VXLAN_HEADER_LEN
 
 _RAW_IP_LINKTYPES = {LINKTYPE_RAW, LINKTYPE_DLT_RAW, LINKTYPE_DLT_RAW_OPENBSD}
 _IP_PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6", 132: "sctp", 47: "gre"}

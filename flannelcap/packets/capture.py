@@ -13,13 +13,13 @@ from typing import BinaryIO
 
 from scapy.packet import Packet
 
-from flannelcap._decode import Decoder, dissect
 from flannelcap._errors import FlannelcapError
-from flannelcap._reader import CaptureReader
-from flannelcap._records import PacketRecord
-from flannelcap._topology import Topology
-from flannelcap._vxlan import DEFAULT_VXLAN_PORTS
 from flannelcap.packets.pipeline import RecordView, open_capture
+from flannelcap.packets.reader import CaptureReader
+from flannelcap.packets.records import PacketRecord
+from flannelcap.packets.scapy_decoder import Decoder, dissect
+from flannelcap.packets.vxlan import DEFAULT_VXLAN_PORTS
+from flannelcap.topology.model import Topology
 
 
 class RecordStream:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from flannelcap._records import PacketRecord
+from flannelcap.packets.records import PacketRecord
 
 
 @dataclass(slots=True)

@@ -9,7 +9,7 @@
  *
  * The common layouts: Ethernet (one 802.1Q tag at most), Linux cooked v1/v2 or raw IPv4, then
  * IPv4 with TCP/UDP/ICMP or ARP, VXLAN on the given ports with an inner Ethernet/IPv4 or ARP
- * frame. flannelcap/_kernel.py is the typed Python face of this module.
+ * frame. flannelcap/packets/kernel.py is the typed Python face of this module.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -347,7 +347,7 @@ static int digits(bytes_t p, int64_t from, int64_t to) {
     return 1;
 }
 
-/* What parse_head (flannelcap/_http.py) makes of the head p[0:n]: a request, a response, or
+/* What parse_head (flannelcap/packets/http.py) makes of the head p[0:n]: a request, a response, or
  * neither (None) -- the same decision, byte for byte. */
 static int head_kind(bytes_t p, int64_t n) {
     int64_t line = find2(p, 0, n, 0);
@@ -378,68 +378,60 @@ static int head_kind(bytes_t p, int64_t n) {
 
 static int is_space(uint8_t c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == 0x0b || c == 0x0c; }
 
+/* Where the value of the first header `name` (lower case, with its colon; any case in the head)
+ * lies in the head p[0:n], stripped, as parse_head's _header finds it: 1 and [*from, *to), or 0. */
+static int find_header(bytes_t p, int64_t n, const char *name, int64_t *from, int64_t *to) {
+    const int64_t width = (int64_t)strlen(name);
+    for (int64_t at = find2(p, 0, n, 0); at >= 0; at = find2(p, at + 1, n, 0)) {
+        if (at + 2 + width > n)
+            return 0;
+        int64_t k = 0;
+        for (; k < width; k++) {
+            uint8_t c = p[at + 2 + k], want = (uint8_t)name[k];
+            if (!(c == want || (want >= 'a' && want <= 'z' && (c | 0x20) == want)))
+                break;
+        }
+        if (k < width)
+            continue;
+        int64_t start = at + 2 + width, end = find2(p, start, n, 0);
+        if (end < 0)
+            end = n;
+        while (start < end && is_space(p[start]))
+            start++;
+        while (end > start && is_space(p[end - 1]))
+            end--;
+        *from = start, *to = end;
+        return 1;
+    }
+    return 0;
+}
+
 /* The Content-Length of the head p[0:n] as parse_head reads it: the value of the first
  * "\r\ncontent-length:" (any case), stripped, if it is all digits; -1 if none, -2 if too long
  * to be sure of here. */
 static int64_t content_length(bytes_t p, int64_t n) {
-    static const char NAME[] = "content-length:";
-    const int64_t width = sizeof NAME - 1;
-    for (int64_t at = find2(p, 0, n, 0); at >= 0; at = find2(p, at + 1, n, 0)) {
-        if (at + 2 + width > n)
-            return -1;
-        int64_t k = 0;
-        while (k < width && (p[at + 2 + k] | 0x20) == (uint8_t)NAME[k] && (NAME[k] != ':' || p[at + 2 + k] == ':') &&
-               (NAME[k] != '-' || p[at + 2 + k] == '-'))
-            k++;
-        if (k < width)
-            continue;
-        int64_t from = at + 2 + width, to = find2(p, from, n, 0);
-        if (to < 0)
-            to = n;
-        while (from < to && is_space(p[from]))
-            from++;
-        while (to > from && is_space(p[to - 1]))
-            to--;
-        if (!digits(p, from, to))
-            return -1;
-        if (to - from > 18)
-            return -2;
-        int64_t value = 0;
-        for (int64_t i = from; i < to; i++)
-            value = value * 10 + (p[i] - '0');
-        return value;
-    }
-    return -1;
+    int64_t from, to;
+    if (!find_header(p, n, "content-length:", &from, &to) || !digits(p, from, to))
+        return -1;
+    if (to - from > 18)
+        return -2;
+    int64_t value = 0;
+    for (int64_t i = from; i < to; i++)
+        value = value * 10 + (p[i] - '0');
+    return value;
 }
 
 /* The Content-Length of the head p[0:n] modulo 2^32, as the body range wants it: -1 if none or
  * not all digits (as parse_head reads it), else the value's low 32 bits (0 for a zero value). */
 static int64_t content_length_low(bytes_t p, int64_t n) {
-    int64_t exact = content_length(p, n);
+    int64_t exact = content_length(p, n), from = 0, to = 0;
     if (exact != -2)
         return exact < 0 ? -1 : exact % 4294967296LL;
-    static const char NAME[] = "content-length:";
-    const int64_t width = sizeof NAME - 1;
-    for (int64_t at = find2(p, 0, n, 0); at >= 0; at = find2(p, at + 1, n, 0)) {
-        int64_t k = 0;
-        while (k < width && at + 2 + k < n && (p[at + 2 + k] | 0x20) == (uint8_t)NAME[k] &&
-               (NAME[k] != ':' || p[at + 2 + k] == ':') && (NAME[k] != '-' || p[at + 2 + k] == '-'))
-            k++;
-        if (k < width)
-            continue;
-        int64_t from = at + 2 + width, to = find2(p, from, n, 0);
-        if (to < 0)
-            to = n;
-        while (from < to && is_space(p[from]))
-            from++;
-        while (to > from && is_space(p[to - 1]))
-            to--;
-        uint64_t value = 0;
-        for (int64_t i = from; i < to; i++)
-            value = (value * 10 + (uint64_t)(p[i] - '0')) & 0xFFFFFFFFULL;
-        return (int64_t)value;
-    }
-    return -1;
+    find_header(p, n, "content-length:", &from, &to);
+    uint64_t value = 0;
+    for (int64_t i = from; i < to; i++)
+        value = (value * 10 + (uint64_t)(p[i] - '0')) & 0xFFFFFFFFULL;
+    return (int64_t)value;
 }
 
 /* ---- dense ids for distinct keys -------------------------------------------------------- */
@@ -611,28 +603,9 @@ static void head_parts(bytes_t p, int64_t n, int request, int64_t *out) {
     out[METHOD_AT] = 0, out[METHOD_TO] = s1;
     out[PATH_AT] = s1 + 1, out[PATH_TO] = s2;
     out[VERSION_AT] = s2 + 1, out[VERSION_TO] = line;
-    static const char NAME[] = "\r\nhost:";
-    const int64_t width = sizeof NAME - 1;
-    for (int64_t at = find2(p, 0, n, 0); at >= 0; at = find2(p, at + 1, n, 0)) {
-        int64_t k = 0;
-        while (k < width && at + k < n) {
-            uint8_t c = p[at + k], want = (uint8_t)NAME[k];
-            if (!(c == want || (want >= 'a' && want <= 'z' && (c | 0x20) == want)))
-                break;
-            k++;
-        }
-        if (k < width)
-            continue;
-        int64_t from = at + width, to = find2(p, from, n, 0);
-        if (to < 0)
-            to = n;
-        while (from < to && is_space(p[from]))
-            from++;
-        while (to > from && is_space(p[to - 1]))
-            to--;
+    int64_t from, to;
+    if (find_header(p, n, "host:", &from, &to))
         out[HOST_AT] = from, out[HOST_TO] = to;
-        return;
-    }
 }
 
 /* ---- the conversation set ----------------------------------------------------------------- */
@@ -1489,7 +1462,7 @@ static PyMethodDef METHODS[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef MODULE = {PyModuleDef_HEAD_INIT, "flannelcap._ckernel", NULL, -1, METHODS, NULL, NULL, NULL, NULL};
+static struct PyModuleDef MODULE = {PyModuleDef_HEAD_INIT, "flannelcap.packets._ckernel", NULL, -1, METHODS, NULL, NULL, NULL, NULL};
 
 PyMODINIT_FUNC PyInit__ckernel(void) {
     PyObject *module = PyModule_Create(&MODULE);

@@ -13,11 +13,11 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from flannelcap._audit import fdb_row, neigh_row, route_row
 from flannelcap._errors import TopologyError
-from flannelcap._records import PacketRecord
-from flannelcap._tables import Route
-from flannelcap._topology import FLANNEL_DEVICE, Node, Pod, Topology
+from flannelcap.analysis.audit import fdb_row, neigh_row, route_row
+from flannelcap.packets.records import PacketRecord
+from flannelcap.topology.model import FLANNEL_DEVICE, Node, Pod, Topology
+from flannelcap.topology.tables import Route
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 
-from flannelcap._records import PacketRecord
-from flannelcap._topology import Pod, Topology
+from flannelcap.packets.records import PacketRecord
+from flannelcap.topology.model import Pod, Topology
 
 
 def _pod_name(pod: Pod | None) -> str | None:
