@@ -187,7 +187,7 @@ def _parquet(args: argparse.Namespace, path: str, source: PacketSource, bar: Pro
     try:
         import pyarrow.parquet as pq
     except ImportError as exc:
-        raise FlannelcapError("--parquet needs pyarrow: pip install 'flannelcap[parquet]'") from exc
+        raise FlannelcapError("--parquet needs pyarrow: pip install pyarrow") from exc
     from flannelcap.packets.frames import SCHEMA, arrow_batch
     from flannelcap.packets.lines import take
 
