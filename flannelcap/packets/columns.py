@@ -519,9 +519,10 @@ def seconds(time_ns: Int) -> NDArray[np.float64]:
 
 def _through(mapping: Codes, ids: NDArray[Any]) -> Codes:
     """``mapping[ids]``, -1 where an id is -1."""
-    if not len(mapping):
-        return np.full(len(ids), -1, dtype=np.int32)
-    out: Codes = np.where(ids >= 0, mapping[np.maximum(ids, 0)], -1).astype(np.int32, copy=False)
+    extended = np.empty(len(mapping) + 1, dtype=np.int32)  # the last entry answers id -1
+    extended[:-1] = mapping
+    extended[-1] = -1
+    out: Codes = extended[ids]
     return out
 
 

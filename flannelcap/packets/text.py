@@ -131,7 +131,8 @@ class Program:
         key = id(mask)
         if key not in self._column_at:
             self._column_at[key] = len(self._columns)
-            self._columns.append(np.ascontiguousarray(mask, dtype=np.uint8))
+            flags = mask.view(np.uint8) if mask.dtype == np.bool_ and mask.flags.c_contiguous else mask
+            self._columns.append(np.ascontiguousarray(flags, dtype=np.uint8))
             self._keep.append(mask)  # its id stays its own while the program lives
         return self._column_at[key]
 
