@@ -1012,6 +1012,16 @@ static PyObject *release(Py_buffer **buffers, size_t count, PyObject *result) {
     return result;
 }
 
+/* Every payload [s[i], s[i] + z[i]) inside a buffer of `size` bytes, or a ValueError. */
+static int payloads_inside(const int64_t *s, const int64_t *z, Py_ssize_t n, Py_ssize_t size) {
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (s[i] < 0 || z[i] < 0 || s[i] + z[i] > size) {
+            PyErr_SetString(PyExc_ValueError, "a payload lies outside the buffer");
+            return 0;
+        }
+    return 1;
+}
+
 static PyObject *py_walk_pcap(PyObject *self, PyObject *args) {
     Py_buffer buf, start, caplen, wire, seconds, fraction;
     Py_ssize_t size, max_record;
@@ -1152,11 +1162,7 @@ static PyObject *py_http_scan(PyObject *self, PyObject *args) {
     int ok = check(&start, "start", 8, n) && check(&size, "size", 8, n) && check(&ends, "ends", 8, n) &&
              check(&kinds, "kinds", 8, n) && check(&lengths, "lengths", 8, n);
     const int64_t *s = start.buf, *z = size.buf;
-    for (Py_ssize_t i = 0; ok && i < n; i++)
-        if (s[i] < 0 || z[i] < 0 || s[i] + z[i] > buf.len) {
-            PyErr_SetString(PyExc_ValueError, "a payload lies outside the buffer");
-            ok = 0;
-        }
+    ok = ok && payloads_inside(s, z, n, buf.len);
     if (ok) {
         int64_t *e = ends.buf, *k = kinds.buf, *l = lengths.buf;
         Py_BEGIN_ALLOW_THREADS;
@@ -1193,11 +1199,7 @@ static PyObject *py_http_follow(PyObject *self, PyObject *args) {
         ok = 0;
     }
     const int64_t *s = start.buf, *z = size.buf;
-    for (Py_ssize_t i = 0; ok && i < n; i++)
-        if (s[i] < 0 || z[i] < 0 || s[i] + z[i] > buf.len) {
-            PyErr_SetString(PyExc_ValueError, "a payload lies outside the buffer");
-            ok = 0;
-        }
+    ok = ok && payloads_inside(s, z, n, buf.len);
     if (ok) {
         Py_BEGIN_ALLOW_THREADS;
         count = follow(table.buf, (uint64_t)slots - 1, count, buf.buf, n, ka.buf, kb.buf, seq.buf, hint.buf, s, z,
