@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import html
 from collections.abc import Iterable
-from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -61,15 +60,20 @@ class Capture:
         HTTP path Arrow-backed strings, notes tuples."""
         self.problem = source.problem
         self.counts: CaptureSummary = source.summary()
+        self._record_list: list[PacketRecord] | None = None
+        self._findings: list[Finding] | None = None
 
-    @cached_property
+    @property
     def records(self) -> list[PacketRecord]:
-        """Every packet as a ``PacketRecord`` (decoded again from the file, once)."""
-        return list(self._records())
+        """Every packet as a ``PacketRecord`` (decoded again from the file, once, and kept)."""
+        if self._record_list is None:
+            self._record_list = list(self._records())
+        return self._record_list
 
     def _records(self) -> Iterable[PacketRecord]:
-        if "records" in self.__dict__:
-            return self.__dict__["records"]  # type: ignore[no-any-return]
+        """The records, from memory if kept, else streamed from the file."""
+        if self._record_list is not None:
+            return self._record_list
         return open_capture(self.path, topology=self.topology, vxlan_ports=self.vxlan_ports).records()
 
     def flows(self) -> pd.DataFrame:
@@ -100,8 +104,10 @@ class Capture:
         )
 
     def findings_list(self) -> list[Finding]:
-        """The audit's findings as objects."""
-        return audit_capture(self._records(), self.topology or Topology())
+        """The audit's findings as objects (worked out once)."""
+        if self._findings is None:
+            self._findings = audit_capture(self._records(), self.topology or Topology())
+        return self._findings
 
     def explain(self, flow: int | str = 0) -> list[Step]:
         """The path of a conversation, step by step (``flow``: a row number of ``flows()``,
@@ -117,7 +123,13 @@ class Capture:
         table = self.flows()
         if table.empty:
             raise TopologyError("the capture holds no TCP or UDP conversation")
-        row = table.iloc[flow] if isinstance(flow, int) else table[table.src_pod == flow].iloc[0]
+        if isinstance(flow, int):
+            chosen = table.iloc[[flow]] if -len(table) <= flow < len(table) else table.iloc[:0]
+        else:
+            chosen = table[table.src_pod == flow]
+        if chosen.empty:
+            raise TopologyError(f"no conversation {flow!r}: give a row number of flows() or a source pod's name")
+        row = chosen.iloc[0]
         return explain(self.topology, row.src_ip, row.dst_ip, list(self._records()))
 
     def scapy(self, number: int) -> Packet:

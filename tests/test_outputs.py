@@ -224,3 +224,44 @@ def test_the_record_follows_the_field_table() -> None:
 
     record_fields = tuple(f.name for f in dataclasses.fields(flannelcap.PacketRecord) if f.name != "layers")
     assert record_fields == FIELD_NAMES == flannelcap.FIELD_NAMES
+
+
+def test_without_the_extension_the_text_outputs_are_the_same() -> None:
+    """As after installing without a C compiler: the rows are written by the Python twin of
+    the compiled writer, and the labels made without the compiled hash — the same bytes."""
+    hide = (
+        "import sys, warnings; warnings.simplefilter('ignore'); sys.modules['flannelcap.packets._ckernel'] = None; "
+        "from flannelcap.cli import main; sys.exit(main())"
+    )
+    sample = SAMPLES / "cross-node-http-any.pcap"
+    named = ["--tables", str(TABLES["cross-node-http-any.pcap"])]
+    for output in ([], ["--json"], ["--csv"]):
+        done = subprocess.run(
+            [sys.executable, "-c", hide, "decode", *output, str(sample), *named],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == decode(*output, str(sample), *named) and len(done.stdout.splitlines()) >= 55
+
+
+def test_a_capture_without_packets_has_the_same_column_types(tmp_path: Path) -> None:
+    from flannelcap.packets.fields import pandas_dtype
+
+    empty = tmp_path / "header-only.pcap"
+    empty.write_bytes(pcap([]))
+    frame = flannelcap.read(empty).packets
+    assert len(frame) == 0
+    for f in FIELDS:
+        assert str(frame[f.name].dtype) in (pandas_dtype(f), "string" if f.kind == "text" else "-"), f.name
+
+
+def test_explain_names_an_unknown_conversation_in_one_line() -> None:
+    from flannelcap import TopologyError
+
+    cap = flannelcap.read(SAMPLES / "cross-node-http-client.pcap", topology=TABLES["cross-node-http-client.pcap"])
+    assert cap.explain("busybox")[0].title  # the pod that starts the one conversation
+    for unknown in ("no-such-pod", 7):
+        with pytest.raises(TopologyError, match="no conversation"):
+            cap.explain(unknown)

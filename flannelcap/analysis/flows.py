@@ -55,7 +55,10 @@ def _text(column: pd.Series) -> np.ndarray[Any, Any]:
     return values
 
 
-def _ip_ranks(packets: pd.DataFrame) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+Ranks = tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any]]
+
+
+def _ip_ranks(packets: pd.DataFrame) -> Ranks:
     """The innermost addresses of each packet as ranks in the sorted list of every address seen
     (-1 where missing): (source ranks, destination ranks, the sorted addresses)."""
     src, dst = pd.Categorical(packets.src_ip), pd.Categorical(packets.dst_ip)
@@ -68,10 +71,10 @@ def _ip_ranks(packets: pd.DataFrame) -> tuple[np.ndarray[Any, Any], np.ndarray[A
     return ranks[0], ranks[1], every
 
 
-def _flow_ids(packets: pd.DataFrame) -> tuple[np.ndarray[Any, Any], list[str]]:
+def _flow_ids(packets: pd.DataFrame, ranks: Ranks | None = None) -> tuple[np.ndarray[Any, Any], list[str]]:
     """Each packet's conversation as an id (-1: none), the same in both directions, ids in order
     of first sight, and each id's name: ``proto lower-ip:port higher-ip:port`` (ends in text
-    order)."""
+    order). ``ranks``: the packets' ``_ip_ranks``, if already worked out."""
     from flannelcap.packets.kernel import Encoder
 
     proto = pd.Categorical(packets.proto)
@@ -79,7 +82,7 @@ def _flow_ids(packets: pd.DataFrame) -> tuple[np.ndarray[Any, Any], list[str]]:
     proto_codes = np.asarray(proto.codes)
     is_tcp = np.isin(names_of_proto, ["tcp"])[np.maximum(proto_codes, 0)] & (proto_codes >= 0)
     is_udp = np.isin(names_of_proto, ["udp"])[np.maximum(proto_codes, 0)] & (proto_codes >= 0)
-    src_rank, dst_rank, every = _ip_ranks(packets)
+    src_rank, dst_rank, every = ranks or _ip_ranks(packets)
     src_port = packets.src_port.to_numpy(dtype=np.int64, na_value=-1)
     dst_port = packets.dst_port.to_numpy(dtype=np.int64, na_value=-1)
     usable = (is_tcp | is_udp) & (src_rank >= 0) & (dst_rank >= 0) & (src_port >= 0) & (dst_port >= 0)
@@ -171,10 +174,11 @@ def http_exchanges(packets: pd.DataFrame) -> pd.DataFrame:
     is_head = is_request | packets.http_status.notna().to_numpy()
     if not is_head.any():
         return pd.DataFrame(columns=HTTP_COLUMNS)
-    ids, names = _flow_ids(packets)
+    ranks = _ip_ranks(packets)
+    ids, names = _flow_ids(packets, ranks)
     rows = np.nonzero(is_head & (ids >= 0))[0]
     request = is_request[rows]
-    src_rank, dst_rank, _ = _ip_ranks(packets)
+    src_rank, dst_rank, _ = ranks
     client = np.where(request, src_rank[rows], dst_rank[rows])
     heads = pd.DataFrame({"row": rows, "request": request, "flow": ids[rows], "client": client})
     stream = heads.groupby(["flow", "client"], sort=False)
@@ -183,10 +187,8 @@ def http_exchanges(packets: pd.DataFrame) -> pd.DataFrame:
     heads["responses"] = heads.nth + 1 - heads.requests
     # Where no response ever comes before its request, the k-th response answers the k-th request.
     early = (~heads.request) & (heads.responses > heads.requests)
-    odd_streams = set(map(tuple, heads.loc[early, ["flow", "client"]].to_numpy().tolist()))
-    plain = (
-        ~heads[["flow", "client"]].apply(tuple, axis=1).isin(odd_streams) if odd_streams else np.ones(len(heads), bool)
-    )
+    stream_of = heads.flow.to_numpy() << 32 | heads.client.to_numpy()
+    plain = ~np.isin(stream_of, stream_of[early.to_numpy()])
     pairs = []
     simple = heads[plain]
     asks = simple[simple.request].set_index(["flow", "client", "requests"]).row

@@ -22,8 +22,9 @@ from flannelcap._errors import FlannelcapError
 from flannelcap.cli import _format
 from flannelcap.cli._progress import ProgressBar
 from flannelcap.cli._topology_args import add_topology_options, topology_from_args
-from flannelcap.packets.fields import FIELD_NAMES
-from flannelcap.packets.pipeline import PacketSource, open_capture
+from flannelcap.packets.kernel import NONE
+from flannelcap.packets.lines import csv_header
+from flannelcap.packets.pipeline import PacketSource, open_capture, vxlan_ports_for
 from flannelcap.packets.summary import CaptureSummary
 from flannelcap.topology.annotate import annotate
 
@@ -139,7 +140,7 @@ def _wanted(args: argparse.Namespace, batch: ColumnBatch, columns: Columns) -> n
     if args.vni:
         keep &= np.isin(batch.ints["vni"], list(args.vni))
     if args.proto == "http":
-        keep &= (batch.codes["http_method"] >= 0) | (batch.ints["http_status"] != -1)
+        keep &= (batch.codes["http_method"] >= 0) | (batch.ints["http_status"] != NONE)
     elif args.proto:
         labels = columns.labels["proto"].texts
         code = labels.index(args.proto) if args.proto in labels else -2
@@ -148,8 +149,6 @@ def _wanted(args: argparse.Namespace, batch: ColumnBatch, columns: Columns) -> n
 
 
 def _open(args: argparse.Namespace, path: str, bar: ProgressBar | None) -> PacketSource:
-    if args.detail and args.engine == "fast":
-        raise FlannelcapError("-v needs every field of every layer: use it with --engine scapy (or auto)")
     return open_capture(
         path,
         topology=topology_from_args(args),
@@ -258,7 +257,7 @@ def run(args: argparse.Namespace) -> int:
 
     def before(index: int, path: str) -> None:
         if args.csv and index == 0:
-            print(",".join(("file", *FIELD_NAMES)))
+            print(csv_header(file=True))
         elif not (args.json or args.csv):
             print(f"{chr(10) if index else ''}==> {path} <==")
 
@@ -280,13 +279,13 @@ def decode_one(args: argparse.Namespace, path: str, several: bool = False) -> in
 
 
 def _decode(args: argparse.Namespace, path: str, several: bool, bar: ProgressBar | None) -> int:
+    if args.detail:
+        return _detail(args, path)
     source = _open(args, path, bar)
     if args.summary:
         return _summary_only(path, source, bar)
     if args.parquet:
         return _parquet(args, path, source, bar)
-    if args.detail:
-        return _detail(args, path, source)
     from flannelcap.packets import lines
 
     out = sys.stdout.buffer
@@ -324,12 +323,15 @@ def _footer(summary: CaptureSummary, shown: int) -> None:
         print(f"{shown} of {summary.packets} packets shown (filters)")
 
 
-def _detail(args: argparse.Namespace, path: str, source: PacketSource) -> int:
-    """``-v``: every field of every layer, packet by packet, from the Scapy decoder."""
+def _detail(args: argparse.Namespace, path: str) -> int:
+    """``-v``: every field of every layer, packet by packet, from the Scapy decoder (the filters
+    are ``_format.wanted``, the record-by-record twin of ``_wanted``)."""
+    if args.engine == "fast":
+        raise FlannelcapError("-v needs every field of every layer: use it with --engine scapy (or auto)")
     from flannelcap.packets.capture import decode_file
 
-    stream = decode_file(path, vxlan_ports=source.vxlan_ports, detail=True)
-    topology = source.topology
+    topology = topology_from_args(args)
+    stream = decode_file(path, vxlan_ports=vxlan_ports_for(topology, args.vxlan_port), detail=True)
     summary = CaptureSummary()
     print(_format.TABLE_HEADER)
     shown = 0

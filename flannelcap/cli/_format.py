@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 from flannelcap.packets.lines import TABLE_HEADER as TABLE_HEADER
+from flannelcap.packets.lines import vtep_mismatch_text
 from flannelcap.packets.records import PacketRecord
 
 
@@ -46,7 +47,7 @@ def table_row(record: PacketRecord) -> str:
     )
     info = record.info
     if record.dst_node and record.dst_vtep_node and record.dst_vtep_node != record.dst_node:
-        info += f" [inner dst MAC is {record.dst_vtep_node}'s VTEP, outer dst is {record.dst_node}]"
+        info += vtep_mismatch_text(record.dst_vtep_node, record.dst_node)
     if record.notes and record.notes[0] not in info:
         info = f"{info} [{record.notes[0]}]" if info else f"[{record.notes[0]}]"
     return f"{record.number:>5} {record.rel_time:>10.6f}  {outer:<33} {vni:<6} {inner:<33} {proto:<6} {info}"

@@ -4,7 +4,7 @@ Rule: pure. A ``Batch`` (the kernel's integer rows, the Scapy decoder's records 
 it took, the HTTP heads found) in, a ``ColumnBatch`` out; no file, no printing. Nothing here
 runs once per packet in Python: addresses become labels through a compiled hash of their
 distinct values, topology names are looked up once per distinct address, HTTP heads are split
-in C, and Info is assembled column-wise with Arrow's string kernels. Only the rows the Scapy
+in C, and Info is written by one compiled text program per batch. Only the rows the Scapy
 decoder took (rare: layouts and faults the kernel leaves) are copied in one by one.
 
 ``Columns`` keeps what must last from batch to batch: the labels of each column (codes stay
@@ -24,18 +24,19 @@ import numpy as np
 from numpy.typing import NDArray
 
 from flannelcap.packets import kernel as _kernel
-from flannelcap.packets.fields import BY_NAME, FIELDS, HTTP_LABELS, KERNEL_FIELDS, NAME_FIELDS
+from flannelcap.packets.fields import FIELDS, HTTP_LABELS, NAME_FIELDS
 from flannelcap.packets.http import HttpHead, parse_head
-from flannelcap.packets.info import ICMP_NAMES, InfoFormatter, tcp_flag_names
+from flannelcap.packets.info import ARP_OPS, ICMP_NAMES, InfoFormatter, tcp_flag_names
 from flannelcap.packets.kernel import NONE, Encoder, Int
+from flannelcap.packets.kernel_columns import innermost
 from flannelcap.packets.records import PacketRecord
-from flannelcap.packets.text import Program, TextColumn, Texts
-from flannelcap.topology.model import Pod, Topology
+from flannelcap.packets.text import Program, TextColumn, Texts, gather
+from flannelcap.topology.annotate import pod_name
+from flannelcap.topology.model import Topology
 
 Codes = NDArray[np.int32]
 T = TypeVar("T")
 PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", _kernel.ARP_CODE: "arp"}
-ARP_OPS = {1: "request", 2: "reply"}
 TCP, UDP, ICMP, ARP = 6, 17, 1, _kernel.ARP_CODE
 _MULTICAST = {143: "Multicast listener report v2", 130: "Multicast listener message"}
 _ICMP_TEXTS = Texts.of(
@@ -215,12 +216,6 @@ class ColumnBatch:
     flags: dict[str, NDArray[np.int8]]
 
 
-def _pod_name(pod: Pod | None) -> str | None:
-    if pod is None:
-        return None
-    return pod.name if pod.namespace == "default" else f"{pod.namespace}/{pod.name}"
-
-
 def _name(node: Any) -> str | None:
     return node.name if node is not None else None
 
@@ -265,7 +260,7 @@ class Columns:
                     lambda t: _name(topology.node_by_vtep_mac(t)),
                 )
                 self._relabels[f"{side}_pod"] = _Relabel(
-                    self.labels[f"{side}_ip"], self.labels[f"{side}_pod"], lambda t: _pod_name(topology.pod_by_ip(t))
+                    self.labels[f"{side}_ip"], self.labels[f"{side}_pod"], lambda t: pod_name(topology.pod_by_ip(t))
                 )
 
     # -- the batch ------------------------------------------------------------------------
@@ -280,9 +275,7 @@ class Columns:
         out.floats["rel_time"] = seconds(batch.time_ns - (self.first_ns or 0))  # the exact difference, rounded once
         out.ints.update(number=batch.number, cap_len=batch.cap_len, wire_len=batch.wire_len, interface=batch.interface)
         # One transposing copy: each kernel field's column contiguous (39 strided copies cost more).
-        by_field = (
-            np.ascontiguousarray(batch.rows.T) if batch.values else np.full((len(KERNEL_FIELDS), n), NONE, np.int64)
-        )
+        by_field = np.ascontiguousarray(batch.rows.T)  # the builder fills every row (NONE where not decoded)
         for index, f in enumerate(f for f in FIELDS if f.kernel):
             column = by_field[index]
             if f.kind == "label":
@@ -415,12 +408,8 @@ class Columns:
         request = codes["http_method"] >= 0
         response = (ints["http_status"] != NONE) & ~request
         python_rows = np.zeros(n, dtype=np.bool_)
-        src, dst = np.full(n, NONE, np.int64), np.full(n, NONE, np.int64)
-        if batch.values:
-            fast = ~batch.fallback
-            vxlan = batch.values["is_vxlan"] == 1
-            src = np.where(fast, np.where(vxlan, batch.values["inner_src_ip"], batch.values["outer_src_ip"]), NONE)
-            dst = np.where(fast, np.where(vxlan, batch.values["inner_dst_ip"], batch.values["outer_dst_ip"]), NONE)
+        src, dst = innermost(batch.values)
+        src, dst = np.where(batch.fallback, NONE, src), np.where(batch.fallback, NONE, dst)
         for row, record in batch.records.items():
             v4 = record.src_ip is not None and ":" not in record.src_ip and record.dst_ip is not None
             if record.proto == "tcp" and v4 and record.tcp_seq is not None and record.tcp_ack is not None:
@@ -562,14 +551,5 @@ def _slices(blob: NDArray[np.uint8], starts: Int, at: Int, to: Int) -> TextColum
     """The byte ranges ``[starts + at, starts + to)`` of ``blob`` as texts (missing where ``at``
     is -1). The bytes must be ASCII (the caller checks)."""
     present = at >= 0
-    lengths = np.where(present, to - at, 0)
-    offsets = np.zeros(len(at) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    index = np.repeat(starts + np.where(present, at, 0) - offsets[:-1], lengths) + np.arange(int(offsets[-1]))
-    return TextColumn(Texts(offsets, blob[index].tobytes()), None if present.all() else ~present)
-
-
-def empty_like_kind(name: str, n: int) -> Any:
-    """A missing column of ``n`` rows for field ``name`` (ints -1, codes -1)."""
-    kind = BY_NAME[name].kind
-    return np.full(n, NONE if kind == "int" else -1, dtype=np.int64 if kind == "int" else np.int32)
+    texts = gather(blob, starts + np.where(present, at, 0), np.where(present, to - at, 0))
+    return TextColumn(texts, None if present.all() else ~present)

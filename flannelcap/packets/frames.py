@@ -77,10 +77,7 @@ def arrow_batch(batch: ColumnBatch, columns: Columns) -> pa.RecordBatch:
             indices = pa.Array.from_buffers(pa.int32(), batch.n, [_validity(codes < 0), pa.py_buffer(codes)])
             arrays.append(pa.DictionaryArray.from_arrays(indices, _arrow_labels(columns.labels[f.name])))
         elif f.kind == "text":
-            text = batch.texts[f.name]
-            validity = None if text.missing is None else _validity(text.missing)
-            buffers = [validity, pa.py_buffer(text.texts.offsets), pa.py_buffer(text.texts.data)]
-            arrays.append(pa.Array.from_buffers(pa.large_string(), batch.n, buffers))
+            arrays.append(arrow_text(batch.texts[f.name]))
         else:
             arrays.append(_arrow_notes(batch))
     return pa.RecordBatch.from_arrays(arrays, schema=SCHEMA)
@@ -167,7 +164,7 @@ class FrameBuilder:
                 categories = pd.Index(self.columns.labels[name].texts, dtype=object)
                 data[name] = pd.Categorical.from_codes(codes, categories=categories)
             else:
-                values = np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+                values = np.concatenate(parts) if parts else _no_rows(kind, f)
                 if kind == "int":
                     data[name] = pd.arrays.IntegerArray(values, values == NONE)
                 elif kind == "flag":
@@ -176,6 +173,13 @@ class FrameBuilder:
                     data[name] = values
             del parts
         return pd.DataFrame(data, copy=False)
+
+
+def _no_rows(kind: str, field: Field | None) -> np.ndarray[Any, Any]:
+    """A column of a capture without packets, typed as that of one with packets."""
+    if kind == "int" and field is not None:
+        return np.empty(0, dtype=f"int{field.width}")
+    return np.empty(0, dtype={"float": np.float64, "bool": np.bool_, "flag": np.int8}.get(kind, np.int64))
 
 
 def _narrow(codes: np.ndarray[Any, Any], labels: int) -> np.ndarray[Any, Any]:

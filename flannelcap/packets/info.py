@@ -8,6 +8,7 @@ from __future__ import annotations
 from flannelcap.packets.http import HttpHead
 from flannelcap.packets.records import PacketRecord
 
+ARP_OPS = {1: "request", 2: "reply"}  # ARP's operation codes, as records name them
 # Wireshark's order: from the lowest bit up.
 _TCP_FLAG_NAMES = (
     (0x01, "FIN"),

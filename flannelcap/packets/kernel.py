@@ -111,7 +111,8 @@ def add_conversations(table: Int, count: int, values: Int, rows: Bool) -> int:
 
 
 def http_scan(buf: NDArray[np.uint8], start: Int, size: Int) -> tuple[Int, Int, Int]:
-    """Find and classify the HTTP head at the start of each payload ``buf[start:start+size]``.
+    """Find and classify the HTTP head at the start of each payload ``buf[start:start+size]``:
+    the classifier ``http_follow`` runs, on its own (the tests hold it to ``parse_head`` here).
 
     Returns (ends, kinds, lengths), per payload: where its head ends (the offset of the first
     blank line, -1 if none), what ``http.parse_head`` makes of the head (``NOT_HTTP``,
@@ -173,6 +174,7 @@ class Encoder:
         self.width = width
         self.count = 0
         self._table = np.full((1 << 10, width + 1), NONE, dtype=np.int64)
+        self._known: dict[tuple[int, ...], int] = {}  # the same, without the extension
 
     def ids(self, keys: Int, create: bool = True) -> Int:
         """The id of each key (rows of ``width`` keys; a first key of ``NONE`` gets -1, and so
@@ -189,7 +191,7 @@ class Encoder:
 
     def _ids_in_python(self, keys: Int, create: bool) -> Int:
         """``ids`` without the compiled table (the extension was not built)."""
-        known: dict[tuple[int, ...], int] = self.__dict__.setdefault("_known", {})
+        known = self._known
         out = np.full(len(keys), -1, dtype=np.int64)
         for i, key in enumerate(map(tuple, keys.reshape(len(keys), -1).tolist())):
             if key[0] == NONE:

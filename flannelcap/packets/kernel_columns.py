@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -42,7 +43,6 @@ FAST_LINKTYPES = frozenset(
         LINKTYPE_IPV4,
     }
 )
-PROTO_CODES = {"tcp": 6, "udp": 17, "icmp": 1, "arp": _kernel.ARP_CODE}
 _HTTP_STARTS = [m + b" " for m in METHODS] + [b"HTTP/"]
 
 
@@ -58,6 +58,14 @@ class Columns:
     fallback: Bool
     values: dict[str, Int]
     rows: Int  # the same values packet-major (n × len(FIELDS)), as the kernel has them
+
+
+def innermost(values: dict[str, Int], rows: Any = slice(None)) -> tuple[Int, Int]:
+    """The innermost IPv4 addresses of kernel rows (inner for VXLAN, else outer): source, destination."""
+    vxlan = values["is_vxlan"][rows] == 1
+    src = np.where(vxlan, values["inner_src_ip"][rows], values["outer_src_ip"][rows])
+    dst = np.where(vxlan, values["inner_dst_ip"][rows], values["outer_dst_ip"][rows])
+    return src, dst
 
 
 @dataclass(slots=True)

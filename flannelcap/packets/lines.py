@@ -18,7 +18,7 @@ import numpy as np
 from flannelcap.packets.columns import Codes, ColumnBatch, Columns, Labels
 from flannelcap.packets.fields import FIELD_NAMES, FIELDS
 from flannelcap.packets.kernel import NONE
-from flannelcap.packets.text import CSV, JSON, Program, TextColumn, Texts, csv_cell
+from flannelcap.packets.text import CSV, JSON, Program, TextColumn, Texts, csv_cell, gather
 
 
 def take(batch: ColumnBatch, rows: np.ndarray[Any, Any]) -> ColumnBatch:
@@ -37,15 +37,22 @@ def take(batch: ColumnBatch, rows: np.ndarray[Any, Any]) -> ColumnBatch:
 
 def _take_texts(column: TextColumn, rows: np.ndarray[Any, Any]) -> TextColumn:
     offsets = column.texts.offsets
-    starts, lengths = offsets[rows], offsets[rows + 1] - offsets[rows]
-    new = np.zeros(len(rows) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=new[1:])
-    index = np.repeat(starts - new[:-1], lengths) + np.arange(int(new[-1]))
-    data = np.frombuffer(column.texts.data, dtype=np.uint8)[index].tobytes()
-    return TextColumn(Texts(new, data), None if column.missing is None else column.missing[rows])
+    texts = gather(column.texts.data, offsets[rows], offsets[rows + 1] - offsets[rows])
+    return TextColumn(texts, None if column.missing is None else column.missing[rows])
 
 
 # -- text, JSON and CSV ---------------------------------------------------------------------
+
+# The note the packet list adds where the inner destination MAC is another node's VTEP than the
+# outer destination's: (before the VTEP's node, between, after the outer destination's node).
+VTEP_MISMATCH = (" [inner dst MAC is ", "'s VTEP, outer dst is ", "]")
+
+
+def vtep_mismatch_text(vtep_node: str, node: str) -> str:
+    """The packet list's note for a packet sent to ``node`` with ``vtep_node``'s VTEP MAC inside."""
+    before, between, after = VTEP_MISMATCH
+    return f"{before}{vtep_node}{between}{node}{after}"
+
 
 TABLE_HEADER = f"{'No.':>5} {'Time':>10}  {'Outer src → dst':<33} {'VNI':<6} {'Inner src → dst':<33} {'Proto':<6} Info"
 _BOOLEANS = {JSON: Texts.of(["false", "true"]), CSV: Texts.of(["False", "True"])}
@@ -106,11 +113,10 @@ def table_lines(batch: ColumnBatch, columns: Columns) -> memoryview:
         line.text("HTTP", http).label(proto_codes, proto_texts, missing="?", when=~http)
     line.text(" ").column(batch.texts["info"])
     mismatch = _vtep_mismatch(batch, columns)
-    line.text(" [inner dst MAC is ", mismatch).label(
-        codes["dst_vtep_node"], labels["dst_vtep_node"].encoded(), when=mismatch
-    )
-    line.text("'s VTEP, outer dst is ", mismatch).label(codes["dst_node"], labels["dst_node"].encoded(), when=mismatch)
-    line.text("]", mismatch)
+    before, between, after = VTEP_MISMATCH
+    line.text(before, mismatch).label(codes["dst_vtep_node"], labels["dst_vtep_node"].encoded(), when=mismatch)
+    line.text(between, mismatch).label(codes["dst_node"], labels["dst_node"].encoded(), when=mismatch)
+    line.text(after, mismatch)
     if batch.notes:
         suffix = _note_suffixes(batch, mismatch, columns)
         line.label(suffix[0], suffix[1], when=suffix[0] >= 0)
@@ -142,7 +148,7 @@ def _note_suffixes(batch: ColumnBatch, mismatch: np.ndarray[Any, Any], columns: 
         text = info[row] or ""
         if mismatch[row]:
             node, vtep = batch.codes["dst_node"][row], batch.codes["dst_vtep_node"][row]
-            text += f" [inner dst MAC is {dst_vtep[vtep]}'s VTEP, outer dst is {dst_node[node]}]"
+            text += vtep_mismatch_text(dst_vtep[vtep], dst_node[node])
         if notes and notes[0] not in text:
             codes[row] = len(suffixes)
             suffixes.append(f" [{notes[0]}]" if text else f"[{notes[0]}]")

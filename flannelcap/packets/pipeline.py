@@ -50,14 +50,13 @@ class SummaryCounter:
         summary, values = self.summary, batch.values
         fast = ~batch.fallback
         summary.packets += int(fast.sum())
-        if values:
-            vxlan = fast & (values["is_vxlan"] == 1)
-            if vxlan.any():
-                vnis, counts = np.unique(values["vni"][vxlan], return_counts=True)
-                for vni, count in zip(vnis.tolist(), counts.tolist(), strict=True):
-                    summary.vxlan_by_vni[vni] += count
-            summary.other_packets += int((fast & ~vxlan).sum())
-            self._conversations.add(batch.rows, fast)
+        vxlan = fast & (values["is_vxlan"] == 1)
+        if vxlan.any():
+            vnis, counts = np.unique(values["vni"][vxlan], return_counts=True)
+            for vni, count in zip(vnis.tolist(), counts.tolist(), strict=True):
+                summary.vxlan_by_vni[vni] += count
+        summary.other_packets += int((fast & ~vxlan).sum())
+        self._conversations.add(batch.rows, fast)
         requests = batch.heads.requests()
         summary.http_requests += requests
         summary.http_responses += len(batch.heads.rows) - requests

@@ -1,5 +1,5 @@
-"""Reading a capture through the fast path: the file in pieces, decoded batches out (see
-``packets.columns`` and ``packets.views`` for what is made of them), and the summary counts.
+"""Reading a capture: the file in pieces, decoded batches out (``columns`` makes them into
+columns, the views in ``lines`` and ``frames`` show them; ``pipeline`` counts the summary).
 
 Rule: the I/O edge of the fast path. It reads the file (a classic pcap directly, a few MB at a
 time; pcapng and gzip through ``CaptureReader``), has the compiled kernel walk and decode each
@@ -23,9 +23,10 @@ from flannelcap.packets import kernel as _kernel
 from flannelcap.packets.columns import Batch, Heads, ip_text
 from flannelcap.packets.http import HttpHead, HttpReassembler
 from flannelcap.packets.kernel import NONE, PAD, Int
-from flannelcap.packets.kernel_columns import ColumnsBuilder, DecodedPiece, padded
+from flannelcap.packets.kernel_columns import ColumnsBuilder, DecodedPiece, innermost, padded
 from flannelcap.packets.reader import MAX_RECORD_BYTES, PCAP_MAGICS, CaptureReader, Frame
 from flannelcap.packets.records import PacketRecord
+from flannelcap.packets.text import gather
 from flannelcap.packets.vxlan import DEFAULT_VXLAN_PORTS
 
 if TYPE_CHECKING:
@@ -269,9 +270,7 @@ class FastStream:
         if not len(local):
             return
         rows = local + first
-        vxlan = values["is_vxlan"][rows] == 1
-        src = np.where(vxlan, values["inner_src_ip"][rows], values["outer_src_ip"][rows])
-        dst = np.where(vxlan, values["inner_dst_ip"][rows], values["outer_dst_ip"][rows])
+        src, dst = innermost(values, rows)
         sport, dport, seq = values["src_port"][rows], values["dst_port"][rows], values["tcp_seq"][rows]
         starts = piece.payload_start[local]
         sizes = np.minimum(values["payload_len"][rows], frames.start[local] + frames.caplen[local] - starts)
@@ -284,11 +283,8 @@ class FastStream:
         )  # fmt: skip
         found = np.nonzero((kinds == _kernel.HEAD_REQUEST) | (kinds == _kernel.HEAD_RESPONSE))[0]
         if len(found):
-            lengths = ends[found]
-            offsets = np.zeros(len(found) + 1, dtype=np.int64)
-            np.cumsum(lengths, out=offsets[1:])
-            index = np.repeat(starts[found] - offsets[:-1], lengths) + np.arange(int(offsets[-1]))
-            filling.heads.append(Heads(rows[found], kinds[found], frames.buf[index].tobytes(), offsets))
+            texts = gather(frames.buf, starts[found], ends[found])
+            filling.heads.append(Heads(rows[found], kinds[found], texts.data, texts.offsets))
         for i in np.nonzero(kinds == _kernel.TO_REASSEMBLER)[0].tolist():
             key = (int(src[i]), int(sport[i]), int(dst[i]), int(dport[i]))
             slow = self._slow_http.get(key)

@@ -24,7 +24,7 @@ from scapy.packet import NoPayload, Packet, Padding, Raw
 from scapy.utils import checksum
 
 from flannelcap.packets.http import HttpHead, HttpReassembler
-from flannelcap.packets.info import InfoFormatter, tcp_flag_names
+from flannelcap.packets.info import ARP_OPS, InfoFormatter, tcp_flag_names
 from flannelcap.packets.reader import (
     LINKTYPE_DLT_RAW,
     LINKTYPE_DLT_RAW_OPENBSD,
@@ -350,7 +350,7 @@ class _Walker:
         elif isinstance(layer, ARP):
             fields.update(
                 proto="arp",
-                arp_op={1: "request", 2: "reply"}.get(layer.op, str(layer.op)),
+                arp_op=ARP_OPS.get(layer.op, str(layer.op)),
                 arp_sender_mac=layer.hwsrc,
                 arp_sender_ip=layer.psrc,
                 arp_target_mac=layer.hwdst,

@@ -12,7 +12,8 @@ from flannelcap.packets.records import PacketRecord
 from flannelcap.topology.model import Pod, Topology
 
 
-def _pod_name(pod: Pod | None) -> str | None:
+def pod_name(pod: Pod | None) -> str | None:
+    """A pod as flannelcap names it: ``name`` in the default namespace, else ``namespace/name``."""
     if pod is None:
         return None
     return pod.name if pod.namespace == "default" else f"{pod.namespace}/{pod.name}"
@@ -30,8 +31,8 @@ def annotate(record: PacketRecord, topology: Topology) -> PacketRecord:
         dst_node=dst_node.name if dst_node else None,
         src_vtep_node=src_vtep.name if src_vtep else None,
         dst_vtep_node=dst_vtep.name if dst_vtep else None,
-        src_pod=_pod_name(topology.pod_by_ip(record.src_ip)),
-        dst_pod=_pod_name(topology.pod_by_ip(record.dst_ip)),
+        src_pod=pod_name(topology.pod_by_ip(record.src_ip)),
+        dst_pod=pod_name(topology.pod_by_ip(record.dst_ip)),
     )
 
 
