@@ -2,8 +2,8 @@
 
 A test that needs root, the kernel's namespaces or a real tool (tcpdump, tshark) calls
 ``require(...)``: on a developer's machine without them it is skipped, but where
-``FLANNELCAP_REQUIRE_ROOT=1`` is set (CI) the same condition fails the test, so nothing that
-CI must exercise can be skipped silently there.
+``FLANNELCAP_REQUIRE_ROOT`` is set (CI) the same condition fails the test. Any other skip
+fails there too (``strict_skips``), so nothing that CI must exercise is skipped silently.
 """
 
 from __future__ import annotations
@@ -16,20 +16,24 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from strict_skips import (  # the hooks are imported to be active in this directory
+    pytest_make_collect_report,  # noqa: F401
+    pytest_runtest_makereport,  # noqa: F401
+    strict,
+)
 
 from flannelcap.lab import Lab, LabSpec, teardown
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "sample_pcaps"
-STRICT = os.environ.get("FLANNELCAP_REQUIRE_ROOT") == "1"
 
 
 def require(condition: bool, reason: str) -> None:
     """Skip (locally) or fail (in CI) when ``condition`` does not hold."""
     if condition:
         return
-    if STRICT:
-        pytest.fail(f"FLANNELCAP_REQUIRE_ROOT=1 but {reason}")
+    if strict():
+        pytest.fail(f"FLANNELCAP_REQUIRE_ROOT is set but {reason}")
     pytest.skip(reason)
 
 

@@ -28,14 +28,17 @@ def pcap(
     big_endian: bool = False,
     snaplen: int = 262144,
     wire_lens: list[int] | None = None,
+    fractions: list[int] | None = None,
 ) -> bytes:
-    """A classic pcap file holding ``frames`` one second apart."""
+    """A classic pcap file holding ``frames`` one second apart, each half a second past the
+    second unless ``fractions`` gives the records' sub-second fields (µs, or ns if
+    ``nanoseconds``)."""
     order = ">" if big_endian else "<"
     magic = 0xA1B23C4D if nanoseconds else 0xA1B2C3D4
     out = [struct.pack(order + "IHHiIII", magic, 2, 4, 0, 0, snaplen, linktype)]
     for i, frame in enumerate(frames):
         wire = wire_lens[i] if wire_lens else len(frame)
-        fraction = 500_000_000 if nanoseconds else 500_000
+        fraction = fractions[i] if fractions else 500_000_000 if nanoseconds else 500_000
         out.append(struct.pack(order + "IIII", 1_700_000_000 + i, fraction, len(frame), wire) + frame)
     return b"".join(out)
 
@@ -130,3 +133,15 @@ def unusual_frames() -> list[bytes]:
         bytes(Ether() / IP(src=NODE_A, dst=NODE_B, flags="MF") / UDP(sport=1, dport=8472) / Raw(b"x" * 20)),
         bytes(Ether() / IP(src=NODE_A, dst=NODE_B) / UDP(sport=1, dport=8472) / Raw(b"\x08\x00")),
     ]
+
+
+def every_tcp_flag_combination() -> list[bytes]:
+    """256 VXLAN frames; frame ``i`` carries a TCP segment whose 8 flag bits are ``i`` (ECN's
+    ECE and CWR, URG with an urgent pointer, and nonsense such as SYN+FIN+RST included)."""
+    frames = []
+    for bits in range(256):
+        segment = inner_tcp(b"x" if bits & 0x08 else b"", sport=30000 + bits, seq=1000 + bits)
+        segment[TCP].flags = bits
+        segment[TCP].urgptr = 1 if bits & 0x20 else 0
+        frames.append(vxlan_frame(segment))
+    return frames

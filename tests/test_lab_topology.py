@@ -15,7 +15,7 @@ from conftest import require_root_lab, require_tool
 
 from flannelcap import decode_file
 from flannelcap.analysis.audit import audit_capture, audit_topology
-from flannelcap.analysis.explain import explain
+from flannelcap.analysis.explain import Step, explain
 from flannelcap.lab import Lab, LabSpec, teardown
 from flannelcap.lab._faults import NOBODYS_IP, NOBODYS_MAC, SMALLER_MTU, apply_fault
 from flannelcap.lab._lab import BIG_FILE_NAME
@@ -128,6 +128,49 @@ FAULT_CASES = {
 }
 
 
+EXPLAINED = ("wrong-arp", "stale-fdb", "missing", "wrong-fdb")
+
+
+def _assert_explain_under_fault(kind: str, steps: list[Step], lab: Lab) -> None:
+    """Each step of explain busybox → nginx, checked on its own: verdict, cited rows, text."""
+    client, server = lab.plan.node(lab.plan.client_pod.node), lab.plan.node(lab.plan.server_pod.node)
+    route = f"{client.name}: ip route: {server.pod_cidr} via {server.vtep_ip} dev flannel.1 onlink"
+    neigh = f"{client.name}: ip neigh show dev flannel.1: {server.vtep_ip} lladdr {{}} PERMANENT"
+    fdb = f"{client.name}: bridge fdb show dev flannel.1: {{}} dst {{}} self permanent"
+    delivery = f"{server.name}: ip route: {server.pod_cidr} dev cni0 proto kernel scope link src {server.cni0_ip}"
+    assert [s.title[:2] for s in steps] == ["1.", "2.", "3.", "4.", "5.", "6.", "7."]
+    assert steps[6].rows == (delivery,) and steps[6].ok  # the receiver's side is untouched by every fault
+    assert steps[0].ok and steps[5].ok
+    if kind == "wrong-arp":  # the ARP entry names no VTEP: the FDB is looked up by that MAC, and has none
+        assert [s.ok for s in steps[1:5]] == [True, False, False, False]
+        assert steps[1].rows == (route,)
+        assert steps[2].rows == (neigh.format(NOBODYS_MAC),)
+        assert steps[2].text.endswith(f"— expected {server.vtep_mac}, {server.name}'s flannel.1")
+        assert steps[3].rows == ()
+        assert steps[3].text.startswith(f"no FDB entry for {NOBODYS_MAC}: flannel.1 drops the frame")
+        assert steps[4].text.startswith("nothing: the packet is dropped at step 4 (FDB entry on")
+        assert steps[4].packets == ()
+    if kind == "stale-fdb":  # an extra entry for nobody: the path itself is healthy and on the wire
+        assert all(s.ok for s in steps)
+        assert steps[1].rows == (route,)
+        assert steps[2].rows == (neigh.format(server.vtep_mac),)
+        assert steps[3].rows == (fdb.format(server.vtep_mac, server.eth0_ip),)
+        assert steps[4].packets and steps[4].text.startswith("the capture shows")
+    if kind == "missing":  # nothing to route by: the kernel refuses at the first step
+        assert [s.ok for s in steps[1:5]] == [False, False, False, False]
+        assert [s.rows for s in steps[1:5]] == [(), (), (), ()]
+        expected = f"via {server.vtep_ip} dev flannel.1 onlink"
+        assert steps[1].text == f"no route matches {lab.plan.server_pod.ip} — expected {expected}"
+        assert steps[2].text.startswith(f"no ARP entry for {server.vtep_ip} on flannel.1")
+        assert steps[3].text.startswith(f"no FDB entry for {server.vtep_mac}")
+        assert steps[4].text.startswith("nothing: the packet is dropped at step 2 (route on")
+    if kind == "wrong-fdb":  # the packet leaves, to the third node: the wire shows the wrong outer address
+        assert [s.ok for s in steps[1:5]] == [True, True, False, False]
+        assert steps[3].rows == (fdb.format(server.vtep_mac, "192.168.1.38"),)
+        assert steps[3].text.endswith(f"— expected {server.eth0_ip} ({server.name})")
+        assert steps[4].packets and f"outer {client.eth0_ip} → 192.168.1.38" in steps[4].text
+
+
 @pytest.mark.parametrize("kind", sorted(FAULT_CASES))
 def test_each_fault_gives_its_finding_and_nothing_else(fresh_lab: Lab, kind: str, tmp_path: Path) -> None:
     require_tool("tcpdump")
@@ -165,6 +208,8 @@ def test_each_fault_gives_its_finding_and_nothing_else(fresh_lab: Lab, kind: str
         assert not [r for r in decode_file(capture) if r.is_vxlan]  # nowhere to send: nothing on the wire
     if kind == "missing":
         assert "no route, ARP, FDB entry for " + server.name in by_code["missing-entries"].message
+    if kind in EXPLAINED:
+        _assert_explain_under_fault(kind, explain(topology, "busybox", "nginx", decode_file(capture)), lab)
     if kind == "smaller-mtu":
         assert f"MTU is {SMALLER_MTU}, the other nodes' is 1450" in by_code["mtu-mismatch"].message
         too_big = by_code["inner-larger-than-mtu"]

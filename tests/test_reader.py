@@ -149,3 +149,51 @@ def test_reader_is_lazy() -> None:
     first = next(iter(reader))
     assert first.number == 1
     assert source.tell() < 1000  # one record read, not the whole million bytes
+
+
+@pytest.mark.parametrize("big_endian", [False, True], ids=["little-endian", "big-endian"])
+@pytest.mark.parametrize("nanoseconds", [False, True], ids=["us", "ns"])
+def test_timestamps_of_a_file_on_disk_agree_everywhere(tmp_path: Path, nanoseconds: bool, big_endian: bool) -> None:
+    """The fast reader (a file on disk, not a stream), Scapy, the CLI, read() and tshark give
+    the same capture times, in both units and both byte orders."""
+    require_tool("tshark")
+    import json
+    import sys
+    from decimal import Decimal
+
+    from pcapdata import GOOD_FRAME
+
+    import flannelcap
+    from flannelcap import decode_file
+
+    step = (123_456_789, 98_765_432) if nanoseconds else (123_456, 98_765)
+    fractions = [step[0] + step[1] * i for i in range(4)]
+    path = tmp_path / "times.pcap"
+    path.write_bytes(pcap([GOOD_FRAME()] * 4, nanoseconds=nanoseconds, big_endian=big_endian, fractions=fractions))
+    unit = Decimal(1) / (10**9 if nanoseconds else 10**6)
+    expected = [Decimal(1_700_000_000 + i) + fraction * unit for i, fraction in enumerate(fractions)]
+    tshark = subprocess.run(
+        ["tshark", "-n", "-r", str(path), "-T", "fields", "-e", "frame.time_epoch", "-e", "frame.time_relative"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert [Decimal(t) for t in tshark[0::2]] == expected  # the oracle reads the file as we wrote it
+    relative = [Decimal(t) for t in tshark[1::2]]
+
+    cli = subprocess.run(
+        [sys.executable, "-m", "flannelcap", "decode", "--json", str(path)], capture_output=True, text=True, check=True
+    )
+    frame = flannelcap.read(path).packets
+    views = {
+        "fast": [(r.time, r.rel_time) for r in decode_file(path)],
+        "scapy": [(r.time, r.rel_time) for r in decode_file(path, engine="scapy")],
+        "cli": [(r["time"], r["rel_time"]) for r in map(json.loads, cli.stdout.splitlines())],
+        "read": list(zip(frame["time"], frame["rel_time"], strict=True)),
+    }
+    for view, times in views.items():
+        assert len(times) == 4, view
+        for (time, rel), want, want_rel in zip(times, expected, relative, strict=True):
+            # float seconds since 1970 hold about a quarter of a microsecond
+            assert abs(Decimal(time) - want) < Decimal("0.0000003"), (view, time, want)
+            assert abs(Decimal(rel) - want_rel) < Decimal("0.000000001"), (view, rel, want_rel)

@@ -167,6 +167,17 @@ def _tcpdumps_on(lab: Lab, node: str) -> list[str]:
     return [n for n in names if n == "tcpdump"]
 
 
+def _process_texts(lab: Lab, node: str) -> dict[int, tuple[bytes, bytes]]:
+    """Every process in ``node``'s namespace (sshd, the shell, sudo, tcpdump): its command
+    line and its environment, as anyone on the node with ps, or root, could read them."""
+    pids = subprocess.run(["ip", "netns", "pids", lab.plan.node(node).netns], capture_output=True, text=True).stdout
+    texts = {}
+    for pid in map(int, pids.split()):
+        with contextlib.suppress(OSError):
+            texts[pid] = (Path(f"/proc/{pid}/cmdline").read_bytes(), Path(f"/proc/{pid}/environ").read_bytes())
+    return texts
+
+
 def _assert_http_over_vxlan(path: Path, lab: Lab) -> None:
     client = lab.plan.node(lab.plan.client_pod.node)
     server = lab.plan.node(lab.plan.server_pod.node)
@@ -266,6 +277,7 @@ def test_sudo_password_is_asked_once_and_sent_on_stdin(ssh_lab: SshLab, tmp_path
     output = b""
     deadline = time.monotonic() + 60
     sent = fetched = False
+    processes: dict[int, tuple[bytes, bytes]] = {}
     while time.monotonic() < deadline:
         try:
             chunk = os.read(fd, 4096)
@@ -278,11 +290,18 @@ def test_sudo_password_is_asked_once_and_sent_on_stdin(ssh_lab: SshLab, tmp_path
             os.write(fd, PASSWORD.encode() + b"\n")
             sent = True
         if not fetched and b"capturing on eth0" in output:
+            # While tcpdump runs under sudo, nothing on the node may show the password.
+            processes = _process_texts(lab, node)
             fetched = lab.fetch("/").returncode == 0
     _, status = os.waitpid(pid, 0)
     text = output.decode(errors="replace")
     assert sent and fetched and os.WEXITSTATUS(status) == 0, text
     assert text.count("sudo password on the nodes:") == 1 and PASSWORD not in text
+    assert any(b"tcpdump" in command for command, _ in processes.values())  # the scan saw the capture
+    assert any(b"sudo" in command for command, _ in processes.values())
+    for pid, (command, environment) in processes.items():
+        assert PASSWORD.encode() not in command, f"the password is on the command line of {pid}: {command!r}"
+        assert PASSWORD.encode() not in environment, f"the password is in the environment of {pid}: {command!r}"
     [pcap] = tmp_path.glob(f"{node}-fcpwsudo-eth0-*.pcap")
     _assert_http_over_vxlan(pcap, lab)
 
@@ -472,10 +491,17 @@ def test_map_over_ssh_equals_map_of_the_lab(ssh_lab: SshLab) -> None:
     assert done.returncode == 0, done.stderr
     over_ssh = json.loads(done.stdout)
     local = json.loads(json.dumps(topology_of_lab(ssh_lab.lab).to_json()))
-    assert over_ssh["nodes"] == [{**n, "sources": n["sources"]} for n in over_ssh["nodes"]]
-    assert [(n["name"], n["public_ip"], n["vtep_mac"], n["vtep_ip"], n["mtu"]) for n in over_ssh["nodes"]] == [
-        (n["name"], n["public_ip"], n["vtep_mac"], n["vtep_ip"], n["mtu"]) for n in local["nodes"]
-    ]
+
+    def facts(node: dict) -> dict:
+        return {k: v for k, v in node.items() if k != "sources"}
+
+    # Every fact the same, whichever way the tables travelled; over SSH each comes from the
+    # node's own tables (there is no kubectl there), and names the table it was read from.
+    assert [facts(n) for n in over_ssh["nodes"]] == [facts(n) for n in local["nodes"]]
+    assert all(n["public_ip"] and n["vtep_mac"] and n["pod_cidr"] for n in over_ssh["nodes"])
+    for node in over_ssh["nodes"]:
+        assert node["sources"]["vtep_mac"] == f"{node['name']}: ip -d addr show flannel.1"
+        assert node["sources"]["cni0_ip"] == f"{node['name']}: ip addr show cni0"
     for remote_view, local_view in zip(over_ssh["views"], local["views"], strict=True):
         for table in ("neigh", "fdb", "routes", "flannel", "cni0"):
             assert remote_view[table] == local_view[table], table

@@ -145,3 +145,17 @@ def test_every_packet_agrees_with_tshark(capture: str) -> None:
             # may Wireshark see a head that flannelcap misses altogether.
             key = ("req", " ".join(theirs_request)) if theirs_request else ("res", " ".join(theirs_response))
             assert key in http_seen_by_us, f"{where}: tshark sees HTTP {key} that flannelcap does not"
+
+
+def test_all_256_tcp_flag_combinations_agree_with_tshark(tmp_path: Path) -> None:
+    require_tool("tshark")
+    from pcapdata import every_tcp_flag_combination, pcap
+
+    path = tmp_path / "flags.pcap"
+    path.write_bytes(pcap(every_tcp_flag_combination()))
+    oracle = tshark_rows(path)
+    records = list(decode_file(path))
+    assert len(records) == len(oracle) == 256
+    for bits, record in enumerate(records):
+        theirs = int(oracle[record.number]["tcp.flags"][0], 16) & 0xFF  # tshark adds the AE bit above
+        assert theirs == bits == _tcp_flag_bits(record), (bits, record.tcp_flags)

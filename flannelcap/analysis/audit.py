@@ -312,11 +312,12 @@ class CaptureAudit:
                 self._unencapsulated[_flow(record)].append(record.number)
         if record.proto == "tcp" and record.tcp_flags and record.src_ip and record.dst_ip:
             key = (record.src_ip, record.src_port or 0, record.dst_ip, record.dst_port or 0)
-            if record.tcp_flags == "SYN":
+            flags = record.tcp_flags.split(", ")  # an ECN-setup SYN is "SYN, ECE, CWR"
+            if "SYN" in flags and "ACK" not in flags:
                 seen = self._syns[(*key, record.tcp_seq or 0)]
                 if not seen or record.time - seen[-1][1] >= RETRANSMIT_MIN_GAP:
                     seen.append((record.number, record.time))
-            elif "SYN" in record.tcp_flags and "ACK" in record.tcp_flags:
+            elif "SYN" in flags:
                 self._answered.add((key[2], key[3], key[0], key[1]))
 
     def _add_vxlan(self, record: PacketRecord) -> None:

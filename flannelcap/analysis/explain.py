@@ -29,6 +29,7 @@ class Step:
     ok: bool = True
     rows: tuple[str, ...] = ()
     packets: tuple[int, ...] = ()
+    dropped: bool = False  # the kernel drops the packet here: no table entry to go on with
 
 
 def _resolve(topology: Topology, name_or_ip: str) -> tuple[str, Pod | None]:
@@ -99,8 +100,10 @@ def explain(topology: Topology, source: str, destination: str, records: Iterable
             )
         )
         return steps
-    steps += _sender_steps(topology, src_node, dst_node, dst_ip)
-    steps.append(_wire_step(src_node, dst_node, src_ip, dst_ip, vxlan))
+    sender = _sender_steps(topology, src_node, dst_node, dst_ip)
+    steps += sender
+    dropped = next((step for step in sender if step.dropped), None)
+    steps.append(_wire_step(src_node, dst_node, src_ip, dst_ip, vxlan, dropped))
     steps += _receiver_steps(topology, dst_node, dst_ip, dst, dst_pod)
     return steps
 
@@ -132,6 +135,7 @@ def _sender_steps(topology: Topology, src_node: Node, dst_node: Node, dst_ip: st
             + ("" if route_ok else f" — expected via {dst_node.vtep_ip} dev flannel.1 onlink"),
             ok=route_ok,
             rows=(route_row(src_node.name, route),) if route else (),
+            dropped=route is None,
         )
     )
     hop = route.gateway if route and route.gateway else dst_node.vtep_ip
@@ -149,6 +153,7 @@ def _sender_steps(topology: Topology, src_node: Node, dst_node: Node, dst_ip: st
             + ("" if arp_ok else f" — expected {dst_node.vtep_mac}, {dst_node.name}'s flannel.1"),
             ok=arp_ok,
             rows=(neigh_row(src_node.name, arp),) if arp else (),
+            dropped=arp is None,
         )
     )
     mac = arp.mac if arp and arp.mac else dst_node.vtep_mac
@@ -165,19 +170,30 @@ def _sender_steps(topology: Topology, src_node: Node, dst_node: Node, dst_ip: st
             + ("" if fdb_ok else f" — expected {dst_node.public_ip} ({dst_node.name})"),
             ok=fdb_ok,
             rows=(fdb_row(src_node.name, forward),) if forward else (),
+            dropped=forward is None,
         )
     )
     return steps
 
 
-def _wire_step(src_node: Node, dst_node: Node, src_ip: str, dst_ip: str, vxlan: list[PacketRecord]) -> Step:
+def _wire_step(
+    src_node: Node, dst_node: Node, src_ip: str, dst_ip: str, vxlan: list[PacketRecord], dropped: Step | None
+) -> Step:
+    title = f"5. on the wire (eth0 of {src_node.name})"
     expected = (
         f"outer {src_node.public_ip} → {dst_node.public_ip} UDP dport {dst_node.dstport or 8472} VNI "
         f"{dst_node.vni if dst_node.vni is not None else 1}; inner {src_node.vtep_mac} → {dst_node.vtep_mac}, "
         f"{src_ip} → {dst_ip}"
     )
+    if not vxlan and dropped is not None:
+        return Step(
+            title=title,
+            text=f"nothing: the packet is dropped at step {dropped.title.split('.')[0]} ({dropped.title[3:]}); "
+            f"a healthy path would send {expected}",
+            ok=False,
+        )
     if not vxlan:
-        return Step(title=f"5. on the wire (eth0 of {src_node.name})", text=f"flannel.1 encapsulates: {expected}")
+        return Step(title=title, text=f"flannel.1 encapsulates: {expected}")
     first = vxlan[0]
     seen = (
         f"outer {first.outer_src_ip} → {first.outer_dst_ip} UDP {first.outer_src_port} → {first.outer_dst_port} "
@@ -191,7 +207,7 @@ def _wire_step(src_node: Node, dst_node: Node, src_ip: str, dst_ip: str, vxlan: 
         and first.inner_src_mac == src_node.vtep_mac
     )
     return Step(
-        title=f"5. on the wire (eth0 of {src_node.name})",
+        title=title,
         text=f"the capture shows {len(vxlan)} such packets, e.g. packet {first.number}: {seen}"
         + ("" if ok else f" — expected {expected}"),
         ok=ok,

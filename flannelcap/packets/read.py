@@ -10,6 +10,7 @@ piece is read over it. Memory stays flat: one piece and one batch at a time.
 
 from __future__ import annotations
 
+import ipaddress
 import struct
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -21,8 +22,8 @@ from numpy.typing import NDArray
 
 from flannelcap.packets import kernel as _kernel
 from flannelcap.packets.columns import Batch, Heads, ip_text
-from flannelcap.packets.http import HttpHead, HttpReassembler
-from flannelcap.packets.kernel import NONE, PAD, Int
+from flannelcap.packets.http import HttpHead, HttpReassembler, StreamKey, looks_like_http_start, parse_head
+from flannelcap.packets.kernel import NONE, PAD, Bool, Int
 from flannelcap.packets.kernel_columns import ColumnsBuilder, DecodedPiece, innermost, padded
 from flannelcap.packets.reader import MAX_RECORD_BYTES, PCAP_MAGICS, CaptureReader, Frame
 from flannelcap.packets.records import PacketRecord
@@ -124,6 +125,7 @@ class FastStream:
         self._directions = np.full((1 << 12, _kernel.HTTP_STATE), NONE, dtype=np.int64)  # the HTTP search's
         self._direction_count = 0
         self._slow_http: dict[tuple[int, int, int, int], HttpReassembler] = {}
+        self._other_addresses: dict[str, int] = {}
 
     @property
     def linktype(self) -> int:
@@ -240,12 +242,22 @@ class FastStream:
 
     def _finish(self, frames: _Frames, piece: DecodedPiece, filling: _Filling) -> None:
         """Find the HTTP heads of a decoded piece and hand the frames the fast path could not
-        take to the Scapy decoder, while the piece's buffer is still there."""
+        take to the Scapy decoder, while the piece's buffer is still there.
+
+        Both kinds of frame follow one HTTP state, in capture order: the kernel's segments
+        up to a fallback frame, then that frame (its head found through ``_follow_one``), and
+        so on. So a head is reported once however its copies (``tcpdump -i any``) are split
+        between the two decoders, as the Scapy engine reports it."""
         columns = filling.columns.columns()
-        fallback = columns.fallback[piece.first_row : piece.first_row + len(frames.start)]
-        if not fallback.all():
-            self._find_http(frames, piece, columns.values, filling)
+        first, n = piece.first_row, len(piece.payload_start)
+        fallback = columns.fallback[first : first + n]
+        values = columns.values
+        with_payload = np.nonzero((piece.payload_start >= 0) & (values["payload_len"][first : first + n] > 0))[0]
+        done = 0
         for local in np.nonzero(fallback)[0].tolist():
+            before = with_payload[done : done + int(np.searchsorted(with_payload[done:], local))]
+            self._find_http(frames, piece, values, filling, before)
+            done += len(before)
             at, caplen = int(frames.start[local]), int(frames.caplen[local])
             frame = Frame(
                 number=int(frames.number[local]),
@@ -258,42 +270,84 @@ class FastStream:
             if self._decoder is None:
                 from flannelcap.packets.scapy_decoder import Decoder
 
-                self._decoder = Decoder(self.vxlan_ports)
-            filling.records[piece.first_row + local] = self._decoder.decode(frame)
+                # Every frame goes to Scapy (no kernel, or --engine scapy): its own HTTP state.
+                only_scapy = self.scapy_only or not _kernel.AVAILABLE
+                self._decoder = Decoder(self.vxlan_ports, find_head=None if only_scapy else self._follow_one)
+            filling.records[first + local] = self._decoder.decode(frame)
             self.fallback_frames += 1
+        self._find_http(frames, piece, values, filling, with_payload[done:])
 
-    def _find_http(self, frames: _Frames, piece: DecodedPiece, values: dict[str, Int], filling: _Filling) -> None:
-        """Follow the piece's TCP segments with payload through the compiled HTTP search; heads
-        go into the batch being filled (those split across segments through the reassembler)."""
-        first, n = piece.first_row, len(piece.payload_start)
-        local = np.nonzero((piece.payload_start >= 0) & (values["payload_len"][first : first + n] > 0))[0]
+    def _find_http(
+        self, frames: _Frames, piece: DecodedPiece, values: dict[str, Int], filling: _Filling, local: Int
+    ) -> None:
+        """Follow the TCP segments with payload at ``local`` (indices into the piece) through the
+        compiled HTTP search; heads go into the batch being filled (those split across segments
+        through the reassembler)."""
         if not len(local):
             return
-        rows = local + first
+        rows = local + piece.first_row
         src, dst = innermost(values, rows)
         sport, dport, seq = values["src_port"][rows], values["dst_port"][rows], values["tcp_seq"][rows]
         starts = piece.payload_start[local]
         sizes = np.minimum(values["payload_len"][rows], frames.start[local] + frames.caplen[local] - starts)
-        hint = piece.http_hint[local]
-        while len(self._directions) < 2 * (self._direction_count + len(rows)):
-            self._directions = _kernel.http_regrow(self._directions, 2 * len(self._directions))
-        kinds, ends, self._direction_count = _kernel.http_follow(
-            self._directions, self._direction_count, frames.buf, src << 16 | sport, dst << 16 | dport, seq, hint,
-            starts, sizes,
-        )  # fmt: skip
+        kinds, ends = self._follow(
+            frames.buf, src << 16 | sport, dst << 16 | dport, seq, piece.http_hint[local], starts, sizes
+        )
         found = np.nonzero((kinds == _kernel.HEAD_REQUEST) | (kinds == _kernel.HEAD_RESPONSE))[0]
         if len(found):
             texts = gather(frames.buf, starts[found], ends[found])
             filling.heads.append(Heads(rows[found], kinds[found], texts.data, texts.offsets))
         for i in np.nonzero(kinds == _kernel.TO_REASSEMBLER)[0].tolist():
             key = (int(src[i]), int(sport[i]), int(dst[i]), int(dport[i]))
-            slow = self._slow_http.get(key)
-            if slow is None:
-                slow = self._slow_http[key] = HttpReassembler()
             at = int(starts[i])
-            head = slow.feed(key_str(key), int(seq[i]), frames.buf[at : at + int(sizes[i])].tobytes())
+            head = self._reassemble(key, key_str(key), int(seq[i]), frames.buf[at : at + int(sizes[i])].tobytes())
             if head is not None:
                 filling.slow_heads[int(rows[i])] = head
+
+    def _follow(
+        self, buf: NDArray[np.uint8], key_a: Int, key_b: Int, seq: Int, hint: Bool, starts: Int, sizes: Int
+    ) -> tuple[Int, Int]:
+        while len(self._directions) < 2 * (self._direction_count + len(key_a)):
+            self._directions = _kernel.http_regrow(self._directions, 2 * len(self._directions))
+        kinds, ends, self._direction_count = _kernel.http_follow(
+            self._directions, self._direction_count, buf, key_a, key_b, seq, hint, starts, sizes
+        )
+        return kinds, ends
+
+    def _reassemble(self, key: tuple[int, int, int, int], text: StreamKey, seq: int, payload: bytes) -> HttpHead | None:
+        slow = self._slow_http.get(key)
+        if slow is None:
+            slow = self._slow_http[key] = HttpReassembler()
+        return slow.feed(text, seq, payload)
+
+    def _follow_one(self, text: StreamKey, seq: int, payload: bytes) -> HttpHead | None:
+        """The HTTP head a fallback frame's segment completes, found in the same state as the
+        kernel's segments (the Scapy decoder asks this instead of its own reassembler)."""
+        src, sport, dst, dport = text
+        key = (self._address_id(src), sport, self._address_id(dst), dport)
+        kinds, ends = self._follow(
+            padded(payload),
+            np.array([key[0] << 16 | sport], dtype=np.int64),
+            np.array([key[2] << 16 | dport], dtype=np.int64),
+            np.array([seq], dtype=np.int64),
+            np.array([len(payload) >= 4 and looks_like_http_start(payload)], dtype=np.bool_),
+            np.zeros(1, dtype=np.int64),
+            np.array([len(payload)], dtype=np.int64),
+        )
+        kind = int(kinds[0])
+        if kind in (_kernel.HEAD_REQUEST, _kernel.HEAD_RESPONSE):
+            return parse_head(payload[: int(ends[0])])
+        if kind == _kernel.TO_REASSEMBLER:
+            return self._reassemble(key, text, seq, payload)
+        return None
+
+    def _address_id(self, address: str) -> int:
+        """The key the kernel's rows use for an IPv4 address (its value); other addresses (IPv6,
+        which only fallback frames carry) get ids above every IPv4 value."""
+        try:
+            return int(ipaddress.IPv4Address(address))
+        except ValueError:
+            return self._other_addresses.setdefault(address, (1 << 32) + len(self._other_addresses))
 
 
 def _at_most(frames: _Frames, count: int) -> Iterator[_Frames]:

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import socket
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
-from scapy.fields import ConditionalField
+from scapy.fields import ConditionalField, ThreeBytesField, X3BytesField, XByteField
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import IPv6, _ICMPv6
 from scapy.layers.l2 import ARP, CookedLinux, CookedLinuxV2, Dot1Q, Ether
@@ -23,7 +23,7 @@ from scapy.layers.vxlan import VXLAN
 from scapy.packet import NoPayload, Packet, Padding, Raw
 from scapy.utils import checksum
 
-from flannelcap.packets.http import HttpHead, HttpReassembler
+from flannelcap.packets.http import HttpHead, HttpReassembler, StreamKey
 from flannelcap.packets.info import ARP_OPS, InfoFormatter, tcp_flag_names
 from flannelcap.packets.reader import (
     LINKTYPE_DLT_RAW,
@@ -60,15 +60,36 @@ def dissect(frame: Frame, vxlan_ports: Iterable[int] = DEFAULT_VXLAN_PORTS) -> P
     if udp is not None:
         data = _udp_payload(udp)
         if ports.intersection((udp.sport, udp.dport)) and len(data) >= VXLAN_HEADER_LEN:
-            vxlan = VXLAN(data[:VXLAN_HEADER_LEN])
+            header, inner = data[:VXLAN_HEADER_LEN], data[VXLAN_HEADER_LEN:]
+            try:
+                vxlan = VXLAN(header)
+            except struct.error:  # flags Scapy reads as VXLAN-GPE's longer layout
+                vxlan = _Rfc7348Header(header)
             vxlan.remove_payload()
-            vxlan.add_payload(Ether(data[VXLAN_HEADER_LEN:]))
+            if len(inner) >= ETHER_HEADER_LEN:
+                vxlan.add_payload(Ether(inner))
+            elif inner:
+                vxlan.add_payload(Raw(inner))
             udp.remove_payload()
             udp.add_payload(vxlan)
         elif isinstance(udp.payload, VXLAN):
             udp.remove_payload()
             udp.add_payload(Raw(data))
     return packet
+
+
+ETHER_HEADER_LEN = 14
+
+
+class _Rfc7348Header(VXLAN):
+    """A VXLAN header read as RFC 7348 lays out its 8 bytes, whatever its flags say."""
+
+    fields_desc = [  # noqa: RUF012 (Scapy's own class attribute)
+        XByteField("flags", 0),
+        X3BytesField("reserved1", 0),
+        ThreeBytesField("vni", 0),
+        XByteField("reserved2", 0),
+    ]
 
 
 def _link_layer(frame: Frame) -> Packet:
@@ -93,9 +114,14 @@ def _outer_udp(packet: Packet) -> UDP | None:
 
 
 def _udp_payload(udp: UDP) -> bytes:
+    """The datagram's payload as captured: the UDP length's worth when that much was captured
+    (whatever Scapy took for padding inside it: an inner IP header claiming less than it
+    carries, for one), else what there is, less the frame's padding."""
     data = bytes(udp.payload)
     if isinstance(udp.payload, Padding):
         return b""
+    if udp.len is not None and udp.len >= 8 and len(data) >= udp.len - 8:
+        return data[: udp.len - 8]
     padding = udp.getlayer(Padding)
     if padding is not None:
         data = data[: len(data) - len(bytes(padding))]
@@ -133,13 +159,22 @@ class Decoder:
     Args:
         vxlan_ports: UDP ports that carry VXLAN (default 8472 and 4789).
         detail: also fill ``PacketRecord.layers`` with every field of every layer.
+        find_head: where a TCP segment's payload goes to find the HTTP head it completes
+            (key, seq, payload → head); by default the decoder's own ``HttpReassembler``. The
+            fast path passes its own, so that both decoders follow one HTTP state.
     """
 
-    def __init__(self, vxlan_ports: Iterable[int] = DEFAULT_VXLAN_PORTS, *, detail: bool = False) -> None:
+    def __init__(
+        self,
+        vxlan_ports: Iterable[int] = DEFAULT_VXLAN_PORTS,
+        *,
+        detail: bool = False,
+        find_head: Callable[[StreamKey, int, bytes], HttpHead | None] | None = None,
+    ) -> None:
         self.vxlan_ports = frozenset(vxlan_ports)
         self.detail = detail
         self._first_ns: int | None = None
-        self._http = HttpReassembler()
+        self._find_head = find_head or HttpReassembler().feed
         self._info = InfoFormatter()
 
     def decode(self, frame: Frame) -> PacketRecord:
@@ -189,7 +224,7 @@ class Decoder:
             return None
         src, dst = _innermost_ips(fields)
         key = (src or "", fields["src_port"], dst or "", fields["dst_port"])
-        return self._http.feed(key, fields["tcp_seq"], payload)
+        return self._find_head(key, fields["tcp_seq"], payload)
 
 
 def _innermost_ips(fields: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -219,6 +254,12 @@ class _Walker:
                 outer_udp_checksum_ok=udp_checksum_ok(layer),
             )
             self._vxlan(layer.payload)
+            if not isinstance(layer.payload.payload, Ether):
+                self.notes.append(
+                    f"VXLAN payload holds {len(_udp_payload(layer)) - VXLAN_HEADER_LEN} bytes after its header, "
+                    f"too few for an inner Ethernet header ({ETHER_HEADER_LEN})"
+                )
+                return
             inner = self._link(layer.payload.payload, outer=False)
             self._transport(self._network(inner, prefix="inner_"))
         else:
@@ -348,13 +389,22 @@ class _Walker:
                 icmp_code=getattr(layer, "code", None),
             )
         elif isinstance(layer, ARP):
+            addresses = {
+                "arp_sender_mac": layer.hwsrc,
+                "arp_sender_ip": layer.psrc,
+                "arp_target_mac": layer.hwdst,
+                "arp_target_ip": layer.pdst,
+            }
+            odd = [name for name, value in addresses.items() if not isinstance(value, str)]
+            if odd:  # Scapy gives bytes for addresses that are not Ethernet or IPv4
+                self.notes.append(
+                    f"ARP for hardware type {layer.hwtype} ({layer.hwlen}-byte addresses), protocol type "
+                    f"0x{layer.ptype:04x} ({layer.plen}-byte addresses): not Ethernet/IPv4, addresses not shown"
+                )
             fields.update(
                 proto="arp",
                 arp_op=ARP_OPS.get(layer.op, str(layer.op)),
-                arp_sender_mac=layer.hwsrc,
-                arp_sender_ip=layer.psrc,
-                arp_target_mac=layer.hwdst,
-                arp_target_ip=layer.pdst,
+                **{name: None if name in odd else value for name, value in addresses.items()},
             )
         elif isinstance(layer, Raw) and isinstance(layer.underlayer, IP | IPv6):
             self._cut_transport(layer)
