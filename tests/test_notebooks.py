@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
+import subprocess
+import uuid
 from pathlib import Path
 
 import nbformat
 import pytest
 from conftest import REPO, SAMPLES, require_root_lab
 from nbclient import NotebookClient
+
+from flannelcap.lab import teardown
+from flannelcap.lab._lab import existing_namespaces
 
 NOTEBOOKS = REPO / "notebooks"
 
@@ -71,15 +75,24 @@ def test_audit_notebook(tmp_path: Path) -> None:
     assert images == 2
 
 
-def test_capture_over_ssh_notebook(tmp_path: Path) -> None:
+def test_capture_over_ssh_notebook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The notebook builds its lab under a prefix this test chooses, so that afterwards the
+    test removes that lab's namespaces (if the notebook failed to) and nothing else: a
+    namespace someone else made while it ran is still there after it."""
     require_root_lab()
-    before = set(os.listdir("/var/run/netns")) if os.path.isdir("/var/run/netns") else set()
+    prefix = "nbt" + uuid.uuid4().hex[:5]
+    foreign = "fcforeign-" + uuid.uuid4().hex[:6]  # stands for other work on this machine
+    monkeypatch.setenv("FLANNELCAP_NOTEBOOK_LAB_PREFIX", prefix)
+    subprocess.run(["ip", "netns", "add", foreign], check=True)
     try:
-        text, _images = run_notebook("3-capture-over-ssh.ipynb", tmp_path)
+        try:
+            text, _images = run_notebook("3-capture-over-ssh.ipynb", tmp_path)
+        finally:
+            left = [ns for ns in existing_namespaces() if ns.startswith(prefix + "-")]
+            teardown(prefix)
+        assert foreign in existing_namespaces()
     finally:
-        left = (set(os.listdir("/var/run/netns")) if os.path.isdir("/var/run/netns") else set()) - before
-        for namespace in left:
-            os.system(f"ip netns del {namespace}")
+        subprocess.run(["ip", "netns", "del", foreign], check=False)
     assert "cluster reachable: True" in text
     assert "lab up: kpi091 192.168.1.38, kpi092 192.168.1.39, kpi093 192.168.1.40" in text
     lines = [line.split() for line in text.splitlines() if line.strip().startswith(tuple("0123456789"))]
