@@ -88,5 +88,10 @@ class SudoError(RemoteError):
     """The remote user may not run tcpdump as root."""
 
 
+class BadArgument(FlannelcapError):
+    """A value given to flannelcap that it cannot use: a UDP port out of range, or a node name,
+    interface or filter that cannot be passed on to a node's shell safely."""
+
+
 class LabError(FlannelcapError):
     """The namespace lab could not be built, used or removed."""

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from conftest import SAMPLES
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from matplotlib.text import Annotation
 
 import flannelcap
@@ -201,3 +205,62 @@ def test_read_without_topology_and_bad_input(tmp_path: Path) -> None:
     with pytest.raises(flannelcap.CaptureFormatError):
         flannelcap.read(tmp_path / "x.pcap")
     assert isinstance(cap.packets, pd.DataFrame)
+
+
+# -- whatever a notebook user passes, only flannelcap's own errors come out ------------------
+
+_PATHS = st.sampled_from(["missing.pcap", "dir", "garbage.pcap", "empty.pcap", "cut.pcap", "good.pcap"])
+_TOPOLOGIES = st.sampled_from([None, "tables", "garbage-tables", "missing-tables", "garbage.json", "good.pcap"])
+_PORTS = st.lists(st.one_of(st.integers(-5, 70_000), st.sampled_from([0, 65535, 65536, 8472])), max_size=3)
+
+
+@pytest.fixture(scope="module")
+def odd_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory of the things a user may point read() at by mistake."""
+    base = tmp_path_factory.mktemp("odd")
+    good = (SAMPLES / "fault-wrong-fdb.pcap").read_bytes()
+    (base / "good.pcap").write_bytes(good)
+    (base / "cut.pcap").write_bytes(good[: len(good) // 2])
+    (base / "empty.pcap").write_bytes(b"")
+    (base / "garbage.pcap").write_bytes(b"not a capture at all\n" * 10)
+    (base / "dir").mkdir()
+    shutil.copytree(SAMPLES / "fault-wrong-fdb.tables", base / "tables")
+    (base / "garbage-tables" / "kpi091").mkdir(parents=True)
+    (base / "garbage-tables" / "kpi091" / "neigh.txt").write_text("}{ nothing a table holds\n")
+    (base / "garbage.json").write_text('{"format": "flannelcap-topology/1", "nodes": 3}')
+    return base
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@given(
+    path=_PATHS,
+    topology=_TOPOLOGIES,
+    ports=_PORTS,
+    flow=st.one_of(st.integers(-(2**40), 2**40), st.text(max_size=20)),
+    number=st.integers(-(2**40), 2**40),
+)
+def test_the_public_api_raises_only_flannelcaps_errors(
+    odd_files: Path, path: str, topology: str | None, ports: list[int], flow: int | str, number: int
+) -> None:
+    def attempt(call: Callable[[], object]) -> None:
+        try:
+            call()
+        except flannelcap.FlannelcapError as error:
+            assert str(error) and "Traceback" not in str(error)
+            assert "None" not in str(error), str(error)
+
+    where = odd_files / path
+    attempt(lambda: list(flannelcap.decode_file(where, vxlan_ports=ports)))
+    attempt(lambda: list(flannelcap.decode_file(where, vxlan_ports=ports, engine="scapy")))
+    try:
+        capture = flannelcap.read(where, topology=odd_files / topology if topology else None, vxlan_ports=ports)
+        frame = capture.packets
+    except flannelcap.FlannelcapError:
+        return
+    assert frame["number"].tolist() == list(range(1, len(frame) + 1))  # every packet read, in order
+    attempt(capture.flows)
+    attempt(capture.http)
+    attempt(capture.findings)
+    attempt(lambda: capture.explain(flow))
+    attempt(lambda: capture.scapy(number))
+    attempt(lambda: repr(capture))

@@ -7,12 +7,14 @@ import io
 import json
 import os
 import pty
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLES, require_tool
+from conftest import SAMPLES, manifest, require_tool
 from pcapdata import GOOD_FRAME, VXLAN_HTTP_LAYERS, pcap
 
 
@@ -239,3 +241,47 @@ def test_progress_bar_on_a_terminal_is_wiped_before_the_summary() -> None:
     assert done.returncode == 0 and done.stdout.startswith(b"800 packets")
     assert "cross-node-large-transfer.pcap [##############################] 100% 1/1 MB" in shown
     assert shown.endswith("\r\x1b[K")  # wiped: nothing of it stays on the terminal
+
+
+# Python's words for "nothing" and its containers, where a value was unknown or a list empty.
+INTERNALS = re.compile(r"\bNone\b|\[\]|\(\)|\{\}|<flannelcap\.|object at 0x")
+
+
+def _unknowns(tmp_path: Path) -> Path:
+    """Tables with holes: one node printed only its routes; kubectl knows another only by a
+    null backend-data; a third has nothing but its name."""
+    tables = tmp_path / "unknowns"
+    shutil.copytree(SAMPLES / "cross-node-http-client.tables", tables)
+    for table in (tables / "kpi091").iterdir():
+        if "route" not in table.name:
+            table.unlink()
+    nodes = json.loads((tables / "kubectl-get-nodes.json").read_text())
+    annotations = nodes["items"][1]["metadata"]["annotations"]
+    annotations["flannel.alpha.coreos.com/backend-data"] = "null"
+    annotations["flannel.alpha.coreos.com/backend-type"] = ""
+    nodes["items"].append({"metadata": {"name": "kpi099"}})
+    (tables / "kubectl-get-nodes.json").write_text(json.dumps(nodes))
+    return tables
+
+
+WITH_UNKNOWNS = {"file": "cross-node-http-client.pcap", "tables": "unknowns", "client": "busybox", "server": "nginx"}
+
+
+@pytest.mark.parametrize("entry", [*manifest(), WITH_UNKNOWNS], ids=lambda e: str(e["tables"]))
+def test_no_python_internals_in_any_message(entry: dict, tmp_path: Path) -> None:
+    tables = _unknowns(tmp_path) if entry["tables"] == "unknowns" else SAMPLES / str(entry["tables"])
+    capture = str(SAMPLES / str(entry["file"]))
+    runs = {
+        "map": flannelcap("map", "--tables", str(tables)),
+        "audit": flannelcap("audit", capture, "--tables", str(tables)),
+        "explain": flannelcap(
+            "explain", str(entry["client"]), str(entry["server"]), "--tables", str(tables), "--capture", capture
+        ),
+    }
+    for command, done in runs.items():
+        assert done.returncode in (0, 1), (command, done.stderr)
+        text = done.stdout + done.stderr
+        assert text.strip(), command
+        assert not INTERNALS.findall(text), (command, [line for line in text.splitlines() if INTERNALS.search(line)])
+    if entry["tables"] == "unknowns":
+        assert "kubectl get nodes: node kpi092: backend-data is null (an empty backend-type" in runs["audit"].stdout

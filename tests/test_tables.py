@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,16 @@ from conftest import SAMPLES
 
 from flannelcap._errors import TableParseError
 from flannelcap.topology.kube import parse_kubectl_nodes, parse_kubectl_pods
-from flannelcap.topology.tables import parse_fdb, parse_links, parse_neigh, parse_routes, vxlan_device
+from flannelcap.topology.model import build_topology
+from flannelcap.topology.tables import (
+    SubnetEnv,
+    parse_fdb,
+    parse_links,
+    parse_neigh,
+    parse_routes,
+    parse_subnet_env,
+    vxlan_device,
+)
 
 SEED = Path(__file__).parent / "data" / "seed"
 
@@ -215,12 +225,6 @@ def test_kubectl_nodes_annotations(samples: dict) -> None:
         (vxlan_device, "4: cni0: <BROADCAST> mtu 1450\n", "no device flannel.1"),
         (vxlan_device, "4: flannel.1: <BROADCAST> mtu 1450\n", "flannel.1 has no VXLAN details"),
         (parse_kubectl_nodes, '{"kind": "List"}', "not a Node list"),
-        (
-            parse_kubectl_nodes,
-            '{"items": [{"metadata": {"name": "a", "annotations": '
-            '{"flannel.alpha.coreos.com/backend-data": "{VNI"}}}]}',
-            "node a: backend-data is not JSON",
-        ),
         (parse_kubectl_pods, "busybox 1/1 Running 0 1m 10.42.0.3 kpi091\n", "expected the header line"),
     ],
 )
@@ -229,3 +233,114 @@ def test_bad_tables_raise_one_line(parser: object, text: str, message: str) -> N
         parser(text)  # type: ignore[operator]
     assert message in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_odd_flannel_annotations_are_notes_and_every_node_is_still_read() -> None:
+    """Real clusters' dumps: host-gw nodes say ``backend-data: "null"`` (sometimes with an empty
+    backend-type); a node flannel has not reached has none; a paste can damage one."""
+    good = '{"VNI":1,"VtepMAC":"1A:5B:A4:90:84:DD"}'
+    annotations = {
+        "vxlan": {"backend-type": "vxlan", "backend-data": good, "public-ip": "172.31.9.11"},
+        "hostgw": {"backend-type": "host-gw", "backend-data": "null", "public-ip": "172.31.9.12"},
+        "unset": {"backend-type": "", "backend-data": "null", "public-ip": "172.31.9.13"},
+        "empty": {"backend-type": "vxlan", "backend-data": "", "public-ip": "172.31.9.14"},
+        "missing": {"backend-type": "vxlan", "public-ip": "172.31.9.15"},
+        "damaged": {"backend-type": "vxlan", "backend-data": '{"VNI":1,"VtepMAC', "public-ip": "172.31.9.16"},
+        "listed": {"backend-type": "vxlan", "backend-data": "[1, 2]", "public-ip": "172.31.9.17"},
+    }
+    items = [
+        {
+            "metadata": {
+                "name": name,
+                "annotations": {f"flannel.alpha.coreos.com/{k}": v for k, v in values.items()},
+            },
+            "spec": {"podCIDR": f"10.244.{i}.0/24"},
+        }
+        for i, (name, values) in enumerate(annotations.items())
+    ]
+    nodes = parse_kubectl_nodes(json.dumps({"items": items}))
+    assert [n.name for n in nodes] == list(annotations)
+    assert [n.public_ip for n in nodes] == [f"172.31.9.{11 + i}" for i in range(len(annotations))]
+    assert [n.pod_cidrs for n in nodes] == [(f"10.244.{i}.0/24",) for i in range(len(annotations))]
+    by_name = {n.name: n for n in nodes}
+    assert (by_name["vxlan"].vtep_mac, by_name["vxlan"].vni, by_name["vxlan"].notes) == ("1a:5b:a4:90:84:dd", 1, ())
+    for name in ("hostgw", "unset", "empty", "missing", "damaged", "listed"):
+        node = by_name[name]
+        assert (node.vtep_mac, node.vni) == (None, None), name
+        [note] = node.notes
+        assert note.startswith(f"kubectl get nodes: node {name}"), note
+        assert "None" not in note and "{" not in note.split("(")[0], note
+    assert "backend-data is null (backend-type 'host-gw'" in by_name["hostgw"].notes[0]
+    assert "backend-data is null (an empty backend-type" in by_name["unset"].notes[0]
+    assert "backend-data is empty" in by_name["empty"].notes[0]
+    assert "has no backend-data annotation" in by_name["missing"].notes[0]
+    assert 'backend-data is not JSON (\'{"VNI":1,"VtepMAC\')' in by_name["damaged"].notes[0]
+    assert "not a JSON object" in by_name["listed"].notes[0]
+    topology = build_topology(kubectl_nodes=json.dumps({"items": items}))
+    assert len(topology.nodes) == len(annotations) and len(topology.notes) == 6
+
+
+def test_subnet_env_as_flanneld_writes_it() -> None:
+    text = "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n"
+    assert parse_subnet_env(text) == SubnetEnv(network="10.244.0.0/16", subnet="10.244.1.1/24", mtu=1450, ipmasq=True)
+    assert parse_subnet_env("$ cat /run/flannel/subnet.env\nFLANNEL_SUBNET=10.42.3.1/24\n").subnet == "10.42.3.1/24"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "no FLANNEL_NETWORK or FLANNEL_SUBNET line"),
+        ("hello world\n", "line 1: expected KEY=value lines"),
+        ("FLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_MTU=big\n", "line 2: FLANNEL_MTU is not a number"),
+        ("FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=ten/24\n", "line 2: FLANNEL_SUBNET is not an address/prefix"),
+    ],
+)
+def test_bad_subnet_env_names_the_line(text: str, message: str) -> None:
+    with pytest.raises(TableParseError, match=message):
+        parse_subnet_env(text)
+
+
+def test_pod_cidrs_from_node_tables_alone_agree_whatever_the_source() -> None:
+    """A node's own cni0 route, its subnet.env and its peer's route via its VTEP address each
+    give its pod CIDR; a peer's route that says otherwise is a conflict."""
+    flannel = (
+        "5: flannel.1: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1450 qdisc noqueue state UNKNOWN\n"
+        "    link/ether {mac} brd ff:ff:ff:ff:ff:ff\n"
+        "    vxlan id 1 local {ip} dev eth0 srcport 0 0 dstport 8472 nolearning ttl auto ageing 300\n"
+        "    inet {vtep}/32 scope global flannel.1\n"
+    )
+    tables = {
+        "n1": {
+            "flannel": flannel.format(mac="aa:aa:aa:aa:aa:01", ip="172.31.9.11", vtep="10.244.1.0"),
+            "routes": "10.244.1.0/24 dev cni0 proto kernel scope link src 10.244.1.1\n"
+            "10.244.2.0/24 via 10.244.2.0 dev flannel.1 onlink\n",
+        },
+        "n2": {
+            "flannel": flannel.format(mac="aa:aa:aa:aa:aa:02", ip="172.31.9.12", vtep="10.244.2.0"),
+            "routes": "10.244.1.0/24 via 10.244.1.0 dev flannel.1 onlink\n",
+            "subnet": "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.2.1/24\n",
+        },
+    }
+    topology = build_topology(node_tables=tables)
+    n1, n2 = topology.nodes
+    assert (n1.pod_cidr, n1.cni0_ip, n1.sources["pod_cidr"]) == (
+        "10.244.1.0/24",
+        "10.244.1.1",
+        "n1: ip route (10.244.1.0/24 dev cni0)",
+    )
+    assert (n2.pod_cidr, n2.cni0_ip, n2.sources["pod_cidr"]) == (
+        "10.244.2.0/24",
+        "10.244.2.1",
+        "n2: /run/flannel/subnet.env",
+    )
+    assert topology.conflicts == ()
+    only_peer = build_topology(node_tables={"n1": tables["n1"], "n2": {"flannel": tables["n2"]["flannel"]}})
+    assert only_peer.node("n2").pod_cidr == "10.244.2.0/24"  # type: ignore[union-attr]
+    assert only_peer.node("n2").sources["pod_cidr"] == "n1: ip route (10.244.2.0/24 via 10.244.2.0)"  # type: ignore[union-attr]
+    tables["n1"]["routes"] = tables["n1"]["routes"].replace("10.244.2.0/24 via", "10.244.7.0/24 via")
+    [conflict] = build_topology(node_tables=tables).conflicts
+    assert (conflict.node, conflict.field) == ("n2", "pod_cidr")
+    assert conflict.values == {
+        "n2: /run/flannel/subnet.env": "10.244.2.0/24",
+        "n1: ip route (10.244.7.0/24 via 10.244.2.0)": "10.244.7.0/24",
+    }

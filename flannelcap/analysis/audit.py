@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from flannelcap.packets.records import PacketRecord
-from flannelcap.topology.model import FLANNEL_DEVICE, NODE_TABLES, Node, Topology
+from flannelcap.topology.model import FLANNEL_DEVICE, NODE_TABLES, SUBNET_ENV, Node, Topology
 from flannelcap.topology.tables import FdbEntry, NeighEntry, Route
 
 ERROR, WARNING, INFO = "error", "warning", "info"
@@ -75,6 +75,11 @@ def _name(topology: Topology, ip: str | None) -> str:
     return f"{ip} ({node.name})" if node else f"{ip} (no node)"
 
 
+def _node_name(topology: Topology, ip: str) -> str | None:
+    node = topology.node_by_ip(ip)
+    return node.name if node else None
+
+
 def _sorted(findings: Iterable[Finding]) -> list[Finding]:
     return sorted(findings, key=lambda f: (_SEVERITY_ORDER[f.severity], f.node or "", f.code))
 
@@ -102,7 +107,20 @@ def audit_topology(topology: Topology) -> list[Finding]:
                 rows=tuple(f"{source}: {value}" for source, value in conflict.values.items()),
             )
         )
+    for note in topology.notes:
+        findings.append(Finding(severity=INFO, code="source-not-read", message=note))
     peers = [n for n in topology.nodes if n.vtep_mac and n.vtep_ip and n.public_ip]
+    unknown = [n.name for n in peers if not n.pod_cidr]
+    if unknown and any(v.routes is not None for v in topology.views):
+        findings.append(
+            Finding(
+                severity=INFO,
+                code="routes-not-checked",
+                message=f"cannot check the routes to {', '.join(unknown)}: no source names "
+                f"{'its' if len(unknown) == 1 else 'their'} pod CIDR (give kubectl get nodes -o json, "
+                f"{'its' if len(unknown) == 1 else 'their'} ip route, or {SUBNET_ENV})",
+            )
+        )
     for view in topology.views:
         if view.neigh is None or view.fdb is None or view.routes is None:
             continue
@@ -170,20 +188,25 @@ def _check_peer(
     topology: Topology,
 ) -> list[Finding]:
     """The route → neighbour → FDB chain that ``name`` needs to reach ``peer``'s pods."""
-    route = next((r for r in routes if r.dst == peer.pod_cidr), None)
+    route = next((r for r in routes if r.dst == peer.pod_cidr), None) if peer.pod_cidr else None
     arp = next((e for e in neigh if e.ip == peer.vtep_ip and (e.dev in (None, FLANNEL_DEVICE))), None)
     forward = next((e for e in fdb if e.mac == peer.vtep_mac and e.dev in (None, FLANNEL_DEVICE)), None)
-    missing = [what for what, entry in (("route", route), ("ARP", arp), ("FDB", forward)) if entry is None]
+    needed = (("route", route, bool(peer.pod_cidr)), ("ARP", arp, True), ("FDB", forward, True))
+    missing = [what for what, entry, checkable in needed if entry is None and checkable]
     findings = []
     if missing:
+        known = ", ".join(
+            f"{what} {value}"
+            for what, value in (("pods", peer.pod_cidr), ("VTEP", peer.vtep_ip), ("MAC", peer.vtep_mac))
+            if value
+        )
         findings.append(
             Finding(
                 severity=ERROR,
                 code="missing-entries",
                 node=name,
                 message=f"{name} has no {', '.join(missing)} entry for {peer.name} "
-                f"(pods {peer.pod_cidr}, VTEP {peer.vtep_ip} {peer.vtep_mac}, node {peer.public_ip}): "
-                f"its pods cannot reach {peer.name}'s pods",
+                f"({known}, node {peer.public_ip}): its pods cannot reach {peer.name}'s pods",
             )
         )
     if route is not None and (route.gateway != peer.vtep_ip or route.dev != FLANNEL_DEVICE or not route.onlink):
@@ -326,7 +349,8 @@ class CaptureAudit:
         self._pairs[(src, dst)].append(record.number)
         dst_node = topology.node_by_ip(dst)
         if dst_node is None:
-            if topology.nodes:  # without a topology every host is unknown: nothing to report
+            # Only where every node's IP is known can an address be no node's.
+            if topology.nodes and all(n.public_ip for n in topology.nodes):
                 self._unknown_dst[dst].append(record.number)
         elif record.inner_dst_mac not in (dst_node.vtep_mac, BROADCAST_MAC, None):
             self._wrong_mac[(dst, record.inner_dst_mac or "")].append(record.number)
@@ -400,30 +424,51 @@ class CaptureAudit:
         return findings
 
     def _checksum_findings(self) -> list[Finding]:
-        capture_nodes = self._capture_nodes()
+        capture_node = self._capture_node()
         findings = []
         for (src, dst), packets in self._bad_checksum.items():
-            # On the receiving side, or never answered: the checksum was wrong on the wire, not
-            # merely left to the sender's NIC (checksum offload), and the receiver dropped them.
-            received = (dst in capture_nodes and src not in capture_nodes) or (dst, src) not in self._pairs
             receiver = self.topology.node_by_ip(dst)
+            if self._sent_here(src, dst, capture_node):
+                findings.append(
+                    Finding(
+                        severity=INFO,
+                        code="checksum-offload",
+                        node=_node_name(self.topology, src),
+                        message=f"{len(packets)} VXLAN packets {_name(self.topology, src)} → "
+                        f"{_name(self.topology, dst)} show a wrong outer UDP checksum as captured on the sender: "
+                        "checksum offload (the NIC fills the checksum in after tcpdump saw the packet)"
+                        + (f"; {_name(self.topology, dst)} answered them" if (dst, src) in self._pairs else ""),
+                        packets=tuple(packets),
+                    )
+                )
+                continue
             findings.append(
                 Finding(
-                    severity=ERROR if received else WARNING,
+                    severity=WARNING,
                     code="bad-udp-checksum",
                     node=receiver.name if receiver else None,
                     message=f"{len(packets)} VXLAN packets {_name(self.topology, src)} → {_name(self.topology, dst)} "
-                    "have a wrong outer UDP checksum"
-                    + (
-                        ": the receiver's kernel drops them (the VXLAN checksum / double-NAT bug behind "
-                        "63-second connection delays); check NAT and checksum offload between the nodes"
-                        if received
-                        else " (if captured on the sender, this may be checksum offload)"
-                    ),
+                    "arrive with a wrong outer UDP checksum: the receiver's kernel drops them (the VXLAN "
+                    "checksum / double-NAT bug behind 63-second connection delays); check NAT and checksum "
+                    "offload between the nodes",
                     packets=tuple(packets),
                 )
             )
         return findings
+
+    def _sent_here(self, src: str, dst: str, capture_node: str | None) -> bool:
+        """Whether the packets src → dst were captured on their sender. Known when one node is
+        on every VXLAN packet (the capture node); else inferred: the peer answered (so its
+        kernel took them) and nothing it sent back has a wrong checksum."""
+        if capture_node is not None:
+            return src == capture_node
+        return (dst, src) in self._pairs and (dst, src) not in self._bad_checksum
+
+    def _capture_node(self) -> str | None:
+        """The node IP on every VXLAN packet, when exactly one is (with two nodes talking,
+        both are: then the capture point is not known from addresses alone)."""
+        common = self._capture_nodes()
+        return next(iter(common)) if len(common) == 1 else None
 
     def _capture_nodes(self) -> set[str]:
         """Node IPs that appear in every VXLAN packet: where the capture was taken."""

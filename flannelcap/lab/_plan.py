@@ -241,6 +241,16 @@ def plan_lab(spec: LabSpec) -> LabPlan:
     )
 
 
+def subnet_env(node: NodePlan) -> str:
+    """The ``/run/flannel/subnet.env`` flanneld would write on ``node`` (the lab plays flanneld,
+    as it plays kubectl; its nodes share this machine's /run, so the lab writes no such file)."""
+    prefix = node.pod_cidr.split("/")[1]
+    return (
+        f"FLANNEL_NETWORK={CLUSTER_CIDR}\nFLANNEL_SUBNET={node.cni0_ip}/{prefix}\n"
+        f"FLANNEL_MTU={FLANNEL_MTU}\nFLANNEL_IPMASQ=true\n"
+    )
+
+
 def kubectl_nodes(plan: LabPlan) -> dict[str, Any]:
     """What ``kubectl get nodes -o json`` shows for the lab, with flannel's annotations."""
     items = []

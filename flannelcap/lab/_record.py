@@ -21,7 +21,7 @@ from pathlib import Path
 from flannelcap._errors import LabError
 from flannelcap.lab._faults import apply_fault
 from flannelcap.lab._lab import BIG_FILE_NAME, Lab, check_prerequisites
-from flannelcap.lab._plan import LabPlan, LabSpec, kubectl_nodes, kubectl_pods
+from flannelcap.lab._plan import LabPlan, LabSpec, kubectl_nodes, kubectl_pods, subnet_env
 from flannelcap.topology.model import FLANNEL_DEVICE, NODE_TABLES, POD_TABLES, TableCommand
 
 
@@ -37,7 +37,8 @@ def _both_forms(tables: dict[str, TableCommand]) -> dict[str, tuple[str, ...]]:
 # What a student types on a node (seed lab §2.3 c, §3.3 c) — the tables flannelcap reads, and
 # ``ip -d link show flannel.1`` besides — and inside a pod (§2.3 b).
 NODE_TABLE_COMMANDS = _both_forms(
-    {**NODE_TABLES, "link": TableCommand("link", "ip-d-link-flannel.1", ("ip", "-d", "link", "show", FLANNEL_DEVICE))}
+    {kind: table for kind, table in NODE_TABLES.items() if kind != "subnet"}  # subnet.env: from the plan
+    | {"link": TableCommand("link", "ip-d-link-flannel.1", ("ip", "-d", "link", "show", FLANNEL_DEVICE))}
 )
 POD_TABLE_COMMANDS = _both_forms(POD_TABLES)
 
@@ -221,6 +222,7 @@ def snapshot_tables(lab: Lab, directory: Path) -> None:
         node_dir.mkdir(parents=True, exist_ok=True)
         for filename, argv in NODE_TABLE_COMMANDS.items():
             (node_dir / filename).write_text(lab.output(node.name, argv))
+        (node_dir / NODE_TABLES["subnet"].stem).write_text(subnet_env(node))
     for pod in lab.plan.pods:
         pod_dir = directory / "pods" / pod.name
         pod_dir.mkdir(parents=True, exist_ok=True)

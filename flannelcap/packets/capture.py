@@ -18,7 +18,7 @@ from flannelcap.packets.pipeline import RecordView, open_capture
 from flannelcap.packets.reader import CaptureReader
 from flannelcap.packets.records import PacketRecord
 from flannelcap.packets.scapy_decoder import Decoder, dissect
-from flannelcap.packets.vxlan import DEFAULT_VXLAN_PORTS
+from flannelcap.packets.vxlan import DEFAULT_VXLAN_PORTS, udp_ports
 from flannelcap.topology.model import Topology
 
 
@@ -95,9 +95,10 @@ def decode_file(
 
     Raises:
         CaptureFormatError: not a capture file, or an empty one.
+        BadArgument: a port that is not a UDP port.
     """
     if detail or engine == "scapy":
-        return RecordStream(source, vxlan_ports=vxlan_ports, detail=detail)
+        return RecordStream(source, vxlan_ports=udp_ports(vxlan_ports), detail=detail)
     return RecordView(open_capture(source, vxlan_ports=vxlan_ports, engine=engine, topology=topology))
 
 

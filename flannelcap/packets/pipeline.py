@@ -22,7 +22,7 @@ from flannelcap.packets.kernel_columns import ConversationSet
 from flannelcap.packets.read import FastStream
 from flannelcap.packets.records import PacketRecord
 from flannelcap.packets.summary import CaptureSummary
-from flannelcap.packets.vxlan import DEFAULT_VXLAN_PORTS
+from flannelcap.packets.vxlan import DEFAULT_VXLAN_PORTS, udp_ports
 from flannelcap.topology.model import Topology
 
 ENGINES = ("auto", "fast", "scapy")
@@ -30,8 +30,12 @@ ENGINES = ("auto", "fast", "scapy")
 
 def vxlan_ports_for(topology: Topology | None, extra: Iterable[int] = ()) -> frozenset[int]:
     """The UDP ports decoded as VXLAN: 8472 and 4789, the caller's, and every ``dstport`` the
-    topology's flannel.1 devices use."""
-    ports = set(DEFAULT_VXLAN_PORTS) | set(extra)
+    topology's flannel.1 devices use.
+
+    Raises:
+        BadArgument: a port of ``extra`` is not a UDP port.
+    """
+    ports = set(DEFAULT_VXLAN_PORTS) | udp_ports(extra)
     if topology is not None:
         ports |= {n.dstport for n in topology.nodes if n.dstport}
     return frozenset(ports)

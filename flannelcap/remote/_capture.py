@@ -328,7 +328,8 @@ class CaptureSession:
             return
         tables_dir.mkdir(parents=True, exist_ok=True)
         for kind, text in tables.items():
-            (tables_dir / f"{NODE_TABLES[kind].stem}.json").write_text(text)
+            table = NODE_TABLES[kind]
+            (tables_dir / (f"{table.stem}.json" if table.has_json else table.stem)).write_text(text)
         commands = {kind: list(table.json_argv) for kind, table in NODE_TABLES.items()}
         (tables_dir / "commands.json").write_text(json.dumps(commands, indent=2))
         self._save_kubectl(runner, tables_dir.parent)

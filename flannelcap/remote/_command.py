@@ -12,15 +12,11 @@ import shlex
 import struct
 from dataclasses import dataclass
 
-from flannelcap._errors import FlannelcapError
+from flannelcap._errors import BadArgument
 
 _INTERFACE_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,15}$")
 _NODE_RE = re.compile(r"^[A-Za-z0-9_.:@%\[\]-]{1,253}$")
 STOP_LINE = b"stop\n"
-
-
-class BadArgument(FlannelcapError):
-    """A node name, interface or filter that cannot be passed on safely."""
 
 
 def check_interface(name: str) -> str:

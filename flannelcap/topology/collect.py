@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from flannelcap._errors import CommandError, TopologyError
-from flannelcap.topology.model import NODE_TABLES, POD_TABLES, Topology, build_topology
+from flannelcap.topology.model import NODE_TABLES, OPTIONAL_NODE_TABLES, POD_TABLES, Topology, build_topology
 
 
 class Runner(Protocol):
@@ -30,18 +30,18 @@ class Runner(Protocol):
 
 
 def collect_node_tables(runner: Runner) -> dict[str, str]:
-    """Every table of ``NODE_TABLES`` from one node (``cni0`` may be absent on a node
-    without pods).
+    """Every table of ``NODE_TABLES`` from one node (those of ``OPTIONAL_NODE_TABLES`` may be
+    absent: cni0 on a node without pods, subnet.env where flanneld does not run).
 
     Raises:
-        CommandError: a table other than cni0 could not be read.
+        CommandError: a table that every flannel node has could not be read.
     """
     tables = {}
     for kind, table in NODE_TABLES.items():
         try:
             tables[kind] = runner.run(table.json_argv)
         except CommandError:
-            if kind != "cni0":
+            if kind not in OPTIONAL_NODE_TABLES:
                 raise
     return tables
 
@@ -61,6 +61,7 @@ _FILE_KINDS = (
     ("cni0", "cni0"),
     ("route", "routes"),
     ("link", "links"),
+    ("subnet", "subnet"),
 )
 _POD_FILE_KINDS = (("addr", "addr"), ("route", "routes"))
 
@@ -83,7 +84,7 @@ def topology_from_dir(directory: Path) -> Topology:
     """Build a topology from output saved by hand or by ``flannelcap lab record``.
 
     Layout: ``DIR/<node>/<table files>`` (names containing neigh, fdb, flannel, cni0,
-    route, link), ``DIR/pods/<pod>/`` (addr, route), and ``DIR/*nodes*.json`` /
+    route, link, subnet), ``DIR/pods/<pod>/`` (addr, route), and ``DIR/*nodes*.json`` /
     ``DIR/*pods*`` for kubectl output.
 
     Raises:

@@ -29,6 +29,7 @@ class KubeNode:
     vni: int | None
     vtep_mac: str | None
     pod_cidrs: tuple[str, ...]
+    notes: tuple[str, ...] = ()  # what its annotations held that could not be read
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -73,33 +74,71 @@ def parse_kubectl_nodes(text: str) -> list[KubeNode]:
 
 
 def _node(item: dict[str, Any], table: str, number: int) -> KubeNode:
-    """One Node object (raises KeyError/TypeError/… on a malformed one)."""
+    """One Node object. Flannel's annotations are read for what they hold: ``backend-data``
+    may be ``"null"`` (host-gw, or VXLAN data not published yet), empty, missing or damaged;
+    each such annotation becomes a note, and the rest of the node is still read."""
     metadata = item["metadata"]
+    name = str(metadata["name"])
+    notes: list[str] = []
     annotations = metadata.get("annotations") or {}
-    backend_text = annotations.get(FLANNEL_ANNOTATION + "backend-data")
-    backend: dict[str, Any] = {}
-    if backend_text:
-        try:
-            backend = json.loads(backend_text)
-        except json.JSONDecodeError as exc:
-            raise TableParseError(
-                table, number, backend_text, f"node {metadata['name']}: backend-data is not JSON"
-            ) from exc
-    spec = item.get("spec") or {}
+    if not isinstance(annotations, dict):
+        notes.append(f"kubectl get nodes: node {name}'s annotations are not a map; flannel's are not read")
+        annotations = {}
+    backend = _backend_data(name, annotations, notes)
+    spec: dict[str, Any] = item["spec"] if isinstance(item.get("spec"), dict) else {}
     cidrs = spec.get("podCIDRs") or ([spec["podCIDR"]] if spec.get("podCIDR") else [])
-    addresses = (item.get("status") or {}).get("addresses") or []
+    status: dict[str, Any] = item["status"] if isinstance(item.get("status"), dict) else {}
+    addresses = [a for a in status.get("addresses") or [] if isinstance(a, dict)]
     internal = next((a.get("address") for a in addresses if a.get("type") == "InternalIP"), None)
     vtep_mac = backend.get("VtepMAC")
     return KubeNode(
-        name=str(metadata["name"]),
-        internal_ip=internal,
-        public_ip=annotations.get(FLANNEL_ANNOTATION + "public-ip"),
-        public_ip_overwrite=annotations.get(FLANNEL_ANNOTATION + "public-ip-overwrite"),
-        backend_type=annotations.get(FLANNEL_ANNOTATION + "backend-type"),
+        name=name,
+        internal_ip=_text(internal),
+        public_ip=_text(annotations.get(FLANNEL_ANNOTATION + "public-ip")),
+        public_ip_overwrite=_text(annotations.get(FLANNEL_ANNOTATION + "public-ip-overwrite")),
+        backend_type=_text(annotations.get(FLANNEL_ANNOTATION + "backend-type")),
         vni=backend.get("VNI") if isinstance(backend.get("VNI"), int) else None,
-        vtep_mac=str(vtep_mac).lower() if vtep_mac else None,
-        pod_cidrs=tuple(str(c) for c in cidrs),
+        vtep_mac=str(vtep_mac).lower() if isinstance(vtep_mac, str) and vtep_mac else None,
+        pod_cidrs=tuple(str(c) for c in cidrs if isinstance(c, str)) if isinstance(cidrs, list) else (),
+        notes=tuple(notes),
     )
+
+
+def _text(value: object) -> str | None:
+    """An annotation's text; empty or not text is no value."""
+    return value if isinstance(value, str) and value else None
+
+
+def _backend_data(node: str, annotations: dict[str, Any], notes: list[str]) -> dict[str, Any]:
+    """flannel's ``backend-data`` annotation as a map, or empty with a note saying why."""
+    key = FLANNEL_ANNOTATION + "backend-data"
+    kind = annotations.get(FLANNEL_ANNOTATION + "backend-type")
+    where = f"kubectl get nodes: node {node}"
+    if key not in annotations:
+        if kind or any(k.startswith(FLANNEL_ANNOTATION) for k in annotations):
+            notes.append(f"{where} has no backend-data annotation: its VTEP MAC and VNI are not known from kubectl")
+        return {}
+    text = annotations[key]
+    if not isinstance(text, str) or not text.strip():
+        notes.append(f"{where}: backend-data is empty: its VTEP MAC and VNI are not known from kubectl")
+        return {}
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        shown = text if len(text) <= 40 else text[:37] + "..."
+        notes.append(f"{where}: backend-data is not JSON ({shown!r}): its VTEP MAC and VNI are not known from kubectl")
+        return {}
+    if data is None:
+        backend = f"backend-type {kind!r}" if kind else "an empty backend-type"
+        notes.append(
+            f"{where}: backend-data is null ({backend}: host-gw, or flannel has not published VXLAN data yet): "
+            "no VTEP MAC or VNI from kubectl"
+        )
+        return {}
+    if not isinstance(data, dict):
+        notes.append(f"{where}: backend-data is not a JSON object: its VTEP MAC and VNI are not known from kubectl")
+        return {}
+    return data
 
 
 def parse_kubectl_pods(text: str) -> list[KubePod]:

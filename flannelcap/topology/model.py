@@ -21,15 +21,18 @@ from flannelcap.topology.tables import (
     Link,
     NeighEntry,
     Route,
+    SubnetEnv,
     VxlanInfo,
     parse_fdb,
     parse_links,
     parse_neigh,
     parse_routes,
+    parse_subnet_env,
     vxlan_device,
 )
 
 FLANNEL_DEVICE = "flannel.1"
+SUBNET_ENV = "/run/flannel/subnet.env"
 TOPOLOGY_FORMAT = "flannelcap-topology/1"
 
 
@@ -41,6 +44,7 @@ class TableCommand:
     kind: str
     stem: str
     argv: tuple[str, ...]
+    has_json: bool = True  # iproute2 prints JSON with -j; a file (subnet.env) is read as it is
 
     @property
     def title(self) -> str:
@@ -49,8 +53,8 @@ class TableCommand:
 
     @property
     def json_argv(self) -> tuple[str, ...]:
-        """The same command with ``-j`` (iproute2's JSON output)."""
-        return (self.argv[0], "-j", *self.argv[1:])
+        """The same command with ``-j`` (iproute2's JSON output), or as it is without one."""
+        return (self.argv[0], "-j", *self.argv[1:]) if self.has_json else self.argv
 
 
 NODE_TABLES: dict[str, TableCommand] = {
@@ -62,8 +66,12 @@ NODE_TABLES: dict[str, TableCommand] = {
         TableCommand("routes", "ip-route", ("ip", "route")),
         TableCommand("cni0", "ip-addr-cni0", ("ip", "addr", "show", "cni0")),
         TableCommand("links", "ip-link", ("ip", "link")),
+        TableCommand("subnet", "subnet.env", ("cat", SUBNET_ENV), has_json=False),
     )
 }
+# Tables a node may lack without anything being wrong: cni0 exists only once a pod runs there,
+# subnet.env only where flanneld runs (not in the lab, not on host-gw-only setups).
+OPTIONAL_NODE_TABLES = frozenset({"cni0", "subnet"})
 POD_TABLES: dict[str, TableCommand] = {
     t.kind: t
     for t in (
@@ -113,6 +121,7 @@ class NodeView:
     flannel: Link | None = None
     cni0: Link | None = None
     links: tuple[Link, ...] | None = None
+    subnet: SubnetEnv | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -132,6 +141,7 @@ class Topology:
     pods: tuple[Pod, ...] = ()
     views: tuple[NodeView, ...] = ()
     conflicts: tuple[Conflict, ...] = ()
+    notes: tuple[str, ...] = ()  # what a source held but could not be read (one odd annotation)
 
     def node(self, name: str) -> Node | None:
         """The node called ``name``."""
@@ -199,6 +209,7 @@ class Topology:
                 pods=tuple(Pod(**p) for p in data["pods"]),
                 views=tuple(_view_from_json(v) for v in data["views"]),
                 conflicts=tuple(Conflict(**c) for c in data["conflicts"]),
+                notes=tuple(str(n) for n in data.get("notes", ())),
             )
         except (KeyError, TypeError) as exc:
             raise TopologyError(f"damaged topology file: {exc}") from exc
@@ -227,6 +238,7 @@ def _view_from_json(data: dict[str, Any]) -> NodeView:
         flannel=_link_from_json(data.get("flannel")),
         cni0=_link_from_json(data.get("cni0")),
         links=None if links is None else tuple(_link_from_json(item) for item in links),  # type: ignore[misc]
+        subnet=SubnetEnv(**data["subnet"]) if data.get("subnet") else None,
     )
 
 
@@ -257,12 +269,18 @@ def build_topology(
     kube_nodes = {n.name: n for n in parse_kubectl_nodes(kubectl_nodes)} if kubectl_nodes else {}
     views = {name: _view(name, tables) for name, tables in (node_tables or {}).items()}
     names = list(dict.fromkeys([*kube_nodes, *views]))
+    facts = {name: _own_facts(name, views.get(name)) for name in names}
+    _offer_peer_routes(facts, views.values(), kube_nodes.values())
+    for name in names:
+        if name in kube_nodes:
+            _offer_kubectl(facts[name], kube_nodes[name])
     conflicts: list[Conflict] = []
-    nodes = tuple(_merge_node(name, kube_nodes.get(name), views.get(name), conflicts) for name in names)
+    nodes = tuple(_choose(name, facts[name], conflicts) for name in names)
     nodes += _peers_seen_from(views.values(), nodes)
     kube_pods = parse_kubectl_pods(kubectl_pods) if kubectl_pods else []
     pods = tuple(_pod(p, views, pod_tables or {}) for p in kube_pods)
-    return Topology(nodes=nodes, pods=pods, views=tuple(views.values()), conflicts=tuple(conflicts))
+    notes = tuple(note for node in kube_nodes.values() for note in node.notes)
+    return Topology(nodes=nodes, pods=pods, views=tuple(views.values()), conflicts=tuple(conflicts), notes=notes)
 
 
 def _view(name: str, tables: Mapping[str, str]) -> NodeView:
@@ -278,6 +296,7 @@ def _view(name: str, tables: Mapping[str, str]) -> NodeView:
         flannel=flannel,
         cni0=cni0,
         links=tuple(parse_links(tables["links"])) if "links" in tables else None,
+        subnet=parse_subnet_env(tables["subnet"]) if tables.get("subnet", "").strip() else None,
     )
 
 
@@ -299,43 +318,90 @@ def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
         return None
 
 
-def _merge_node(name: str, kube: KubeNode | None, view: NodeView | None, conflicts: list[Conflict]) -> Node:
-    """One node from kubectl's annotations and the node's own tables (the kernel wins)."""
-    facts: dict[str, dict[str, Any]] = {}
+# Per fact (vtep_mac, pod_cidr, …), per source, the value that source gives. Sources are
+# offered in order of trust: the node's own tables first (what its kernel obeys), then what
+# its peers' tables say about it, then kubectl; the first offered is chosen.
+Facts = dict[str, dict[str, Any]]
 
-    def offer(key: str, value: Any, source: str) -> None:
-        if value is not None:
-            facts.setdefault(key, {})[source] = value
 
-    if view is not None and view.flannel is not None and view.flannel.vxlan is not None:
+def _offer(facts: Facts, key: str, value: Any, source: str) -> None:
+    if value is not None:
+        facts.setdefault(key, {}).setdefault(source, value)
+
+
+def _own_facts(name: str, view: NodeView | None) -> Facts:
+    """What a node's own tables say about it: flannel.1, cni0, its cni0 route, subnet.env."""
+    facts: Facts = {}
+    if view is None:
+        return facts
+    if view.flannel is not None and view.flannel.vxlan is not None:
         source = f"{name}: {NODE_TABLES['flannel'].title}"
         vxlan_address = _first_ipv4(view.flannel.addresses)
-        offer("vtep_mac", view.flannel.mac, source)
-        offer("public_ip", view.flannel.vxlan.local, source)
-        offer("vni", view.flannel.vxlan.vni, source)
-        offer("dstport", view.flannel.vxlan.dstport, source)
-        offer("mtu", view.flannel.mtu, source)
-        offer("vtep_ip", str(vxlan_address.ip) if vxlan_address else None, source)
-    if view is not None and view.cni0 is not None:
+        _offer(facts, "vtep_mac", view.flannel.mac, source)
+        _offer(facts, "public_ip", view.flannel.vxlan.local, source)
+        _offer(facts, "vni", view.flannel.vxlan.vni, source)
+        _offer(facts, "dstport", view.flannel.vxlan.dstport, source)
+        _offer(facts, "mtu", view.flannel.mtu, source)
+        _offer(facts, "vtep_ip", str(vxlan_address.ip) if vxlan_address else None, source)
+    if view.cni0 is not None:
         cni0 = _first_ipv4(view.cni0.addresses)
         if cni0 is not None:
             source = f"{name}: {NODE_TABLES['cni0'].title}"
-            offer("cni0_ip", str(cni0.ip), source)
-            offer("pod_cidr", str(cni0.network), source)
-    if kube is not None:
-        source = "kubectl get nodes"
-        offer("vtep_mac", kube.vtep_mac, source)
-        offer("public_ip", kube.public_ip_overwrite or kube.public_ip or kube.internal_ip, source)
-        offer("vni", kube.vni, source)
-        network = _network(kube.pod_cidrs[0]) if kube.pod_cidrs else None
+            _offer(facts, "cni0_ip", str(cni0.ip), source)
+            _offer(facts, "pod_cidr", str(cni0.network), source)
+    for route in view.routes or ():  # 10.244.1.0/24 dev cni0 proto kernel scope link src 10.244.1.1
+        if route.dev == "cni0" and route.gateway is None and _network(route.dst) is not None:
+            source = f"{name}: {NODE_TABLES['routes'].title} ({route.dst} dev cni0)"
+            _offer(facts, "pod_cidr", str(_network(route.dst)), source)
+            _offer(facts, "cni0_ip", route.src, source)
+            break
+    if view.subnet is not None and view.subnet.subnet:
+        subnet = ipaddress.ip_interface(view.subnet.subnet)
+        source = f"{name}: {SUBNET_ENV}"
+        _offer(facts, "pod_cidr", str(subnet.network), source)
+        _offer(facts, "cni0_ip", str(subnet.ip), source)  # FLANNEL_MTU is the pods' MTU, kept in the view
+    return facts
+
+
+def _offer_peer_routes(facts: Mapping[str, Facts], views: Iterable[NodeView], kube: Iterable[KubeNode]) -> None:
+    """Each peer's route ``10.244.2.0/24 via 10.244.2.0 dev flannel.1 onlink`` names the pod CIDR
+    of the node whose flannel.1 holds the via address (its VTEP IP, from its own tables or,
+    as flannel assigns it, the first address of its kubectl podCIDR)."""
+    by_vtep_ip = {
+        str(value): name for name, node_facts in facts.items() for value in node_facts.get("vtep_ip", {}).values()
+    }
+    for node in kube:
+        network = _network(node.pod_cidrs[0]) if node.pod_cidrs else None
         if network is not None:
-            offer("pod_cidr", str(network), source)
-            offer("vtep_ip", str(network.network_address), f"{source} (podCIDR)")
-            offer("cni0_ip", str(network.network_address + 1), f"{source} (podCIDR)")
+            by_vtep_ip.setdefault(str(network.network_address), node.name)
+    for view in views:
+        for route in view.routes or ():
+            owner = by_vtep_ip.get(route.gateway or "")
+            network = _network(route.dst)
+            if route.dev != FLANNEL_DEVICE or owner is None or owner == view.node or network is None:
+                continue
+            source = f"{view.node}: {NODE_TABLES['routes'].title} ({route.dst} via {route.gateway})"
+            _offer(facts[owner], "pod_cidr", str(network), source)
+
+
+def _offer_kubectl(facts: Facts, kube: KubeNode) -> None:
+    source = "kubectl get nodes"
+    _offer(facts, "vtep_mac", kube.vtep_mac, source)
+    _offer(facts, "public_ip", kube.public_ip_overwrite or kube.public_ip or kube.internal_ip, source)
+    _offer(facts, "vni", kube.vni, source)
+    network = _network(kube.pod_cidrs[0]) if kube.pod_cidrs else None
+    if network is not None:
+        _offer(facts, "pod_cidr", str(network), source)
+        _offer(facts, "vtep_ip", str(network.network_address), f"{source} (podCIDR)")
+        _offer(facts, "cni0_ip", str(network.network_address + 1), f"{source} (podCIDR)")
+
+
+def _choose(name: str, facts: Facts, conflicts: list[Conflict]) -> Node:
+    """One node from its facts: the first source offered wins; disagreements are kept."""
     chosen: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for key, by_source in facts.items():
-        source, value = next(iter(by_source.items()))  # the node's tables were offered first
+        source, value = next(iter(by_source.items()))
         chosen[key], sources[key] = value, source
         if len({str(v) for v in by_source.values()}) > 1:
             conflicts.append(Conflict(node=name, field=key, values={s: str(v) for s, v in by_source.items()}))

@@ -461,3 +461,56 @@ def vxlan_device(text: str, name: str = "flannel.1") -> Link:
                 )
             return link
     raise TableParseError("ip -d link", 0, "", f"no device {name} in the output")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubnetEnv:
+    """``/run/flannel/subnet.env``, which flanneld writes on each node: the cluster's pod
+    network, this node's pod subnet (its cni0 address and prefix), the MTU, and IP masquerade."""
+
+    network: str | None = None
+    subnet: str | None = None
+    mtu: int | None = None
+    ipmasq: bool | None = None
+
+
+_SUBNET_KEYS = {"FLANNEL_NETWORK", "FLANNEL_SUBNET", "FLANNEL_MTU", "FLANNEL_IPMASQ", "FLANNEL_IPV6_NETWORK",
+                "FLANNEL_IPV6_SUBNET"}  # fmt: skip
+
+
+def parse_subnet_env(text: str) -> SubnetEnv:
+    """Parse flannel's ``subnet.env`` (``KEY=value`` lines; other keys are ignored).
+
+    Raises:
+        TableParseError: no FLANNEL_ line, or a value that is not what its key holds.
+    """
+    table = "cat /run/flannel/subnet.env"
+    values: dict[str, tuple[int, str, str]] = {}
+    for number, line, _wrapped in _data_lines(text):
+        key, equals, value = line.strip().removeprefix("export ").partition("=")
+        if not equals or not key.startswith("FLANNEL_"):
+            raise TableParseError(table, number, line, "expected KEY=value lines such as FLANNEL_SUBNET=10.244.1.1/24")
+        values[key] = (number, line, value.strip().strip("'\""))
+    if not values.keys() & _SUBNET_KEYS:
+        raise TableParseError(table, 0, text.strip()[:80], "no FLANNEL_NETWORK or FLANNEL_SUBNET line")
+
+    def network(key: str) -> str | None:
+        if key not in values:
+            return None
+        number, line, value = values[key]
+        try:
+            ipaddress.ip_interface(value)
+        except ValueError:
+            raise TableParseError(table, number, line, f"{key} is not an address/prefix") from None
+        return value
+
+    mtu = values.get("FLANNEL_MTU")
+    if mtu is not None and not mtu[2].isdigit():
+        raise TableParseError(table, mtu[0], mtu[1], "FLANNEL_MTU is not a number")
+    masq = values.get("FLANNEL_IPMASQ")
+    return SubnetEnv(
+        network=network("FLANNEL_NETWORK"),
+        subnet=network("FLANNEL_SUBNET"),
+        mtu=int(mtu[2]) if mtu is not None else None,
+        ipmasq=None if masq is None else masq[2].lower() == "true",
+    )
