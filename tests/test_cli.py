@@ -173,14 +173,18 @@ def test_snaplen_96_capture_made_by_editcap(tmp_path: Path) -> None:
 def test_bad_usage_exits_2() -> None:
     done = flannelcap("decode", "--packets", "9-3", str(SAMPLES / "cross-node-http-client.pcap"))
     assert done.returncode == 2 and "empty packet range" in done.stderr
-    assert flannelcap("decode").returncode == 2
-    assert flannelcap("frobnicate").returncode == 2
+    no_file = flannelcap("decode")
+    assert no_file.returncode == 2 and no_file.stdout == ""
+    assert no_file.stderr.splitlines()[-1] == "flannelcap decode: error: the following arguments are required: file"
+    unknown = flannelcap("frobnicate")
+    assert unknown.returncode == 2 and "invalid choice: 'frobnicate'" in unknown.stderr
 
 
 def test_lab_without_root_or_lab_says_what_to_do() -> None:
     done = flannelcap("lab", "status", "--prefix", "nosuchlab")
-    assert done.returncode == 1
-    assert "no lab with prefix 'nosuchlab' is up" in done.stderr or "root" in done.stderr
+    assert done.returncode == 1 and done.stdout == ""
+    expected = "no lab with prefix 'nosuchlab' is up" if os.geteuid() == 0 else "root"
+    assert done.stderr.startswith("flannelcap: error: ") and expected in done.stderr, done.stderr
     _assert_no_traceback(done)
 
 

@@ -232,7 +232,28 @@ def test_record_json_round_trip_uses_the_vocabulary() -> None:
     assert data["vni"] == 1 and data["inner_src_mac"] == VTEP_A
 
 
-@pytest.mark.parametrize("cut", [14, 20, 34, 42, 50, 64, 70])
-def test_cut_anywhere_never_raises(cut: int) -> None:
+# GOOD's layout: outer Ethernet 0-14, IP 14-34, UDP 34-42, VXLAN 42-50, inner Ethernet 50-64,
+# inner IP 64-84, TCP 84-104. Cut at each boundary (and inside a header), every header that
+# was captured whole is decoded, and nothing past the cut is made up.
+CUTS = {  # cut → (outer src IP, outer dst port, VNI, inner src MAC, inner src IP, inner src port)
+    14: (None, None, None, None, None, None),
+    20: (None, None, None, None, None, None),
+    34: (NODE_A, None, None, None, None, None),
+    42: (NODE_A, 8472, None, None, None, None),
+    50: (NODE_A, 8472, 1, None, None, None),
+    64: (NODE_A, 8472, 1, VTEP_A, None, None),
+    70: (NODE_A, 8472, 1, VTEP_A, None, None),
+    84: (NODE_A, 8472, 1, VTEP_A, POD_A, None),
+    90: (NODE_A, 8472, 1, VTEP_A, POD_A, 40482),
+}
+
+
+@pytest.mark.parametrize("cut", sorted(CUTS))
+def test_cut_anywhere_decodes_what_was_captured(cut: int) -> None:
     [record] = decode([GOOD[:cut]], wire_lens=[len(GOOD)])
-    assert record.number == 1 and record.cap_len == cut
+    assert (record.number, record.cap_len, record.wire_len) == (1, cut, len(GOOD))
+    assert record.outer_src_mac == "b6:f8:33:0a:1e:8d"
+    decoded = (record.outer_src_ip, record.outer_dst_port, record.vni, record.inner_src_mac, record.inner_src_ip)
+    assert (*decoded, record.src_port if record.is_vxlan else None) == CUTS[cut]
+    assert record.is_vxlan is (cut >= 50)
+    assert record.notes[0] == f"captured {cut} of {len(GOOD)} bytes (snaplen): later headers may be missing"
