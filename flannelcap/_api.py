@@ -132,6 +132,12 @@ class Capture:
         row = chosen.iloc[0]
         return explain(self.topology, row.src_ip, row.dst_ip, list(self._records()))
 
+    def report(self, path: str | Path, max_packets: int = 2000) -> Path:
+        """Write this capture's report: one self-contained HTML page (``flannelcap report``)."""
+        from flannelcap.report import write_report
+
+        return write_report(self, path, max_packets=max_packets)
+
     def scapy(self, number: int) -> Packet:
         """The Scapy packet for packet ``number`` (1-based), VXLAN decoded."""
         from flannelcap.packets.capture import scapy_packet  # Scapy: loaded only when asked for
