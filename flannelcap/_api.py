@@ -9,7 +9,8 @@ the audit and the path, are made again from the file when asked for.
 from __future__ import annotations
 
 import html
-from collections.abc import Iterable
+from collections import namedtuple
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +20,7 @@ from flannelcap.analysis import flows as _analysis
 from flannelcap.analysis.audit import Finding, audit_capture
 from flannelcap.analysis.explain import Step, explain
 from flannelcap.packets.frames import FrameBuilder
-from flannelcap.packets.records import PacketRecord
+from flannelcap.packets.records import FIELD_NAMES, PacketRecord
 from flannelcap.packets.summary import CaptureSummary
 from flannelcap.topology.collect import read_topology, topology_from_dir
 from flannelcap.topology.model import Topology
@@ -27,6 +28,25 @@ from flannelcap.topology.model import Topology
 if TYPE_CHECKING:
     from scapy.packet import Packet
 from flannelcap.packets.pipeline import open_capture
+
+# The columns the audit reads of each packet (``audit.AuditedPacket``).
+_AUDITED = (
+    "number", "time", "is_vxlan", "outer_src_ip", "outer_dst_ip", "outer_dst_port", "outer_fragment",
+    "outer_udp_checksum_ok", "vni", "inner_src_ip", "inner_dst_mac", "inner_ip_len", "proto", "src_ip", "dst_ip",
+    "src_port", "dst_port", "tcp_flags", "tcp_seq",
+)  # fmt: skip
+_AuditedRow = namedtuple("_AuditedRow", _AUDITED)  # type: ignore[misc]
+
+
+def _missing(value: object) -> bool:
+    """pandas' ways of saying "no value": NA, and NaN in a Categorical."""
+    return value is pd.NA or (isinstance(value, float) and value != value)
+
+
+def _audited_rows(frame: pd.DataFrame) -> Iterator[Any]:
+    """The packets as the audit reads them: the columns it needs, missing values as None."""
+    columns = [frame[name].astype(object).where(frame[name].notna(), None).tolist() for name in _AUDITED]
+    return map(_AuditedRow._make, zip(*columns, strict=True))
 
 
 def _topology(source: Topology | str | Path | None) -> Topology | None:
@@ -104,10 +124,19 @@ class Capture:
         )
 
     def findings_list(self) -> list[Finding]:
-        """The audit's findings as objects (worked out once)."""
+        """The audit's findings as objects (worked out once, from the columns it reads)."""
         if self._findings is None:
-            self._findings = audit_capture(self._records(), self.topology or Topology())
+            self._findings = audit_capture(_audited_rows(self.packets), self.topology or Topology())
         return self._findings
+
+    def records_where(self, rows: pd.Series) -> list[PacketRecord]:
+        """The packets where ``rows`` (a boolean Series over ``packets``) is true, as
+        ``PacketRecord``s made from the DataFrame (not decoded again)."""
+        chosen = self.packets.loc[rows.fillna(False).astype(bool), list(FIELD_NAMES)]
+        return [
+            PacketRecord(**{k: None if _missing(v) else v for k, v in row.items()})  # type: ignore[arg-type]
+            for row in chosen.to_dict("records")
+        ]
 
     def explain(self, flow: int | str = 0) -> list[Step]:
         """The path of a conversation, step by step (``flow``: a row number of ``flows()``,
@@ -130,7 +159,11 @@ class Capture:
         if chosen.empty:
             raise TopologyError(f"no conversation {flow!r}: give a row number of flows() or a source pod's name")
         row = chosen.iloc[0]
-        return explain(self.topology, row.src_ip, row.dst_ip, list(self._records()))
+        packets = self.packets
+        between = ((packets.inner_src_ip == row.src_ip) & (packets.inner_dst_ip == row.dst_ip)) | (
+            (packets.outer_src_ip == row.src_ip) & (packets.outer_dst_ip == row.dst_ip)
+        )
+        return explain(self.topology, row.src_ip, row.dst_ip, self.records_where(between))
 
     def report(self, path: str | Path, max_packets: int = 2000) -> Path:
         """Write this capture's report: one self-contained HTML page (``flannelcap report``)."""

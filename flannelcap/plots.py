@@ -34,30 +34,32 @@ def _axes(ax: Axes | None, size: tuple[float, float]) -> tuple[Figure, Axes]:
     return fig, new_ax
 
 
-def _flow_packets(capture: Capture, flow: int) -> tuple[Any, list[PacketRecord]]:
+def _flow_packets(
+    capture: Capture, flow: int
+) -> tuple[Any, list[PacketRecord], dict[tuple[object, ...], PacketRecord]]:
+    """The conversation's row of flows(), its packets (the VXLAN copies, where there are), and
+    the copy of each of its segments that carries an HTTP head (tcpdump -i any sees a segment on
+    the pod's veth first, where the head is reported, and inside VXLAN later)."""
     table = capture.flows()
     if table.empty:
         raise FlannelcapError(f"{capture.path.name} holds no TCP or UDP conversation to draw")
     vxlan_flows = table[table.vxlan.astype(bool)]
     row = (vxlan_flows if len(vxlan_flows) else table).iloc[flow]
-    ends = {(row.src_ip, row.src_port), (row.dst_ip, row.dst_port)}
-    members = [
-        r for r in capture.records if r.proto == row.proto and {(r.src_ip, r.src_port), (r.dst_ip, r.dst_port)} == ends
-    ]
+    packets = capture.packets
+    forward = (packets.src_ip == row.src_ip) & (packets.src_port == row.src_port)
+    forward &= (packets.dst_ip == row.dst_ip) & (packets.dst_port == row.dst_port)
+    back = (packets.src_ip == row.dst_ip) & (packets.src_port == row.dst_port)
+    back &= (packets.dst_ip == row.src_ip) & (packets.dst_port == row.src_port)
+    members = capture.records_where((packets.proto == row.proto) & (forward | back))
+    heads = {_segment(r): r for r in members if r.http_method or r.http_status is not None}
     if any(r.is_vxlan for r in members):  # -i any shows each packet on several interfaces
         members = [r for r in members if r.is_vxlan]
-    return row, members
+    return row, members, heads
 
 
 def _segment(record: PacketRecord) -> tuple[object, ...]:
     """What makes two copies of a TCP segment the same segment."""
     return (record.src_ip, record.src_port, record.tcp_seq, record.tcp_ack, record.tcp_flags, record.payload_len)
-
-
-def _http_by_segment(capture: Capture) -> dict[tuple[object, ...], PacketRecord]:
-    """The copy of each segment that carries its HTTP head (tcpdump -i any sees a segment on
-    the pod's veth first, where the head is reported, and inside VXLAN later)."""
-    return {_segment(r): r for r in capture.records if r.http_method or r.http_status is not None}
 
 
 def _label(record: PacketRecord) -> str:
@@ -81,7 +83,7 @@ def figure2(capture: Capture, flow: int = 0, ax: Axes | None = None) -> Figure:
     the path between them; the outer (node IPs, UDP port, VNI) and inner (VTEP MACs, pod
     IPs) headers on the tunnel; and the ARP and FDB rows the sender used.
     """
-    row, members = _flow_packets(capture, flow)
+    row, members, _heads = _flow_packets(capture, flow)
     first = next((r for r in members if r.is_vxlan and r.src_ip == row.src_ip), None)
     if first is None:
         raise FlannelcapError("this conversation never crossed VXLAN: there is no tunnel to draw")
@@ -175,7 +177,7 @@ def _tables_used(capture: Capture, node: str | None, first: PacketRecord) -> lis
 def ladder(capture: Capture, flow: int = 0, ax: Axes | None = None, limit: int = 40) -> Figure:
     """A sequence diagram of one conversation: each packet an arrow between the two pods,
     with its time, what it is (SYN, GET, 200 …), and its outer and inner addresses."""
-    row, members = _flow_packets(capture, flow)
+    row, members, heads = _flow_packets(capture, flow)
     members = members[:limit]
     height = max(4.0, 0.62 * len(members) + 1.5)
     fig, ax = _axes(ax, (13, height))
@@ -191,7 +193,6 @@ def ladder(capture: Capture, flow: int = 0, ax: Axes | None = None, limit: int =
         ax.plot([x, x], [-0.2, len(members) + 0.2], color="#777", lw=1)
         ax.text(x, -0.6, name, ha="center", va="bottom", fontsize=10, weight="bold")
     start = members[0].time if members else 0.0
-    heads = _http_by_segment(capture)
     for i, record in enumerate(members, start=0):
         y = i + 0.6
         forward = record.src_ip == row.src_ip

@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import SAMPLES
+from conftest import SAMPLES, manifest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from matplotlib.text import Annotation
 
 import flannelcap
 from flannelcap import plots
+from flannelcap.analysis.audit import audit_capture
 
 
 def capture(name: str) -> flannelcap.Capture:
@@ -264,3 +265,13 @@ def test_the_public_api_raises_only_flannelcaps_errors(
     attempt(lambda: capture.explain(flow))
     attempt(lambda: capture.scapy(number))
     attempt(lambda: repr(capture))
+
+
+@pytest.mark.parametrize("entry", [str(e["file"]) for e in manifest()])
+def test_records_made_from_the_dataframe_equal_the_decoded_ones(entry: str) -> None:
+    """The figures, explain and the report take their records from the DataFrame's rows: each
+    must be the record the decoder made, field for field (missing values None, not NaN)."""
+    cap = flannelcap.read(SAMPLES / entry, topology=SAMPLES / entry.replace(".pcap", ".tables"))
+    made = cap.records_where(pd.Series(True, index=cap.packets.index))
+    assert [r.to_dict() for r in made] == [r.to_dict() for r in cap.records]
+    assert cap.findings_list() == audit_capture(cap.records, cap.topology)  # type: ignore[arg-type]

@@ -81,23 +81,26 @@ def _sha256(path: Path) -> str:
 def _capture_sections(capture: Capture, prefix: str, max_packets: int) -> list[Section]:
     flows = capture.flows()
     findings = capture.findings_list()
-    tunnelled = [i for i, row in enumerate(flows.itertuples()) if bool(row.vxlan)]
-    chosen = next((i for i in tunnelled if isinstance(flows.src_pod.iloc[i], str)), tunnelled[0] if tunnelled else None)
+    vxlan = flows.vxlan.fillna(False).astype(bool).tolist()
+    tunnelled = [i for i, crossed in enumerate(vxlan) if crossed]
+    named = flows.src_pod.notna().tolist()
+    chosen = next((i for i in tunnelled if named[i]), tunnelled[0] if tunnelled else None)
     shown = set(capture.packets.number.iloc[:max_packets].tolist())
     sections = [_summary(capture, prefix, findings)]
     if chosen is not None:
-        sections.append(
-            Section(f"{prefix}figure2", "Figure 2, with this capture's addresses", [_svg(capture, "figure2", chosen)])
-        )
+        drawn = tunnelled.index(chosen)  # the figures count the tunnelled conversations only
+        figure = _svg(capture, "figure2", drawn)
+        sections.append(Section(f"{prefix}figure2", "Figure 2, with this capture's addresses", [figure]))
         steps = _explain(capture, chosen)
         if steps:
             sections.append(Section(f"{prefix}path", "The path, step by step", [_steps_html(steps)]))
-    sections.append(_conversations(flows, prefix))
+    sections.append(_conversations(flows, prefix, max_packets))
     http = capture.http()
     if len(http):
-        sections.append(_http(http, prefix, shown))
+        sections.append(_http(http, prefix, shown, max_packets))
     if chosen is not None:
-        sections.append(Section(f"{prefix}ladder", "Ladder of the conversation", [_svg(capture, "ladder", chosen)]))
+        ladder = _svg(capture, "ladder", tunnelled.index(chosen))
+        sections.append(Section(f"{prefix}ladder", "Ladder of the conversation", [ladder]))
     sections.append(_findings(findings, prefix, shown))
     sections.append(_packets(capture, prefix, max_packets))
     answers = _lab_answers(capture, chosen)
@@ -183,7 +186,15 @@ def _steps_html(steps: list[Any]) -> str:
     return "<ol>" + "".join(items) + "</ol>"
 
 
-def _conversations(flows: Any, prefix: str) -> Section:
+def _first(table: Any, limit: int, what: str) -> tuple[Any, list[str]]:
+    """The first ``limit`` rows of a table, and a line saying so when there were more."""
+    if len(table) <= limit:
+        return table, []
+    return table.iloc[:limit], [f"<p>The first {limit} of {len(table)} {what} (as many as the packet list).</p>"]
+
+
+def _conversations(flows: Any, prefix: str, limit: int) -> Section:
+    shown, said = _first(flows, limit, "conversations")
     headers = ["flow", "proto", "source", "destination", "source pod", "destination pod", "nodes", "VNI", "packets",
                "bytes", "start", "duration (s)"]  # fmt: skip
     rows = [
@@ -201,10 +212,10 @@ def _conversations(flows: Any, prefix: str) -> Section:
             f"{float(r.start):.6f}",
             f"{float(r.duration):.6f}",
         ]
-        for r in flows.itertuples()
+        for r in shown.itertuples()
     ]
     return Section(
-        f"{prefix}conversations", "Conversations", [Table(f"{prefix}conversations-table", headers, rows).html()]
+        f"{prefix}conversations", "Conversations", [*said, Table(f"{prefix}conversations-table", headers, rows).html()]
     )
 
 
@@ -216,7 +227,8 @@ def _packet_link(number: int, prefix: str, shown: set[int]) -> str:
     return f'<a href="#{prefix}p{number}">{number}</a>' if number in shown else str(number)
 
 
-def _http(http: Any, prefix: str, shown: set[int]) -> Section:
+def _http(http: Any, prefix: str, shown: set[int], limit: int) -> Section:
+    http, said = _first(http, limit, "HTTP exchanges")
     headers = ["request", "response", "client", "server", "method", "path", "host", "status", "latency (ms)"]
     rows = [
         [
@@ -232,7 +244,7 @@ def _http(http: Any, prefix: str, shown: set[int]) -> Section:
         ]
         for r in http.itertuples()
     ]
-    return Section(f"{prefix}http", "HTTP exchanges", [Table(f"{prefix}http-table", headers, rows).html()])
+    return Section(f"{prefix}http", "HTTP exchanges", [*said, Table(f"{prefix}http-table", headers, rows).html()])
 
 
 def _findings(findings: list[Any], prefix: str, shown: set[int]) -> Section:
