@@ -334,3 +334,44 @@ def test_every_tcp_flag_combination_agrees_and_is_named_bit_for_bit() -> None:
         assert record.src_port == 30000 + bits
     assert records[0xC2].tcp_flags == "SYN, ECE, CWR"  # an ECN-setup SYN
     assert records[0x52].tcp_flags == "SYN, ACK, ECE"  # its ECN-setup SYN-ACK
+
+
+def test_vlan_ids_leave_out_the_priority_bits() -> None:
+    from scapy.layers.l2 import Dot1Q
+
+    tagged = Ether(bytes(vxlan_frame(inner_tcp(b"", flags="S"))))
+    frame = Ether(src=tagged.src, dst=tagged.dst) / Dot1Q(prio=5, dei=1, vlan=100) / tagged.payload
+    stream = agree(io.BytesIO(pcap([bytes(frame)])))
+    assert stream.fallback_frames == 0
+    [record] = list(FastStream(io.BytesIO(pcap([bytes(frame)]))))
+    assert (record.vlan, record.vni, record.inner_src_ip) == (100, 1, "10.42.3.51")
+
+
+def test_a_udp_checksum_that_computes_to_zero_is_sent_as_ffff() -> None:
+    """RFC 768: a computed checksum of 0 goes on the wire as 0xFFFF (0 means "none")."""
+    frame = bytearray(vxlan_frame(inner_tcp(b"\0\0rest of the payload")))
+    udp = 14 + 20
+    checksum = int.from_bytes(frame[udp + 6 : udp + 8], "big")
+    payload = udp + 8 + 8 + 14 + 20 + 20  # the inner TCP payload's first word (even offset from UDP)
+    frame[payload : payload + 2] = checksum.to_bytes(2, "big")  # adding it makes the sum 0xFFFF
+    frame[udp + 6 : udp + 8] = b"\xff\xff"
+    from scapy.layers.inet import UDP
+
+    assert UDP in Ether(bytes(frame)) and Ether(bytes(frame))[UDP].chksum == 0xFFFF
+    stream = agree(io.BytesIO(pcap([bytes(frame)])))
+    assert stream.fallback_frames == 0
+    [record] = list(FastStream(io.BytesIO(pcap([bytes(frame)]))))
+    assert (record.outer_udp_checksum, record.outer_udp_checksum_ok) == (0xFFFF, True)
+
+
+def test_a_first_fragment_is_not_a_whole_packet() -> None:
+    from scapy.layers.inet import IP
+
+    whole = Ether(bytes(vxlan_frame(inner_tcp(b"x" * 40))))
+    whole[IP].flags = "MF"  # more fragments follow; the offset stays 0
+    del whole[IP].chksum
+    data = bytes(whole)
+    assert agree(io.BytesIO(pcap([data]))).fallback_frames == 1  # fragments are Scapy's, with their note
+    [record] = list(FastStream(io.BytesIO(pcap([data]))))
+    assert record.outer_fragment is True and record.vni == 1  # the first one holds the headers
+    assert record.notes == ("outer IPv4 fragment (offset 0, more follow): not reassembled",)
