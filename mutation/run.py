@@ -8,6 +8,7 @@ uses it too). A mutant is *killed* when its tests fail, *survives* when they pas
 
     python mutation/run.py                 # every mutant
     python mutation/run.py --only planted  # the five planted bugs
+    python mutation/run.py --name VLAN     # the mutants whose name says VLAN
     python mutation/run.py --list
 
 Run it as root, like the suite: the planted ``explain`` and ``sudo`` bugs need the lab. The
@@ -200,9 +201,10 @@ def run(mutant: Mutant, base: Path) -> tuple[bool, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", choices=["planted", "kernel"], help="one group of mutants")
+    parser.add_argument("--name", help="only the mutants whose name holds this text")
     parser.add_argument("--list", action="store_true", help="list the mutants and stop")
     args = parser.parse_args()
-    chosen = [m for m in MUTANTS if args.only in (None, m.group)]
+    chosen = [m for m in MUTANTS if args.only in (None, m.group) and (args.name or "") in m.name]
     if args.list:
         for mutant in chosen:
             print(f"{mutant.group:8} {mutant.name}")

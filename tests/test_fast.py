@@ -375,3 +375,18 @@ def test_a_first_fragment_is_not_a_whole_packet() -> None:
     [record] = list(FastStream(io.BytesIO(pcap([data]))))
     assert record.outer_fragment is True and record.vni == 1  # the first one holds the headers
     assert record.notes == ("outer IPv4 fragment (offset 0, more follow): not reassembled",)
+
+
+def test_a_body_that_looks_like_a_head_is_body() -> None:
+    """Content-Length says how much body follows; a head-like text inside it is not a head."""
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\n"
+    body = b"HTTP/1.1 404 Not Found\r\n\r\n".ljust(40, b".")
+    back = {"src": "10.42.2.23", "dst": "10.42.3.51", "sport": 80, "dport": 40482}
+    frames = [
+        vxlan_frame(inner_tcp(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", seq=1)),
+        vxlan_frame(inner_tcp(head, seq=5000, **back)),  # type: ignore[arg-type]
+        vxlan_frame(inner_tcp(body, seq=5000 + len(head), **back)),  # type: ignore[arg-type]
+    ]
+    assert agree(io.BytesIO(pcap(frames))).fallback_frames == 0
+    records = list(FastStream(io.BytesIO(pcap(frames))))
+    assert [(r.http_method, r.http_status) for r in records] == [("GET", None), (None, 200), (None, None)]
