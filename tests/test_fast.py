@@ -390,3 +390,19 @@ def test_a_body_that_looks_like_a_head_is_body() -> None:
     assert agree(io.BytesIO(pcap(frames))).fallback_frames == 0
     records = list(FastStream(io.BytesIO(pcap(frames))))
     assert [(r.http_method, r.http_status) for r in records] == [("GET", None), (None, 200), (None, None)]
+
+
+def test_keep_alive_reports_every_request_and_response() -> None:
+    """Several exchanges on one connection (HTTP keep-alive): each head once, in both engines."""
+    back = {"src": "10.42.2.23", "dst": "10.42.3.51", "sport": 80, "dport": 40482}
+    frames, seq, ack = [], 0xFFFFFF00, 7000  # the client's sequence numbers wrap past 2^32
+    for path in ("/one", "/two", "/three"):
+        request = f"GET {path} HTTP/1.1\r\nHost: a\r\n\r\n".encode()
+        response = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+        frames.append(vxlan_frame(inner_tcp(request, seq=seq % 2**32)))
+        frames.append(vxlan_frame(inner_tcp(response, seq=ack, **back)))  # type: ignore[arg-type]
+        seq, ack = seq + len(request), ack + len(response)
+    assert agree(io.BytesIO(pcap(frames))).fallback_frames == 0
+    records = list(FastStream(io.BytesIO(pcap(frames))))
+    assert [r.http_path for r in records if r.http_method] == ["/one", "/two", "/three"]
+    assert [r.http_status for r in records] == [None, 200] * 3
