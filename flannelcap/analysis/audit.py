@@ -310,6 +310,15 @@ class CaptureAudit:
 
     def __init__(self, topology: Topology) -> None:
         self.topology = topology
+        # Lookups by address, once (the first node with an address wins, as in Topology).
+        self._node_by_ip: dict[str | None, Node] = {}
+        self._node_by_vtep_ip: dict[str | None, Node] = {}
+        for node in topology.nodes:
+            if node.public_ip:
+                self._node_by_ip.setdefault(node.public_ip, node)
+            if node.vtep_ip:
+                self._node_by_vtep_ip.setdefault(node.vtep_ip, node)
+        self._every_ip_known = bool(topology.nodes) and all(n.public_ip for n in topology.nodes)
         self._wrong_mac: dict[tuple[str, str], list[int]] = defaultdict(list)
         self._unknown_dst: dict[str, list[int]] = defaultdict(list)
         self._pairs: dict[tuple[str, str], list[int]] = defaultdict(list)
@@ -344,13 +353,11 @@ class CaptureAudit:
                 self._answered.add((key[2], key[3], key[0], key[1]))
 
     def _add_vxlan(self, record: PacketRecord) -> None:
-        topology = self.topology
         src, dst = record.outer_src_ip or "", record.outer_dst_ip or ""
         self._pairs[(src, dst)].append(record.number)
-        dst_node = topology.node_by_ip(dst)
+        dst_node = self._node_by_ip.get(dst)
         if dst_node is None:
-            # Only where every node's IP is known can an address be no node's.
-            if topology.nodes and all(n.public_ip for n in topology.nodes):
+            if self._every_ip_known:  # only then can an address be no node's
                 self._unknown_dst[dst].append(record.number)
         elif record.inner_dst_mac not in (dst_node.vtep_mac, BROADCAST_MAC, None):
             self._wrong_mac[(dst, record.inner_dst_mac or "")].append(record.number)
@@ -358,7 +365,7 @@ class CaptureAudit:
             self._bad_checksum[(src, dst)].append(record.number)
         if record.outer_fragment:
             self._fragments.append(record.number)
-        for node in (dst_node, topology.node_by_ip(src)):
+        for node in (dst_node, self._node_by_ip.get(src)):
             if node is None:
                 continue
             if (node.vni is not None and record.vni != node.vni) or (
@@ -367,7 +374,7 @@ class CaptureAudit:
                 self._vni_port[(node.name, f"VNI {record.vni} port {record.outer_dst_port}")].append(record.number)
         if dst_node and dst_node.mtu and record.inner_ip_len and record.inner_ip_len > dst_node.mtu:
             self._too_big[dst_node.name].append((record.number, record.inner_ip_len))
-        masquerade = topology.node_by_vtep_ip(record.inner_src_ip)
+        masquerade = self._node_by_vtep_ip.get(record.inner_src_ip)
         if masquerade is not None:
             self._masqueraded[masquerade.name].append(record.number)
 
