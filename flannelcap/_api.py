@@ -165,11 +165,12 @@ class Capture:
         )
         return explain(self.topology, row.src_ip, row.dst_ip, self.records_where(between))
 
-    def report(self, path: str | Path, max_packets: int = 2000) -> Path:
-        """Write this capture's report: one self-contained HTML page (``flannelcap report``)."""
+    def report(self, path: str | Path, max_packets: int = 2000, flow: int | None = None) -> Path:
+        """Write this capture's report: one self-contained HTML page (``flannelcap report``;
+        ``flow``: the conversation its figures show, a row of ``flows()``)."""
         from flannelcap.report import write_report
 
-        return write_report(self, path, max_packets=max_packets)
+        return write_report(self, path, max_packets=max_packets, flow=flow)
 
     def scapy(self, number: int) -> Packet:
         """The Scapy packet for packet ``number`` (1-based), VXLAN decoded."""

@@ -276,6 +276,8 @@ def test_no_python_internals_in_any_message(entry: dict, tmp_path: Path) -> None
     tables = _unknowns(tmp_path) if entry["tables"] == "unknowns" else SAMPLES / str(entry["tables"])
     capture = str(SAMPLES / str(entry["file"]))
     runs = {
+        "decode": flannelcap("decode", capture, "--tables", str(tables)),
+        "summary": flannelcap("decode", "--summary", capture, "--tables", str(tables)),
         "map": flannelcap("map", "--tables", str(tables)),
         "audit": flannelcap("audit", capture, "--tables", str(tables)),
         "explain": flannelcap(

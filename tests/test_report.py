@@ -130,3 +130,33 @@ def test_the_packet_list_says_where_it_stops(browser: Browser, tmp_path: Path) -
     assert f"The first 25 of {len(capture.packets)} packets" in browser.js(
         "document.getElementById('packets').innerText"
     )
+
+
+def test_the_chosen_conversation_is_the_one_drawn(browser: Browser, tmp_path: Path) -> None:
+    from conftest import REPO
+
+    capture_file = tmp_path / "many.pcap"
+    subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "make_capture.py"), str(capture_file), "--packets", "200"],
+        check=True,
+        capture_output=True,
+    )
+    capture = flannelcap.read(capture_file)
+    flows = capture.flows()
+    tunnelled = [i for i, crossed in enumerate(flows.vxlan.astype(bool)) if crossed]
+    assert len(tunnelled) > 3
+    chosen = tunnelled[3]
+    page = capture.report(tmp_path / "chosen.html", flow=chosen)
+    _render(browser, page)
+    _no_requests_or_errors(browser, page)
+    figure = browser.js("[...document.querySelectorAll('figure.figure2 svg text')].map(t => t.textContent).join(' ')")
+    assert f"{flows.src_ip.iloc[chosen]}" in figure and f"{flows.dst_ip.iloc[chosen]}" in figure
+    others = {flows.src_ip.iloc[i] for i in tunnelled} - {flows.src_ip.iloc[chosen], flows.dst_ip.iloc[chosen]}
+    assert not [ip for ip in others if f"eth0 {ip}" in figure]
+    done = subprocess.run(
+        [sys.executable, "-m", "flannelcap", "report", str(capture_file), "--flow", "99999", "-o", str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 1 and "conversation 99999 is not one that crossed VXLAN" in done.stderr
+    assert not (tmp_path / "x").exists()

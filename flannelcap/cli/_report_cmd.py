@@ -25,6 +25,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     parser.add_argument(
         "--max-packets", type=int, default=2000, metavar="N", help="packets in the packet list (default 2000)"
     )
+    parser.add_argument(
+        "--flow", type=int, metavar="N", help="the conversation Figure 2, the path and the ladder show (row of flows())"
+    )
     add_topology_options(parser, required=False)
     parser.set_defaults(run=run)
 
@@ -36,6 +39,6 @@ def run(args: argparse.Namespace) -> int:
 
     topology = topology_from_args(args)
     captures = [read(path, topology=topology) for path in args.file]
-    written = write_report(captures, args.output, max_packets=max(0, args.max_packets))
+    written = write_report(captures, args.output, max_packets=max(0, args.max_packets), flow=args.flow)
     print(f"report written to {written}")
     return 0

@@ -38,15 +38,24 @@ _LAYERS = (
 )  # fmt: skip
 
 
-def write_report(captures: Capture | Sequence[Capture], path: str | Path, max_packets: int = MAX_PACKETS) -> Path:
+def write_report(
+    captures: Capture | Sequence[Capture], path: str | Path, max_packets: int = MAX_PACKETS, flow: int | None = None
+) -> Path:
     """Write the report of ``captures`` to ``path`` (one HTML file, nothing fetched when opened).
 
+    Args:
+        captures: one capture or several (each gets its sections).
+        path: the HTML file.
+        max_packets: rows of the packet list (and of the conversation and HTTP tables).
+        flow: the conversation (a row of ``flows()``) that Figure 2, the path and the ladder
+            show; by default the first tunnelled one between named pods.
+
     Raises:
-        FlannelcapError: the file cannot be written.
+        FlannelcapError: the file cannot be written, or ``flow`` is no tunnelled conversation.
     """
     chosen = [captures] if isinstance(captures, Capture) else list(captures)
     target = Path(path)
-    html = report_html(chosen, max_packets)
+    html = report_html(chosen, max_packets, flow)
     try:
         target.write_text(html, encoding="utf-8")
     except OSError as exc:
@@ -54,14 +63,14 @@ def write_report(captures: Capture | Sequence[Capture], path: str | Path, max_pa
     return target
 
 
-def report_html(captures: Sequence[Capture], max_packets: int = MAX_PACKETS) -> str:
-    """The report page of ``captures``, as text."""
+def report_html(captures: Sequence[Capture], max_packets: int = MAX_PACKETS, flow: int | None = None) -> str:
+    """The report page of ``captures``, as text (``write_report`` says what the arguments are)."""
     from flannelcap import __version__
 
     sections: list[Section] = []
     for index, capture in enumerate(captures):
         prefix = f"c{index}-" if len(captures) > 1 else ""
-        sections += _capture_sections(capture, prefix, max_packets)
+        sections += _capture_sections(capture, prefix, max_packets, flow)
     names = ", ".join(c.path.name for c in captures)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     footer = f"flannelcap {text(__version__)}, {stamp}. " + "; ".join(
@@ -78,13 +87,20 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _capture_sections(capture: Capture, prefix: str, max_packets: int) -> list[Section]:
+def _capture_sections(capture: Capture, prefix: str, max_packets: int, flow: int | None) -> list[Section]:
     flows = capture.flows()
     findings = capture.findings_list()
     vxlan = flows.vxlan.fillna(False).astype(bool).tolist()
     tunnelled = [i for i, crossed in enumerate(vxlan) if crossed]
     named = flows.src_pod.notna().tolist()
     chosen = next((i for i in tunnelled if named[i]), tunnelled[0] if tunnelled else None)
+    if flow is not None:
+        if flow not in tunnelled:
+            raise FlannelcapError(
+                f"{capture.path.name}: conversation {flow} is not one that crossed VXLAN "
+                f"(those are rows {', '.join(map(str, tunnelled)) or 'none'} of flows())"
+            )
+        chosen = flow
     shown = set(capture.packets.number.iloc[:max_packets].tolist())
     sections = [_summary(capture, prefix, findings)]
     if chosen is not None:
