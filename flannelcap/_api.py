@@ -9,15 +9,14 @@ the audit and the path, are made again from the file when asked for.
 from __future__ import annotations
 
 import html
-from collections import namedtuple
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from flannelcap.analysis import flows as _analysis
-from flannelcap.analysis.audit import Finding, audit_capture
+from flannelcap.analysis.audit import Finding, audit_frame
 from flannelcap.analysis.explain import Step, explain
 from flannelcap.packets.frames import FrameBuilder
 from flannelcap.packets.records import FIELD_NAMES, PacketRecord
@@ -29,24 +28,10 @@ if TYPE_CHECKING:
     from scapy.packet import Packet
 from flannelcap.packets.pipeline import open_capture
 
-# The columns the audit reads of each packet (``audit.AuditedPacket``).
-_AUDITED = (
-    "number", "time", "is_vxlan", "outer_src_ip", "outer_dst_ip", "outer_dst_port", "outer_fragment",
-    "outer_udp_checksum_ok", "vni", "inner_src_ip", "inner_dst_mac", "inner_ip_len", "proto", "src_ip", "dst_ip",
-    "src_port", "dst_port", "tcp_flags", "tcp_seq",
-)  # fmt: skip
-_AuditedRow = namedtuple("_AuditedRow", _AUDITED)  # type: ignore[misc]
-
 
 def _missing(value: object) -> bool:
     """pandas' ways of saying "no value": NA, and NaN in a Categorical."""
     return value is pd.NA or (isinstance(value, float) and value != value)
-
-
-def _audited_rows(frame: pd.DataFrame) -> Iterator[Any]:
-    """The packets as the audit reads them: the columns it needs, missing values as None."""
-    columns = [frame[name].astype(object).where(frame[name].notna(), None).tolist() for name in _AUDITED]
-    return map(_AuditedRow._make, zip(*columns, strict=True))
 
 
 def _topology(source: Topology | str | Path | None) -> Topology | None:
@@ -126,7 +111,7 @@ class Capture:
     def findings_list(self) -> list[Finding]:
         """The audit's findings as objects (worked out once, from the columns it reads)."""
         if self._findings is None:
-            self._findings = audit_capture(_audited_rows(self.packets), self.topology or Topology())
+            self._findings = audit_frame(self.packets, self.topology or Topology())
         return self._findings
 
     def records_where(self, rows: pd.Series) -> list[PacketRecord]:

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from pcapdata import NODE_A, NODE_B, POD_A, POD_B, inner_tcp, pcap, vxlan_frame
 
+import flannelcap
 from flannelcap import decode_file
-from flannelcap.analysis.audit import RETRANSMIT_MIN_GAP, audit_capture
+from flannelcap.analysis.audit import RETRANSMIT_MIN_GAP, audit_capture, audit_frame
 from flannelcap.topology.model import Topology
 
 
@@ -26,6 +27,7 @@ def _syns(tmp_path: Path, fractions_us: list[int], flags: str = "S", answer: boo
     path = tmp_path / "syns.pcap"
     path.write_bytes(pcap(frames, fractions=fractions))
     findings = audit_capture(decode_file(path), Topology())  # the wire alone, as read(p).findings() without tables
+    assert audit_frame(flannelcap.read(path).packets, Topology()) == findings  # the DataFrame's path agrees
     assert {f.code for f in findings} <= {"syn-retransmitted", "one-way-vxlan"}
     return [f for f in findings if f.code == "syn-retransmitted"]
 

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 from conftest import require_root_lab, require_tool
 
+import flannelcap
 from flannelcap import decode_file
-from flannelcap.analysis.audit import audit_capture, audit_topology
+from flannelcap.analysis.audit import audit_capture, audit_frame, audit_topology
 from flannelcap.analysis.explain import Step, explain
 from flannelcap.lab import Lab, LabSpec, teardown
 from flannelcap.lab._faults import NOBODYS_IP, NOBODYS_MAC, SMALLER_MTU, apply_fault
@@ -194,6 +195,7 @@ def test_each_fault_gives_its_finding_and_nothing_else(fresh_lab: Lab, kind: str
     assert (done.returncode == 0) is works
     findings = audit_capture(decode_file(capture), topology)
     assert {f.code for f in findings} == table_codes | wire_codes
+    assert audit_frame(flannelcap.read(capture, topology=topology).packets, topology) == findings  # both paths
     by_code = {f.code: f for f in findings}
     if kind == "wrong-fdb":
         assert by_code["fdb-wrong-dst"].rows[0].endswith(f"{server.vtep_mac} dst 192.168.1.38 self permanent")

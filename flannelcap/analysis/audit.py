@@ -12,10 +12,15 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
 from flannelcap.packets.records import PacketRecord
 from flannelcap.topology.model import FLANNEL_DEVICE, NODE_TABLES, SUBNET_ENV, Node, Topology
 from flannelcap.topology.tables import FdbEntry, NeighEntry, Route
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 ERROR, WARNING, INFO = "error", "warning", "info"
 _SEVERITY_ORDER = {ERROR: 0, WARNING: 1, INFO: 2}
@@ -338,10 +343,18 @@ class CaptureAudit:
             self._add_vxlan(record)
             self._encapsulated_flows.add(_flow(record))
         elif record.outer_src_ip and record.proto in ("tcp", "udp", "icmp"):
-            src = self.topology.node_of_pod_ip(record.outer_src_ip)
-            dst = self.topology.node_of_pod_ip(record.outer_dst_ip)
-            if src and dst and src.name != dst.name:
-                self._unencapsulated[_flow(record)].append(record.number)
+            self._add_plain(record)
+        self._add_tcp(record)
+
+    def _add_plain(self, record: PacketRecord) -> None:
+        """Pod traffic outside VXLAN between pods of two nodes."""
+        src = self.topology.node_of_pod_ip(record.outer_src_ip)
+        dst = self.topology.node_of_pod_ip(record.outer_dst_ip)
+        if src and dst and src.name != dst.name:
+            self._unencapsulated[_flow(record)].append(record.number)
+
+    def _add_tcp(self, record: PacketRecord) -> None:
+        """SYNs and their answers."""
         if record.proto == "tcp" and record.tcp_flags and record.src_ip and record.dst_ip:
             key = (record.src_ip, record.src_port or 0, record.dst_ip, record.dst_port or 0)
             flags = record.tcp_flags.split(", ")  # an ECN-setup SYN is "SYN, ECE, CWR"
@@ -353,30 +366,94 @@ class CaptureAudit:
                 self._answered.add((key[2], key[3], key[0], key[1]))
 
     def _add_vxlan(self, record: PacketRecord) -> None:
-        src, dst = record.outer_src_ip or "", record.outer_dst_ip or ""
-        self._pairs[(src, dst)].append(record.number)
+        self._add_vxlan_packets(
+            record.outer_src_ip or "",
+            record.outer_dst_ip or "",
+            record.inner_dst_mac,
+            record.outer_udp_checksum_ok,
+            bool(record.outer_fragment),
+            record.vni,
+            record.outer_dst_port,
+            record.inner_src_ip,
+            [record.number],
+            [record.inner_ip_len],
+        )
+
+    def _add_vxlan_packets(
+        self,
+        src: str,
+        dst: str,
+        inner_dst_mac: str | None,
+        checksum_ok: bool | None,
+        fragment: bool,
+        vni: int | None,
+        dst_port: int | None,
+        inner_src_ip: str | None,
+        numbers: list[int],
+        inner_lengths: list[int | None],
+    ) -> None:
+        """VXLAN packets that agree on everything checked here but their number and inner length."""
+        self._pairs[(src, dst)].extend(numbers)
         dst_node = self._node_by_ip.get(dst)
         if dst_node is None:
             if self._every_ip_known:  # only then can an address be no node's
-                self._unknown_dst[dst].append(record.number)
-        elif record.inner_dst_mac not in (dst_node.vtep_mac, BROADCAST_MAC, None):
-            self._wrong_mac[(dst, record.inner_dst_mac or "")].append(record.number)
-        if record.outer_udp_checksum_ok is False:
-            self._bad_checksum[(src, dst)].append(record.number)
-        if record.outer_fragment:
-            self._fragments.append(record.number)
+                self._unknown_dst[dst].extend(numbers)
+        elif inner_dst_mac not in (dst_node.vtep_mac, BROADCAST_MAC, None):
+            self._wrong_mac[(dst, inner_dst_mac or "")].extend(numbers)
+        if checksum_ok is False:
+            self._bad_checksum[(src, dst)].extend(numbers)
+        if fragment:
+            self._fragments.extend(numbers)
         for node in (dst_node, self._node_by_ip.get(src)):
             if node is None:
                 continue
-            if (node.vni is not None and record.vni != node.vni) or (
-                node.dstport is not None and record.outer_dst_port != node.dstport
-            ):
-                self._vni_port[(node.name, f"VNI {record.vni} port {record.outer_dst_port}")].append(record.number)
-        if dst_node and dst_node.mtu and record.inner_ip_len and record.inner_ip_len > dst_node.mtu:
-            self._too_big[dst_node.name].append((record.number, record.inner_ip_len))
-        masquerade = self._node_by_vtep_ip.get(record.inner_src_ip)
+            if (node.vni is not None and vni != node.vni) or (node.dstport is not None and dst_port != node.dstport):
+                self._vni_port[(node.name, f"VNI {vni} port {dst_port}")].extend(numbers)
+        if dst_node and dst_node.mtu:
+            mtu = dst_node.mtu
+            too_big = [(n, size) for n, size in zip(numbers, inner_lengths, strict=True) if size and size > mtu]
+            if too_big:
+                self._too_big[dst_node.name].extend(too_big)
+        masquerade = self._node_by_vtep_ip.get(inner_src_ip)
         if masquerade is not None:
-            self._masqueraded[masquerade.name].append(record.number)
+            self._masqueraded[masquerade.name].extend(numbers)
+
+    def add_frame(self, frame: pd.DataFrame) -> None:
+        """Look at every packet of a ``Capture.packets`` DataFrame: what ``add`` checks, with the
+        VXLAN packets taken in groups that agree on every column checked (a few hundred groups
+        for a million packets), and only the SYNs and unencapsulated pod traffic row by row."""
+        vxlan = frame.is_vxlan.fillna(False).astype(bool)
+        tunnelled = frame.loc[vxlan, [*_VXLAN_KEY, "number", "inner_ip_len"]]
+        groups = tunnelled.groupby(list(_VXLAN_KEY), dropna=False, observed=True, sort=False).indices
+        key_values = {c: _values(tunnelled, c) for c in _VXLAN_KEY}
+        numbers, lengths = _values(tunnelled, "number"), _values(tunnelled, "inner_ip_len")
+        for rows in sorted(groups.values(), key=lambda positions: positions[0]):  # as add() would meet them
+            first = int(rows[0])
+            src, dst, mac, checksum_ok, fragment, vni, port, inner_src = (key_values[c][first] for c in _VXLAN_KEY)
+            self._add_vxlan_packets(
+                str(src or ""), str(dst or ""), mac, checksum_ok, bool(fragment), vni, port, inner_src,
+                [numbers[i] for i in rows], [lengths[i] for i in rows],
+            )  # fmt: skip
+        ends = tunnelled.join(frame[["src_ip", "src_port", "dst_ip", "dst_port"]]).drop_duplicates(
+            ["src_ip", "src_port", "dst_ip", "dst_port"]
+        )
+        self._encapsulated_flows |= set(
+            map(_flow_of, *(_values(ends, c) for c in ("src_ip", "src_port", "dst_ip", "dst_port")))
+        )
+        plain = ~vxlan & frame.outer_src_ip.notna() & frame.proto.isin(["tcp", "udp", "icmp"])
+        syn = (frame.proto == "tcp") & frame.tcp_flags.astype(str).str.contains("SYN", regex=False)
+        chosen = frame.loc[plain | syn, list(_AUDITED)]
+        rows = _Rows({name: _values(chosen, name) for name in _AUDITED})
+        for row, is_plain in enumerate(plain[plain | syn].tolist()):
+            record = rows[row]
+            if is_plain:
+                self._add_plain(record)
+            self._add_tcp(record)
+        for lists in (self._pairs, self._unknown_dst, self._wrong_mac, self._bad_checksum, self._vni_port,
+                      self._masqueraded, self._too_big):  # fmt: skip
+            for packets in lists.values():
+                packets.sort()
+        self._fragments.sort()
 
     def findings(self) -> list[Finding]:
         """What the capture shows, root causes first, symptoms they explain folded in."""
@@ -584,9 +661,13 @@ class CaptureAudit:
 
 def _flow(record: PacketRecord) -> tuple[str, str, int, int]:
     """The pods' conversation, the same in both directions."""
-    a = (record.src_ip or "", record.src_port or 0)
-    b = (record.dst_ip or "", record.dst_port or 0)
-    (ip1, port1), (ip2, port2) = sorted((a, b))
+    return _flow_of(record.src_ip, record.src_port, record.dst_ip, record.dst_port)
+
+
+def _flow_of(
+    src_ip: str | None, src_port: int | None, dst_ip: str | None, dst_port: int | None
+) -> tuple[str, str, int, int]:
+    (ip1, port1), (ip2, port2) = sorted(((src_ip or "", src_port or 0), (dst_ip or "", dst_port or 0)))
     return (ip1, ip2, port1, port2)
 
 
@@ -596,3 +677,37 @@ def audit_capture(records: Iterable[PacketRecord], topology: Topology) -> list[F
     for record in records:
         audit.add(record)
     return _sorted([*audit_topology(topology), *audit.findings()])
+
+
+def audit_frame(frame: pd.DataFrame, topology: Topology) -> list[Finding]:
+    """``audit_capture`` of a ``Capture.packets`` DataFrame (the same findings, far fewer steps)."""
+    audit = CaptureAudit(topology)
+    audit.add_frame(frame)
+    return _sorted([*audit_topology(topology), *audit.findings()])
+
+
+# What VXLAN packets must share to be checked as one group.
+_VXLAN_KEY = ("outer_src_ip", "outer_dst_ip", "inner_dst_mac", "outer_udp_checksum_ok", "outer_fragment", "vni",
+              "outer_dst_port", "inner_src_ip")  # fmt: skip
+# The columns the audit reads of each packet.
+_AUDITED = (
+    "number", "time", "is_vxlan", "outer_src_ip", "outer_dst_ip", "outer_dst_port", "outer_fragment",
+    "outer_udp_checksum_ok", "vni", "inner_src_ip", "inner_dst_mac", "inner_ip_len", "proto", "src_ip", "dst_ip",
+    "src_port", "dst_port", "tcp_flags", "tcp_seq",
+)  # fmt: skip
+
+
+def _values(frame: pd.DataFrame, name: str) -> list[Any]:
+    """A column as Python values, missing ones None."""
+    column = frame[name]
+    return column.astype(object).where(column.notna(), None).tolist()  # type: ignore[no-any-return]
+
+
+class _Rows:
+    """Row ``i`` of the audited columns, read as a record is (``row.src_ip`` …)."""
+
+    def __init__(self, values: dict[str, list[Any]]) -> None:
+        self._values = values
+
+    def __getitem__(self, row: int) -> Any:
+        return SimpleNamespace(**{name: column[row] for name, column in self._values.items()})
