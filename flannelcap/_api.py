@@ -67,6 +67,8 @@ class Capture:
         self.counts: CaptureSummary = source.summary()
         self._record_list: list[PacketRecord] | None = None
         self._findings: list[Finding] | None = None
+        self._flows: pd.DataFrame | None = None
+        self._http: pd.DataFrame | None = None
 
     @property
     def records(self) -> list[PacketRecord]:
@@ -83,12 +85,17 @@ class Capture:
 
     def flows(self) -> pd.DataFrame:
         """One row per inner conversation: pods, nodes, VNI, packets, bytes, start, duration,
-        and the outer UDP source ports seen."""
-        return _analysis.flows(self.packets)
+        and the outer UDP source ports seen (worked out once; each call returns a copy)."""
+        if self._flows is None:
+            self._flows = _analysis.flows(self.packets)
+        return self._flows.copy()
 
     def http(self) -> pd.DataFrame:
-        """HTTP requests paired with their responses, with the latency in milliseconds."""
-        return _analysis.http_exchanges(self.packets)
+        """HTTP requests paired with their responses, with the latency in milliseconds (worked
+        out once; each call returns a copy)."""
+        if self._http is None:
+            self._http = _analysis.http_exchanges(self.packets)
+        return self._http.copy()
 
     def findings(self) -> pd.DataFrame:
         """The audit: where the wire and the tables disagree (the wire alone without a topology)."""

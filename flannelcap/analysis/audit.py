@@ -9,10 +9,9 @@ rather than reported twice.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import defaultdict, namedtuple
 from collections.abc import Iterable
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from flannelcap.packets.records import PacketRecord
@@ -434,21 +433,30 @@ class CaptureAudit:
                 str(src or ""), str(dst or ""), mac, checksum_ok, bool(fragment), vni, port, inner_src,
                 [numbers[i] for i in rows], [lengths[i] for i in rows],
             )  # fmt: skip
-        ends = tunnelled.join(frame[["src_ip", "src_port", "dst_ip", "dst_port"]]).drop_duplicates(
-            ["src_ip", "src_port", "dst_ip", "dst_port"]
-        )
-        self._encapsulated_flows |= set(
-            map(_flow_of, *(_values(ends, c) for c in ("src_ip", "src_port", "dst_ip", "dst_port")))
-        )
+        ends = ["src_ip", "src_port", "dst_ip", "dst_port"]
         plain = ~vxlan & frame.outer_src_ip.notna() & frame.proto.isin(["tcp", "udp", "icmp"])
-        syn = (frame.proto == "tcp") & frame.tcp_flags.astype(str).str.contains("SYN", regex=False)
-        chosen = frame.loc[plain | syn, list(_AUDITED)]
-        rows = _Rows({name: _values(chosen, name) for name in _AUDITED})
-        for row, is_plain in enumerate(plain[plain | syn].tolist()):
-            record = rows[row]
+        flags = frame.tcp_flags.astype(str)
+        tcp = frame.proto == "tcp"
+        syn, ack = tcp & flags.str.contains("SYN", regex=False), flags.str.contains("ACK", regex=False)
+        # Only a SYN sent more than once can be a retransmission; an answer counts for any SYN.
+        repeated = syn & ~ack & frame.duplicated([*ends, "tcp_seq"], keep=False)
+        answers = frame.loc[syn & ack, ends].drop_duplicates()
+        self._answered |= set(
+            zip(*(_values(answers, c) for c in ("dst_ip", "dst_port", "src_ip", "src_port")), strict=True)
+        )
+        chosen = frame.loc[plain | repeated, list(_ROW_BY_ROW._fields)]
+        records = map(_ROW_BY_ROW._make, zip(*(_values(chosen, name) for name in _ROW_BY_ROW._fields), strict=True))
+        either = plain | repeated
+        for record, is_plain, is_repeated in zip(
+            records, plain[either].tolist(), repeated[either].tolist(), strict=True
+        ):
             if is_plain:
-                self._add_plain(record)
-            self._add_tcp(record)
+                self._add_plain(record)  # type: ignore[arg-type]
+            if is_repeated:
+                self._add_tcp(record)  # type: ignore[arg-type]
+        if self._unencapsulated:  # which of those conversations also went through VXLAN
+            crossed = frame.loc[vxlan, ends].drop_duplicates()
+            self._encapsulated_flows |= set(map(_flow_of, *(_values(crossed, c) for c in ends)))
         for lists in (self._pairs, self._unknown_dst, self._wrong_mac, self._bad_checksum, self._vni_port,
                       self._masqueraded, self._too_big):  # fmt: skip
             for packets in lists.values():
@@ -689,25 +697,14 @@ def audit_frame(frame: pd.DataFrame, topology: Topology) -> list[Finding]:
 # What VXLAN packets must share to be checked as one group.
 _VXLAN_KEY = ("outer_src_ip", "outer_dst_ip", "inner_dst_mac", "outer_udp_checksum_ok", "outer_fragment", "vni",
               "outer_dst_port", "inner_src_ip")  # fmt: skip
-# The columns the audit reads of each packet.
-_AUDITED = (
-    "number", "time", "is_vxlan", "outer_src_ip", "outer_dst_ip", "outer_dst_port", "outer_fragment",
-    "outer_udp_checksum_ok", "vni", "inner_src_ip", "inner_dst_mac", "inner_ip_len", "proto", "src_ip", "dst_ip",
-    "src_port", "dst_port", "tcp_flags", "tcp_seq",
-)  # fmt: skip
+# What the checks made row by row (SYNs, pod traffic outside VXLAN) read of a packet.
+_ROW_BY_ROW = namedtuple(
+    "_ROW_BY_ROW",
+    "number time proto outer_src_ip outer_dst_ip src_ip dst_ip src_port dst_port tcp_flags tcp_seq",
+)
 
 
 def _values(frame: pd.DataFrame, name: str) -> list[Any]:
     """A column as Python values, missing ones None."""
     column = frame[name]
     return column.astype(object).where(column.notna(), None).tolist()  # type: ignore[no-any-return]
-
-
-class _Rows:
-    """Row ``i`` of the audited columns, read as a record is (``row.src_ip`` …)."""
-
-    def __init__(self, values: dict[str, list[Any]]) -> None:
-        self._values = values
-
-    def __getitem__(self, row: int) -> Any:
-        return SimpleNamespace(**{name: column[row] for name, column in self._values.items()})
