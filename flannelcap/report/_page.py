@@ -61,14 +61,14 @@ POLICY = f"default-src 'none'; style-src 'unsafe-inline'; img-src data:; script-
 
 
 def text(value: object) -> str:
-    """A value as escaped text; unknown values as an em dash."""
-    if value is None or value != value:  # None, NaN, pd.NA-like
+    """A value as escaped text; unknown values (None, NaN, pandas' NA) as an em dash."""
+    if value is None:
         return "—"
     try:
-        if bool(value != value):
+        if value != value:  # NaN
             return "—"
-    except (TypeError, ValueError):
-        pass
+    except TypeError:  # pandas' NA has no truth value
+        return "—"
     return escape(str(value))
 
 
