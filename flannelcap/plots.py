@@ -27,6 +27,11 @@ _NODE_COLOURS = ("#e8f0fb", "#fdf0e3")
 _BOX = dict(boxstyle="round,pad=0.3", linewidth=1.0)
 
 
+def _or(name: object, fallback: object) -> str:
+    """A pod or node name from a flows() row, or ``fallback`` where it is unknown (NaN there)."""
+    return name if isinstance(name, str) and name else str(fallback)
+
+
 def _axes(ax: Axes | None, size: tuple[float, float]) -> tuple[Figure, Axes]:
     if ax is not None:
         return ax.figure, ax  # type: ignore[return-value]
@@ -95,15 +100,31 @@ def figure2(capture: Capture, flow: int = 0, ax: Axes | None = None) -> Figure:
     ax.set_ylim(-4, 62)
     ax.axis("off")
     sides = [
-        (5, src_node, first.outer_src_ip, first.inner_src_mac, first.inner_src_ip, row.src_pod, _NODE_COLOURS[0]),
-        (57, dst_node, first.outer_dst_ip, first.inner_dst_mac, first.inner_dst_ip, row.dst_pod, _NODE_COLOURS[1]),
+        (
+            5,
+            src_node,
+            first.outer_src_ip,
+            first.inner_src_mac,
+            first.inner_src_ip,
+            _or(row.src_pod, "?"),
+            _NODE_COLOURS[0],
+        ),
+        (
+            57,
+            dst_node,
+            first.outer_dst_ip,
+            first.inner_dst_mac,
+            first.inner_dst_ip,
+            _or(row.dst_pod, "?"),
+            _NODE_COLOURS[1],
+        ),
     ]
     for x, node, eth0_ip, vtep_mac, pod_ip, pod_name, colour in sides:
         name = node.name if node else f"node {eth0_ip}"
         ax.add_patch(FancyBboxPatch((x, 17), 38, 42, boxstyle="round,pad=0.5", facecolor=colour, edgecolor="#555"))
         ax.text(x + 19, 57, name, ha="center", va="center", fontsize=13, weight="bold")
         layers = [
-            (49, f"pod {pod_name or ''}\neth0 {pod_ip}", "#ffffff"),
+            (49, f"pod {pod_name}\neth0 {pod_ip}", "#ffffff"),
             (
                 40,
                 f"cni0 {node.cni0_ip if node and node.cni0_ip else '?'}"
@@ -156,7 +177,7 @@ def figure2(capture: Capture, flow: int = 0, ax: Axes | None = None) -> Figure:
             color="#333",
             gid="tables-used",
         )
-    pods = f"{row.src_pod or row.src_ip} → {row.dst_pod or row.dst_ip}"
+    pods = f"{_or(row.src_pod, row.src_ip)} → {_or(row.dst_pod, row.dst_ip)}"
     ax.set_title(f"Figure 2, rebuilt from {capture.path.name}: {pods} (packet {first.number})", fontsize=12)
     return fig
 
@@ -183,8 +204,8 @@ def ladder(capture: Capture, flow: int = 0, ax: Axes | None = None, limit: int =
     fig, ax = _axes(ax, (13, height))
     left, right = 20.0, 80.0
     names = (
-        f"{row.src_pod or row.src_ip}\n({row.src_node or row.src_ip})",
-        f"{row.dst_pod or row.dst_ip}\n({row.dst_node or row.dst_ip})",
+        f"{_or(row.src_pod, row.src_ip)}\n({_or(row.src_node, row.src_ip)})",
+        f"{_or(row.dst_pod, row.dst_ip)}\n({_or(row.dst_node, row.dst_ip)})",
     )
     ax.set_xlim(0, 100)
     ax.set_ylim(len(members) + 0.5, -1.2)
@@ -298,7 +319,7 @@ def timeline(capture: Capture, ax: Axes | None = None) -> Figure:
     keys = _analysis.flow_keys(packets)
     flows = capture.flows()
     labels = {
-        r.flow: f"{r.src_pod or r.src_ip}:{r.src_port} → {r.dst_pod or r.dst_ip}:{r.dst_port}"
+        r.flow: f"{_or(r.src_pod, r.src_ip)}:{r.src_port} → {_or(r.dst_pod, r.dst_ip)}:{r.dst_port}"
         for r in flows.itertuples(index=False)
     }
     order = list(labels)

@@ -275,3 +275,10 @@ def test_records_made_from_the_dataframe_equal_the_decoded_ones(entry: str) -> N
     made = cap.records_where(pd.Series(True, index=cap.packets.index))
     assert [r.to_dict() for r in made] == [r.to_dict() for r in cap.records]
     assert cap.findings_list() == audit_capture(cap.records, cap.topology)  # type: ignore[arg-type]
+
+
+def test_figures_without_a_topology_name_addresses_not_nan() -> None:
+    cap = flannelcap.read(SAMPLES / "cross-node-http-client.pcap")  # no tables: no pod or node names
+    texts = [t.get_text() for figure in (plots.figure2(cap), plots.ladder(cap)) for t in figure.axes[0].texts]
+    assert not [t for t in texts if "nan" in t.split() or "nan\n" in t or "None" in t]
+    assert "pod ?\neth0 10.42.2.2" in texts and "10.42.2.2\n(10.42.2.2)" in texts
