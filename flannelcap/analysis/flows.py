@@ -96,8 +96,9 @@ def _flow_ids(packets: pd.DataFrame, ranks: Ranks | None = None) -> tuple[np.nda
     ids = Encoder(2).ids(keys)
     found, first = np.unique(ids, return_index=True)
     first = first[found >= 0]
+    addresses = every.tolist()  # Python strings: indexing a NumPy array per name costs more
     names = [
-        f"{'udp' if u else 'tcp'} {every[a >> 16]}:{a & 0xFFFF} {every[b >> 16]}:{b & 0xFFFF}"
+        f"{'udp' if u else 'tcp'} {addresses[a >> 16]}:{a & 0xFFFF} {addresses[b >> 16]}:{b & 0xFFFF}"
         for u, a, b in zip(is_udp[first].tolist(), low[first].tolist(), high[first].tolist(), strict=True)
     ]
     return ids, names

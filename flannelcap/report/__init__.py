@@ -12,8 +12,11 @@ import hashlib
 import io
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from html import escape
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from flannelcap._api import Capture
 from flannelcap._errors import FlannelcapError
@@ -317,13 +320,18 @@ def _detail(record: dict[str, Any]) -> str:
     """The packet's fields, layer by layer, as ``decode -v`` shows its layers."""
     parts = []
     for layer, names in _LAYERS:
-        fields = [(n, record.get(n)) for n in names]
-        fields = [(n, v) for n, v in fields if v is not None and v == v and not (isinstance(v, tuple) and not v)]
-        if fields:
-            values = "".join(
-                f"<dt>{text(n)}</dt><dd>{text(', '.join(v) if isinstance(v, tuple) else v)}</dd>" for n, v in fields
-            )
-            parts.append(f"<b>{text(layer)}</b><dl>{values}</dl>")
+        values = []
+        for name in names:
+            value = record[name]
+            if isinstance(value, tuple):
+                value = ", ".join(value) if value else None
+            elif isinstance(value, float) and value != value:  # NaN: no value in a Categorical
+                value = None
+            if value is not None and value is not pd.NA:
+                shown = escape(value) if isinstance(value, str) else str(value)  # numbers need no escaping
+                values.append(f"<dt>{name}</dt><dd>{shown}</dd>")
+        if values:
+            parts.append(f"<b>{layer}</b><dl>{''.join(values)}</dl>")
     return "".join(parts)
 
 
