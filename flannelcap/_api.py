@@ -18,6 +18,7 @@ import pandas as pd
 from flannelcap.analysis import flows as _analysis
 from flannelcap.analysis.audit import Finding, audit_frame
 from flannelcap.analysis.explain import Step, explain
+from flannelcap.analysis.flows import missing
 from flannelcap.packets.frames import FrameBuilder
 from flannelcap.packets.records import FIELD_NAMES, PacketRecord
 from flannelcap.packets.summary import CaptureSummary
@@ -27,11 +28,6 @@ from flannelcap.topology.model import Topology
 if TYPE_CHECKING:
     from scapy.packet import Packet
 from flannelcap.packets.pipeline import open_capture
-
-
-def _missing(value: object) -> bool:
-    """pandas' ways of saying "no value": NA, and NaN in a Categorical."""
-    return value is pd.NA or (isinstance(value, float) and value != value)
 
 
 def _topology(source: Topology | str | Path | None) -> Topology | None:
@@ -126,7 +122,7 @@ class Capture:
         ``PacketRecord``s made from the DataFrame (not decoded again)."""
         chosen = self.packets.loc[rows.fillna(False).astype(bool), list(FIELD_NAMES)]
         return [
-            PacketRecord(**{k: None if _missing(v) else v for k, v in row.items()})  # type: ignore[arg-type]
+            PacketRecord(**{k: None if missing(v) else v for k, v in row.items()})  # type: ignore[arg-type]
             for row in chosen.to_dict("records")
         ]
 

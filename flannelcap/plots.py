@@ -21,15 +21,11 @@ from flannelcap._api import Capture
 from flannelcap._errors import FlannelcapError
 from flannelcap.analysis import flows as _analysis
 from flannelcap.analysis.audit import fdb_row, neigh_row
+from flannelcap.analysis.flows import name_or
 from flannelcap.packets.records import PacketRecord
 
 _NODE_COLOURS = ("#e8f0fb", "#fdf0e3")
 _BOX = dict(boxstyle="round,pad=0.3", linewidth=1.0)
-
-
-def _or(name: object, fallback: object) -> str:
-    """A pod or node name from a flows() row, or ``fallback`` where it is unknown (NaN there)."""
-    return name if isinstance(name, str) and name else str(fallback)
 
 
 def _axes(ax: Axes | None, size: tuple[float, float]) -> tuple[Figure, Axes]:
@@ -106,7 +102,7 @@ def figure2(capture: Capture, flow: int = 0, ax: Axes | None = None) -> Figure:
             first.outer_src_ip,
             first.inner_src_mac,
             first.inner_src_ip,
-            _or(row.src_pod, "?"),
+            name_or(row.src_pod, "?"),
             _NODE_COLOURS[0],
         ),
         (
@@ -115,7 +111,7 @@ def figure2(capture: Capture, flow: int = 0, ax: Axes | None = None) -> Figure:
             first.outer_dst_ip,
             first.inner_dst_mac,
             first.inner_dst_ip,
-            _or(row.dst_pod, "?"),
+            name_or(row.dst_pod, "?"),
             _NODE_COLOURS[1],
         ),
     ]
@@ -177,7 +173,7 @@ def figure2(capture: Capture, flow: int = 0, ax: Axes | None = None) -> Figure:
             color="#333",
             gid="tables-used",
         )
-    pods = f"{_or(row.src_pod, row.src_ip)} → {_or(row.dst_pod, row.dst_ip)}"
+    pods = f"{name_or(row.src_pod, row.src_ip)} → {name_or(row.dst_pod, row.dst_ip)}"
     ax.set_title(f"Figure 2, rebuilt from {capture.path.name}: {pods} (packet {first.number})", fontsize=12)
     return fig
 
@@ -204,8 +200,8 @@ def ladder(capture: Capture, flow: int = 0, ax: Axes | None = None, limit: int =
     fig, ax = _axes(ax, (13, height))
     left, right = 20.0, 80.0
     names = (
-        f"{_or(row.src_pod, row.src_ip)}\n({_or(row.src_node, row.src_ip)})",
-        f"{_or(row.dst_pod, row.dst_ip)}\n({_or(row.dst_node, row.dst_ip)})",
+        f"{name_or(row.src_pod, row.src_ip)}\n({name_or(row.src_node, row.src_ip)})",
+        f"{name_or(row.dst_pod, row.dst_ip)}\n({name_or(row.dst_node, row.dst_ip)})",
     )
     ax.set_xlim(0, 100)
     ax.set_ylim(len(members) + 0.5, -1.2)
@@ -319,7 +315,7 @@ def timeline(capture: Capture, ax: Axes | None = None) -> Figure:
     keys = _analysis.flow_keys(packets)
     flows = capture.flows()
     labels = {
-        r.flow: f"{_or(r.src_pod, r.src_ip)}:{r.src_port} → {_or(r.dst_pod, r.dst_ip)}:{r.dst_port}"
+        r.flow: f"{name_or(r.src_pod, r.src_ip)}:{r.src_port} → {name_or(r.dst_pod, r.dst_ip)}:{r.dst_port}"
         for r in flows.itertuples(index=False)
     }
     order = list(labels)

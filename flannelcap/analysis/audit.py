@@ -516,7 +516,7 @@ class CaptureAudit:
         return findings
 
     def _checksum_findings(self) -> list[Finding]:
-        capture_node = self._capture_node()
+        capture_node = capture_node_ip(self._pairs)
         findings = []
         for (src, dst), packets in self._bad_checksum.items():
             receiver = self.topology.node_by_ip(dst)
@@ -555,19 +555,6 @@ class CaptureAudit:
         if capture_node is not None:
             return src == capture_node
         return (dst, src) in self._pairs and (dst, src) not in self._bad_checksum
-
-    def _capture_node(self) -> str | None:
-        """The node IP on every VXLAN packet, when exactly one is (with two nodes talking,
-        both are: then the capture point is not known from addresses alone)."""
-        common = self._capture_nodes()
-        return next(iter(common)) if len(common) == 1 else None
-
-    def _capture_nodes(self) -> set[str]:
-        """Node IPs that appear in every VXLAN packet: where the capture was taken."""
-        common: set[str] | None = None
-        for src, dst in self._pairs:
-            common = {src, dst} if common is None else common & {src, dst}
-        return common or set()
 
     def _one_way_findings(self, explained: set[int]) -> list[Finding]:
         findings = []
@@ -665,6 +652,16 @@ class CaptureAudit:
                 )
             )
         return findings
+
+
+def capture_node_ip(pairs: Iterable[tuple[str, str]]) -> str | None:
+    """Where a capture was taken: the node IP on every VXLAN packet (given as the distinct outer
+    (source, destination) pairs), when exactly one is. With two nodes talking both are on every
+    packet, and the capture point is not known from addresses alone."""
+    common: set[str] | None = None
+    for src, dst in pairs:
+        common = {src, dst} if common is None else common & {src, dst}
+    return next(iter(common)) if common and len(common) == 1 else None
 
 
 def _flow(record: PacketRecord) -> tuple[str, str, int, int]:

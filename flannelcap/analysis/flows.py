@@ -58,6 +58,17 @@ def _text(column: pd.Series) -> np.ndarray[Any, Any]:
 Ranks = tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any]]
 
 
+def missing(value: object) -> bool:
+    """Whether a cell of these DataFrames holds no value: None, pandas' NA, or NaN (a Categorical's)."""
+    return value is None or value is pd.NA or (isinstance(value, float) and value != value)
+
+
+def name_or(name: object, fallback: object) -> str:
+    """A name or address from a row of these tables, or ``fallback`` where it is unknown (NaN
+    or None there: pandas' NaN is truthy, so ``name or fallback`` would keep it)."""
+    return name if isinstance(name, str) and name else str(fallback)
+
+
 def _ip_ranks(packets: pd.DataFrame) -> Ranks:
     """The innermost addresses of each packet as ranks in the sorted list of every address seen
     (-1 where missing): (source ranks, destination ranks, the sorted addresses)."""

@@ -16,11 +16,10 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from flannelcap._api import Capture
 from flannelcap._errors import FlannelcapError
-from flannelcap.analysis.audit import fdb_row, neigh_row, route_row
+from flannelcap.analysis.audit import capture_node_ip, fdb_row, neigh_row, route_row
+from flannelcap.analysis.flows import missing, name_or
 from flannelcap.report._page import Section, Table, definition_list, page, text
 from flannelcap.topology.model import FLANNEL_DEVICE
 
@@ -100,8 +99,8 @@ def _capture_sections(capture: Capture, prefix: str, max_packets: int, flow: int
     if flow is not None:
         if flow not in tunnelled:
             raise FlannelcapError(
-                f"{capture.path.name}: conversation {flow} is not one that crossed VXLAN "
-                f"(those are rows {', '.join(map(str, tunnelled)) or 'none'} of flows())"
+                f"{capture.path.name}: conversation {flow} is not one that crossed VXLAN ("
+                + (f"those are rows {', '.join(map(str, tunnelled))} of flows())" if tunnelled else "none did)")
             )
         chosen = flow
     shown = set(capture.packets.number.iloc[:max_packets].tolist())
@@ -156,16 +155,13 @@ def _summary(capture: Capture, prefix: str, findings: list[Any]) -> Section:
 
 
 def _capture_point(capture: Capture) -> str | None:
-    """The node IP on every VXLAN packet, when exactly one is."""
-    vxlan = capture.packets[capture.packets.is_vxlan.fillna(False).astype(bool)]
-    if vxlan.empty:
-        return None
-    src, dst = vxlan.outer_src_ip.astype(str), vxlan.outer_dst_ip.astype(str)
-    common = [ip for ip in {src.iloc[0], dst.iloc[0]} if ((src == ip) | (dst == ip)).all()]
-    if len(common) != 1:
-        return None
-    node = capture.topology.node_by_ip(common[0]) if capture.topology else None
-    return f"{common[0]} ({node.name})" if node else common[0]
+    """Where the capture was taken (the audit's rule), named where the topology knows the node."""
+    packets = capture.packets
+    vxlan = packets.loc[packets.is_vxlan.fillna(False).astype(bool), ["outer_src_ip", "outer_dst_ip"]]
+    pairs = vxlan.astype(str).drop_duplicates().itertuples(index=False, name=None)
+    ip = capture_node_ip(pairs)
+    node = capture.topology.node_by_ip(ip) if capture.topology and ip else None
+    return f"{ip} ({node.name})" if node else ip
 
 
 def _svg(capture: Capture, figure: str, flow: int) -> str:
@@ -224,7 +220,7 @@ def _conversations(flows: Any, prefix: str, limit: int) -> Section:
             text(f"{r.dst_ip}:{r.dst_port}"),
             text(r.src_pod),
             text(r.dst_pod),
-            text(f"{_known(r.src_node)} → {_known(r.dst_node)}"),
+            text(f"{name_or(r.src_node, '?')} → {name_or(r.dst_node, '?')}"),
             text(r.vni),
             text(r.packets),
             text(r.bytes),
@@ -236,10 +232,6 @@ def _conversations(flows: Any, prefix: str, limit: int) -> Section:
     return Section(
         f"{prefix}conversations", "Conversations", [*said, Table(f"{prefix}conversations-table", headers, rows).html()]
     )
-
-
-def _known(value: object) -> str:
-    return str(value) if isinstance(value, str) else "?"
 
 
 def _packet_link(number: int, prefix: str, shown: set[int]) -> str:
@@ -291,8 +283,12 @@ def _packets(capture: Capture, prefix: str, max_packets: int) -> Section:
     rows, ids = [], []
     for record in head.to_dict("records"):
         vxlan = bool(record["is_vxlan"]) if record["is_vxlan"] == record["is_vxlan"] else False
-        outer = f"{_known(record['outer_src_ip'])} → {_known(record['outer_dst_ip'])}"
-        inner = f"{_known(record['inner_src_ip'])} → {_known(record['inner_dst_ip'])}" if vxlan else "(not VXLAN)"
+        outer = f"{name_or(record['outer_src_ip'], '?')} → {name_or(record['outer_dst_ip'], '?')}"
+        inner = (
+            f"{name_or(record['inner_src_ip'], '?')} → {name_or(record['inner_dst_ip'], '?')}"
+            if vxlan
+            else "(not VXLAN)"
+        )
         names = " → ".join(
             "/".join(str(v) for v in (record[f"{side}_node"], record[f"{side}_pod"]) if isinstance(v, str)) or "?"
             for side in ("src", "dst")
@@ -325,9 +321,7 @@ def _detail(record: dict[str, Any]) -> str:
             value = record[name]
             if isinstance(value, tuple):
                 value = ", ".join(value) if value else None
-            elif isinstance(value, float) and value != value:  # NaN: no value in a Categorical
-                value = None
-            if value is not None and value is not pd.NA:
+            if not missing(value):
                 shown = escape(value) if isinstance(value, str) else str(value)  # numbers need no escaping
                 values.append(f"<dt>{name}</dt><dd>{shown}</dd>")
         if values:

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from html import escape
 
+from flannelcap.analysis.flows import missing
+
 STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:80em;padding:0 1em;color:#222}
 h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;margin-top:2em}
@@ -61,15 +63,8 @@ POLICY = f"default-src 'none'; style-src 'unsafe-inline'; img-src data:; script-
 
 
 def text(value: object) -> str:
-    """A value as escaped text; unknown values (None, NaN, pandas' NA) as an em dash."""
-    if value is None:
-        return "—"
-    try:
-        if value != value:  # NaN
-            return "—"
-    except TypeError:  # pandas' NA has no truth value
-        return "—"
-    return escape(str(value))
+    """A value as escaped text; an unknown one (None, NaN, pandas' NA) as an em dash."""
+    return "—" if missing(value) else escape(str(value))
 
 
 @dataclass
