@@ -344,3 +344,15 @@ def test_pod_cidrs_from_node_tables_alone_agree_whatever_the_source() -> None:
         "n2: /run/flannel/subnet.env": "10.244.2.0/24",
         "n1: ip route (10.244.7.0/24 via 10.244.2.0)": "10.244.7.0/24",
     }
+
+
+def test_a_saved_subnet_env_is_read_whatever_else_its_name_says(tmp_path: Path) -> None:
+    from flannelcap.topology.collect import topology_from_dir
+
+    node = tmp_path / "n1"
+    node.mkdir()
+    (node / "flannel-subnet.env").write_text("FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.5.1/24\n")
+    (node / "route.txt").write_text("10.244.5.0/24 dev cni0 proto kernel scope link src 10.244.5.1\n")
+    [n1] = topology_from_dir(tmp_path).nodes
+    assert (n1.pod_cidr, n1.cni0_ip) == ("10.244.5.0/24", "10.244.5.1")
+    assert topology_from_dir(tmp_path).view("n1").subnet.network == "10.244.0.0/16"  # type: ignore[union-attr]

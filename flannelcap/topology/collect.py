@@ -55,13 +55,13 @@ def collect_pod_tables(runner: Runner) -> dict[str, str]:
 
 # Which table a saved file holds, by words in its name (first match wins).
 _FILE_KINDS = (
+    ("subnet", "subnet"),  # first: flanneld's file is often saved as flannel-subnet.env
     ("neigh", "neigh"),
     ("fdb", "fdb"),
     ("flannel", "flannel"),
     ("cni0", "cni0"),
     ("route", "routes"),
     ("link", "links"),
-    ("subnet", "subnet"),
 )
 _POD_FILE_KINDS = (("addr", "addr"), ("route", "routes"))
 
