@@ -17,6 +17,7 @@ import numpy as np
 
 from flannelcap._errors import FlannelcapError
 from flannelcap.packets import kernel as _kernel
+from flannelcap.packets.ahead import read_ahead
 from flannelcap.packets.columns import Batch, ColumnBatch, Columns
 from flannelcap.packets.kernel_columns import ConversationSet
 from flannelcap.packets.read import FastStream
@@ -122,7 +123,7 @@ class PacketSource:
 
     def __iter__(self) -> Iterator[ColumnBatch]:
         self._started = True
-        for batch in self.stream.batches():
+        for batch in read_ahead(self.stream.batches()):
             self._counter.add(batch)
             yield self.columns.make(batch)
 
@@ -138,7 +139,7 @@ class PacketSource:
         (read now, without making columns: the fastest pass)."""
         if not self._started:
             self._started = True
-            for batch in self.stream.batches():
+            for batch in read_ahead(self.stream.batches()):
                 self._counter.add(batch)
         return self._counter.finish(self.problem)
 
