@@ -126,6 +126,12 @@ def bench(path: Path, packets: int, short: bool, repeat: int, scapy_subset: int)
         ("flannelcap decode --json", [*flannelcap, "--json", str(path)], n, False),
         ("flannelcap decode --csv", [*flannelcap, "--csv", str(path)], n, False),
         ("flannelcap decode --parquet", [*flannelcap, "--parquet", str(parquet), str(path)], n, False),
+        (
+            "flannelcap report (HTML, 2,000-row packet list)",
+            [sys.executable, "-m", "flannelcap", "report", str(path), "-o", str(parquet.with_suffix(".html"))],
+            n,
+            False,
+        ),
         ("tcpdump -nn -r", ["tcpdump", "-nn", "-r", str(path)], n, False),
         (
             "tshark -T fields (same fields)",
@@ -144,6 +150,7 @@ def bench(path: Path, packets: int, short: bool, repeat: int, scapy_subset: int)
         elapsed, peak = median_of(argv, repeat, reported=reported)
         rows.append((name, elapsed * n / count, peak))
     parquet.unlink()
+    parquet.with_suffix(".html").unlink()
     parquet.parent.rmdir()
     base = rows[0][1]
     size = path.stat().st_size / 1e6

@@ -3,6 +3,7 @@ ran, that it asks the network for nothing, and that a hostile capture cannot run
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -72,6 +73,10 @@ def test_the_report_of_each_sample_in_a_browser(browser: Browser, entry: dict, t
         browser.js(f"document.querySelector('#findings a[href=\"{href}\"]').click()")
         assert browser.js("document.querySelector(':target').id") == href[1:]
         assert browser.js("document.querySelector(':target').cells[0].textContent") == href[2:]
+
+    # The footer names the capture by its SHA-256 (hashed beside the sections, in a thread).
+    digest = hashlib.sha256(capture.path.read_bytes()).hexdigest()
+    assert f"{capture.path.name} SHA-256 {digest}" in browser.js("document.querySelector('footer').textContent")
 
     # The packet list holds every packet, in order.
     numbers = browser.js("[...document.querySelectorAll('#packets-table tbody tr')].map(r => r.cells[0].textContent)")

@@ -19,7 +19,9 @@ from flannelcap.topology.model import FLANNEL_DEVICE, NODE_TABLES, SUBNET_ENV, N
 from flannelcap.topology.tables import FdbEntry, NeighEntry, Route
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
+    from numpy.typing import NDArray
 
 ERROR, WARNING, INFO = "error", "warning", "info"
 _SEVERITY_ORDER = {ERROR: 0, WARNING: 1, INFO: 2}
@@ -421,25 +423,31 @@ class CaptureAudit:
         """Look at every packet of a ``Capture.packets`` DataFrame: what ``add`` checks, with the
         VXLAN packets taken in groups that agree on every column checked (a few hundred groups
         for a million packets), and only the SYNs and unencapsulated pod traffic row by row."""
+        import numpy as np
+        import pandas as pd
+
         vxlan = frame.is_vxlan.fillna(False).astype(bool)
         tunnelled = frame.loc[vxlan, [*_VXLAN_KEY, "number", "inner_ip_len"]]
         groups = tunnelled.groupby(list(_VXLAN_KEY), dropna=False, observed=True, sort=False).indices
         key_values = {c: _values(tunnelled, c) for c in _VXLAN_KEY}
-        numbers, lengths = _values(tunnelled, "number"), _values(tunnelled, "inner_ip_len")
+        numbers = tunnelled.number.to_numpy(dtype=np.int64)
+        lengths = tunnelled.inner_ip_len.to_numpy(dtype=np.int64, na_value=0)  # 0: no length, never too big
         for rows in sorted(groups.values(), key=lambda positions: positions[0]):  # as add() would meet them
             first = int(rows[0])
             src, dst, mac, checksum_ok, fragment, vni, port, inner_src = (key_values[c][first] for c in _VXLAN_KEY)
             self._add_vxlan_packets(
                 str(src or ""), str(dst or ""), mac, checksum_ok, bool(fragment), vni, port, inner_src,
-                [numbers[i] for i in rows], [lengths[i] for i in rows],
+                numbers[rows].tolist(), lengths[rows].tolist(),
             )  # fmt: skip
         ends = ["src_ip", "src_port", "dst_ip", "dst_port"]
         plain = ~vxlan & frame.outer_src_ip.notna() & frame.proto.isin(["tcp", "udp", "icmp"])
-        flags = frame.tcp_flags.astype(str)
-        tcp = frame.proto == "tcp"
-        syn, ack = tcp & flags.str.contains("SYN", regex=False), flags.str.contains("ACK", regex=False)
+        tcp = (frame.proto == "tcp").to_numpy(dtype=bool, na_value=False)
+        syn = pd.Series(tcp & _flag_set(frame.tcp_flags, "SYN"), index=frame.index)
+        ack = _flag_set(frame.tcp_flags, "ACK")
         # Only a SYN sent more than once can be a retransmission; an answer counts for any SYN.
-        repeated = syn & ~ack & frame.duplicated([*ends, "tcp_seq"], keep=False)
+        bare_syns = frame.loc[syn & ~ack, [*ends, "tcp_seq"]]
+        repeated = pd.Series(False, index=frame.index)
+        repeated[bare_syns.index[bare_syns.duplicated(keep=False)]] = True
         answers = frame.loc[syn & ack, ends].drop_duplicates()
         self._answered |= set(
             zip(*(_values(answers, c) for c in ("dst_ip", "dst_port", "src_ip", "src_port")), strict=True)
@@ -699,6 +707,17 @@ _ROW_BY_ROW = namedtuple(
     "_ROW_BY_ROW",
     "number time proto outer_src_ip outer_dst_ip src_ip dst_ip src_port dst_port tcp_flags tcp_seq",
 )
+
+
+def _flag_set(flags: pd.Series, flag: str) -> NDArray[np.bool_]:
+    """Where a ``tcp_flags`` column (categorical: "SYN,ACK" and the like) holds ``flag``: one test
+    per distinct text, not per packet."""
+    import numpy as np
+
+    column = flags.astype("category")
+    holds = np.array([flag in str(text).split(", ") for text in column.cat.categories] + [False])
+    out: NDArray[np.bool_] = holds[column.cat.codes.to_numpy()]  # code -1 (missing) takes the last entry
+    return out
 
 
 def _values(frame: pd.DataFrame, name: str) -> list[Any]:

@@ -4,8 +4,9 @@ works on the current one.
 Rule: only the order of work changes, never what is produced. The producer's iterator runs in
 one worker thread; its items, and the exception that ended it, reach the caller in order. At
 most ``depth`` items wait (memory stays flat), and a caller that stops early stops the worker,
-and closes the producer's iterator, before the call that stopped returns. The compiled kernel releases the GIL while it decodes, so
-on two cores reading and decoding overlap the caller's column making and writing.
+and closes the producer's iterator, before the call that stopped returns. The compiled kernel
+releases the GIL while it decodes, so on two cores reading and decoding overlap the caller's
+column making and writing.
 """
 
 from __future__ import annotations

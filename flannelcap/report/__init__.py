@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
@@ -69,15 +70,19 @@ def report_html(captures: Sequence[Capture], max_packets: int = MAX_PACKETS, flo
     """The report page of ``captures``, as text (``write_report`` says what the arguments are)."""
     from flannelcap import __version__
 
-    sections: list[Section] = []
-    for index, capture in enumerate(captures):
-        prefix = f"c{index}-" if len(captures) > 1 else ""
-        sections += _capture_sections(capture, prefix, max_packets, flow)
-    names = ", ".join(c.path.name for c in captures)
-    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    footer = f"flannelcap {text(__version__)}, {stamp}. " + "; ".join(
-        f"{text(c.path.name)} SHA-256 <code>{_sha256(c.path)}</code>" for c in captures
-    )
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="flannelcap-sha256") as hashing:
+        # hashlib releases the GIL: the files are hashed on the second core while the sections are made
+        digests = [hashing.submit(_sha256, c.path) for c in captures]
+        sections: list[Section] = []
+        for index, capture in enumerate(captures):
+            prefix = f"c{index}-" if len(captures) > 1 else ""
+            sections += _capture_sections(capture, prefix, max_packets, flow)
+        names = ", ".join(c.path.name for c in captures)
+        stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        footer = f"flannelcap {text(__version__)}, {stamp}. " + "; ".join(
+            f"{text(c.path.name)} SHA-256 <code>{digest.result()}</code>"
+            for c, digest in zip(captures, digests, strict=True)
+        )
     return page(f"flannelcap report: {names}", sections, footer)
 
 
