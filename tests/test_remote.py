@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import pty
+import shlex
 import shutil
 import signal
 import subprocess
@@ -28,10 +29,12 @@ from conftest import require, require_root_lab
 
 from flannelcap import decode_file
 from flannelcap.lab import Lab, LabSpec, teardown
+from flannelcap.lab._lab import BIG_FILE_NAME
 from flannelcap.lab._map import topology_of_lab
 from flannelcap.lab._sshd import authorize, ssh_dir
 from flannelcap.packets.reader import CaptureReader
 from flannelcap.remote import capturing
+from flannelcap.topology.collect import write_topology
 
 USERS = {"fcsudo": "NOPASSWD: ", "fcpwsudo": "", "fcnosudo": None}
 PASSWORD = "lab-Passw0rd"
@@ -128,18 +131,11 @@ def flannelcap(*args: str, netns: str | None = None, timeout: float = 60) -> sub
     )
 
 
-def capture_during(
-    lab: Lab, args: list[str], listening: int, path: str = "/", netns: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Run ``flannelcap capture ARGS`` (inside ``netns`` if given); once ``listening`` nodes
-    capture, fetch ``path`` from busybox; return when the capture ends."""
-    prefix = ["ip", "netns", "exec", netns] if netns else []
+def started(argv: list[str], listening: int) -> tuple[subprocess.Popen[str], str]:
+    """Start ``argv`` (a capture), return once ``listening`` nodes capture: the process, and
+    what it said on stderr so far."""
     process = subprocess.Popen(
-        [*prefix, sys.executable, "-m", "flannelcap", "capture", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        stdin=subprocess.DEVNULL,
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL
     )
     assert process.stderr is not None
     said = []
@@ -148,10 +144,20 @@ def capture_during(
         if not line:
             break
         said.append(line)
+    return process, "".join(said)
+
+
+def capture_during(
+    lab: Lab, args: list[str], listening: int, path: str = "/", netns: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``flannelcap capture ARGS`` (inside ``netns`` if given); once ``listening`` nodes
+    capture, fetch ``path`` from busybox; return when the capture ends."""
+    prefix = ["ip", "netns", "exec", netns] if netns else []
+    process, said = started([*prefix, sys.executable, "-m", "flannelcap", "capture", *args], listening)
     fetched = lab.fetch(path)
     out, err = process.communicate(timeout=90)
     assert fetched.returncode == 0
-    return subprocess.CompletedProcess(process.args, process.returncode, out, "".join(said) + err)
+    return subprocess.CompletedProcess(process.args, process.returncode, out, said + err)
 
 
 def _errors(done: subprocess.CompletedProcess[str]) -> list[str]:
@@ -517,3 +523,160 @@ def test_python_context_manager(ssh_lab: SshLab, tmp_path: Path) -> None:
     assert result.error is None and result.path is not None
     _assert_http_over_vxlan(result.path, lab)
     assert result.packets == sum(1 for _ in decode_file(result.path))
+
+
+# -- the live view and -w - ---------------------------------------------------------------------
+
+
+def _lab_topology(lab: Lab, tmp_path: Path) -> Path:
+    """The lab's topology (kubectl's pods included) in a file for ``--topology``: the lab's nodes
+    have no kubectl, so the tables the capture saves name nodes but not pods."""
+    path = tmp_path / "lab-topology.json"
+    write_topology(topology_of_lab(lab), path)
+    return path
+
+
+def test_live_view_on_a_terminal_shows_the_get_with_both_pods_within_a_second(ssh_lab: SshLab, tmp_path: Path) -> None:
+    lab = ssh_lab.lab
+    nodes = [lab.plan.client_pod.node, lab.plan.server_pod.node]
+    topology = _lab_topology(lab, tmp_path)
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: flannelcap on a terminal, as a user runs it
+        argv = ["capture", "-F", str(ssh_lab.config), *nodes, "--duration", "6", "--topology", str(topology)]
+        os.execv(sys.executable, [sys.executable, "-m", "flannelcap", *argv, "-o", str(tmp_path / "out")])
+    output = b""
+    fetched_at: float | None = None
+    get_seen: dict[str, float] = {}
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        output += chunk
+        text = output.decode(errors="replace")
+        if fetched_at is None and text.count("capturing on eth0") == 2:
+            assert lab.fetch("/").returncode == 0
+            fetched_at = time.monotonic()
+        for line in text.splitlines():
+            node = line.split(" ", 1)[0]
+            if "busybox → nginx" in line and "GET / HTTP/1.1" in line and node in nodes:
+                get_seen.setdefault(node, time.monotonic())
+    _, status = os.waitpid(pid, 0)
+    text = output.decode(errors="replace")
+    assert os.WEXITSTATUS(status) == 0, text
+    assert fetched_at is not None, text
+    # Both nodes' lines show the GET, named by pod, each within a second of the request.
+    assert set(get_seen) == set(nodes), text
+    assert all(seen - fetched_at < 1.0 for seen in get_seen.values()), (get_seen, fetched_at)
+    header = next(line for line in text.splitlines() if "Inner src → dst" in line)
+    assert header.startswith("Node")
+    for node in nodes:  # the summary still names each file, after the packets
+        [pcap] = (tmp_path / "out").glob(f"{node}-eth0-*.pcap")
+        assert f"{node}: {sum(1 for _ in decode_file(pcap))} packets" in text
+
+
+def test_live_json_equals_decoding_the_files(ssh_lab: SshLab, tmp_path: Path) -> None:
+    lab = ssh_lab.lab
+    nodes = [lab.plan.client_pod.node, lab.plan.server_pod.node]
+    topology = _lab_topology(lab, tmp_path)
+    args = ["-F", str(ssh_lab.config), *nodes, "--duration", "3", "--json", "--topology", str(topology)]
+    done = capture_during(lab, [*args, "-o", str(tmp_path)], 2)
+    assert done.returncode == 0, done.stderr
+    live = [json.loads(line) for line in done.stdout.splitlines()]
+    for node in nodes:
+        [pcap] = tmp_path.glob(f"{node}-eth0-*.pcap")
+        decoded = flannelcap("decode", "--json", "--topology", str(topology), str(pcap))
+        from_file = [json.loads(line) for line in decoded.stdout.splitlines()]
+        shown = [{k: v for k, v in row.items() if k != "file"} for row in live if row["file"] == str(pcap)]
+        assert shown == from_file and len(shown) > 10  # cell for cell, in order, every packet
+        assert any(r["http_method"] == "GET" and (r["src_pod"], r["dst_pod"]) == ("busybox", "nginx") for r in shown)
+    assert "capturing on" in done.stderr and f"{nodes[0]}: " in done.stderr  # the summary left stdout to the JSON
+
+
+def test_write_stdout_merges_the_nodes_into_one_pcapng_for_tshark(ssh_lab: SshLab, tmp_path: Path) -> None:
+    lab = ssh_lab.lab
+    nodes = [lab.plan.client_pod.node, lab.plan.server_pod.node]
+    argv = ["capture", "-F", str(ssh_lab.config), *nodes, "--duration", "3", "-o", str(tmp_path), "-w", "-"]
+    capture = shlex.join([sys.executable, "-m", "flannelcap", *argv])
+    fields = ["-T", "fields", "-e", "frame.interface_name", "-e", "frame.time_epoch", "-e", "frame.len"]
+    tshark = shlex.join(["tshark", "-n", "-r", "-", *fields])
+    process, said = started(["sh", "-c", f"{capture} | {tshark}"], 2)
+    assert lab.fetch("/").returncode == 0
+    out, err = process.communicate(timeout=90)
+    assert process.returncode == 0, said + err
+    merged = [line.split("\t") for line in out.splitlines()]
+    for node in nodes:
+        [pcap] = tmp_path.glob(f"{node}-eth0-*.pcap")
+        single = subprocess.run(["tshark", "-n", "-r", str(pcap), *fields], capture_output=True, text=True, check=True)
+        from_file = [line.split("\t")[1:] for line in single.stdout.splitlines()]
+        assert [row[1:] for row in merged if row[0] == f"{node}:eth0"] == from_file and len(from_file) > 10
+    assert {row[0] for row in merged} == {f"{node}:eth0" for node in nodes}
+
+
+def test_a_view_that_falls_behind_drops_lines_never_packets(ssh_lab: SshLab, tmp_path: Path) -> None:
+    lab = ssh_lab.lab
+    nodes = [lab.plan.client_pod.node, lab.plan.server_pod.node]
+    args = ["capture", "-F", str(ssh_lab.config), *nodes, "--live", "-o", str(tmp_path)]
+    # stdout is not read while the traffic runs: the view's writes block, as on a slow terminal
+    process, said = started([sys.executable, "-m", "flannelcap", *args], 2)
+    for _ in range(30):  # about 30,000 packets on each node
+        assert lab.fetch(f"/{BIG_FILE_NAME}", timeout=30).returncode == 0
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    text = said + err
+    assert process.returncode == 0, text
+    total = 0
+    for node in nodes:
+        [pcap] = tmp_path.glob(f"{node}-eth0-*.pcap")
+        with CaptureReader(pcap) as reader:
+            packets = sum(1 for _ in reader)
+            assert reader.problem is None
+        total += packets
+        # The file holds every packet tcpdump says it captured, whatever the view did.
+        assert f"{node}: {packets} packets" in text and f"(tcpdump: {packets} captured, " in text, text
+    skipped = int(text.split("live view: ", 1)[1].split()[0])
+    view = out.splitlines()
+    shown = sum(1 for line in view if line.split(" ", 1)[0] in nodes)
+    assert skipped > 0 and shown + skipped == total > 20_000
+    # The view itself says where it skipped, and how many: the notes add up to the count.
+    notes = [int(line[1:].split()[0]) for line in view if line.endswith("(the capture files hold them)]")]
+    assert sum(notes) == skipped
+
+
+def test_capture_by_pod_lands_on_its_node_and_veth(ssh_lab: SshLab, tmp_path: Path) -> None:
+    lab = ssh_lab.lab
+    nginx = lab.plan.pod("nginx")
+    busybox = lab.plan.pod("busybox")
+    topology = _lab_topology(lab, tmp_path)
+    args = ["-F", str(ssh_lab.config), "--pod", "nginx", "--topology", str(topology), "--duration", "3", "-q"]
+    done = capture_during(lab, [*args, "-o", str(tmp_path)], 1)
+    assert done.returncode == 0, done.stderr
+    # The lab's own plan says where nginx is: its node, and the host side of its veth pair.
+    assert f"{nginx.node}: nginx on {nginx.host_veth}\n" in done.stderr
+    assert f"{nginx.node}: capturing on {nginx.host_veth} (Ctrl-C to stop)" in done.stderr
+    [pcap] = tmp_path.glob(f"{nginx.node}-{nginx.host_veth}-*.pcap")
+    records = list(decode_file(pcap))
+    # On the veth the exchange is plain pod-to-pod IP: no VXLAN, busybox's address as sent.
+    assert not any(r.is_vxlan for r in records)
+    assert [(r.src_ip, r.dst_ip) for r in records if r.http_method] == [(busybox.ip, nginx.ip)]
+    assert [r.http_status for r in records if r.http_status] == [200]
+
+
+def test_capture_by_selector_takes_every_replica_on_its_node(ssh_lab: SshLab, tmp_path: Path) -> None:
+    lab = ssh_lab.lab
+    replicas = [lab.plan.pod("nginx"), lab.plan.pod("nginx-local")]
+    assert len({p.node for p in replicas}) == 2  # two nodes
+    topology = _lab_topology(lab, tmp_path)
+    args = ["-F", str(ssh_lab.config), "--selector", "app=nginx", "--topology", str(topology), "--duration", "4"]
+    process, said = started([sys.executable, "-m", "flannelcap", "capture", *args, "-q", "-o", str(tmp_path)], 2)
+    for replica in replicas:
+        assert lab.fetch("/", server=replica.name).returncode == 0
+    _, err = process.communicate(timeout=90)
+    assert process.returncode == 0, said + err
+    for replica in replicas:
+        [pcap] = tmp_path.glob(f"{replica.node}-{replica.host_veth}-*.pcap")
+        gets = [(r.dst_ip, r.http_path) for r in decode_file(pcap) if r.http_method == "GET"]
+        assert gets == [(replica.ip, "/")], (replica.name, gets)  # each replica's own request, once

@@ -428,13 +428,13 @@ class CaptureAudit:
 
         vxlan = frame.is_vxlan.fillna(False).astype(bool)
         tunnelled = frame.loc[vxlan, [*_VXLAN_KEY, "number", "inner_ip_len"]]
-        groups = tunnelled.groupby(list(_VXLAN_KEY), dropna=False, observed=True, sort=False).indices
-        key_values = {c: _values(tunnelled, c) for c in _VXLAN_KEY}
+        groups = _groups_in_order(tunnelled, _VXLAN_KEY)  # as add() would meet them
+        firsts = tunnelled.iloc[[int(rows[0]) for rows in groups]]
+        key_values = {c: _values(firsts, c) for c in _VXLAN_KEY}  # each group's values, from its first row
         numbers = tunnelled.number.to_numpy(dtype=np.int64)
         lengths = tunnelled.inner_ip_len.to_numpy(dtype=np.int64, na_value=0)  # 0: no length, never too big
-        for rows in sorted(groups.values(), key=lambda positions: positions[0]):  # as add() would meet them
-            first = int(rows[0])
-            src, dst, mac, checksum_ok, fragment, vni, port, inner_src = (key_values[c][first] for c in _VXLAN_KEY)
+        for group, rows in enumerate(groups):
+            src, dst, mac, checksum_ok, fragment, vni, port, inner_src = (key_values[c][group] for c in _VXLAN_KEY)
             self._add_vxlan_packets(
                 str(src or ""), str(dst or ""), mac, checksum_ok, bool(fragment), vni, port, inner_src,
                 numbers[rows].tolist(), lengths[rows].tolist(),
@@ -448,7 +448,11 @@ class CaptureAudit:
         bare_syns = frame.loc[syn & ~ack, [*ends, "tcp_seq"]]
         repeated = pd.Series(False, index=frame.index)
         repeated[bare_syns.index[bare_syns.duplicated(keep=False)]] = True
-        answers = frame.loc[syn & ack, ends].drop_duplicates()
+        answers = frame.loc[syn & ack, ends]
+        # An answer matters only to a SYN seen more than once: the others are left in the columns.
+        asked = frame.loc[repeated, ends]
+        answers = answers[answers.dst_ip.isin(asked.src_ip.dropna()) & answers.dst_port.isin(asked.src_port.dropna())]
+        answers = answers.drop_duplicates()
         self._answered |= set(
             zip(*(_values(answers, c) for c in ("dst_ip", "dst_port", "src_ip", "src_port")), strict=True)
         )
@@ -707,6 +711,25 @@ _ROW_BY_ROW = namedtuple(
     "_ROW_BY_ROW",
     "number time proto outer_src_ip outer_dst_ip src_ip dst_ip src_port dst_port tcp_flags tcp_seq",
 )
+
+
+def _groups_in_order(frame: pd.DataFrame, columns: Iterable[str]) -> list[NDArray[np.intp]]:
+    """The positions of the rows that agree on ``columns`` (a missing value is a value of its
+    own), group by group in the order of each group's first row."""
+    import numpy as np
+    import pandas as pd
+
+    key = np.zeros(len(frame), dtype=np.int64)
+    for column in columns:
+        codes, uniques = pd.factorize(frame[column], use_na_sentinel=True)
+        key = key * (len(uniques) + 1) + (codes + 1)
+        key, _ = pd.factorize(key)  # dense again: the next column's product cannot overflow
+        key = key.astype(np.int64)
+    if not len(key):
+        return []
+    order = np.argsort(key, kind="stable")  # factorize numbers groups by first appearance
+    bounds = np.cumsum(np.bincount(key))[:-1]
+    return list(np.split(order, bounds))
 
 
 def _flag_set(flags: pd.Series, flag: str) -> NDArray[np.bool_]:

@@ -293,7 +293,7 @@ def kubectl_pods(plan: LabPlan) -> dict[str, Any]:
             {
                 "apiVersion": "v1",
                 "kind": "Pod",
-                "metadata": {"name": pod.name, "namespace": "default"},
+                "metadata": {"name": pod.name, "namespace": "default", "labels": {"app": image}},
                 "spec": {
                     "nodeName": pod.node,
                     "containers": [{"name": image, "image": image}],

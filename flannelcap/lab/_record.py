@@ -207,12 +207,11 @@ def tcpdump(lab: Lab, node: str, interface: str, output: Path, link_type: str | 
         except subprocess.TimeoutExpired:
             process.kill()
             _, tail = process.communicate()
-        for line in tail.decode(errors="replace").splitlines():
-            count = line.split()[0] if line.split() else ""
-            if count.isdigit() and "captured" in line:
-                run.captured = int(count)
-            elif count.isdigit() and "dropped by kernel" in line:
-                run.dropped_by_kernel = int(count)
+        from flannelcap.remote._command import tcpdump_counts  # what tcpdump says as it exits, read one way
+
+        counts = tcpdump_counts(tail.decode(errors="replace").splitlines())
+        run.captured = counts.get("captured", run.captured)
+        run.dropped_by_kernel = counts.get("dropped by kernel", run.dropped_by_kernel)
 
 
 def snapshot_tables(lab: Lab, directory: Path) -> None:

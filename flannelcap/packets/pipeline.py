@@ -94,6 +94,7 @@ class PacketSource:
         vxlan_ports: frozenset[int],
         engine: str,
         progress: Callable[[int, int], None] | None,
+        more_waiting: Callable[[], bool] | None = None,
     ) -> None:
         if engine not in ENGINES:
             raise FlannelcapError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
@@ -101,7 +102,9 @@ class PacketSource:
             raise FlannelcapError(f"{_kernel.UNAVAILABLE}: use --engine scapy, or reinstall with a C compiler")
         self.topology = topology
         self.vxlan_ports = vxlan_ports
-        self.stream = FastStream(source, vxlan_ports=vxlan_ports, progress=progress, scapy_only=engine == "scapy")
+        self.stream = FastStream(
+            source, vxlan_ports=vxlan_ports, progress=progress, scapy_only=engine == "scapy", more_waiting=more_waiting
+        )
         self.columns = Columns(topology)
         self._counter = SummaryCounter()
         self._started = False
@@ -151,6 +154,7 @@ def open_capture(
     vxlan_ports: Iterable[int] = (),
     engine: str = "auto",
     progress: Callable[[int, int], None] | None = None,
+    more_waiting: Callable[[], bool] | None = None,
 ) -> PacketSource:
     """Open a capture for reading through flannelcap's one pipeline.
 
@@ -161,13 +165,17 @@ def open_capture(
         engine: ``auto``/``fast`` (the compiled decoder, Scapy for what it leaves), or
             ``scapy`` (every frame through Scapy, into the same batches).
         progress: called with (bytes read, total bytes) as the file is read.
+        more_waiting: for a live stream: whether more bytes wait to be read (see ``FastStream``);
+            batches then come as packets arrive.
 
     Raises:
         CaptureFormatError: not a capture file.
         FlannelcapError: ``engine="fast"`` without the compiled decoder, or an unknown engine.
     """
     ports = vxlan_ports_for(topology, vxlan_ports)
-    return PacketSource(source, topology=topology, vxlan_ports=ports, engine=engine, progress=progress)
+    return PacketSource(
+        source, topology=topology, vxlan_ports=ports, engine=engine, progress=progress, more_waiting=more_waiting
+    )
 
 
 class RecordView:

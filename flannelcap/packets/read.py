@@ -99,6 +99,9 @@ class FastStream:
         progress: called with (bytes read, total bytes) after each piece, if given.
         scapy_only: every frame through the Scapy decoder (``--engine scapy``): the same
             batches, filled row by row.
+        more_waiting: for a live stream (``LiveFeed``): says whether more bytes are waiting to
+            be read. When none are, the frames read so far are handed out as a batch at once,
+            instead of waiting for a full piece.
 
     Raises:
         CaptureFormatError: not a capture file (on creation).
@@ -111,8 +114,10 @@ class FastStream:
         vxlan_ports: Iterable[int] = DEFAULT_VXLAN_PORTS,
         progress: Callable[[int, int], None] | None = None,
         scapy_only: bool = False,
+        more_waiting: Callable[[], bool] | None = None,
     ) -> None:
         self.vxlan_ports = frozenset(vxlan_ports)
+        self.more_waiting = more_waiting
         self.progress = progress
         self.scapy_only = scapy_only
         self._source = source
@@ -156,6 +161,9 @@ class FastStream:
                     if filling is None:
                         filling = _Filling(frames.linktype, self.vxlan_ports, self.scapy_only)
                     yield frames, filling.add(frames), filling
+                if self.more_waiting is not None and filling is not None:  # live: what arrived is shown now
+                    yield filling
+                    filling = None
             if filling is not None:
                 yield filling
         finally:
@@ -220,6 +228,9 @@ class FastStream:
                 frames, size = [], 0
             frames.append(frame)
             size += len(frame.data)
+            if self.more_waiting is not None and not self.more_waiting():
+                yield self._frames_piece(frames)
+                frames, size = [], 0
         if frames:
             yield self._frames_piece(frames)
         self.problem = self._reader.problem

@@ -15,7 +15,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +29,7 @@ from flannelcap.remote._command import (
     check_node,
     pcap_prefix_within,
     remote_command,
+    tcpdump_counts,
 )
 from flannelcap.remote._ssh import SshOptions, SshRunner, connect, remote_user
 from flannelcap.topology.collect import collect_node_tables
@@ -77,6 +78,13 @@ class NodeCapture:
     partial: bool = False
     error: str | None = None
     tcpdump_said: list[str] = field(default_factory=list)
+    tables_taken: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def tcpdump_counts(self) -> dict[str, int]:
+        """What tcpdump counted as it exited: ``captured``, ``dropped by kernel``… (see
+        ``tcpdump_counts``); empty if it printed none."""
+        return tcpdump_counts(self.tcpdump_said)
 
 
 def capture_file_name(node: str, interface: str, when: dt.datetime) -> str:
@@ -100,15 +108,32 @@ class CaptureSession:
         nodes: host aliases (as in ``ssh NODE``).
         request: what to capture.
         options: how to reach the nodes.
+        taps: for a node, functions called with each chunk of its pcap stream as it arrives,
+            after the chunk is written to the file (the live view, ``-w -``). Streamed
+            captures only: ``via_file`` has no stream to tap.
+        interfaces: for a node, the interface captured there instead of the request's
+            (``capture --pod``: the pod's veth).
+        filters: for a node, the tcpdump filter used there instead of the request's.
     """
 
-    def __init__(self, nodes: Sequence[str], request: CaptureRequest, options: SshOptions) -> None:
+    def __init__(
+        self,
+        nodes: Sequence[str],
+        request: CaptureRequest,
+        options: SshOptions,
+        taps: Mapping[str, Sequence[Callable[[bytes], object]]] | None = None,
+        interfaces: Mapping[str, str] | None = None,
+        filters: Mapping[str, str] | None = None,
+    ) -> None:
         for node in nodes:
             check_node(node)
         if len(set(nodes)) != len(nodes):
             raise FlannelcapError("a node is named twice")
         self.request = request
         self.options = options
+        self.taps = dict(taps or {})
+        self.interfaces = {node: (interfaces or {}).get(node, request.interface) for node in nodes}
+        self.filters = {node: (filters or {}).get(node, request.filter) for node in nodes}
         self.started = dt.datetime.now(dt.UTC)
         self.captures = {node: NodeCapture(node=node) for node in nodes}
         self._stop = threading.Event()
@@ -201,10 +226,10 @@ class CaptureSession:
         channel.settimeout(0.2)
         return channel
 
-    def _plan(self, privilege: str, output: str = "-", drop_to: str | None = None) -> TcpdumpPlan:
+    def _plan(self, node: str, privilege: str, output: str = "-", drop_to: str | None = None) -> TcpdumpPlan:
         return TcpdumpPlan(
-            interface=self.request.interface,
-            filter=self.request.filter,
+            interface=self.interfaces[node],
+            filter=self.filters[node],
             count=self.request.count,
             privilege=privilege,
             output=output,
@@ -214,12 +239,19 @@ class CaptureSession:
     def _capture_streamed(
         self, node: str, state: NodeCapture, client: paramiko.SSHClient, runner: SshRunner, privilege: str
     ) -> None:
-        path = _unused(self.request.output_dir / capture_file_name(node, self.request.interface, self.started))
-        channel = self._open_channel(client, self._plan(privilege))
+        path = _unused(self.request.output_dir / capture_file_name(node, self.interfaces[node], self.started))
+        channel = self._open_channel(client, self._plan(node, privilege))
         counter = PcapStreamCounter()
         state.path = path
+        taps = self.taps.get(node, ())
         with open(path, "wb") as out:
-            self._pump(node, state, channel, runner, out.write, counter)
+
+            def write(data: bytes) -> None:
+                out.write(data)  # the file first: whatever a tap does, the capture holds every byte
+                for tap in taps:
+                    tap(data)
+
+            self._pump(node, state, channel, runner, write, counter)
         state.packets, state.bytes = counter.packets, counter.bytes
         if self.request.max_bytes is not None and state.bytes > self.request.max_bytes:
             # Packets arrive faster than tcpdump stops: cut the file at the cap, on a record boundary.
@@ -238,9 +270,11 @@ class CaptureSession:
     ) -> None:
         remote = runner.run(["mktemp", "-t", "flannelcap-XXXXXXXX.pcap"]).strip()
         try:
-            channel = self._open_channel(client, self._plan(privilege, remote, None if privilege == "root" else user))
+            channel = self._open_channel(
+                client, self._plan(node, privilege, remote, None if privilege == "root" else user)
+            )
             self._pump(node, state, channel, runner, None, None)
-            path = _unused(self.request.output_dir / capture_file_name(node, self.request.interface, self.started))
+            path = _unused(self.request.output_dir / capture_file_name(node, self.interfaces[node], self.started))
             state.path = path
             with client.open_sftp() as sftp:
                 sftp.get(remote, str(path))
@@ -263,12 +297,18 @@ class CaptureSession:
     ) -> None:
         """Move bytes from the channel to the file until tcpdump exits; stop it when asked."""
         stderr = b""
+        tables: threading.Thread | None = None
         stop_sent_at: float | None = None
         started = time.monotonic()
         while True:
             if not state.listening and b"listening on" in stderr:
                 state.listening = True
-                self._save_tables(node, state, runner)
+                # The tables are taken beside the stream, on their own channels: the packets keep
+                # flowing to the file and the live view meanwhile.
+                tables = threading.Thread(
+                    target=self._save_tables, args=(node, state, runner), name=f"tables-{node}", daemon=True
+                )
+                tables.start()
             want_stop = self._stop.is_set() or (
                 self.request.max_bytes is not None and counter is not None and counter.bytes >= self.request.max_bytes
             )
@@ -306,6 +346,8 @@ class CaptureSession:
                 break
             if channel.closed:
                 break
+        if tables is not None:
+            tables.join()
         deadline = time.monotonic() + STOP_GRACE  # the exit status follows the end of the data
         while not channel.exit_status_ready() and not channel.closed and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -319,7 +361,23 @@ class CaptureSession:
             raise _tcpdump_error(node, status, state.tcpdump_said)
 
     def _save_tables(self, node: str, state: NodeCapture, runner: SshRunner) -> None:
-        """The node's flannel tables, taken as the capture starts, beside the capture file."""
+        """The node's flannel tables, taken as the capture starts, beside the capture file
+        (``tables_taken`` is set when done, saved or not)."""
+        try:
+            self._write_tables(node, state, runner)
+        except Exception as exc:  # a thread of its own: whatever went wrong is a note, the capture goes on
+            state.tcpdump_said.append(f"tables not collected: {exc}")
+        finally:
+            state.tables_taken.set()
+
+    def wait_tables(self, timeout: float = START_TIMEOUT) -> None:
+        """Block until every listening node's tables are taken (or ``timeout`` passes)."""
+        deadline = time.monotonic() + timeout
+        for state in self.captures.values():
+            if state.listening:
+                state.tables_taken.wait(max(0.0, deadline - time.monotonic()))
+
+    def _write_tables(self, node: str, state: NodeCapture, runner: SshRunner) -> None:
         tables_dir = self.request.output_dir / f"{self.started.strftime('%Y%m%dT%H%M%SZ')}.tables" / node
         try:
             tables = collect_node_tables(runner)

@@ -135,6 +135,19 @@ def pcap_prefix_within(data: bytes, limit: int) -> tuple[int, int]:
     return end, packets
 
 
+def tcpdump_counts(said: list[str]) -> dict[str, int]:
+    """The counts tcpdump prints as it exits ("12 packets captured", "0 packets dropped by
+    kernel"): ``captured``, ``received by filter``, ``dropped by kernel``, those it printed."""
+    counts = {}
+    for line in said:
+        words = line.split()
+        if len(words) >= 3 and words[0].isdigit() and words[1] == "packets":
+            what = " ".join(words[2:])
+            if what in ("captured", "received by filter", "dropped by kernel"):
+                counts[what] = int(words[0])
+    return counts
+
+
 class PcapStreamCounter:
     """Counts packets and bytes in a pcap byte stream as it arrives, in any chunking."""
 

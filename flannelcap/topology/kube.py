@@ -40,6 +40,15 @@ class KubePod:
     namespace: str
     ip: str | None
     node: str | None
+    labels: tuple[tuple[str, str], ...] = ()  # metadata.labels, sorted
+
+
+def _labels(metadata: Any) -> tuple[tuple[str, str], ...]:
+    """A pod's ``metadata.labels`` as sorted pairs (nothing where it is not a mapping)."""
+    labels = metadata.get("labels") if isinstance(metadata, dict) else None
+    if not isinstance(labels, dict):
+        return ()
+    return tuple(sorted((str(k), str(v)) for k, v in labels.items()))
 
 
 def _items(text: str, table: str, kind: str) -> list[dict[str, Any]]:
@@ -159,6 +168,7 @@ def parse_kubectl_pods(text: str) -> list[KubePod]:
                         namespace=str(item["metadata"].get("namespace", "default")),
                         ip=_text_or_none(status.get("podIP")),
                         node=_text_or_none((item.get("spec") or {}).get("nodeName")),
+                        labels=_labels(item["metadata"]),
                     )
                 )
             except (KeyError, TypeError, AttributeError, ValueError) as exc:

@@ -108,6 +108,7 @@ class Pod:
     veth: str | None = None
     gateway: str | None = None
     source: str = ""
+    labels: tuple[tuple[str, str], ...] = ()  # kubectl's metadata.labels, sorted
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -206,7 +207,7 @@ class Topology:
         try:
             return cls(
                 nodes=tuple(Node(**n) for n in data["nodes"]),
-                pods=tuple(Pod(**p) for p in data["pods"]),
+                pods=tuple(Pod(**{**p, "labels": tuple(map(tuple, p.get("labels", ())))}) for p in data["pods"]),
                 views=tuple(_view_from_json(v) for v in data["views"]),
                 conflicts=tuple(Conflict(**c) for c in data["conflicts"]),
                 notes=tuple(str(n) for n in data.get("notes", ())),
@@ -459,4 +460,5 @@ def _pod(kube: KubePod, views: Mapping[str, NodeView], pod_tables: Mapping[str, 
         veth=veth,
         gateway=gateway,
         source="kubectl get pods",
+        labels=kube.labels,
     )

@@ -1,0 +1,91 @@
+"""Where to capture to see given pods: ``capture --pod`` and ``--selector``.
+
+Rule: pure, from the topology alone. A pod is seen on its node, on the host side of its veth
+(what the lab's §3.3 b) finds by hand from the pod's ``iflink``); the topology knows that
+veth where the pod's own ``ip addr`` table was collected. Several chosen pods on one node are
+captured there at once with ``-i any``, filtered to their addresses. Anything that cannot be
+resolved is an error that names the pod and says what to collect.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flannelcap._errors import BadArgument
+from flannelcap.topology.model import Pod, Topology
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CaptureTarget:
+    """One node's capture: its interface, its tcpdump filter and the pods it is for."""
+
+    node: str
+    interface: str
+    filter: str
+    pods: tuple[str, ...]
+
+
+def parse_selector(selector: str) -> tuple[tuple[str, str, bool], ...]:
+    """``app=nginx,tier!=db`` as (key, value, equal) terms, as kubectl's equality selectors.
+
+    Raises:
+        BadArgument: a term is not ``key=value``, ``key==value`` or ``key!=value``.
+    """
+    terms = []
+    for term in selector.split(","):
+        term = term.strip()
+        equal = "!=" not in term
+        key, sep, value = term.partition("!=" if not equal else ("==" if "==" in term else "="))
+        if not sep or not key.strip():
+            raise BadArgument(f"selector term {term!r} is not key=value or key!=value (e.g. --selector app=nginx)")
+        terms.append((key.strip(), value.strip(), equal))
+    return tuple(terms)
+
+
+def _matches(pod: Pod, terms: tuple[tuple[str, str, bool], ...]) -> bool:
+    labels = dict(pod.labels)
+    return all((labels.get(key) == value) == equal for key, value, equal in terms)
+
+
+def pod_targets(
+    topology: Topology, names: list[str], selector: str | None, extra_filter: str = ""
+) -> list[CaptureTarget]:
+    """The captures that see the pods named (``name`` or ``namespace/name``) and those the
+    selector picks, one per node, in the order the pods were named.
+
+    Raises:
+        BadArgument: a pod is not in the topology, has no node or IP, its veth is unknown, or
+            the selector picks no pod.
+    """
+    chosen: list[Pod] = []
+    for name in names:
+        pod = topology.pod(name)
+        if pod is None:
+            known = ", ".join(sorted(p.name for p in topology.pods)) or "none"
+            raise BadArgument(f"no pod {name!r} in the topology (its pods: {known})")
+        chosen.append(pod)
+    if selector is not None:
+        terms = parse_selector(selector)
+        picked = [p for p in topology.pods if _matches(p, terms)]
+        if not picked:
+            raise BadArgument(f"no pod in the topology matches --selector {selector!r} (are the pods' labels in it?)")
+        chosen += picked
+    by_node: dict[str, list[Pod]] = {}
+    for pod in dict.fromkeys(chosen):  # each pod once, in order
+        if not pod.node or not pod.ip:
+            raise BadArgument(f"pod {pod.name}: kubectl names no node or IP for it (is it running?)")
+        if not pod.veth:
+            raise BadArgument(
+                f"pod {pod.name}: the tables do not say which veth on {pod.node} is its own; collect its "
+                f"tables ('flannelcap map --ssh' with the pod's 'ip -j addr') or capture {pod.node} with -i"
+            )
+        by_node.setdefault(pod.node, []).append(pod)
+    targets = []
+    for node, pods in by_node.items():
+        if len(pods) == 1:
+            interface, pod_filter = pods[0].veth or "", ""
+        else:
+            interface, pod_filter = "any", " or ".join(f"host {p.ip}" for p in pods)
+        both = " and ".join(f"({f})" for f in (pod_filter, extra_filter) if f)
+        targets.append(CaptureTarget(node=node, interface=interface, filter=both, pods=tuple(p.name for p in pods)))
+    return targets
