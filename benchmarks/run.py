@@ -70,6 +70,29 @@ start = time.perf_counter()
 getattr(capture, sys.argv[2])()
 print(time.perf_counter() - start, file=sys.stderr)
 """
+LIVE_SNIPPET = """
+import sys, threading, time
+from flannelcap.packets import lines
+from flannelcap.packets.live import LiveFeed
+from flannelcap.packets.pipeline import open_capture
+feed = LiveFeed()
+def receive():  # as the SSH channel hands chunks to the session: 64 KiB at a time, the file first
+    with open(sys.argv[1], "rb") as capture, open("/dev/null", "wb") as file:
+        while chunk := capture.read(65536):
+            file.write(chunk)
+            while feed.backlog() > 32 << 20:  # a sender never runs further ahead than this
+                time.sleep(0.001)
+            feed.feed(chunk)
+    feed.close()
+start = time.perf_counter()
+threading.Thread(target=receive).start()
+source = open_capture(feed, more_waiting=feed.more_waiting)
+with open("/dev/null", "wb") as out:
+    for batch in source:
+        out.write(lines.table_lines(batch, source.columns))
+assert not feed.overflowed
+print(time.perf_counter() - start, file=sys.stderr)
+"""
 SCAPY_SNIPPET = """
 import sys
 from scapy.all import PcapReader
@@ -123,6 +146,12 @@ def bench(path: Path, packets: int, short: bool, repeat: int, scapy_subset: int)
         ("  then flows() on it", [sys.executable, "-c", ANALYSIS_SNIPPET, str(path), "flows"], n, True),
         ("  then http() on it", [sys.executable, "-c", ANALYSIS_SNIPPET, str(path), "http"], n, True),
         ("flannelcap decode (the packet list)", [*flannelcap, str(path)], n, False),
+        (
+            "  the capture's live view: a stream in 64 KiB chunks",
+            [sys.executable, "-c", LIVE_SNIPPET, str(path)],
+            n,
+            True,
+        ),
         ("flannelcap decode --json", [*flannelcap, "--json", str(path)], n, False),
         ("flannelcap decode --csv", [*flannelcap, "--csv", str(path)], n, False),
         ("flannelcap decode --parquet", [*flannelcap, "--parquet", str(parquet), str(path)], n, False),

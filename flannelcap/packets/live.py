@@ -3,10 +3,11 @@ them to the thread that decodes them.
 
 Rule: never block the receiver and never lose a byte it was given, up to a bound. The receiver
 ``feed``s chunks as they come (after writing them to the capture file, which holds everything);
-the decoder ``read``s as from a file, waiting for bytes that have not arrived yet, and asks
-``more_waiting`` to know when to show what it has. If the decoder falls so far behind that more
-than ``limit`` bytes wait, the feed gives up: it drops what waits, takes nothing more, and says
-so in ``overflowed``; the reader then sees the stream end. Memory stays within the bound.
+the decoder ``read``s as from a file (or ``readinto``, a piece of what has arrived), waiting
+for bytes that have not arrived yet, and asks ``more_waiting`` to know when to show what it
+has. If the decoder falls so far behind that more than ``limit`` bytes wait, the feed gives
+up: it drops what waits, takes nothing more, and says so in ``overflowed``; the reader then
+sees the stream end. Memory stays within the bound.
 """
 
 from __future__ import annotations
@@ -51,10 +52,32 @@ class LiveFeed:
             self._closed = True
             self._changed.notify_all()
 
+    def backlog(self) -> int:
+        """Bytes waiting to be read."""
+        with self._changed:
+            return len(self._buffer) - self._at
+
     def more_waiting(self) -> bool:
         """Whether bytes wait to be read."""
         with self._changed:
             return len(self._buffer) > self._at
+
+    def readinto(self, view: memoryview) -> int:
+        """Copy what has arrived into ``view`` (at most its length), waiting for at least one
+        byte; 0 only at the end of the stream. A live capture is walked this way, piece by piece."""
+        with self._changed:
+            while not (self._closed or self.overflowed) and len(self._buffer) == self._at:
+                self._changed.wait()
+            count = min(len(view), len(self._buffer) - self._at)
+            view[:count] = self._buffer[self._at : self._at + count]
+            self._at += count
+            self._compact()
+            return count
+
+    def _compact(self) -> None:
+        if self._at > 1 << 20 and self._at * 2 > len(self._buffer):  # drop what was read, now and then
+            del self._buffer[: self._at]
+            self._at = 0
 
     def read(self, size: int = -1) -> bytes:
         """``size`` bytes, waiting for them to arrive; fewer only at the end of the stream."""
@@ -64,7 +87,5 @@ class LiveFeed:
             end = len(self._buffer) if size < 0 else min(len(self._buffer), self._at + size)
             data = bytes(self._buffer[self._at : end])
             self._at = end
-            if self._at > 1 << 20 and self._at * 2 > len(self._buffer):  # drop what was read, now and then
-                del self._buffer[: self._at]
-                self._at = 0
+            self._compact()
             return data

@@ -15,7 +15,7 @@ import struct
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, NamedTuple
+from typing import TYPE_CHECKING, BinaryIO, NamedTuple, Protocol, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -35,6 +35,12 @@ if TYPE_CHECKING:
 
 PIECE_BYTES = 4 * 1024 * 1024  # read and decoded at once: large enough that the per-piece Python work is small
 BATCH_FRAMES = 32768  # frames per Batch handed out
+
+
+class _ReadsInto(Protocol):
+    """A file or stream the kernel's walk reads from (a file, ``BytesIO``, a ``LiveFeed``)."""
+
+    def readinto(self, view: memoryview, /) -> int | None: ...
 
 
 class _Frames(NamedTuple):
@@ -150,10 +156,8 @@ class FastStream:
     def _decoded_pieces(self) -> Iterator[tuple[_Frames, DecodedPiece, _Filling] | _Filling]:
         """Each piece read and decoded into the batch being filled, then each batch once full."""
         try:
-            plain = self._reader.format == "pcap" and isinstance(self._source, (str, Path)) and self._is_plain()
-            plain &= _kernel.AVAILABLE  # without the compiled walk, frames come from the reader
             filling: _Filling | None = None
-            for piece in self._pcap_pieces() if plain else self._reader_pieces():
+            for piece in self._pieces():
                 for frames in _at_most(piece, BATCH_FRAMES):  # small frames: a piece holds more than a batch
                     if filling is not None and not filling.takes(frames):
                         yield filling
@@ -169,55 +173,70 @@ class FastStream:
         finally:
             self._reader.close()
 
-    def _is_plain(self) -> bool:
-        with open(self._source, "rb") as raw:  # type: ignore[arg-type]
-            return raw.read(4) in PCAP_MAGICS
+    def _pieces(self) -> Iterator[_Frames]:
+        """The capture's frames, piece by piece: a plain pcap (a file, or a stream such as a
+        live capture's) walked by the compiled kernel, anything else through the reader."""
+        header = self._reader.pcap_header
+        if not _kernel.AVAILABLE or header is None:  # without the compiled walk, frames come from the reader
+            return self._reader_pieces()
+        if isinstance(self._source, (str, Path)):
+            return self._pcap_file_pieces()
+        if hasattr(self._source, "readinto"):
+            order, unit_ns = header
+            return self._pcap_pieces(cast(_ReadsInto, self._source), order, unit_ns, self._reader.linktype, None, 24)
+        return self._reader_pieces()
 
-    def _pcap_pieces(self) -> Iterator[_Frames]:
+    def _pcap_file_pieces(self) -> Iterator[_Frames]:
         path = Path(self._source)  # type: ignore[arg-type]
-        total = path.stat().st_size
         with open(path, "rb") as raw:
-            header = raw.read(24)
-            order, unit_ns = PCAP_MAGICS[header[:4]]
-            little = order == "<"
-            linktype = struct.unpack(order + "I", header[20:24])[0] & 0x0FFFFFFF
-            # One buffer for the whole file: a piece read behind the part of a record the last
-            # piece cut, then PAD zeros (pages are only touched as far as data goes). Each piece
-            # is finished (HTTP heads, fallback frames) before the next is read over it.
-            buf = np.zeros(PIECE_BYTES + MAX_RECORD_BYTES + 16 + PAD, dtype=np.uint8)
-            view = memoryview(buf)  # type: ignore[arg-type]
-            kept = 0
-            done = 24
-            number = 0
-            while True:
-                got = raw.readinto(view[kept : kept + PIECE_BYTES])
-                size = kept + got
-                buf[size : size + PAD] = 0
-                start, caplen, wire, seconds, fraction, stop = _kernel.walk_pcap(buf, size, little, MAX_RECORD_BYTES)
-                count = len(start)
-                if stop < 0:  # a record claims an impossible length
-                    at = -stop - 1
-                    claimed = struct.unpack_from(order + "I", view, at + 8)[0]
-                    self.problem = (
-                        f"record {number + count + 1} claims {claimed} bytes, which no packet has; "
-                        f"the file is damaged from there on ({number + count} records read before it)"
-                    )
-                done += got
-                if count:
-                    numbers = np.arange(number + 1, number + 1 + count, dtype=np.int64)
-                    time_ns = seconds * 1_000_000_000 + fraction * unit_ns
-                    yield _Frames(buf, start, caplen, wire, time_ns, np.zeros(count, np.int64), linktype, numbers)
-                    number += count
-                if self.progress:
-                    self.progress(done, total)
-                if self.problem:
-                    return
-                kept = size - stop
-                if got == 0:
-                    if kept:
-                        self.problem = _cut_short(bytes(view[stop:size]), order, number)
-                    return
-                buf[:kept] = buf[stop:size]
+            head = raw.read(24)
+            order, unit_ns = PCAP_MAGICS[head[:4]]
+            linktype = struct.unpack(order + "I", head[20:24])[0] & 0x0FFFFFFF
+            yield from self._pcap_pieces(raw, order, unit_ns, linktype, path.stat().st_size, 24)
+
+    def _pcap_pieces(
+        self, raw: _ReadsInto, order: str, unit_ns: int, linktype: int, total: int | None, done: int
+    ) -> Iterator[_Frames]:
+        """The records of a pcap from ``raw`` (positioned at the first record), walked by the
+        kernel a piece at a time. A piece is what one ``readinto`` returns: up to 4 MB of a file,
+        or what has arrived of a stream."""
+        little = order == "<"
+        # One buffer for the whole file: a piece read behind the part of a record the last
+        # piece cut, then PAD zeros (pages are only touched as far as data goes). Each piece
+        # is finished (HTTP heads, fallback frames) before the next is read over it.
+        buf = np.zeros(PIECE_BYTES + MAX_RECORD_BYTES + 16 + PAD, dtype=np.uint8)
+        view = memoryview(buf)  # type: ignore[arg-type]
+        kept = 0
+        number = 0
+        while True:
+            got = raw.readinto(view[kept : kept + PIECE_BYTES]) or 0
+            size = kept + got
+            buf[size : size + PAD] = 0
+            start, caplen, wire, seconds, fraction, stop = _kernel.walk_pcap(buf, size, little, MAX_RECORD_BYTES)
+            count = len(start)
+            if stop < 0:  # a record claims an impossible length
+                at = -stop - 1
+                claimed = struct.unpack_from(order + "I", view, at + 8)[0]
+                self.problem = (
+                    f"record {number + count + 1} claims {claimed} bytes, which no packet has; "
+                    f"the file is damaged from there on ({number + count} records read before it)"
+                )
+            done += got
+            if count:
+                numbers = np.arange(number + 1, number + 1 + count, dtype=np.int64)
+                time_ns = seconds * 1_000_000_000 + fraction * unit_ns
+                yield _Frames(buf, start, caplen, wire, time_ns, np.zeros(count, np.int64), linktype, numbers)
+                number += count
+            if self.progress and total is not None:
+                self.progress(done, total)
+            if self.problem:
+                return
+            kept = size - stop
+            if got == 0:
+                if kept:
+                    self.problem = _cut_short(bytes(view[stop:size]), order, number)
+                return
+            buf[:kept] = buf[stop:size]
 
     def _reader_pieces(self) -> Iterator[_Frames]:
         frames: list[Frame] = []

@@ -149,6 +149,14 @@ class CaptureReader:
             self._owned.close()
 
     @property
+    def pcap_header(self) -> tuple[str, int] | None:
+        """For an uncompressed pcap: its byte order (``<`` or ``>``) and timestamp unit in
+        nanoseconds, the source then being positioned at the first record; else None."""
+        if self.format != "pcap" or not isinstance(self._file, _Prepended) or self._file.pending:
+            return None
+        return self._order, self._unit_ns
+
+    @property
     def linktype(self) -> int:
         """Link type of the first interface (0 if none was seen yet)."""
         return self.interfaces[0].linktype if self.interfaces else 0
@@ -363,6 +371,11 @@ class _Prepended:
     def __init__(self, head: bytes, raw: BinaryIO) -> None:
         self._head = head
         self._raw = raw
+
+    @property
+    def pending(self) -> bool:
+        """Whether bytes of ``head`` are still to be returned."""
+        return bool(self._head)
 
     def read(self, size: int = -1) -> bytes:
         if not self._head:
