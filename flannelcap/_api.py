@@ -46,11 +46,15 @@ class Capture:
         problem: why reading stopped early (a damaged tail), or None.
     """
 
-    def __init__(self, path: Path, topology: Topology | None, vxlan_ports: Iterable[int]) -> None:
+    def __init__(
+        self, path: Path, topology: Topology | None, vxlan_ports: Iterable[int], node: str | None = None
+    ) -> None:
         self.path = path
         self.topology = topology
-        source = open_capture(path, topology=topology, vxlan_ports=vxlan_ports)
+        source = open_capture(path, topology=topology, vxlan_ports=vxlan_ports, node=node)
         self.vxlan_ports = source.vxlan_ports
+        self.node = source.node
+        """The node the capture was taken on, where given or its file name says (else None)."""
         frame = FrameBuilder(source.columns)
         for batch in source:
             frame.add(batch)
@@ -77,7 +81,7 @@ class Capture:
         """The records, from memory if kept, else streamed from the file."""
         if self._record_list is not None:
             return self._record_list
-        return open_capture(self.path, topology=self.topology, vxlan_ports=self.vxlan_ports).records()
+        return open_capture(self.path, topology=self.topology, vxlan_ports=self.vxlan_ports, node=self.node).records()
 
     def flows(self) -> pd.DataFrame:
         """One row per inner conversation: pods, nodes, VNI, packets, bytes, start, duration,
@@ -209,6 +213,7 @@ def read(
     path: str | Path,
     topology: Topology | str | Path | None = None,
     vxlan_ports: Iterable[int] = (),
+    node: str | None = None,
 ) -> Capture:
     """Read and decode a capture for analysis in a notebook.
 
@@ -218,6 +223,9 @@ def read(
             of saved tables (as ``--tables``).
         vxlan_ports: UDP ports that carry VXLAN besides 8472, 4789 and the topology's
             flannel.1 ports.
+        node: the node the capture was taken on: its ``ip link`` table names the interface of
+            each packet of a ``tcpdump -i any`` capture (by default the node whose name the
+            file's name starts with, as ``flannelcap capture`` names files).
 
     Returns:
         A ``Capture``: ``.packets``, ``.flows()``, ``.http()``, ``.findings()``, ``.explain()``.
@@ -226,4 +234,4 @@ def read(
         CaptureFormatError: not a capture file.
         TopologyError, TableParseError: the topology cannot be read.
     """
-    return Capture(Path(path), _topology(topology), vxlan_ports)
+    return Capture(Path(path), _topology(topology), vxlan_ports, node)

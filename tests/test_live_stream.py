@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import SAMPLES, require
 
+from flannelcap import decode_file
 from flannelcap.packets.live import LiveFeed
 from flannelcap.packets.pipeline import open_capture
 from flannelcap.packets.reader import CaptureReader
@@ -130,3 +131,11 @@ def test_tshark_reads_the_merged_stream_from_a_pipe() -> None:
         with CaptureReader(original) as reader:
             assert by_node[name] == sum(1 for _ in reader)
     assert sum(r.get("http_request_method") == ["GET"] for r in rows) == 2  # the GET, seen on both nodes
+
+
+def test_a_merged_pcapng_names_each_packets_interface_after_its_node() -> None:
+    path = io.BytesIO(_merged(65536))
+    names = [r.if_name for r in decode_file(path)]
+    with CaptureReader(SERVER) as server, CaptureReader(CLIENT) as client:
+        expected = {"kpi092:eth0": sum(1 for _ in server), "kpi093:eth0": sum(1 for _ in client)}
+    assert {name: names.count(name) for name in set(names)} == expected

@@ -28,6 +28,7 @@ import pytest
 from conftest import require, require_root_lab
 
 from flannelcap import decode_file
+from flannelcap import read as flannelcap_read
 from flannelcap.lab import Lab, LabSpec, teardown
 from flannelcap.lab._lab import BIG_FILE_NAME
 from flannelcap.lab._map import topology_of_lab
@@ -624,6 +625,7 @@ def test_a_view_that_falls_behind_drops_lines_never_packets(ssh_lab: SshLab, tmp
     process, said = started([sys.executable, "-m", "flannelcap", *args], 2)
     for _ in range(30):  # about 30,000 packets on each node
         assert lab.fetch(f"/{BIG_FILE_NAME}", timeout=30).returncode == 0
+    time.sleep(3)  # the view has decoded the backlog; its lines wait behind the blocked stdout
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=120)
     text = said + err
@@ -637,6 +639,7 @@ def test_a_view_that_falls_behind_drops_lines_never_packets(ssh_lab: SshLab, tmp
         total += packets
         # The file holds every packet tcpdump says it captured, whatever the view did.
         assert f"{node}: {packets} packets" in text and f"(tcpdump: {packets} captured, " in text, text
+    assert "live view: " in text, (text, out[:2000])
     skipped = int(text.split("live view: ", 1)[1].split()[0])
     view = out.splitlines()
     shown = sum(1 for line in view if line.split(" ", 1)[0] in nodes)
@@ -680,3 +683,31 @@ def test_capture_by_selector_takes_every_replica_on_its_node(ssh_lab: SshLab, tm
         [pcap] = tmp_path.glob(f"{replica.node}-{replica.host_veth}-*.pcap")
         gets = [(r.dst_ip, r.http_path) for r in decode_file(pcap) if r.http_method == "GET"]
         assert gets == [(replica.ip, "/")], (replica.name, gets)  # each replica's own request, once
+
+
+def test_node_level_capture_names_every_interface_the_request_crossed(ssh_lab: SshLab, tmp_path: Path) -> None:
+    lab = ssh_lab.lab
+    node = lab.plan.client_pod.node
+    busybox = lab.plan.pod("busybox")
+    done = capture_during(lab, ["-F", str(ssh_lab.config), node, "--node-level", "--duration", "3", "-q", "-o",
+                                str(tmp_path)], 1)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"{node}: capturing on any (Ctrl-C to stop)" in done.stderr, done.stderr
+    [pcap] = tmp_path.glob(f"{node}-any-*.pcap")
+    [tables] = tmp_path.glob("*.tables")
+    capture = flannelcap_read(pcap, topology=tables)  # the node from the file's name, its links from the tables
+    assert capture.node == node
+    packets = capture.packets
+    [get] = packets[packets.http_method == "GET"].itertuples()  # the head is reported on its first copy
+    copies = (packets.src_ip == get.src_ip) & (packets.src_port == get.src_port) & (packets.tcp_seq == get.tcp_seq)
+    gets = packets[copies.fillna(False).astype(bool) & (packets.payload_len > 0).fillna(False).astype(bool)]
+    # The node's own ip link, read here straight from its namespace, names the interfaces.
+    links = json.loads(
+        subprocess.run(["ip", "-n", lab.plan.node(node).netns, "-j", "link"], capture_output=True, text=True).stdout
+    )
+    names = {link["ifindex"]: link["ifname"] for link in links}
+    assert [names[i] for i in gets.ifindex] == gets.if_name.astype(str).tolist()
+    # The one request, seen on each interface it crossed on its way out: veth, cni0, flannel.1, eth0.
+    assert set(gets.if_name.astype(str)) == {busybox.host_veth, "cni0", "flannel.1", "eth0"}
+    assert gets[gets.if_name == "eth0"].is_vxlan.astype(bool).all()
+    assert not gets[gets.if_name != "eth0"].is_vxlan.astype(bool).any()

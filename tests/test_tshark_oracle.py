@@ -15,12 +15,15 @@ import pytest
 from conftest import SAMPLES, manifest, require_tool
 
 from flannelcap import PacketRecord, decode_file
+from flannelcap.packets.info import PACKET_TYPES
 
 FIELDS = [
     "frame.number",
     "eth.src",
     "eth.dst",
     "sll.src.eth",
+    "sll.pkttype",
+    "sll.ifindex",
     "ip.src",
     "ip.dst",
     "udp.srcport",
@@ -116,6 +119,10 @@ def test_every_packet_agrees_with_tshark(capture: str) -> None:
             assert row["eth.dst"][-1] == record.inner_dst_mac, where
         else:
             assert row["vxlan.vni"] == [], where
+        # A cooked capture's packet type (by Linux's number) and interface index (v2 only).
+        packet_types = {name: str(number) for number, name in PACKET_TYPES.items()}
+        assert row["sll.pkttype"] == ([packet_types[record.packet_type]] if record.packet_type else []), where
+        assert row["sll.ifindex"] == ([str(record.ifindex)] if record.ifindex is not None else []), where
         if record.proto == "tcp":
             assert row["tcp.srcport"] == [str(record.src_port)], where
             assert row["tcp.dstport"] == [str(record.dst_port)], where

@@ -63,6 +63,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     parser.add_argument(
         "--selector", metavar="LABELS", help="capture every pod with these labels, e.g. app=nginx (as kubectl -l)"
     )
+    parser.add_argument(
+        "--node-level",
+        action="store_true",
+        help="every interface of the node at once (-i any: eth0, flannel.1, cni0, the veths), each packet's "
+        "interface named from the node's tables; with --pod, filtered to the pods and VXLAN",
+    )
     parser.add_argument("-f", "--filter", default="", help="tcpdump filter, e.g. 'udp port 8472'")
     stop = parser.add_mutually_exclusive_group()
     stop.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
@@ -111,6 +117,8 @@ def run(args: argparse.Namespace) -> int:
 
     if (args.count is not None and args.count < 1) or (args.duration is not None and args.duration <= 0):
         raise FlannelcapError("--count and --duration must be positive")
+    if args.node_level and args.interface != "eth0":
+        raise FlannelcapError("--node-level captures every interface (-i any): leave out -i")
     to_stdout = args.write == "-"
     if to_stdout and (args.json or args.live):
         raise FlannelcapError("-w - writes the packets to stdout: the live view cannot go there too; leave out -w -")
@@ -193,14 +201,14 @@ def _pod_targets(args: argparse.Namespace, topology: Topology | None) -> tuple[d
     if not (args.pod or args.selector):
         if not args.nodes:
             raise FlannelcapError("name a node to capture on, or a pod with --pod / --selector")
-        return {}, {}
+        return ({node: "any" for node in args.nodes} if args.node_level else {}), {}
     if args.nodes:
         raise FlannelcapError("give nodes or --pod/--selector, not both: a pod's node is found from the topology")
     if topology is None:
         raise FlannelcapError("--pod and --selector find pods in the cluster's tables: give --tables DIR or --topology")
     from flannelcap.topology.targets import pod_targets
 
-    targets = pod_targets(topology, args.pod, args.selector, args.filter)
+    targets = pod_targets(topology, args.pod, args.selector, args.filter, node_level=args.node_level)
     args.nodes = [t.node for t in targets]
     for target in targets:
         print(f"{target.node}: {', '.join(target.pods)} on {target.interface}", file=sys.stderr)

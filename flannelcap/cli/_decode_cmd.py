@@ -55,6 +55,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         metavar="PORT",
         help="also decode this UDP port as VXLAN (repeatable; 8472 and 4789 always are)",
     )
+    parser.add_argument(
+        "--node",
+        metavar="NAME",
+        help="the node the capture was taken on: its 'ip link' in --tables/--topology names the interfaces "
+        "of a -i any capture (default: the node the file's name starts with)",
+    )
     output = parser.add_mutually_exclusive_group()
     output.add_argument(
         "-v", "--detail", action="store_true", help="every field of every layer, like Wireshark's detail pane"
@@ -155,6 +161,7 @@ def _open(args: argparse.Namespace, path: str, bar: ProgressBar | None) -> Packe
         vxlan_ports=args.vxlan_port,
         engine=args.engine,
         progress=bar,
+        node=args.node,
     )
 
 

@@ -92,7 +92,7 @@ class LiveView:
     def _decode(self, node: str, feed: LiveFeed, topology: Topology | None, file: Path | None) -> None:
         prefix = f"{node:<{self._width}} ".encode() if self._width else b""
         try:
-            source = open_capture(cast(BinaryIO, feed), topology=topology, more_waiting=feed.more_waiting)
+            source = open_capture(cast(BinaryIO, feed), topology=topology, more_waiting=feed.more_waiting, node=node)
             for batch in source:
                 if self.as_json:
                     text = bytes(lines.json_lines(batch, source.columns, str(file) if file else node))

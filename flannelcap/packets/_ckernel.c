@@ -26,7 +26,7 @@
 /* The fields, in the order of a packet's row of values: the kernel fields of the table in
  * flannelcap/packets/fields.py, in its order (a test holds this enum and these names to it). */
 enum {
-    OUTER_SRC_MAC, OUTER_DST_MAC, VLAN, OUTER_IP_VERSION, OUTER_SRC_IP, OUTER_DST_IP, OUTER_TTL,
+    PACKET_TYPE, IFINDEX, OUTER_SRC_MAC, OUTER_DST_MAC, VLAN, OUTER_IP_VERSION, OUTER_SRC_IP, OUTER_DST_IP, OUTER_TTL,
     OUTER_IP_LEN, OUTER_PROTO, OUTER_SRC_PORT, OUTER_DST_PORT, OUTER_UDP_LEN, OUTER_UDP_CHECKSUM,
     OUTER_UDP_CHECKSUM_OK, IS_VXLAN, VNI, VXLAN_FLAGS, INNER_SRC_MAC, INNER_DST_MAC,
     INNER_ETHERTYPE, INNER_SRC_IP, INNER_DST_IP, INNER_TTL, INNER_IP_LEN, PROTO, SRC_PORT, DST_PORT,
@@ -34,7 +34,7 @@ enum {
     ARP_SENDER_MAC, ARP_SENDER_IP, ARP_TARGET_MAC, ARP_TARGET_IP, FIELD_COUNT
 };
 static const char *FIELD_NAMES[FIELD_COUNT] = {
-    "outer_src_mac", "outer_dst_mac", "vlan", "outer_ip_version", "outer_src_ip", "outer_dst_ip",
+    "packet_type", "ifindex", "outer_src_mac", "outer_dst_mac", "vlan", "outer_ip_version", "outer_src_ip", "outer_dst_ip",
     "outer_ttl", "outer_ip_len", "outer_proto", "outer_src_port", "outer_dst_port", "outer_udp_len",
     "outer_udp_checksum", "outer_udp_checksum_ok", "is_vxlan", "vni", "vxlan_flags",
     "inner_src_mac", "inner_dst_mac", "inner_ethertype", "inner_src_ip", "inner_dst_ip",
@@ -215,6 +215,7 @@ static int64_t decode_one(bytes_t b, int64_t *v, int64_t start, int64_t end, int
     } else if (linktype == LT_SLL) {
         if (caplen < 16 || u16(b, start + 2) != 1)
             return FALLBACK;
+        v[PACKET_TYPE] = u16(b, start);
         if (u16(b, start + 4) == 6)
             v[OUTER_SRC_MAC] = mac(b, start + 6);
         ethertype = u16(b, start + 14);
@@ -222,6 +223,8 @@ static int64_t decode_one(bytes_t b, int64_t *v, int64_t start, int64_t end, int
     } else if (linktype == LT_SLL2) {
         if (caplen < 20 || u16(b, start + 8) != 1)
             return FALLBACK;
+        v[PACKET_TYPE] = b[start + 10];
+        v[IFINDEX] = u32(b, start + 4);
         if (b[start + 11] == 6)
             v[OUTER_SRC_MAC] = mac(b, start + 12);
         ethertype = u16(b, start);

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -26,7 +26,7 @@ from numpy.typing import NDArray
 from flannelcap.packets import kernel as _kernel
 from flannelcap.packets.fields import FIELDS, HTTP_LABELS, NAME_FIELDS
 from flannelcap.packets.http import HttpHead, parse_head
-from flannelcap.packets.info import ARP_OPS, ICMP_NAMES, InfoFormatter, tcp_flag_names
+from flannelcap.packets.info import ARP_OPS, ICMP_NAMES, PACKET_TYPES, InfoFormatter, tcp_flag_names
 from flannelcap.packets.kernel import NONE, Encoder, Int
 from flannelcap.packets.kernel_columns import innermost
 from flannelcap.packets.records import PacketRecord
@@ -60,6 +60,7 @@ _TEXT_OF: dict[str, Callable[[int], str]] = {
     "proto": lambda v: PROTO_NAMES.get(v, str(v)),
     "flags": tcp_flag_names,
     "arp_op": lambda v: ARP_OPS.get(v, str(v)),
+    "pkttype": lambda v: PACKET_TYPES.get(v, str(v)),
 }
 
 
@@ -225,10 +226,21 @@ class Columns:
 
     Args:
         topology: the cluster, for the node, VTEP and pod names (None: names stay missing).
+        links: the capture node's interfaces by index (its ``ip link``), naming the interface
+            of each packet of a cooked capture (``tcpdump -i any``).
+        interface_names: the capture's own interface names by interface number (pcapng's
+            interface blocks), asked as batches come (blocks may come late).
     """
 
-    def __init__(self, topology: Topology | None = None) -> None:
+    def __init__(
+        self,
+        topology: Topology | None = None,
+        links: Mapping[int, str] | None = None,
+        interface_names: Callable[[], Sequence[str]] | None = None,
+    ) -> None:
         self.topology = topology
+        self.links = dict(links or {})
+        self.interface_names = interface_names
         self.labels: dict[str, Labels] = {f.name: Labels() for f in FIELDS if f.kind == "label"}
         self.labels["src_ip"], self.labels["dst_ip"] = Labels(), Labels()
         self._kernel_labels = {
@@ -291,6 +303,7 @@ class Columns:
         self._http(batch, out)
         if batch.records:
             self._patch(batch.records, out)
+        out.codes["if_name"] = self._if_names(batch.interface, out.ints["ifindex"])
         self._names(out)
         out.texts["info"] = self._info(batch, out)
         return out
@@ -301,7 +314,7 @@ class Columns:
             for f in FIELDS:
                 if f.name in ("number", "time", "rel_time", "info", "notes") or f.name.startswith("http_"):
                     continue
-                if f.name in NAME_FIELDS:
+                if f.name in NAME_FIELDS or f.name == "if_name":
                     continue
                 value = getattr(record, f.name)
                 if f.kind == "label":
@@ -316,6 +329,22 @@ class Columns:
                     out.flags[f.name][row] = -1 if value is None else int(value)
             if record.notes:
                 out.notes[row] = record.notes
+
+    def _if_names(self, interface: Int, ifindex: Int) -> Codes:
+        """The interface each packet was seen on: by the cooked header's index in the capture
+        node's links, else by the capture's interface number in its own names (pcapng)."""
+        label = self.labels["if_name"]
+        codes = np.full(len(interface), -1, dtype=np.int32)
+        names = self.interface_names() if self.interface_names else ()
+        if any(names):
+            for number in np.unique(interface).tolist():
+                if 0 <= number < len(names) and names[number]:
+                    codes[interface == number] = label.code(names[number])
+        if self.links:
+            for index in np.unique(ifindex[ifindex != NONE]).tolist():
+                if index in self.links:
+                    codes[ifindex == index] = label.code(self.links[index])
+        return codes
 
     # -- HTTP ---------------------------------------------------------------------------
 

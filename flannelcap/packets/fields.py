@@ -17,7 +17,8 @@ Kinds:
 
 ``kernel`` says how the C kernel's integer becomes the value: ``int``, ``bool``, ``ip``
 (IPv4 as 32 bits), ``mac`` (48 bits), ``proto`` (IP protocol number, or ARP), ``flags`` (TCP
-flag bits), ``arp_op``; None where the kernel does not fill the field.
+flag bits), ``arp_op``, ``pkttype`` (Linux packet type); None where the kernel does not fill
+the field.
 """
 
 from __future__ import annotations
@@ -46,6 +47,11 @@ FIELDS: tuple[Field, ...] = (
     _f("cap_len", "int", 32),
     _f("wire_len", "int", 32),
     _f("interface", "int", 32),
+    # Where the packet was seen: a cooked capture's (tcpdump -i any) packet type and interface
+    # index (v2 only), and the interface's name (pcapng's, or the capture node's ip link).
+    _f("packet_type", "label", kernel="pkttype"),
+    _f("ifindex", "int", 32, "int"),
+    _f("if_name", "label"),
     # Outer headers, as on the wire.
     _f("outer_src_mac", "label", kernel="mac"),
     _f("outer_dst_mac", "label", kernel="mac"),

@@ -95,6 +95,7 @@ class PacketSource:
         engine: str,
         progress: Callable[[int, int], None] | None,
         more_waiting: Callable[[], bool] | None = None,
+        node: str | None = None,
     ) -> None:
         if engine not in ENGINES:
             raise FlannelcapError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
@@ -105,7 +106,11 @@ class PacketSource:
         self.stream = FastStream(
             source, vxlan_ports=vxlan_ports, progress=progress, scapy_only=engine == "scapy", more_waiting=more_waiting
         )
-        self.columns = Columns(topology)
+        self.node = node if node is not None else capture_node_by_name(topology, source)
+        reader = self.stream.reader
+        self.columns = Columns(
+            topology, node_links(topology, self.node), lambda: [interface.name for interface in reader.interfaces]
+        )
         self._counter = SummaryCounter()
         self._started = False
 
@@ -147,6 +152,22 @@ class PacketSource:
         return self._counter.finish(self.problem)
 
 
+def capture_node_by_name(topology: Topology | None, source: str | Path | BinaryIO) -> str | None:
+    """The node a capture file was taken on, where its name says so as ``flannelcap capture``
+    and ``lab record`` write it (``<node>-<interface>-…``) and the topology knows that node."""
+    if topology is None or not isinstance(source, (str, Path)):
+        return None
+    name = Path(source).name
+    nodes = [view.node for view in topology.views if name.startswith(f"{view.node}-")]
+    return max(nodes, key=len) if nodes else None
+
+
+def node_links(topology: Topology | None, node: str | None) -> dict[int, str]:
+    """``node``'s interfaces by index, from its ``ip link`` table in the topology."""
+    view = next((v for v in topology.views if v.node == node), None) if topology and node else None
+    return {link.ifindex: link.name for link in view.links or ()} if view else {}
+
+
 def open_capture(
     source: str | Path | BinaryIO,
     *,
@@ -155,6 +176,7 @@ def open_capture(
     engine: str = "auto",
     progress: Callable[[int, int], None] | None = None,
     more_waiting: Callable[[], bool] | None = None,
+    node: str | None = None,
 ) -> PacketSource:
     """Open a capture for reading through flannelcap's one pipeline.
 
@@ -167,6 +189,8 @@ def open_capture(
         progress: called with (bytes read, total bytes) as the file is read.
         more_waiting: for a live stream: whether more bytes wait to be read (see ``FastStream``);
             batches then come as packets arrive.
+        node: the node the capture was taken on, whose ``ip link`` names the interfaces of a
+            ``tcpdump -i any`` capture (by default the node the file's name starts with).
 
     Raises:
         CaptureFormatError: not a capture file.
@@ -174,7 +198,13 @@ def open_capture(
     """
     ports = vxlan_ports_for(topology, vxlan_ports)
     return PacketSource(
-        source, topology=topology, vxlan_ports=ports, engine=engine, progress=progress, more_waiting=more_waiting
+        source,
+        topology=topology,
+        vxlan_ports=ports,
+        engine=engine,
+        progress=progress,
+        more_waiting=more_waiting,
+        node=node,
     )
 
 

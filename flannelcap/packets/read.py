@@ -143,6 +143,11 @@ class FastStream:
         """Link type of the capture's first interface."""
         return self._reader.linktype
 
+    @property
+    def reader(self) -> CaptureReader:
+        """The reader of the capture's header and blocks (its ``interfaces``)."""
+        return self._reader
+
     # -- frames into batches -----------------------------------------------------------
 
     def batches(self) -> Iterator[Batch]:

@@ -36,6 +36,11 @@ class PacketRecord:
     wire_len: int
     interface: int = 0
 
+    # Where it was seen: a cooked capture's packet type and interface index, the interface's name.
+    packet_type: str | None = None
+    ifindex: int | None = None
+    if_name: str | None = None
+
     # Outer headers, as on the wire.
     outer_src_mac: str | None = None
     outer_dst_mac: str | None = None

@@ -24,7 +24,7 @@ from scapy.packet import NoPayload, Packet, Padding, Raw
 from scapy.utils import checksum
 
 from flannelcap.packets.http import HttpHead, HttpReassembler, StreamKey
-from flannelcap.packets.info import ARP_OPS, InfoFormatter, tcp_flag_names
+from flannelcap.packets.info import ARP_OPS, PACKET_TYPES, InfoFormatter, tcp_flag_names
 from flannelcap.packets.reader import (
     LINKTYPE_DLT_RAW,
     LINKTYPE_DLT_RAW_OPENBSD,
@@ -288,6 +288,10 @@ class _Walker:
                 self.fields["inner_ethertype"] = layer.type
             layer = layer.payload
         elif isinstance(layer, CookedLinux | CookedLinuxV2):
+            if outer:
+                self.fields["packet_type"] = PACKET_TYPES.get(layer.pkttype, str(layer.pkttype))
+                if isinstance(layer, CookedLinuxV2):
+                    self.fields["ifindex"] = layer.ifindex
             if outer and layer.lladdrlen == 6:
                 self.fields["outer_src_mac"] = ":".join(f"{b:02x}" for b in bytes(layer.src)[:6])
             layer = layer.payload

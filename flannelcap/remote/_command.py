@@ -76,6 +76,9 @@ class TcpdumpPlan:
     drop_to: str | None = None
 
 
+BUFFER_KIB = 32768  # tcpdump -B: the capture's kernel buffer
+
+
 def remote_command(plan: TcpdumpPlan) -> str:
     """The command line for ``exec_command``: a POSIX ``sh -c`` script, whatever the login shell.
 
@@ -84,8 +87,11 @@ def remote_command(plan: TcpdumpPlan) -> str:
     its counts and exits, and no process is left on the node.
     """
     # --immediate-mode: each packet leaves the node as it is captured, so a live count is
-    # live and a dropped connection loses nothing that was captured before it.
-    args = ["-i", check_interface(plan.interface), "-U", "--immediate-mode", "-s", "0", "-n", "-w", plan.output]
+    # live and a dropped connection loses nothing that was captured before it. Immediate mode
+    # gives the kernel's ring one slot per snaplen (256 KiB on -i any): with the default 2 MB
+    # a burst of a few packets overflows it ("dropped by kernel"); -B 32768 makes room for ~128.
+    args = ["-i", check_interface(plan.interface), "-U", "--immediate-mode", "-B", str(BUFFER_KIB), "-s", "0", "-n"]
+    args += ["-w", plan.output]
     if plan.count is not None:
         args += ["-c", str(int(plan.count))]
     if plan.drop_to:

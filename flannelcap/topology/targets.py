@@ -48,10 +48,13 @@ def _matches(pod: Pod, terms: tuple[tuple[str, str, bool], ...]) -> bool:
 
 
 def pod_targets(
-    topology: Topology, names: list[str], selector: str | None, extra_filter: str = ""
+    topology: Topology, names: list[str], selector: str | None, extra_filter: str = "", node_level: bool = False
 ) -> list[CaptureTarget]:
     """The captures that see the pods named (``name`` or ``namespace/name``) and those the
-    selector picks, one per node, in the order the pods were named.
+    selector picks, one per node, in the order the pods were named. ``node_level``: on each
+    node every interface at once (``-i any``: the veth, cni0, flannel.1 and eth0 copies),
+    filtered to the pods' addresses (outer VXLAN packets carry them inside, so a filter on the
+    pod address alone would miss them: the filter also keeps the VXLAN ports).
 
     Raises:
         BadArgument: a pod is not in the topology, has no node or IP, its veth is unknown, or
@@ -74,7 +77,7 @@ def pod_targets(
     for pod in dict.fromkeys(chosen):  # each pod once, in order
         if not pod.node or not pod.ip:
             raise BadArgument(f"pod {pod.name}: kubectl names no node or IP for it (is it running?)")
-        if not pod.veth:
+        if not pod.veth and not node_level:
             raise BadArgument(
                 f"pod {pod.name}: the tables do not say which veth on {pod.node} is its own; collect its "
                 f"tables ('flannelcap map --ssh' with the pod's 'ip -j addr') or capture {pod.node} with -i"
@@ -82,7 +85,10 @@ def pod_targets(
         by_node.setdefault(pod.node, []).append(pod)
     targets = []
     for node, pods in by_node.items():
-        if len(pods) == 1:
+        if node_level:
+            hosts = " or ".join(f"host {p.ip}" for p in pods)
+            interface, pod_filter = "any", f"{hosts} or udp port 8472 or udp port 4789"
+        elif len(pods) == 1:
             interface, pod_filter = pods[0].veth or "", ""
         else:
             interface, pod_filter = "any", " or ".join(f"host {p.ip}" for p in pods)
