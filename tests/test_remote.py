@@ -10,6 +10,7 @@ No paramiko, sshd or tcpdump is mocked here.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import pty
@@ -711,3 +712,24 @@ def test_node_level_capture_names_every_interface_the_request_crossed(ssh_lab: S
     assert set(gets.if_name.astype(str)) == {busybox.host_veth, "cni0", "flannel.1", "eth0"}
     assert gets[gets.if_name == "eth0"].is_vxlan.astype(bool).all()
     assert not gets[gets.if_name != "eth0"].is_vxlan.astype(bool).any()
+
+
+def test_a_pod_whose_veth_the_tables_do_not_name_is_found_on_its_node(ssh_lab: SshLab, tmp_path: Path) -> None:
+    """As on a real cluster, where the pods' own tables are rarely at hand: the veth is found on
+    the node over SSH, from its ARP table on cni0 and the bridge port that learned the pod's MAC."""
+    lab = ssh_lab.lab
+    nginx = lab.plan.pod("nginx")
+    lab_topology = topology_of_lab(lab)
+    assert lab_topology.pod("nginx").veth == nginx.host_veth  # type: ignore[union-attr]
+    without_veths = dataclasses.replace(
+        lab_topology, pods=tuple(dataclasses.replace(p, veth=None) for p in lab_topology.pods)
+    )
+    topology = tmp_path / "no-veths.json"
+    write_topology(without_veths, topology)
+    assert lab.fetch("/").returncode == 0  # the node has met nginx: its ARP entry, the bridge's port
+    args = ["-F", str(ssh_lab.config), "--pod", "nginx", "--topology", str(topology), "--duration", "3", "-q"]
+    done = capture_during(lab, [*args, "-o", str(tmp_path)], 1)
+    assert done.returncode == 0, done.stderr
+    assert f"{nginx.node}: nginx on {nginx.host_veth}\n" in done.stderr
+    [pcap] = tmp_path.glob(f"{nginx.node}-{nginx.host_veth}-*.pcap")
+    assert [r.dst_ip for r in decode_file(pcap) if r.http_method] == [nginx.ip]

@@ -12,7 +12,7 @@ from flannelcap._errors import BadArgument
 from flannelcap.topology.collect import read_topology, write_topology
 from flannelcap.topology.kube import parse_kubectl_pods
 from flannelcap.topology.model import Pod, Topology
-from flannelcap.topology.targets import CaptureTarget, parse_selector, pod_targets
+from flannelcap.topology.targets import CaptureTarget, parse_selector, pod_targets, veth_on_node
 
 PODS = (
     Pod(name="nginx", ip="10.42.1.2", node="kpi092", veth="veth1a2b", labels=(("app", "nginx"),)),
@@ -60,7 +60,6 @@ def test_two_pods_on_one_node_are_captured_there_at_once() -> None:
             "no pod 'nginxx' in the topology (its pods: busybox, nginx, nginx-local, pending, unmapped)",
         ),
         (["pending"], None, "pod pending: kubectl names no node or IP for it (is it running?)"),
-        (["unmapped"], None, "pod unmapped: the tables do not say which veth on kpi092 is its own"),
         ([], "app=nothing", "no pod in the topology matches --selector 'app=nothing'"),
         ([], "app", "selector term 'app' is not key=value or key!=value"),
         ([], "=x", "selector term '=x' is not key=value"),
@@ -93,3 +92,30 @@ def test_kubectl_labels_are_read_and_survive_a_topology_file(tmp_path: Path) -> 
     assert [p.labels for p in pods] == [(("app", "nginx"), ("pod-template-hash", "7d9")), (), ()]
     write_topology(TOPOLOGY, tmp_path / "topo.json")
     assert read_topology(tmp_path / "topo.json").pods == PODS
+
+
+# What iproute2 prints on a node (ip -j neigh show dev cni0; bridge -j fdb show br cni0).
+NEIGH = json.dumps([
+    {"dst": "10.42.1.9", "lladdr": "6a:3c:11:22:33:44", "state": ["REACHABLE"]},
+    {"dst": "10.42.1.7", "state": ["FAILED"]},
+])  # fmt: skip
+FDB = json.dumps([
+    {"mac": "33:33:00:00:00:01", "ifname": "cni0", "flags": ["self"], "state": "permanent"},
+    {"mac": "6a:3c:11:22:33:44", "ifname": "veth9a8b7c6d", "master": "cni0", "state": ""},
+    {"mac": "6a:3c:11:22:33:44", "ifname": "cni0", "vlan": 1, "master": "cni0", "state": "permanent"},
+])  # fmt: skip
+
+
+def test_a_pod_without_its_veth_in_the_tables_is_found_on_its_node() -> None:
+    [target] = pod_targets(TOPOLOGY, ["unmapped"], None)
+    assert (target.node, target.interface, target.pod_ip) == ("kpi092", "", "10.42.1.9")
+    assert veth_on_node(NEIGH, FDB, target) == "veth9a8b7c6d"  # the port that learned the pod's MAC
+
+
+def test_a_pod_the_node_has_not_met_is_one_line_saying_what_to_do() -> None:
+    [target] = pod_targets(TOPOLOGY, ["unmapped"], None)
+    with pytest.raises(BadArgument, match=r"^pod unmapped: kpi092 has no ARP entry for 10.42.1.9 on cni0"):
+        veth_on_node("[]", FDB, target)
+    learned_elsewhere = json.dumps([json.loads(FDB)[0]])
+    with pytest.raises(BadArgument, match=r"no port of cni0 on kpi092 has learned its MAC 6a:3c:11:22:33:44"):
+        veth_on_node(NEIGH, learned_elsewhere, target)

@@ -8,6 +8,7 @@ capturing is ``flannelcap.remote``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import getpass
 import sys
 from pathlib import Path
@@ -24,6 +25,7 @@ if TYPE_CHECKING:  # paramiko is imported when a command needs it, not to parse 
     from flannelcap.remote._pcapng_stream import PcapngMerger
     from flannelcap.remote._ssh import SshOptions
     from flannelcap.topology.model import Topology
+    from flannelcap.topology.targets import CaptureTarget
 
 
 def add_ssh_options(parser: argparse.ArgumentParser) -> None:
@@ -208,11 +210,29 @@ def _pod_targets(args: argparse.Namespace, topology: Topology | None) -> tuple[d
         raise FlannelcapError("--pod and --selector find pods in the cluster's tables: give --tables DIR or --topology")
     from flannelcap.topology.targets import pod_targets
 
-    targets = pod_targets(topology, args.pod, args.selector, args.filter, node_level=args.node_level)
+    targets = [
+        _with_veth(t, args) for t in pod_targets(topology, args.pod, args.selector, args.filter, args.node_level)
+    ]
     args.nodes = [t.node for t in targets]
     for target in targets:
         print(f"{target.node}: {', '.join(target.pods)} on {target.interface}", file=sys.stderr)
     return {t.node: t.interface for t in targets}, {t.node: t.filter for t in targets}
+
+
+def _with_veth(target: CaptureTarget, args: argparse.Namespace) -> CaptureTarget:
+    """``target`` with its pod's veth, asked of its node where the tables did not name it."""
+    if target.interface:
+        return target
+    from flannelcap.remote._ssh import SshRunner, connect
+    from flannelcap.topology.targets import VETH_TABLES, veth_on_node
+
+    client = connect(target.node, ssh_options(args))
+    try:
+        runner = SshRunner(target.node, client)
+        neigh, fdb = (runner.run(argv) for argv in VETH_TABLES)
+    finally:
+        client.close()
+    return dataclasses.replace(target, interface=veth_on_node(neigh, fdb, target))
 
 
 def _live_view(args: argparse.Namespace) -> LiveView | None:

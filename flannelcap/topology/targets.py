@@ -1,10 +1,13 @@
 """Where to capture to see given pods: ``capture --pod`` and ``--selector``.
 
-Rule: pure, from the topology alone. A pod is seen on its node, on the host side of its veth
-(what the lab's §3.3 b) finds by hand from the pod's ``iflink``); the topology knows that
-veth where the pod's own ``ip addr`` table was collected. Several chosen pods on one node are
-captured there at once with ``-i any``, filtered to their addresses. Anything that cannot be
-resolved is an error that names the pod and says what to collect.
+Rule: pure: the topology and the node's tables in, captures out. A pod is seen on its node,
+on the host side of its veth (what the lab's §3.3 b) finds by hand from the pod's
+``iflink``); the topology knows that veth where the pod's own ``ip addr`` table was
+collected. Where it was not, the veth is found on the node as the capture starts: the pod's
+MAC in the node's ARP table on cni0, then the bridge port that learned that MAC
+(``veth_on_node``). Several chosen pods on one node are captured there at once with ``-i any``,
+filtered to their addresses. Anything that cannot be resolved is an error that names the pod
+and says what to do.
 """
 
 from __future__ import annotations
@@ -13,6 +16,11 @@ from dataclasses import dataclass
 
 from flannelcap._errors import BadArgument
 from flannelcap.topology.model import Pod, Topology
+from flannelcap.topology.tables import parse_fdb, parse_neigh
+
+BRIDGE = "cni0"  # flannel's CNI bridge
+# What the node is asked to find a pod's veth: its ARP table and its bridge's learned ports.
+VETH_TABLES = (("ip", "-j", "neigh", "show", "dev", BRIDGE), ("bridge", "-j", "fdb", "show", "br", BRIDGE))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -20,9 +28,10 @@ class CaptureTarget:
     """One node's capture: its interface, its tcpdump filter and the pods it is for."""
 
     node: str
-    interface: str
+    interface: str  # "" while the pod's veth is still to be found on the node (``veth_on_node``)
     filter: str
     pods: tuple[str, ...]
+    pod_ip: str | None = None  # of the one pod whose veth is to be found
 
 
 def parse_selector(selector: str) -> tuple[tuple[str, str, bool], ...]:
@@ -77,11 +86,6 @@ def pod_targets(
     for pod in dict.fromkeys(chosen):  # each pod once, in order
         if not pod.node or not pod.ip:
             raise BadArgument(f"pod {pod.name}: kubectl names no node or IP for it (is it running?)")
-        if not pod.veth and not node_level:
-            raise BadArgument(
-                f"pod {pod.name}: the tables do not say which veth on {pod.node} is its own; collect its "
-                f"tables ('flannelcap map --ssh' with the pod's 'ip -j addr') or capture {pod.node} with -i"
-            )
         by_node.setdefault(pod.node, []).append(pod)
     targets = []
     for node, pods in by_node.items():
@@ -89,9 +93,37 @@ def pod_targets(
             hosts = " or ".join(f"host {p.ip}" for p in pods)
             interface, pod_filter = "any", f"{hosts} or udp port 8472 or udp port 4789"
         elif len(pods) == 1:
-            interface, pod_filter = pods[0].veth or "", ""
+            interface, pod_filter = pods[0].veth or "", ""  # no veth in the tables: found on the node
         else:
             interface, pod_filter = "any", " or ".join(f"host {p.ip}" for p in pods)
         both = " and ".join(f"({f})" for f in (pod_filter, extra_filter) if f)
-        targets.append(CaptureTarget(node=node, interface=interface, filter=both, pods=tuple(p.name for p in pods)))
+        targets.append(
+            CaptureTarget(
+                node=node,
+                interface=interface,
+                filter=both,
+                pods=tuple(p.name for p in pods),
+                pod_ip=pods[0].ip if not interface else None,
+            )
+        )
     return targets
+
+
+def veth_on_node(neigh: str, fdb: str, target: CaptureTarget) -> str:
+    """The host side of the veth of ``target``'s pod, from its node's ``ip -j neigh show dev
+    cni0`` (the pod's MAC) and ``bridge -j fdb show br cni0`` (the port that learned it).
+
+    Raises:
+        BadArgument: the node has no ARP entry for the pod, or no bridge port learned its MAC.
+    """
+    pod, node, ip = ", ".join(target.pods), target.node, target.pod_ip
+    mac = next((e.mac for e in parse_neigh(neigh, allow_empty=True) if e.ip == ip and e.mac), None)
+    if mac is None:
+        raise BadArgument(
+            f"pod {pod}: {node} has no ARP entry for {ip} on {BRIDGE}, so its veth is not known there yet; "
+            f"give the pod's tables (its 'ip -j addr') with --tables, or capture with --node-level"
+        )
+    ports = [e.dev for e in parse_fdb(fdb, allow_empty=True) if e.mac == mac and e.dev and e.dev != BRIDGE]
+    if not ports:
+        raise BadArgument(f"pod {pod}: no port of {BRIDGE} on {node} has learned its MAC {mac}; use --node-level")
+    return ports[0]
