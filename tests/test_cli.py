@@ -291,3 +291,35 @@ def test_no_python_internals_in_any_message(entry: dict, tmp_path: Path) -> None
         assert not INTERNALS.findall(text), (command, [line for line in text.splitlines() if INTERNALS.search(line)])
     if entry["tables"] == "unknowns":
         assert "kubectl get nodes: node kpi092: backend-data is null (an empty backend-type" in runs["audit"].stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["kpi093", "--via-file", "--json"], "--via-file has no stream to show or merge: leave out --via-file"),
+        (["kpi093", "--node-level", "-i", "eth1"], "--node-level captures every interface (-i any): leave out -i"),
+        (["--pod", "nginx"], "--pod and --selector find pods in the cluster's tables: give --tables DIR or --topology"),
+        ([], "name a node to capture on, or a pod with --pod / --selector"),
+        (["kpi093", "--pod", "nginx", "--tables", str(SAMPLES / "cross-node-http-client.tables")],
+         "give nodes or --pod/--selector, not both"),
+        (["--pod", "nosuchpod", "--tables", str(SAMPLES / "cross-node-http-client.tables")],
+         "no pod 'nosuchpod' in the topology (its pods: "),
+        (["--selector", "app", "--tables", str(SAMPLES / "cross-node-http-client.tables")],
+         "selector term 'app' is not key=value or key!=value"),
+        (["kpi093", "-w", "-", "--json"], "-w - writes the packets to stdout: the live view cannot go there too"),
+    ],
+)  # fmt: skip
+def test_capture_arguments_that_cannot_work_are_one_line_before_any_connection(args: list[str], message: str) -> None:
+    done = flannelcap("capture", "-F", "/dev/null", *args)
+    assert done.returncode != 0 and f"flannelcap: error: {message}" in done.stderr, done.stderr
+    _assert_no_traceback(done)
+
+
+def test_capture_never_overwrites_a_merged_capture(tmp_path: Path) -> None:
+    existing = tmp_path / "merged.pcapng"
+    existing.write_bytes(b"the user's capture")
+    done = flannelcap("capture", "-F", "/dev/null", "kpi093", "-q", "-w", str(existing), "-o", str(tmp_path))
+    assert done.returncode == 1
+    assert f"flannelcap: error: {existing} exists: flannelcap never overwrites a capture" in done.stderr
+    assert existing.read_bytes() == b"the user's capture"
+    _assert_no_traceback(done)
