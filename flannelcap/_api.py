@@ -18,7 +18,7 @@ import pandas as pd
 from flannelcap.analysis import flows as _analysis
 from flannelcap.analysis.audit import Finding, audit_frame
 from flannelcap.analysis.explain import Step, explain
-from flannelcap.analysis.flows import missing
+from flannelcap.analysis.flows import Conversations, conversations, missing
 from flannelcap.packets.frames import FrameBuilder
 from flannelcap.packets.records import FIELD_NAMES, PacketRecord
 from flannelcap.packets.summary import CaptureSummary
@@ -69,6 +69,7 @@ class Capture:
         self._findings: list[Finding] | None = None
         self._flows: pd.DataFrame | None = None
         self._http: pd.DataFrame | None = None
+        self._conversation_ids: Conversations | None = None
 
     @property
     def records(self) -> list[PacketRecord]:
@@ -83,18 +84,23 @@ class Capture:
             return self._record_list
         return open_capture(self.path, topology=self.topology, vxlan_ports=self.vxlan_ports, node=self.node).records()
 
+    def _conversations(self) -> Conversations:
+        if self._conversation_ids is None:
+            self._conversation_ids = conversations(self.packets)
+        return self._conversation_ids
+
     def flows(self) -> pd.DataFrame:
         """One row per inner conversation: pods, nodes, VNI, packets, bytes, start, duration,
         and the outer UDP source ports seen (worked out once; each call returns a copy)."""
         if self._flows is None:
-            self._flows = _analysis.flows(self.packets)
+            self._flows = _analysis.flows(self.packets, self._conversations())
         return self._flows.copy()
 
     def http(self) -> pd.DataFrame:
         """HTTP requests paired with their responses, with the latency in milliseconds (worked
         out once; each call returns a copy)."""
         if self._http is None:
-            self._http = _analysis.http_exchanges(self.packets)
+            self._http = _analysis.http_exchanges(self.packets, self._conversations())
         return self._http.copy()
 
     def findings(self) -> pd.DataFrame:

@@ -8,7 +8,7 @@ paired one head at a time.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -122,12 +122,29 @@ def flow_keys(packets: pd.DataFrame) -> pd.Series:
     return pd.Series(labels[ids], index=packets.index, dtype=object)
 
 
-def flows(packets: pd.DataFrame) -> pd.DataFrame:
-    """One row per inner conversation: who, where, how much, when, over which outer ports.
+class Conversations(NamedTuple):
+    """Each packet's conversation (see ``conversations``), worked out once for ``flows`` and
+    ``http_exchanges`` of the same packets."""
+
+    ranks: Ranks
+    ids: np.ndarray[Any, Any]
+    names: list[str]
+
+
+def conversations(packets: pd.DataFrame) -> Conversations:
+    """The innermost addresses' ranks, each packet's conversation id and each id's name."""
+    ranks = _ip_ranks(packets)
+    ids, names = _flow_ids(packets, ranks)
+    return Conversations(ranks, ids, names)
+
+
+def flows(packets: pd.DataFrame, known: Conversations | None = None) -> pd.DataFrame:
+    """One row per inner conversation: who, where, how much, when, over which outer ports
+    (``known``: the packets' ``conversations``, if already worked out).
 
     The direction is the one of the conversation's first packet (the SYN for TCP).
     """
-    ids, names = _flow_ids(packets)
+    _, ids, names = known or conversations(packets)
     if not names:
         return pd.DataFrame(columns=FLOW_COLUMNS)
     rows = np.nonzero(ids >= 0)[0]
@@ -177,17 +194,17 @@ def flows(packets: pd.DataFrame) -> pd.DataFrame:
     return table.sort_values("start", ignore_index=True, kind="stable")
 
 
-def http_exchanges(packets: pd.DataFrame) -> pd.DataFrame:
+def http_exchanges(packets: pd.DataFrame, known: Conversations | None = None) -> pd.DataFrame:
     """Each HTTP request with the response that answered it (the next response head in the
-    other direction of the same conversation), and the latency between them."""
+    other direction of the same conversation), and the latency between them (``known``: the
+    packets' ``conversations``, if already worked out)."""
     if packets.empty or "http_method" not in packets:
         return pd.DataFrame(columns=HTTP_COLUMNS)
     is_request = packets.http_method.notna().to_numpy()
     is_head = is_request | packets.http_status.notna().to_numpy()
     if not is_head.any():
         return pd.DataFrame(columns=HTTP_COLUMNS)
-    ranks = _ip_ranks(packets)
-    ids, names = _flow_ids(packets, ranks)
+    ranks, ids, names = known or conversations(packets)
     rows = np.nonzero(is_head & (ids >= 0))[0]
     request = is_request[rows]
     src_rank, dst_rank, _ = ranks
