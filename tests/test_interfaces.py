@@ -69,3 +69,16 @@ def test_without_the_nodes_tables_the_index_stays_and_no_name_is_guessed() -> No
     # A capture that is not cooked has neither.
     plain = flannelcap.read(SAMPLES / "cross-node-http-client.pcap").packets
     assert plain.ifindex.isna().all() and plain.packet_type.isna().all()
+
+
+def test_the_packet_list_says_where_each_packet_was_seen_as_tcpdump_does() -> None:
+    args = [sys.executable, "-m", "flannelcap", "decode", "--tables", str(TABLES), "--node", NODE, str(ANY)]
+    lines = subprocess.run(args, capture_output=True, text=True, check=True).stdout.splitlines()
+    packets = flannelcap.read(ANY, topology=TABLES, node=NODE).packets
+    words = {"outgoing": "Out", "host": "In", "broadcast": "B", "multicast": "M"}
+    for line, row in zip(lines[1:], packets.itertuples(), strict=False):  # the footer follows the packets
+        where = f"{row.if_name} {words[row.packet_type]} "
+        assert f"  {where}{row.info}" in line, (line, where)
+    # Without the node's tables the index stands in for the name.
+    unnamed = subprocess.run(args[:4] + [str(ANY)], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert f" if{packets.ifindex.iloc[0]} {words[packets.packet_type.iloc[0]]} " in unnamed[1]

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import argparse
 
+from flannelcap.packets.fields import NAME_FIELDS
 from flannelcap.packets.lines import TABLE_HEADER as TABLE_HEADER
-from flannelcap.packets.lines import vtep_mismatch_text
+from flannelcap.packets.lines import seen_text, vtep_mismatch_text
 from flannelcap.packets.records import PacketRecord
 
 
@@ -45,15 +46,13 @@ def table_row(record: PacketRecord) -> str:
         if (record.http_method or record.http_status is not None)
         else (record.proto or record.outer_proto or "?").upper()
     )
-    info = record.info
+    seen = seen_text(record.if_name, record.ifindex, record.packet_type)
+    info = f"{seen} {record.info}" if seen else record.info
     if record.dst_node and record.dst_vtep_node and record.dst_vtep_node != record.dst_node:
         info += vtep_mismatch_text(record.dst_vtep_node, record.dst_node)
     if record.notes and record.notes[0] not in info:
         info = f"{info} [{record.notes[0]}]" if info else f"[{record.notes[0]}]"
     return f"{record.number:>5} {record.rel_time:>10.6f}  {outer:<33} {vni:<6} {inner:<33} {proto:<6} {info}"
-
-
-_NAME_FIELDS = ("src_node", "dst_node", "src_vtep_node", "dst_vtep_node", "src_pod", "dst_pod")
 
 
 def detail_lines(record: PacketRecord) -> list[str]:
@@ -63,7 +62,7 @@ def detail_lines(record: PacketRecord) -> list[str]:
         lines.append(f"    {layer.name}")
         for name, value in layer.fields:
             lines.append(f"        {name}: {value}")
-    names = [(field, getattr(record, field)) for field in _NAME_FIELDS if getattr(record, field)]
+    names = [(field, getattr(record, field)) for field in NAME_FIELDS if getattr(record, field)]
     if names:
         lines.append("    Topology")
         lines.extend(f"        {field}: {value}" for field, value in names)

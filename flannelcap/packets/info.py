@@ -11,6 +11,8 @@ from flannelcap.packets.records import PacketRecord
 ARP_OPS = {1: "request", 2: "reply"}  # ARP's operation codes, as records name them
 # Linux's packet types (PACKET_HOST…), as a cooked capture (tcpdump -i any) keeps them
 PACKET_TYPES = {0: "host", 1: "broadcast", 2: "multicast", 3: "otherhost", 4: "outgoing"}
+# ... and as tcpdump -i any words them before each packet
+PACKET_TYPE_WORDS = {"host": "In", "outgoing": "Out", "broadcast": "B", "multicast": "M", "otherhost": "P"}
 # Wireshark's order: from the lowest bit up.
 _TCP_FLAG_NAMES = (
     (0x01, "FIN"),

@@ -17,6 +17,7 @@ import numpy as np
 
 from flannelcap.packets.columns import Codes, ColumnBatch, Columns, Labels
 from flannelcap.packets.fields import FIELD_NAMES, FIELDS
+from flannelcap.packets.info import PACKET_TYPE_WORDS
 from flannelcap.packets.kernel import NONE
 from flannelcap.packets.text import CSV, JSON, Program, TextColumn, Texts, csv_cell, gather
 
@@ -66,6 +67,32 @@ def _either(first: tuple[Codes, Labels], second: tuple[Codes, Labels]) -> tuple[
     return codes, Texts.of(a_labels.texts + b_labels.texts)
 
 
+def seen_text(if_name: str | None, ifindex: int | None, packet_type: str | None) -> str:
+    """Where the packet list says a packet was seen, before its Info, as ``tcpdump -i any``
+    does (``eth0 Out``): the interface (by name, else ``if<index>``) and the direction; "" for
+    a capture that does not say."""
+    where = if_name or (f"if{ifindex}" if ifindex is not None else "")
+    word = PACKET_TYPE_WORDS.get(packet_type, packet_type) if packet_type else ""
+    return " ".join(part for part in (where, word) if part)
+
+
+def _seen(batch: ColumnBatch, columns: Columns) -> tuple[Codes, Texts]:
+    """Each row's ``seen_text`` as codes into the distinct texts of the batch (-1: none)."""
+    name, kind, index = batch.codes["if_name"], batch.codes["packet_type"], batch.ints["ifindex"]
+    known = (name >= 0) | (kind >= 0) | (index != NONE)
+    codes = np.full(batch.n, -1, dtype=np.int32)
+    if not known.any():
+        return codes, Texts.of([])
+    combos, which = np.unique(np.stack([name, kind, index], axis=1)[known], axis=0, return_inverse=True)
+    names, kinds = columns.labels["if_name"].texts, columns.labels["packet_type"].texts
+    texts = [
+        seen_text(names[a] if a >= 0 else None, None if b == NONE else int(b), kinds[k] if k >= 0 else None)
+        for a, k, b in combos.tolist()
+    ]
+    codes[known] = which.reshape(-1)
+    return codes, Texts.of(texts)
+
+
 def table_lines(batch: ColumnBatch, columns: Columns) -> memoryview:
     """One line per packet, like Wireshark's packet list with both layers shown (under
     ``TABLE_HEADER``): node names stand for outer IPs and pod names for inner IPs where known."""
@@ -111,7 +138,10 @@ def table_lines(batch: ColumnBatch, columns: Columns) -> memoryview:
     line.text(" ")
     with line.padded(6):
         line.text("HTTP", http).label(proto_codes, proto_texts, missing="?", when=~http)
-    line.text(" ").column(batch.texts["info"])
+    line.text(" ")
+    seen = _seen(batch, columns)
+    line.label(*seen, when=seen[0] >= 0).text(" ", seen[0] >= 0)
+    line.column(batch.texts["info"])
     mismatch = _vtep_mismatch(batch, columns)
     before, between, after = VTEP_MISMATCH
     line.text(before, mismatch).label(codes["dst_vtep_node"], labels["dst_vtep_node"].encoded(), when=mismatch)
