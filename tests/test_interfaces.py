@@ -80,5 +80,5 @@ def test_the_packet_list_says_where_each_packet_was_seen_as_tcpdump_does() -> No
         where = f"{row.if_name} {words[row.packet_type]} "
         assert f"  {where}{row.info}" in line, (line, where)
     # Without the node's tables the index stands in for the name.
-    unnamed = subprocess.run(args[:4] + [str(ANY)], capture_output=True, text=True, check=True).stdout.splitlines()
+    unnamed = subprocess.run([*args[:4], str(ANY)], capture_output=True, text=True, check=True).stdout.splitlines()
     assert f" if{packets.ifindex.iloc[0]} {words[packets.packet_type.iloc[0]]} " in unnamed[1]
