@@ -1,8 +1,10 @@
 """Packets: a capture read once into columnar batches, and every output a view of them.
 
-The stages, in the order data flows: ``reader`` (pcap, pcapng, gzip frames) and ``read`` (the
-file in pieces, walked and decoded by the compiled ``kernel`` into ``kernel_columns``, the
-rest by the ``scapy_decoder``; HTTP heads found as the pieces go by); ``fields`` (the one
+The stages, in the order data flows: ``reader`` (pcap, pcapng, gzip frames), ``live`` (a
+capture's stream arriving from another thread) and ``read`` (the file or stream in pieces,
+walked and decoded by the compiled ``kernel`` into ``kernel_columns``, the rest by the
+``scapy_decoder``; HTTP heads found as the pieces go by; ``ahead`` reads the next pieces in a
+second thread); ``fields`` (the one
 declaration of the field layout); ``columns`` (a decoded batch as typed columns: labels,
 HTTP, Info, topology names); the views: ``lines`` (the packet list, JSON lines, CSV, written
 by ``text`` programs in C) and ``frames`` (Arrow batches, the DataFrame, records). ``pipeline``

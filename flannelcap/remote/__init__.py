@@ -2,6 +2,8 @@
 
 ``capture`` captures on nodes for a while and returns the results; ``capturing`` is a
 context manager for notebooks: the capture runs while the ``with`` block makes traffic.
+A session's streams can be tapped as they arrive (the command line's live view, and
+``_pcapng_stream``'s merged pcapng for ``-w``).
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@ to a capture's addresses.
 
 The stages, in the order data flows: ``tables`` and ``kube`` (parsers of what nodes and kubectl
 print; pure), ``model`` (the ``Topology`` built from them, with each fact's source), ``collect``
-(the I/O edge: saved-tables directories, topology files, commands through a runner) and
-``annotate`` (names for one record; batches are named column-wise in ``packets.columns``).
+(the I/O edge: saved-tables directories, topology files, commands through a runner),
+``annotate`` (names for one record; batches are named column-wise in ``packets.columns``) and
+``targets`` (where to capture to see given pods; pure).
 """
