@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -82,3 +83,16 @@ def test_the_packet_list_says_where_each_packet_was_seen_as_tcpdump_does() -> No
     # Without the node's tables the index stands in for the name.
     unnamed = subprocess.run([*args[:4], str(ANY)], capture_output=True, text=True, check=True).stdout.splitlines()
     assert f" if{packets.ifindex.iloc[0]} {words[packets.packet_type.iloc[0]]} " in unnamed[1]
+
+
+def test_an_interface_index_past_two_to_the_31_is_read_unsigned_by_both_engines(tmp_path: Path) -> None:
+    """The cooked v2 header's index is an unsigned 32-bit number (as libpcap and tshark read it;
+    Scapy reads it signed). Found by the fuzz test."""
+    from pcapdata import pcap
+
+    sll2 = struct.pack(">HHIHBB8s", 0x0800, 0, 2**31, 1, 4, 6, bytes.fromhex("0242ac110002") + b"\0\0")
+    path = tmp_path / "sll2.pcap"
+    path.write_bytes(pcap([sll2 + bytes(20)], linktype=276))
+    for engine in ("auto", "scapy"):
+        [record] = flannelcap.decode_file(path, engine=engine)
+        assert (record.ifindex, record.packet_type) == (2**31, "outgoing"), engine

@@ -50,7 +50,7 @@ FIELDS: tuple[Field, ...] = (
     # Where the packet was seen: a cooked capture's (tcpdump -i any) packet type and interface
     # index (v2 only), and the interface's name (pcapng's, or the capture node's ip link).
     _f("packet_type", "label", kernel="pkttype"),
-    _f("ifindex", "int", 32, "int"),
+    _f("ifindex", "int", 64, "int"),  # unsigned 32 bits on the wire
     _f("if_name", "label"),
     # Outer headers, as on the wire.
     _f("outer_src_mac", "label", kernel="mac"),

@@ -291,7 +291,7 @@ class _Walker:
             if outer:
                 self.fields["packet_type"] = PACKET_TYPES.get(layer.pkttype, str(layer.pkttype))
                 if isinstance(layer, CookedLinuxV2):
-                    self.fields["ifindex"] = layer.ifindex
+                    self.fields["ifindex"] = layer.ifindex & 0xFFFFFFFF  # Scapy reads it signed
             if outer and layer.lladdrlen == 6:
                 self.fields["outer_src_mac"] = ":".join(f"{b:02x}" for b in bytes(layer.src)[:6])
             layer = layer.payload
