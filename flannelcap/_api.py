@@ -27,7 +27,7 @@ from flannelcap.topology.model import Topology
 
 if TYPE_CHECKING:
     from scapy.packet import Packet
-from flannelcap.packets.pipeline import open_capture
+from flannelcap.packets.pipeline import check_capture_node, open_capture
 
 
 def _topology(source: Topology | str | Path | None) -> Topology | None:
@@ -240,4 +240,6 @@ def read(
         CaptureFormatError: not a capture file.
         TopologyError, TableParseError: the topology cannot be read.
     """
-    return Capture(Path(path), _topology(topology), vxlan_ports, node)
+    known = _topology(topology)
+    check_capture_node(known, node)
+    return Capture(Path(path), known, vxlan_ports, node)

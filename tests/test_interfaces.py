@@ -96,3 +96,19 @@ def test_an_interface_index_past_two_to_the_31_is_read_unsigned_by_both_engines(
     for engine in ("auto", "scapy"):
         [record] = flannelcap.decode_file(path, engine=engine)
         assert (record.ifindex, record.packet_type) == (2**31, "outgoing"), engine
+
+
+def test_a_node_without_tables_is_one_line_not_a_silent_lack_of_names() -> None:
+    from flannelcap import BadArgument
+
+    for topology, said in ((TABLES, "the tables hold kpi091, kpi092, kpi093"), (None, "no tables were given")):
+        with pytest.raises(BadArgument, match=f"no tables of node 'kpi099' to name its interfaces: {said}"):
+            flannelcap.read(ANY, topology=topology, node="kpi099")
+    done = subprocess.run(
+        [sys.executable, "-m", "flannelcap", "decode", "--tables", str(TABLES), "--node", "kpi099", str(ANY)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr == (
+        "flannelcap: error: no tables of node 'kpi099' to name its interfaces: the tables hold kpi091, kpi092, kpi093\n"
+    )

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -79,12 +80,16 @@ def test_live_decoding_shows_each_packet_as_it_arrives_and_equals_the_file() -> 
     source = open_capture(feed, more_waiting=feed.more_waiting)  # type: ignore[arg-type]
     batches = iter(source)
     start, numbers = 24, []
-    for end in ends:
-        feed.feed(data[start:end])
-        start = end
-        batch = next(batches)  # would wait forever if the packet were held back for more
-        numbers += batch.ints["number"].tolist()
-    feed.close()
+    with ThreadPoolExecutor(max_workers=1) as waiting:
+        try:
+            for end in ends:
+                feed.feed(data[start:end])
+                start = end
+                # A packet held back for more would never come: the test fails after 5 s, not hangs.
+                batch = waiting.submit(next, batches).result(timeout=5)
+                numbers += batch.ints["number"].tolist()
+        finally:
+            feed.close()
     assert list(batches) == []
     assert numbers == list(range(1, len(frames) + 1))
     whole = [b.texts["info"].to_list() for b in open_capture(CLIENT)]

@@ -127,8 +127,8 @@ def run(args: argparse.Namespace) -> int:
     if args.via_file and (args.live or args.json or args.write):
         raise FlannelcapError("--via-file has no stream to show or merge: leave out --via-file")
     topology = topology_from_args(args)  # before connecting: a bad --tables is one line, nothing started
-    interfaces, filters = _pod_targets(args, topology)
-    view = None if args.via_file else _live_view(args)  # a file fetched at the end shows nothing live
+    nodes, interfaces, filters = _targets(args, topology)
+    view = None if args.via_file else _live_view(args, nodes)  # a file fetched at the end shows nothing live
     merged = _merged_output(args.write) if args.write else None
     password = getpass.getpass("sudo password on the nodes: ") if args.sudo_password else None
     request = CaptureRequest(
@@ -141,14 +141,13 @@ def run(args: argparse.Namespace) -> int:
         sudo_password=password,
         output_dir=args.output_dir,
     )
-    taps: dict[str, list[Callable[[bytes], object]]] = {node: [] for node in args.nodes}
-    if view is not None:
-        for node in args.nodes:
+    taps: dict[str, list[Callable[[bytes], object]]] = {node: [] for node in nodes}
+    for node in nodes:
+        if view is not None:
             taps[node].append(view.tap(node))
-    if merged is not None:
-        for node in args.nodes:
-            taps[node].append(merged.stream(f"{node}:{interfaces.get(node, args.interface)}"))
-    session = CaptureSession(args.nodes, request, ssh_options(args), taps, interfaces, filters)
+        if merged is not None:
+            taps[node].append(merged.stream(f"{node}:{interfaces[node]}"))
+    session = CaptureSession(nodes, request, ssh_options(args), taps, interfaces, filters)
     session.start()
     interrupted = False
     quiet_progress = view is not None or to_stdout or not sys.stderr.isatty()
@@ -181,6 +180,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"flannelcap: error: {state.error}{kept}", file=sys.stderr)
             continue
         tables = f", tables in {state.tables_dir}" if state.tables_dir else ""
+        if state.tables_problem:
+            print(f"flannelcap: warning: {node}: tables not saved: {state.tables_problem}", file=sys.stderr)
         counts = state.tcpdump_counts
         said = (
             f" (tcpdump: {counts['captured']} captured, {counts.get('dropped by kernel', '?')} dropped by kernel)"
@@ -197,13 +198,14 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _pod_targets(args: argparse.Namespace, topology: Topology | None) -> tuple[dict[str, str], dict[str, str]]:
-    """For ``--pod`` / ``--selector``: the nodes to capture (set in ``args.nodes``) and each
-    one's interface and filter; for plain nodes, none."""
+def _targets(args: argparse.Namespace, topology: Topology | None) -> tuple[list[str], dict[str, str], dict[str, str]]:
+    """The nodes to capture on, and each one's interface and tcpdump filter: the nodes named
+    (``-i``, or ``any`` with ``--node-level``), or the nodes of ``--pod`` / ``--selector``."""
     if not (args.pod or args.selector):
         if not args.nodes:
             raise FlannelcapError("name a node to capture on, or a pod with --pod / --selector")
-        return ({node: "any" for node in args.nodes} if args.node_level else {}), {}
+        interface = "any" if args.node_level else args.interface
+        return list(args.nodes), dict.fromkeys(args.nodes, interface), dict.fromkeys(args.nodes, args.filter)
     if args.nodes:
         raise FlannelcapError("give nodes or --pod/--selector, not both: a pod's node is found from the topology")
     if topology is None:
@@ -213,10 +215,9 @@ def _pod_targets(args: argparse.Namespace, topology: Topology | None) -> tuple[d
     targets = [
         _with_veth(t, args) for t in pod_targets(topology, args.pod, args.selector, args.filter, args.node_level)
     ]
-    args.nodes = [t.node for t in targets]
     for target in targets:
         print(f"{target.node}: {', '.join(target.pods)} on {target.interface}", file=sys.stderr)
-    return {t.node: t.interface for t in targets}, {t.node: t.filter for t in targets}
+    return [t.node for t in targets], {t.node: t.interface for t in targets}, {t.node: t.filter for t in targets}
 
 
 def _with_veth(target: CaptureTarget, args: argparse.Namespace) -> CaptureTarget:
@@ -235,13 +236,13 @@ def _with_veth(target: CaptureTarget, args: argparse.Namespace) -> CaptureTarget
     return dataclasses.replace(target, interface=veth_on_node(neigh, fdb, target))
 
 
-def _live_view(args: argparse.Namespace) -> LiveView | None:
+def _live_view(args: argparse.Namespace, nodes: list[str]) -> LiveView | None:
     """The live view the arguments ask for (on a terminal, ``--live`` or ``--json``), or None."""
     if args.quiet or args.write == "-" or not (args.json or args.live or sys.stdout.isatty()):
         return None
     from flannelcap.cli._live_view import LiveView
 
-    return LiveView(args.nodes, as_json=args.json, out=sys.stdout.buffer)
+    return LiveView(nodes, as_json=args.json, out=sys.stdout.buffer)
 
 
 def _merged_output(target: str) -> PcapngMerger:

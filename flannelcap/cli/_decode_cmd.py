@@ -24,7 +24,7 @@ from flannelcap.cli._progress import ProgressBar
 from flannelcap.cli._topology_args import add_topology_options, topology_from_args
 from flannelcap.packets.kernel import NONE
 from flannelcap.packets.lines import csv_header
-from flannelcap.packets.pipeline import PacketSource, open_capture, vxlan_ports_for
+from flannelcap.packets.pipeline import PacketSource, check_capture_node, open_capture, vxlan_ports_for
 from flannelcap.packets.summary import CaptureSummary
 from flannelcap.topology.annotate import annotate
 
@@ -155,9 +155,11 @@ def _wanted(args: argparse.Namespace, batch: ColumnBatch, columns: Columns) -> n
 
 
 def _open(args: argparse.Namespace, path: str, bar: ProgressBar | None) -> PacketSource:
+    topology = topology_from_args(args)
+    check_capture_node(topology, args.node)
     return open_capture(
         path,
-        topology=topology_from_args(args),
+        topology=topology,
         vxlan_ports=args.vxlan_port,
         engine=args.engine,
         progress=bar,

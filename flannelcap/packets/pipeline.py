@@ -15,7 +15,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from flannelcap._errors import FlannelcapError
+from flannelcap._errors import BadArgument, FlannelcapError
 from flannelcap.packets import kernel as _kernel
 from flannelcap.packets.ahead import read_ahead
 from flannelcap.packets.columns import Batch, ColumnBatch, Columns
@@ -160,6 +160,21 @@ def capture_node_by_name(topology: Topology | None, source: str | Path | BinaryI
     name = Path(source).name
     nodes = [view.node for view in topology.views if name.startswith(f"{view.node}-")]
     return max(nodes, key=len) if nodes else None
+
+
+def check_capture_node(topology: Topology | None, node: str | None) -> None:
+    """A capture node the caller names (``--node``, ``read(node=)``) must be one whose tables
+    the topology holds: else no interface could be named, and nothing would say why.
+
+    Raises:
+        BadArgument: no topology, or no tables of that node in it.
+    """
+    if node is None:
+        return
+    known = [view.node for view in topology.views] if topology else []
+    if node not in known:
+        where = f"the tables hold {', '.join(known)}" if known else "no tables were given (--tables or --topology)"
+        raise BadArgument(f"no tables of node {node!r} to name its interfaces: {where}")
 
 
 def node_links(topology: Topology | None, node: str | None) -> dict[int, str]:

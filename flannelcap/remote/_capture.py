@@ -78,6 +78,7 @@ class NodeCapture:
     partial: bool = False
     error: str | None = None
     tcpdump_said: list[str] = field(default_factory=list)
+    tables_problem: str | None = None  # why the node's tables were not saved beside the capture
     tables_taken: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -366,7 +367,7 @@ class CaptureSession:
         try:
             self._write_tables(node, state, runner)
         except Exception as exc:  # a thread of its own: whatever went wrong is a note, the capture goes on
-            state.tcpdump_said.append(f"tables not collected: {exc}")
+            state.tables_problem = str(exc) or type(exc).__name__
         finally:
             state.tables_taken.set()
 
@@ -382,7 +383,7 @@ class CaptureSession:
         try:
             tables = collect_node_tables(runner)
         except (CommandError, ConnectError) as exc:
-            state.tcpdump_said.append(f"tables not collected: {exc}")
+            state.tables_problem = str(exc)
             return
         tables_dir.mkdir(parents=True, exist_ok=True)
         for kind, text in tables.items():

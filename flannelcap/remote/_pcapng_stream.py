@@ -61,13 +61,13 @@ class PcapngMerger:
         self.closed = False
         self._lock = threading.Lock()
         self._interfaces = 0
-        self._write(section_header())
+        self.write(section_header())
 
     def stream(self, name: str) -> Callable[[bytes], None]:
         """A function that takes the chunks of one pcap stream, named ``name`` in the output."""
         return _Stream(self, name).take
 
-    def _add_interface(self, block: bytes) -> int:
+    def add_interface(self, block: bytes) -> int:
         """Write an interface block; its index is its place among the interface blocks written."""
         with self._lock:
             index = self._interfaces
@@ -75,7 +75,7 @@ class PcapngMerger:
             self._write_locked(block)
             return index
 
-    def _write(self, data: bytes) -> None:
+    def write(self, data: bytes) -> None:
         with self._lock:  # one stream's blocks stay whole and in order
             self._write_locked(data)
 
@@ -120,7 +120,7 @@ class _Stream:
             at += 16 + caplen
         del pending[:at]
         if blocks:
-            self.merger._write(b"".join(blocks))
+            self.merger.write(b"".join(blocks))
 
     def _start(self) -> bool:
         """Read the pcap file header and write the interface block; False until it is whole."""
@@ -134,7 +134,7 @@ class _Stream:
             return False
         nano = magic in _NANO_MAGICS
         snaplen, linktype = struct.unpack(order + "II", self.pending[16:24])
-        self.interface = self.merger._add_interface(interface_block(self.name, linktype & 0xFFFF, snaplen, nano))
+        self.interface = self.merger.add_interface(interface_block(self.name, linktype & 0xFFFF, snaplen, nano))
         self.header = struct.Struct(order + "IIII")
         self.ticks_per_second = 10**9 if nano else 10**6
         del self.pending[:24]
