@@ -310,11 +310,11 @@ def _decode(args: argparse.Namespace, path: str, several: bool, bar: ProgressBar
             batch = lines.take(batch, np.nonzero(keep)[0])
         shown += batch.n
         if args.json:
-            out.write(lines.json_lines(batch, source.columns, name))
+            out.writelines(lines.json_lines(batch, source.columns, name))
         elif args.csv:
-            out.write(lines.csv_rows(batch, source.columns, name))
+            out.writelines(lines.csv_rows(batch, source.columns, name))
         else:
-            out.write(lines.table_lines(batch, source.columns))
+            out.writelines(lines.table_lines(batch, source.columns))
     out.flush()
     summary = source.summary()
     if bar is not None:

@@ -95,9 +95,9 @@ class LiveView:
             source = open_capture(cast(BinaryIO, feed), topology=topology, more_waiting=feed.more_waiting, node=node)
             for batch in source:
                 if self.as_json:
-                    text = bytes(lines.json_lines(batch, source.columns, str(file) if file else node))
+                    text = b"".join(lines.json_lines(batch, source.columns, str(file) if file else node))
                 else:
-                    text = bytes(lines.table_lines(batch, source.columns))
+                    text = b"".join(lines.table_lines(batch, source.columns))
                     if prefix:
                         text = b"".join(prefix + line for line in text.splitlines(keepends=True))
                 self._put(text, batch.n)

@@ -764,20 +764,63 @@ static void put_decimal(text_t *t, int negative, int64_t m, int k) {
     put(t, tail, (size_t)n);
 }
 
-/* 10^k as a long double (a table for the common range). */
-static long double ten_to(int k) {
-    static long double table[40];
-    static int filled = 0;
-    if (!filled) { /* filled once, the same values by every thread that gets here */
-        long double p = 1.0L;
-        for (int i = 0; i < 40; i++, p *= 10.0L)
-            table[i] = p;
-        filled = 1;
+/* round(x * 10^k) to the nearest integer (ties to even), exactly, for 0 <= k <= 22 and
+ * x * 10^k < 2^62: the product's rounding error is recovered with a fused multiply-add.
+ * Returns -1 where it cannot tell here. */
+static int64_t rounded_scaled(double x, int k) {
+    if (k < 0 || k > 22)
+        return -1;
+    double power = POWERS[k], p = x * power;
+    if (!(p < 4611686018427387904.0)) /* 2^62 */
+        return -1;
+    double error = fma(x, power, -p); /* x * 10^k is exactly p + error, |error| <= half p's last place */
+    double whole = floor(p);
+    int64_t m = (int64_t)whole;
+    double fraction = p - whole; /* exact: 0, or (below 2^53) a multiple of p's last place, which is <= 1/2 */
+    int up, tie;
+    if (fraction == 0) { /* the exact fraction is error's */
+        double below = floor(error);
+        m += (int64_t)below;
+        fraction = error - below;
+        up = fraction > 0.5, tie = fraction == 0.5;
+    } else { /* error is less than a last place, so it only breaks a tie */
+        up = fraction > 0.5 || (fraction == 0.5 && error > 0);
+        tie = fraction == 0.5 && error == 0;
     }
-    return k < 40 ? table[k] : powl(10.0L, k);
+    if (tie)
+        up = (m & 1) != 0;
+    return m + up;
 }
 
-/* A double as Python's repr writes it: the fewest digits that read back as the same double. */
+/* Whether x < 10^e, exactly (for |e| <= 22; else log10's word is taken). */
+static int below_power(double x, int e) {
+    if (e > 22 || e < -22)
+        return 0;
+    if (e >= 0)
+        return x < POWERS[e];
+    double power = POWERS[-e], p = x * power; /* x < 10^e where x * 10^-e < 1 */
+    return p < 1 || (p == 1 && fma(x, power, -p) < 0);
+}
+
+/* The digits of x (x > 0, finite) at `precision` significant digits, correctly rounded, as
+ * m * 10^-k, by the C library's printf (exact in glibc). Returns whether they read back as x. */
+static int printed_digits(double x, int precision, int64_t *m, int *k) {
+    char text[40];
+    snprintf(text, sizeof text, "%.*e", precision - 1, x);
+    int good = strtod(text, NULL) == x;
+    int64_t digits = 0;
+    const char *c = text;
+    for (; *c && *c != 'e'; c++)
+        if (*c >= '0' && *c <= '9')
+            digits = digits * 10 + (*c - '0');
+    int exponent = *c == 'e' ? atoi(c + 1) : 0;
+    *m = digits, *k = precision - 1 - exponent;
+    return good;
+}
+
+/* A double as Python's repr writes it: the fewest digits that read back as the same double
+ * (the correctly rounded digits at 15, 16, then 17 significant digits: where a shorter text
+ * reads back, the 15-digit rounding is that text followed by zeros). */
 static void put_float(text_t *t, double v) {
     if (v != v || v - v != 0) { /* NaN, infinities: as json.dumps writes them */
         put(t, v != v ? "NaN" : v > 0 ? "Infinity" : "-Infinity", v != v ? 3 : v > 0 ? 8 : 9);
@@ -789,44 +832,39 @@ static void put_float(text_t *t, double v) {
         put(t, negative ? "-0.0" : "0.0", negative ? 4 : 3);
         return;
     }
-    int e = (int)floor(log10(x));
-    for (int precision = 15; precision <= 17; precision++) { /* the 15-digit rounding, stripped, is the
-                                                                 shortest wherever one of 15 or fewer is */
-        int k = precision - 1 - e, good = -1;
-        int64_t m = 0;
-        if (precision < 17 && k >= -22 && k <= 22) { /* one rounding in double arithmetic: fast, and checked */
-            m = llround(k >= 0 ? x * POWERS[k] : x / POWERS[-k]);
-            good = reads_back(m, k, x);
-        }
-        if (good < 0) {
-            long double scaled = k >= 0 ? (long double)x * ten_to(k) : (long double)x / ten_to(-k);
-            m = (int64_t)llroundl(scaled);
-            good = reads_back(m, k, x);
-        }
-        if (good < 0) {
-            char text[40];
-            snprintf(text, sizeof text, "%.*e", precision - 1, x);
-            good = strtod(text, NULL) == x;
-        }
-        if (good) {
-            while (m && m % 10 == 0)
-                m /= 10, k--;
-            put_decimal(t, negative, m, k);
-            return;
-        }
+    int e = (int)floor(log10(x)); /* the first digit's exponent, corrected where log10 rounded */
+    if (below_power(x, e))
+        e--;
+    else if (!below_power(x, e + 1))
+        e++;
+    int64_t m = 0;
+    int k = 0, good = 0;
+    for (int precision = 15; precision <= 17 && !good; precision++) {
+        k = precision - 1 - e;
+        m = rounded_scaled(x, k);
+        if (m >= 0 && precision == 17)
+            good = 1; /* seventeen correctly rounded digits always read back */
+        else if (m >= 0 && m < (1LL << 53))
+            good = reads_back(m, k, x) == 1;
+        else
+            good = printed_digits(x, precision, &m, &k);
     }
-    char text[40];
-    int n = snprintf(text, sizeof text, "%.17g", v);
-    put(t, text, (size_t)n);
+    while (m && m % 10 == 0)
+        m /= 10, k--;
+    put_decimal(t, negative, m, k);
 }
 
+/* A double with six decimals, as Python's format(v, ".6f") writes it (correctly rounded). */
 static void put_fixed6(text_t *t, double v) {
-    double scaled = v * 1e6;
-    int64_t micro = (int64_t)(scaled < 0 ? scaled - 0.5 : scaled + 0.5);
-    if (micro < 0) {
-        put(t, "-", 1);
-        micro = -micro;
+    int64_t micro = v == v ? rounded_scaled(fabs(v), 6) : -1;
+    if (micro < 0) { /* NaN, infinities and values past 2^62 microseconds: the C library's text */
+        char text[40];
+        int n = v != v ? snprintf(text, sizeof text, "nan") : snprintf(text, sizeof text, "%.6f", v);
+        put(t, text, (size_t)(n < (int)sizeof text ? n : (int)sizeof text - 1));
+        return;
     }
+    if (signbit(v))
+        put(t, "-", 1);
     put_int(t, micro / 1000000);
     char fraction[7];
     int64_t rest = micro % 1000000;
@@ -900,6 +938,7 @@ typedef struct {
     int64_t width;
     const uint8_t *when;
     const void *values;
+    size_t value_size; /* the bytes of one row's value (0: none), to start at row `first` */
     const int64_t *offsets;
     const uint8_t *bytes;
     const char *literal, *prefix, *missing;
@@ -1287,12 +1326,13 @@ static PyObject *py_encode(PyObject *self, PyObject *args) {
 }
 
 static PyObject *py_format_rows(PyObject *self, PyObject *args) {
-    Py_ssize_t n;
+    Py_ssize_t n, first = 0;
     Py_buffer parts, ends, out;
     PyObject *column_list, *literal_list;
-    if (!PyArg_ParseTuple(args, "ny*O!O!w*w*", &n, &parts, &PyList_Type, &column_list, &PyList_Type, &literal_list,
-                          &ends, &out))
+    if (!PyArg_ParseTuple(args, "ny*O!O!w*w*|n", &n, &parts, &PyList_Type, &column_list, &PyList_Type, &literal_list,
+                          &ends, &out, &first))
         return NULL;
+    Py_ssize_t end = first + n; /* rows [first, end) are written */
     Py_ssize_t column_count = PyList_GET_SIZE(column_list), literal_count = PyList_GET_SIZE(literal_list);
     Py_ssize_t part_count = parts.len / (8 * PART_WORDS);
     Py_buffer *views = PyMem_Calloc((size_t)(column_count + literal_count) + 1, sizeof(Py_buffer));
@@ -1301,6 +1341,10 @@ static PyObject *py_format_rows(PyObject *self, PyObject *args) {
     Py_ssize_t held = 0;
     PyObject *result = NULL;
     int ok = views && columns && literals && check(&ends, "ends", 8, n) && check(&parts, "parts", 8, 0);
+    if (ok && (first < 0 || n < 0 || first > PY_SSIZE_T_MAX / 16 - n)) {
+        PyErr_SetString(PyExc_ValueError, "format_rows: first and n must not be negative");
+        ok = 0;
+    }
     if (!(views && columns && literals))
         PyErr_NoMemory();
     for (Py_ssize_t k = 0; ok && k < column_count + literal_count; k++) {
@@ -1323,18 +1367,18 @@ static PyObject *py_format_rows(PyObject *self, PyObject *args) {
         int good = kind >= 0 && kind < PART_KINDS && missing < literal_count && when < column_count &&
                    part[PART_PREFIX] < literal_count;
         if (good && when >= 0)
-            good = columns[when].len >= n;
+            good = columns[when].len >= end;
         if (good && kind == P_LITERAL)
             good = arg >= 0 && arg < literal_count;
         if (good && (kind == P_INT || kind == P_FLOAT || kind == P_FIXED6))
-            good = arg >= 0 && arg < column_count && columns[arg].len >= 8 * n;
+            good = arg >= 0 && arg < column_count && columns[arg].len >= 8 * end;
         if (good && kind == P_LABEL) {
-            good = arg >= 0 && arg + 2 < column_count && columns[arg].len >= 4 * n;
+            good = arg >= 0 && arg + 2 < column_count && columns[arg].len >= 4 * end;
             if (good) { /* every code within the labels, every label within the bytes */
                 const int32_t *codes = columns[arg].data;
                 const int64_t *offsets = columns[arg + 1].data;
                 Py_ssize_t labels = columns[arg + 1].len / 8 - 1;
-                for (Py_ssize_t r = 0; good && r < n; r++)
+                for (Py_ssize_t r = first; good && r < end; r++)
                     good = codes[r] < labels;
                 for (Py_ssize_t j = 0; good && j < labels; j++)
                     good = offsets[j] >= 0 && offsets[j] <= offsets[j + 1] && offsets[j + 1] <= columns[arg + 2].len;
@@ -1356,7 +1400,7 @@ static PyObject *py_format_rows(PyObject *self, PyObject *args) {
         step_t *step = steps + k;
         int64_t arg = part[PART_ARG];
         step->kind = (int)part[PART_KIND], step->escape = (int)part[PART_ESCAPE], step->width = part[PART_WIDTH];
-        step->when = part[PART_WHEN] >= 0 ? columns[part[PART_WHEN]].data : NULL;
+        step->when = part[PART_WHEN] >= 0 ? (const uint8_t *)columns[part[PART_WHEN]].data + first : NULL;
         if (part[PART_PREFIX] >= 0)
             step->prefix = (const char *)literals[part[PART_PREFIX]].data,
             step->prefix_len = (size_t)literals[part[PART_PREFIX]].len;
@@ -1370,16 +1414,16 @@ static PyObject *py_format_rows(PyObject *self, PyObject *args) {
             most = step->literal_len;
             break;
         case P_INT:
-            step->values = columns[arg].data;
+            step->values = columns[arg].data, step->value_size = 8;
             most = most > 24 ? most : 24;
             break;
         case P_FLOAT:
         case P_FIXED6:
-            step->values = columns[arg].data;
+            step->values = columns[arg].data, step->value_size = 8;
             most = most > 40 ? most : 40;
             break;
         case P_LABEL: {
-            step->values = columns[arg].data, step->offsets = columns[arg + 1].data;
+            step->values = columns[arg].data, step->value_size = 4, step->offsets = columns[arg + 1].data;
             step->bytes = columns[arg + 2].data;
             size_t longest = 0;
             for (Py_ssize_t j = 0; j + 1 < columns[arg + 1].len / 8; j++) {
@@ -1397,6 +1441,8 @@ static PyObject *py_format_rows(PyObject *self, PyObject *args) {
             most = 0;
         }
         row_bound += step->prefix_len + most;
+        if (step->value_size) /* row 0 of the run is row `first` of the columns */
+            step->values = (const char *)step->values + (size_t)first * step->value_size;
     }
     if (ok) {
         text_t t = {out.buf, 0, (size_t)out.len, 0};

@@ -214,13 +214,15 @@ class Encoder:
 
 
 def format_rows(
-    n: int, parts: Int, columns: list[Any], literals: list[bytes], ends: Int, out: NDArray[np.uint8]
+    n: int, parts: Int, columns: list[Any], literals: list[bytes], ends: Int, out: NDArray[np.uint8], first: int = 0
 ) -> int:
-    """Run a program of text parts (``packets.text.Program``) over ``n`` rows, writing into
-    ``out``; row ``r``'s text ends at ``ends[r]``. Returns the bytes written, or, if they did
-    not fit in ``out``, ``-(about the bytes needed) - 1``. Every column and code is checked
-    before the run (a ``ValueError`` if one does not fit)."""
-    size: int = _ckernel.format_rows(n, np.ascontiguousarray(parts, dtype=np.int64), columns, literals, ends, out)
+    """Run a program of text parts (``packets.text.Program``) over the ``n`` rows from row
+    ``first``, writing into ``out``; the text of the run's ``i``-th row ends at ``ends[i]``.
+    Returns the bytes written, or, if they did not fit in ``out``, ``-(about the bytes needed)
+    - 1``. Every column and code is checked before the run (a ``ValueError`` if one does not
+    fit)."""
+    parts = np.ascontiguousarray(parts, dtype=np.int64)
+    size: int = _ckernel.format_rows(n, parts, columns, literals, ends, out, first)
     return size
 
 

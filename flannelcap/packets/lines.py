@@ -93,7 +93,7 @@ def _seen(batch: ColumnBatch, columns: Columns) -> tuple[Codes, Texts]:
     return codes, Texts.of(texts)
 
 
-def table_lines(batch: ColumnBatch, columns: Columns) -> memoryview:
+def table_lines(batch: ColumnBatch, columns: Columns) -> list[memoryview]:
     """One line per packet, like Wireshark's packet list with both layers shown (under
     ``TABLE_HEADER``): node names stand for outer IPs and pod names for inner IPs where known."""
     codes, labels, n = batch.codes, columns.labels, batch.n
@@ -225,9 +225,10 @@ def _rendered_notes(batch: ColumnBatch, escape: int) -> tuple[Codes, Texts]:
     return codes, Texts.of(rendered)
 
 
-def json_lines(batch: ColumnBatch, columns: Columns, file: str | None = None) -> memoryview:
+def json_lines(batch: ColumnBatch, columns: Columns, file: str | None = None) -> list[memoryview]:
     """One JSON object per packet, keys in the field vocabulary (``file`` first, if given).
-    The text is valid until the next view is made in this thread (see ``Program.lines``)."""
+    The text (in pieces) is valid until the next view is made in this thread (see
+    ``Program.lines``)."""
     return _fields_program(batch, columns, JSON, file).lines(batch.n)
 
 
@@ -236,7 +237,7 @@ def csv_header(file: bool = False) -> str:
     return ",".join((("file",) if file else ()) + FIELD_NAMES)
 
 
-def csv_rows(batch: ColumnBatch, columns: Columns, file: str | None = None) -> memoryview:
+def csv_rows(batch: ColumnBatch, columns: Columns, file: str | None = None) -> list[memoryview]:
     """The batch as CSV rows under ``csv_header``: missing values empty, notes joined with
     ``; ``, booleans ``True``/``False``, text quoted where it needs to be. Valid until the next
     view is made in this thread."""

@@ -13,6 +13,7 @@ import itertools
 import json
 import threading
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -201,42 +202,82 @@ class Program:
     def run(self, n: int) -> Texts:
         """The text of each of ``n`` rows."""
         offsets = np.zeros(n + 1, dtype=np.int64)
-        return Texts(offsets, bytes(self._write(n, offsets[1:])))
+        pieces = self._write_split(n, offsets[1:])
+        return Texts(offsets, b"".join(pieces))
 
-    def lines(self, n: int) -> memoryview:
-        """The text of all ``n`` rows, one after the other: a view of this thread's buffer,
-        valid until the next program runs in this thread (write it out before then)."""
-        return self._write(n, np.zeros(n, dtype=np.int64))
+    def lines(self, n: int) -> list[memoryview]:
+        """The text of all ``n`` rows, one after the other, in pieces: views of this thread's
+        buffers, valid until the next program runs in this thread (write them out before then)."""
+        return self._write_split(n, np.zeros(n, dtype=np.int64))
 
-    def _write(self, n: int, ends: Int) -> memoryview:
+    def _write_split(self, n: int, ends: Int) -> list[memoryview]:
+        """All ``n`` rows: on a large batch, the second half written by the helper thread while
+        this thread writes the first (the compiled writer lets go of the GIL), each into a buffer
+        of this thread's. ``ends`` come out counted from the start of the first piece."""
+        buffers = _buffers()
+        half = n // 2
+        if n < SPLIT_ROWS or not _kernel.AVAILABLE:
+            return [self._write(n, ends, 0, buffers, 0)]
+        later = _helper().submit(self._write, n - half, ends[half:], half, buffers, 1)
+        try:
+            first = self._write(half, ends[:half], 0, buffers, 0)
+        finally:
+            second = later.result()
+        ends[half:] += len(first)
+        return [first, second]
+
+    def _write(self, n: int, ends: Int, first: int, buffers: _Buffers, which: int) -> memoryview:
+        """Rows ``[first, first + n)`` into buffer ``which`` of ``buffers``."""
         parts = np.array(self._parts, dtype=np.int64).reshape(-1, 7)
         literals = self._literals or [b""]
         if not _kernel.AVAILABLE:  # the extension was not built: the same rows, written in Python
-            return memoryview(_write_in_python(n, parts, self._columns, literals, ends))
+            return memoryview(_write_in_python(n, parts, self._columns, literals, ends, first))
         while True:
-            out = _buffer()
-            size = _kernel.format_rows(n, parts, self._columns, literals, ends, out)
+            out = buffers.of[which]
+            size = _kernel.format_rows(n, parts, self._columns, literals, ends, out, first)
             if size >= 0:
                 return memoryview(out)[:size]  # type: ignore[arg-type]
-            _local.buffer = np.empty(max(2 * len(out), -size + len(out) // 4), dtype=np.uint8)
+            buffers.of[which] = np.empty(max(2 * len(out), -size + len(out) // 4), dtype=np.uint8)
+
+
+# Batches of at least this many rows are written by two threads (see ``Program._write_split``).
+SPLIT_ROWS = 4096
+
+
+class _Buffers:
+    """The two text buffers of one thread (the second for the helper's half), reused from batch
+    to batch so that their pages stay mapped."""
+
+    def __init__(self) -> None:
+        self.of = [np.empty(1 << 22, dtype=np.uint8), np.empty(1 << 22, dtype=np.uint8)]
 
 
 _local = threading.local()
+_helper_pool: list[ThreadPoolExecutor] = []
+_helper_lock = threading.Lock()
 
 
-def _buffer() -> NDArray[np.uint8]:
-    """The text buffer of this thread, reused from batch to batch (its pages stay mapped)."""
-    buffer: NDArray[np.uint8] | None = getattr(_local, "buffer", None)
-    if buffer is None:
-        buffer = _local.buffer = np.empty(1 << 22, dtype=np.uint8)
-    return buffer
+def _buffers() -> _Buffers:
+    """This thread's buffers."""
+    buffers: _Buffers | None = getattr(_local, "buffers", None)
+    if buffers is None:
+        buffers = _local.buffers = _Buffers()
+    return buffers
 
 
-def _write_in_python(n: int, parts: Int, columns: list[Any], literals: list[bytes], ends: Int) -> bytes:
+def _helper() -> ThreadPoolExecutor:
+    """The one thread that writes second halves, started when first needed."""
+    with _helper_lock:
+        if not _helper_pool:
+            _helper_pool.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="flannelcap-text"))
+        return _helper_pool[0]
+
+
+def _write_in_python(n: int, parts: Int, columns: list[Any], literals: list[bytes], ends: Int, first: int) -> bytes:
     """What ``kernel.format_rows`` writes, row by row in Python (slow; without the extension)."""
     out: list[bytes] = []
     size = 0
-    for r in range(n):
+    for r in range(first, first + n):
         row: list[bytes] = []
         pad_at, pad_width = 0, 0
         for kind, arg, when, escape, width, missing, prefix in parts.tolist():
@@ -279,5 +320,5 @@ def _write_in_python(n: int, parts: Int, columns: list[Any], literals: list[byte
         line = b"".join(row)
         out.append(line)
         size += len(line)
-        ends[r] = size
+        ends[r - first] = size
     return b"".join(out)
