@@ -257,3 +257,12 @@ def test_cut_anywhere_decodes_what_was_captured(cut: int) -> None:
     assert (*decoded, record.src_port if record.is_vxlan else None) == CUTS[cut]
     assert record.is_vxlan is (cut >= 50)
     assert record.notes[0] == f"captured {cut} of {len(GOOD)} bytes (snaplen): later headers may be missing"
+
+
+def test_payload_hash_is_fnv1a_of_the_first_32_bytes() -> None:
+    from flannelcap.packets.scapy_decoder import payload_hash
+
+    assert payload_hash(b"", 0) == 0x811C9DC5  # FNV-1a's offset basis
+    assert payload_hash(b"a", 1) == 0xE40C292C  # the published test vector
+    assert payload_hash(b"a" * 40, 40) == payload_hash(b"a" * 32 + b"b" * 8, 40)  # only the first 32 count
+    assert payload_hash(b"ab", 1) == payload_hash(b"a", None)  # no further than the headers' length

@@ -26,6 +26,7 @@ FIELDS = [
     "sll.ifindex",
     "ip.src",
     "ip.dst",
+    "ip.id",
     "udp.srcport",
     "udp.dstport",
     "vxlan.vni",
@@ -109,6 +110,8 @@ def test_every_packet_agrees_with_tshark(capture: str) -> None:
         assert row["ip.src"] == [ip for ip in ips if ip], where
         dsts = [record.outer_dst_ip, record.inner_dst_ip] if record.is_vxlan else [record.outer_dst_ip]
         assert row["ip.dst"] == [ip for ip in dsts if ip], where
+        # The innermost IPv4 header's identification (tshark writes it in hex).
+        assert [int(v, 16) for v in row["ip.id"][-1:]] == ([record.ip_id] if record.ip_id is not None else []), where
         if record.is_vxlan:
             assert row["vxlan.vni"] == [str(record.vni)], where
             assert row["udp.srcport"][:1] == [str(record.outer_src_port)], where

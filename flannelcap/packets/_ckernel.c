@@ -29,8 +29,8 @@ enum {
     PACKET_TYPE, IFINDEX, OUTER_SRC_MAC, OUTER_DST_MAC, VLAN, OUTER_IP_VERSION, OUTER_SRC_IP, OUTER_DST_IP, OUTER_TTL,
     OUTER_IP_LEN, OUTER_PROTO, OUTER_SRC_PORT, OUTER_DST_PORT, OUTER_UDP_LEN, OUTER_UDP_CHECKSUM,
     OUTER_UDP_CHECKSUM_OK, IS_VXLAN, VNI, VXLAN_FLAGS, INNER_SRC_MAC, INNER_DST_MAC,
-    INNER_ETHERTYPE, INNER_SRC_IP, INNER_DST_IP, INNER_TTL, INNER_IP_LEN, PROTO, SRC_PORT, DST_PORT,
-    TCP_FLAGS, TCP_SEQ, TCP_ACK, TCP_WINDOW, PAYLOAD_LEN, ICMP_TYPE, ICMP_CODE, ARP_OP,
+    INNER_ETHERTYPE, INNER_SRC_IP, INNER_DST_IP, INNER_TTL, INNER_IP_LEN, IP_ID, PROTO, SRC_PORT, DST_PORT,
+    TCP_FLAGS, TCP_SEQ, TCP_ACK, TCP_WINDOW, PAYLOAD_LEN, PAYLOAD_HASH, ICMP_TYPE, ICMP_CODE, ARP_OP,
     ARP_SENDER_MAC, ARP_SENDER_IP, ARP_TARGET_MAC, ARP_TARGET_IP, FIELD_COUNT
 };
 static const char *FIELD_NAMES[FIELD_COUNT] = {
@@ -38,8 +38,8 @@ static const char *FIELD_NAMES[FIELD_COUNT] = {
     "outer_ttl", "outer_ip_len", "outer_proto", "outer_src_port", "outer_dst_port", "outer_udp_len",
     "outer_udp_checksum", "outer_udp_checksum_ok", "is_vxlan", "vni", "vxlan_flags",
     "inner_src_mac", "inner_dst_mac", "inner_ethertype", "inner_src_ip", "inner_dst_ip",
-    "inner_ttl", "inner_ip_len", "proto", "src_port", "dst_port", "tcp_flags", "tcp_seq", "tcp_ack",
-    "tcp_window", "payload_len", "icmp_type", "icmp_code", "arp_op", "arp_sender_mac",
+    "inner_ttl", "inner_ip_len", "ip_id", "proto", "src_port", "dst_port", "tcp_flags", "tcp_seq", "tcp_ack",
+    "tcp_window", "payload_len", "payload_hash", "icmp_type", "icmp_code", "arp_op", "arp_sender_mac",
     "arp_sender_ip", "arp_target_mac", "arp_target_ip",
 };
 
@@ -155,6 +155,18 @@ static int64_t udp_checksum_ok(bytes_t b, int64_t l3, int64_t l4, int64_t udp_le
     return computed == checksum;
 }
 
+/* The payload's fingerprint that copies of one packet share wherever they are seen: FNV-1a
+ * (32 bits) of its first bytes as captured (at most PAYLOAD_HASH_BYTES; see fields.py). */
+enum { PAYLOAD_HASH_BYTES = 32 };
+static int64_t payload_hash(bytes_t b, int64_t at, int64_t length, int64_t end) {
+    int64_t n = length < PAYLOAD_HASH_BYTES ? length : PAYLOAD_HASH_BYTES;
+    n = n < end - at ? n : end - at;
+    uint32_t h = 2166136261u;
+    for (int64_t i = 0; i < n; i++)
+        h = (h ^ b[at + i]) * 16777619u;
+    return h;
+}
+
 /* TCP, UDP or ICMP fields at `at`. Returns the TCP payload offset (NONE if not TCP), or
  * FALLBACK if the packet needs the Scapy decoder after all. */
 static int64_t transport(bytes_t b, int64_t *v, int64_t at, int64_t proto, int64_t length, int64_t end) {
@@ -172,6 +184,7 @@ static int64_t transport(bytes_t b, int64_t *v, int64_t at, int64_t proto, int64
         v[TCP_FLAGS] = b[at + 13];
         v[TCP_WINDOW] = u16(b, at + 14);
         v[PAYLOAD_LEN] = length - doff > 0 ? length - doff : 0;
+        v[PAYLOAD_HASH] = payload_hash(b, at + doff, v[PAYLOAD_LEN], end);
         return at + doff;
     }
     if (proto == 17 || proto == 1) {
@@ -182,9 +195,11 @@ static int64_t transport(bytes_t b, int64_t *v, int64_t at, int64_t proto, int64
             v[SRC_PORT] = u16(b, at);
             v[DST_PORT] = u16(b, at + 2);
             v[PAYLOAD_LEN] = u16(b, at + 4) - 8 > 0 ? u16(b, at + 4) - 8 : 0;
+            v[PAYLOAD_HASH] = payload_hash(b, at + 8, v[PAYLOAD_LEN], end);
         } else {
             v[ICMP_TYPE] = b[at];
             v[ICMP_CODE] = b[at + 1];
+            v[PAYLOAD_HASH] = payload_hash(b, at + 4, length - 4, end); /* identifier, sequence, data */
         }
         return NONE;
     }
@@ -254,6 +269,7 @@ static int64_t decode_one(bytes_t b, int64_t *v, int64_t start, int64_t end, int
     v[OUTER_TTL] = b[l3 + 8];
     v[OUTER_IP_LEN] = ip_total;
     v[OUTER_IP_VERSION] = 4;
+    v[IP_ID] = u16(b, l3 + 4);
     v[IS_VXLAN] = 0;
     if (proto != 17) {
         if (proto == 6 && end >= l4 + 4) {
@@ -307,6 +323,7 @@ static int64_t decode_one(bytes_t b, int64_t *v, int64_t start, int64_t end, int
     v[INNER_DST_IP] = u32(b, inner_l3 + 16);
     v[INNER_TTL] = b[inner_l3 + 8];
     v[INNER_IP_LEN] = inner_total;
+    v[IP_ID] = u16(b, inner_l3 + 4);
     return transport(b, v, inner_l3 + inner_ihl, b[inner_l3 + 9], inner_total - inner_ihl, end);
 }
 

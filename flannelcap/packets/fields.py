@@ -81,6 +81,9 @@ FIELDS: tuple[Field, ...] = (
     _f("inner_dst_ip", "label", kernel="ip"),
     _f("inner_ttl", "int", 16, "int"),
     _f("inner_ip_len", "int", 32, "int"),
+    # The identification of the innermost IP header (IPv4; none for IPv6): with the transport
+    # fields below, what copies of one packet share on every interface and node it crosses.
+    _f("ip_id", "int", 32, "int"),
     # Innermost transport.
     _f("proto", "label", kernel="proto"),
     _f("src_port", "int", 32, "int"),
@@ -90,6 +93,9 @@ FIELDS: tuple[Field, ...] = (
     _f("tcp_ack", "int", 64, "int"),
     _f("tcp_window", "int", 32, "int"),
     _f("payload_len", "int", 32, "int"),
+    # FNV-1a (32 bits) of the first 32 payload bytes as captured (TCP and UDP after their
+    # headers, ICMP from its identifier on): tells apart packets whose headers agree.
+    _f("payload_hash", "int", 64, "int"),
     _f("icmp_type", "int", 16, "int"),
     _f("icmp_code", "int", 16, "int"),
     _f("arp_op", "label", kernel="arp_op"),

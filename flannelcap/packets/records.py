@@ -72,6 +72,7 @@ class PacketRecord:
     inner_dst_ip: str | None = None
     inner_ttl: int | None = None
     inner_ip_len: int | None = None
+    ip_id: int | None = None  # the innermost IP header's (IPv4)
 
     # Innermost transport.
     proto: str | None = None
@@ -82,6 +83,7 @@ class PacketRecord:
     tcp_ack: int | None = None
     tcp_window: int | None = None
     payload_len: int | None = None
+    payload_hash: int | None = None  # FNV-1a of the first 32 payload bytes
     icmp_type: int | None = None
     icmp_code: int | None = None
     arp_op: str | None = None

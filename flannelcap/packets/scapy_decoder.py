@@ -309,6 +309,7 @@ class _Walker:
             self.fields[prefix + "dst_ip"] = layer.dst
             self.fields[prefix + "ttl"] = layer.ttl
             self.fields[prefix + "ip_len"] = layer.len
+            self.fields["ip_id"] = layer.id
             if prefix == "outer_":
                 self.fields["outer_ip_version"] = 4
             if layer.ihl is not None and layer.ihl < 5:
@@ -335,6 +336,7 @@ class _Walker:
             self.fields[prefix + "dst_ip"] = layer.dst
             self.fields[prefix + "ttl"] = layer.hlim
             self.fields[prefix + "ip_len"] = layer.plen + 40
+            self.fields.pop("ip_id", None)  # the innermost IP header has none
             if prefix == "outer_":
                 self.fields["outer_ip_version"] = 6
             payload = layer.payload
@@ -375,6 +377,7 @@ class _Walker:
                 payload_len=_segment_len(layer, len(payload)),
                 _tcp_payload=payload,
             )
+            fields["payload_hash"] = payload_hash(payload, fields["payload_len"])
             if layer.dataofs is not None and layer.dataofs < 5:
                 self.notes.append(f"TCP header length {layer.dataofs * 4} < 20")
         elif isinstance(layer, UDP):
@@ -384,8 +387,10 @@ class _Walker:
                 dst_port=layer.dport,
                 payload_len=max(0, (layer.len or 8) - 8),
             )
+            fields["payload_hash"] = payload_hash(_payload_bytes(layer), fields["payload_len"])
         elif isinstance(layer, ICMP):
             fields.update(proto="icmp", icmp_type=layer.type, icmp_code=layer.code)
+            fields["payload_hash"] = payload_hash(_icmp_rest(layer), None)
         elif isinstance(layer, _ICMPv6):
             fields.update(
                 proto="icmpv6",
@@ -437,6 +442,29 @@ def _payload_bytes(layer: Packet) -> bytes:
     padding = payload.getlayer(Padding) if not isinstance(payload, NoPayload) else None
     if padding is not None:
         data = data[: len(data) - len(bytes(padding))]
+    return data
+
+
+PAYLOAD_HASH_BYTES = 32
+
+
+def payload_hash(payload: bytes, length: int | None) -> int:
+    """The ``payload_hash`` field: FNV-1a (32 bits) of the first ``PAYLOAD_HASH_BYTES`` of the
+    captured payload (and of its first ``length`` bytes, the length its headers give)."""
+    count = PAYLOAD_HASH_BYTES if length is None else min(PAYLOAD_HASH_BYTES, max(length, 0))
+    h = 2166136261
+    for byte in payload[:count]:
+        h = ((h ^ byte) * 16777619) & 0xFFFFFFFF
+    return h
+
+
+def _icmp_rest(icmp: ICMP) -> bytes:
+    """An ICMPv4 message from its identifier on (after type, code and checksum), as captured
+    and as long as its IP header says."""
+    data = bytes(icmp)[4:]
+    ip = icmp.underlayer
+    if isinstance(ip, IP) and ip.len and ip.ihl:
+        data = data[: max(0, int(ip.len) - int(ip.ihl) * 4 - 4)]
     return data
 
 
