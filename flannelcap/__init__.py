@@ -34,6 +34,7 @@ from flannelcap.topology.model import Topology
 
 if TYPE_CHECKING:
     from flannelcap._api import Capture, read
+    from flannelcap._many import Captures, read_many
     from flannelcap.packets.capture import RecordStream, decode_file, scapy_packet
     from flannelcap.packets.scapy_decoder import Decoder
 
@@ -44,6 +45,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "Capture": "flannelcap._api",
     "read": "flannelcap._api",
+    "Captures": "flannelcap._many",
+    "read_many": "flannelcap._many",
     "RecordStream": "flannelcap.packets.capture",
     "decode_file": "flannelcap.packets.capture",
     "scapy_packet": "flannelcap.packets.capture",
@@ -68,6 +71,7 @@ __all__ = [
     "CaptureReader",
     "CaptureSummary",
     "CaptureTruncatedError",
+    "Captures",
     "CommandError",
     "ConnectError",
     "Decoder",
@@ -86,5 +90,6 @@ __all__ = [
     "__version__",
     "decode_file",
     "read",
+    "read_many",
     "scapy_packet",
 ]

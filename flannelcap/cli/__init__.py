@@ -19,7 +19,15 @@ from flannelcap._errors import FlannelcapError
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand registered."""
-    from flannelcap.cli import _capture_cmd, _decode_cmd, _lab_cmd, _plot_cmd, _report_cmd, _topology_cmds
+    from flannelcap.cli import (
+        _capture_cmd,
+        _decode_cmd,
+        _journey_cmd,
+        _lab_cmd,
+        _plot_cmd,
+        _report_cmd,
+        _topology_cmds,
+    )
 
     parser = argparse.ArgumentParser(
         prog="flannelcap",
@@ -30,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     _decode_cmd.add_parser(subparsers)
     _topology_cmds.add_parsers(subparsers)
     _capture_cmd.add_parser(subparsers)
+    _journey_cmd.add_parser(subparsers)
     _plot_cmd.add_parser(subparsers)
     _report_cmd.add_parser(subparsers)
     _lab_cmd.add_parser(subparsers)

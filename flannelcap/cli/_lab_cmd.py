@@ -71,6 +71,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     record.add_argument(
         "--only", action="append", default=[], metavar="NAME", help="record only this scenario (repeatable)"
     )
+    record.add_argument(
+        "--journeys",
+        action="store_true",
+        help="record the journey captures instead (-i any on two nodes at once, into OUTPUT/journeys/)",
+    )
     record.set_defaults(run=_record)
 
 
@@ -136,8 +141,12 @@ def _kubectl(args: argparse.Namespace) -> int:
 
 
 def _record(args: argparse.Namespace) -> int:
-    from flannelcap.lab._record import record_all
+    from flannelcap.lab._record import record_all, record_journeys
 
+    if args.journeys:
+        for entry in record_journeys(args.output / "journeys"):
+            print(f"{args.output / 'journeys' / str(entry['name'])}/: {entry['traffic']}")
+        return 0
     entries = record_all(args.output, names=set(args.only) or None)
     for entry in entries:
         print(f"{args.output / str(entry['file'])}: {entry['traffic']}", file=sys.stdout)

@@ -7,6 +7,7 @@ returns one line saying what it changed.
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable
 
@@ -111,6 +112,38 @@ def bad_checksum(lab: Lab, node: NodePlan, peer: NodePlan) -> str:
     return f"the LAN sets the outer UDP checksum of VXLAN packets from {node.name} to 0xbeef"
 
 
+DROP_TABLE = "flannelcap_drop"
+
+
+def drop_vxlan_input(lab: Lab, node: NodePlan, peer: NodePlan, every: int = 3) -> str:
+    """``node``'s firewall drops every ``every``-th VXLAN packet arriving from ``peer`` after
+    it was seen on eth0 (nftables' input hook, behind the capture point), and counts them."""
+    if shutil.which("nft") is None:
+        raise LabError("the drop-vxlan fault needs the 'nft' command: install the Debian package nftables")
+    rule = ["ip", "saddr", peer.eth0_ip, "udp", "dport", str(VXLAN_PORT), "numgen", "inc", "mod", str(every)]
+    for argv in (
+        ["nft", "add", "table", "inet", DROP_TABLE],
+        ["nft", "add", "chain", "inet", DROP_TABLE, "input", "{ type filter hook input priority 0; }"],
+        ["nft", "add", "rule", "inet", DROP_TABLE, "input", *rule, "==", "0", "counter", "drop"],
+    ):
+        lab.output(node.name, argv)
+    return f"on {node.name}, nftables drops one in {every} VXLAN packets from {peer.name} on input (after eth0)"
+
+
+def dropped_by_fault(lab: Lab, node: str) -> int:
+    """The packets ``drop_vxlan_input`` dropped on ``node`` so far (its rule's counter)."""
+    listing = json.loads(lab.output(node, ["nft", "-j", "list", "table", "inet", DROP_TABLE]))
+    counters = [
+        expression["counter"]["packets"]
+        for item in listing.get("nftables", [])
+        for expression in item.get("rule", {}).get("expr", [])
+        if isinstance(expression, dict) and "counter" in expression
+    ]
+    if len(counters) != 1:
+        raise LabError(f"the drop rule on {node} has {len(counters)} counters, not one")
+    return int(counters[0])
+
+
 FAULTS: dict[str, Callable[[Lab, NodePlan, NodePlan], str]] = {
     "wrong-fdb": wrong_fdb,
     "stale-fdb": stale_fdb,
@@ -118,6 +151,7 @@ FAULTS: dict[str, Callable[[Lab, NodePlan, NodePlan], str]] = {
     "missing": missing,
     "smaller-mtu": smaller_mtu,
     "bad-checksum": bad_checksum,
+    "drop-vxlan": drop_vxlan_input,
 }
 
 

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,6 +143,40 @@ SCENARIOS: tuple[Scenario, ...] = (
 )
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JourneyScenario:
+    """A recording for packet journeys: ``tcpdump -i any`` on the client's and the server's
+    node at once, so that every packet of the exchange is seen at every point of its path
+    (pod veth, cni0, flannel.1, eth0 on one node; eth0, flannel.1, cni0, veth on the other)."""
+
+    name: str
+    description: str
+    traffic: Callable[[Lab], None]
+    fault: Callable[[Lab], str] | None = None
+
+
+def _drop_on_server_node(lab: Lab) -> str:
+    return apply_fault(lab, "drop-vxlan", lab.plan.server_pod.node, lab.plan.client_pod.node)
+
+
+JOURNEYS: tuple[JourneyScenario, ...] = (
+    JourneyScenario(
+        name="all-points",
+        description="HTTP GET / from busybox to nginx on another node, captured with -i any on both nodes",
+        traffic=_get("/"),
+    ),
+    JourneyScenario(
+        name="drop-vxlan",
+        description=(
+            "the same exchange while the server node's nftables drops every third VXLAN packet from the "
+            "client node on input (after eth0, before flannel.1); TCP retransmits until it gets through"
+        ),
+        traffic=_get("/", timeout=30),
+        fault=_drop_on_server_node,
+    ),
+)
+
+
 @dataclass(slots=True)
 class TcpdumpRun:
     """What tcpdump said when it stopped."""
@@ -253,6 +287,56 @@ def record_scenario(lab: Lab, scenario: Scenario, output_dir: Path) -> dict[str,
         "client": lab.plan.client_pod.name,
         "server": scenario.server,
     }
+
+
+def record_journey(lab: Lab, scenario: JourneyScenario, output_dir: Path) -> dict[str, object]:
+    """Record one journey scenario into ``output_dir/<name>/``: ``<node>-any.pcap`` per node
+    (named as ``flannelcap capture`` names files, so that each file's node is known) and the
+    tables under ``tables/``. Returns its manifest entry."""
+    from flannelcap.lab._faults import dropped_by_fault
+
+    client, server = lab.plan.client_pod.node, lab.plan.server_pod.node
+    directory = output_dir / scenario.name
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    fault = scenario.fault(lab) if scenario.fault else None
+    snapshot_tables(lab, directory / "tables")
+    with ExitStack() as stack:
+        runs = {
+            node: stack.enter_context(tcpdump(lab, node, "any", directory / f"{node}-any.pcap", "LINUX_SLL2"))
+            for node in (client, server)
+        }
+        time.sleep(0.2)
+        scenario.traffic(lab)
+    lost = {node: run.dropped_by_kernel for node, run in runs.items() if run.dropped_by_kernel != 0}
+    if lost:
+        raise LabError(f"{scenario.name}: tcpdump lost packets ({lost}); record it again")
+    return {
+        "name": scenario.name,
+        "files": [f"{node}-any.pcap" for node in (client, server)],
+        "nodes": [client, server],
+        "tables": "tables",
+        "interface": "any",
+        "link_type": "LINUX_SLL2",
+        "traffic": scenario.description,
+        "fault": fault,
+        "dropped_by_fault": dropped_by_fault(lab, server) if scenario.fault else 0,
+        "client": lab.plan.client_pod.name,
+        "server": "nginx",
+    }
+
+
+def record_journeys(output_dir: Path, spec: LabSpec | None = None) -> list[dict[str, object]]:
+    """Bring up a fresh lab per journey scenario, record it, take the lab down; the entries
+    are also written to ``output_dir/manifest.jsonl``."""
+    check_prerequisites({"tcpdump": "tcpdump", "nft": "nftables"})
+    output_dir.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for scenario in JOURNEYS:
+        with Lab.up(spec or LabSpec(prefix="fcjrn")) as lab:
+            entries.append(record_journey(lab, scenario, output_dir))
+    (output_dir / "manifest.jsonl").write_text("".join(json.dumps(e) + "\n" for e in entries))
+    return entries
 
 
 def record_all(output_dir: Path, spec: LabSpec | None = None, names: set[str] | None = None) -> list[dict[str, object]]:

@@ -1,0 +1,90 @@
+"""``flannelcap.read_many``: several captures side by side — the copies of each packet matched
+across them, its journey, the delay of each hop, where packets were lost.
+
+Rule: the edge between the library and a notebook for several files. Each file is read by
+``flannelcap.read`` (the one pipeline); the matching is ``analysis.journey``'s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import pandas as pd
+
+from flannelcap._api import Capture, _topology, read
+from flannelcap._errors import BadArgument
+from flannelcap.analysis.journey import CaptureAt, ClockOffset, hops, journeys
+from flannelcap.topology.model import Topology
+
+
+class Captures:
+    """Several decoded captures, taken at the same time on different interfaces or nodes.
+    Create them with ``flannelcap.read_many``."""
+
+    def __init__(self, captures: list[Capture], topology: Topology | None) -> None:
+        self.captures = captures
+        self.topology = topology
+        at = [CaptureAt(c.path.name, c.node or c.path.name, c.packets) for c in captures]
+        self._sightings, self._packets = journeys(at, topology)
+        self._hops: pd.DataFrame | None = None
+
+    def journeys(self) -> pd.DataFrame:
+        """One row per matched packet: its flow, where it was first seen (``first_file``,
+        ``first_number``), at how many points, where last, and its verdict (``delivered``, or
+        where it was lost; ``lost``)."""
+        return self._packets
+
+    def sightings(self) -> pd.DataFrame:
+        """One row per copy of a matched packet, in path order: ``packet``, ``hop``,
+        ``file``, ``node``, ``point`` (the interface), ``direction``, ``encapsulated``,
+        ``ttl``, ``time`` (the node's clock), ``clock_time`` (the reference clock),
+        ``since_first``, ``flow``."""
+        return self._sightings
+
+    def hops(self) -> pd.DataFrame:
+        """Per flow and hop: packets, median and 99th-percentile delay (µs), and whether the
+        hop crosses nodes (its delay then rests on the clock offsets' estimate)."""
+        if self._hops is None:
+            self._hops = hops(self._sightings)
+        return self._hops
+
+    def clocks(self) -> list[ClockOffset]:
+        """Each node's clock offset against the first capture's node, with its uncertainty."""
+        clocks: list[ClockOffset] = self._packets.attrs["clocks"]
+        return clocks
+
+    def __repr__(self) -> str:
+        lost = int(self._packets["lost"].sum()) if len(self._packets) else 0
+        return f"<flannelcap.Captures {len(self.captures)} files: {len(self._packets)} packets matched, {lost} lost>"
+
+
+def read_many(
+    paths: Iterable[str | Path],
+    topology: Topology | str | Path | None = None,
+    nodes: Mapping[str, str] | None = None,
+    vxlan_ports: Iterable[int] = (),
+) -> Captures:
+    """Read captures taken at the same time and match each packet's copies across them.
+
+    Args:
+        paths: the capture files (pcap or pcapng).
+        topology: as for ``flannelcap.read``: names nodes, pods and interfaces, and gives each
+            node's IP, VNI, VXLAN port and VTEP MAC for the loss verdicts.
+        nodes: file path → the node it was taken on, where its name does not say so
+            (``flannelcap capture`` names files ``<node>-<interface>-…``).
+        vxlan_ports: UDP ports that carry VXLAN besides the defaults.
+
+    Raises:
+        BadArgument: no files, or the same file twice.
+        CaptureFormatError, TopologyError: as for ``flannelcap.read``.
+    """
+    files = [Path(p) for p in paths]
+    if not files:
+        raise BadArgument("read_many needs at least one capture file")
+    if len({f.resolve() for f in files}) != len(files):
+        raise BadArgument("the same capture file is named twice")
+    known = _topology(topology)
+    given = {str(Path(k)): v for k, v in (nodes or {}).items()}
+    captures = [read(f, known, vxlan_ports, node=given.get(str(f))) for f in files]
+    return Captures(captures, known)

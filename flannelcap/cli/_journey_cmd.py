@@ -1,0 +1,163 @@
+"""``flannelcap journey``: each packet followed across the captures it appears in — the delay
+of each hop per flow, where packets were lost — or one packet's journey (``--packet N``).
+
+Rule: formatting and printing only; matching is ``analysis.journey``'s, reading
+``flannelcap.read_many``'s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from flannelcap._errors import BadArgument
+from flannelcap.cli._topology_args import add_topology_options
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = subparsers.add_parser(
+        "journey",
+        help="follow each packet across interfaces and nodes: hop delays, where packets were lost",
+        description=(
+            "Match the copies of each packet across captures taken at the same time (tcpdump -i any on "
+            "several nodes, or one file per interface), put them in path order, and say per flow how long "
+            "each hop took and where packets stopped. A capture's node comes from its file name "
+            "(<node>-<interface>-..., as 'flannelcap capture' writes) or from --node FILE=NODE."
+        ),
+    )
+    parser.add_argument("files", nargs="+", type=Path, metavar="CAPTURE", help="pcap or pcapng files")
+    add_topology_options(parser, required=False)
+    parser.add_argument(
+        "--node",
+        action="append",
+        default=[],
+        metavar="FILE=NODE",
+        help="the node a capture was taken on, where its file name does not say (repeatable)",
+    )
+    parser.add_argument("--packet", type=int, metavar="N", help="print the journey of packet N of the first file")
+    parser.add_argument("--json", action="store_true", help="one JSON object per matched packet")
+    parser.set_defaults(run=run)
+
+
+def _nodes(pairs: list[str]) -> dict[str, str]:
+    nodes = {}
+    for pair in pairs:
+        file, sep, node = pair.rpartition("=")
+        if not sep or not file or not node:
+            raise BadArgument(f"--node {pair!r}: write it as FILE=NODE")
+        nodes[file] = node
+    return nodes
+
+
+def run(args: argparse.Namespace) -> int:
+    from flannelcap._many import read_many
+    from flannelcap.cli._topology_args import topology_from_args
+
+    captures = read_many(args.files, topology_from_args(args), nodes=_nodes(args.node))
+    seen, packets = captures.sightings(), captures.journeys()
+    if args.packet is not None:
+        return _one_packet(args, seen, packets)
+    if args.json:
+        _json(seen, packets)
+        return 0
+    _clocks(captures.clocks())
+    if packets.empty:
+        print("no packet of these captures was matched (IPv4 TCP, UDP and ICMP are)")
+        return 0
+    table = captures.hops()
+    for flow, rows in packets.groupby("flow", sort=False):
+        print(f"\n{flow}  ({len(rows)} packets)")
+        flow_hops = table[table["flow"] == flow]
+        width = max(len(f"{a} → {b}") for a, b in zip(flow_hops["from"], flow_hops["to"], strict=True))
+        print(f"  {'hop':<{width}}  {'packets':>7}  {'median':>10}  {'p99':>10}")
+        columns = ("from", "to", "packets", "median_us", "p99_us", "crosses_nodes")
+        for start, end, count, median, p99, crosses in zip(*(flow_hops[c] for c in columns), strict=True):
+            name = f"{start} → {end}"
+            print(f"  {name:<{width}}  {count:>7}  {_us(median):>10}  {_us(p99):>10}{' *' if crosses else ''}")
+        lost = rows[rows["lost"]]
+        for packet in lost.itertuples(index=False):
+            info = seen[(seen["packet"] == packet.packet) & (seen["hop"] == 0)]["info"].iloc[0]
+            print(f"  lost: {packet.first_file} #{packet.first_number} ({info}): {packet.verdict}")
+        ended = rows[~rows["lost"] & (rows["verdict"] != "delivered")]
+        if len(ended):
+            print(f"  {len(ended)} packets not followed to the end: {ended['verdict'].iloc[0]}")
+    print(f"\n{len(packets)} packets matched, {int(packets['lost'].sum())} lost. * crosses nodes (clock offsets above)")
+    return 0
+
+
+def _us(value: float) -> str:
+    return "-" if value is None or math.isnan(value) else f"{value:.1f} µs"
+
+
+def _clocks(clocks: list[Any]) -> None:
+    if len(clocks) < 2:
+        return
+    reference = clocks[0].node
+    for clock in clocks[1:]:
+        if clock.offset is None:
+            print(
+                f"clock: {clock.node}'s offset to {reference} is unknown (no packet crossed both ways): "
+                f"its times are its own, not comparable with {reference}'s"
+            )
+        else:
+            print(
+                f"clock: {clock.node} is {clock.offset * 1e6:+.1f} µs against {reference} "
+                f"(± {clock.uncertainty * 1e6:.1f} µs, from {clock.pairs} packets crossing both ways; "
+                "assumes symmetric paths)"
+            )
+
+
+def _one_packet(args: argparse.Namespace, seen: Any, packets: Any) -> int:
+    first = args.files[0].name
+    hit = seen[(seen["file"] == first) & (seen["number"] == args.packet)]
+    if hit.empty:
+        raise BadArgument(f"packet {args.packet} of {first} is not a matched packet (IPv4 TCP, UDP or ICMP)")
+    packet = int(hit["packet"].iloc[0])
+    rows = seen[seen["packet"] == packet]
+    verdict = packets[packets["packet"] == packet].iloc[0]
+    print(f"{verdict.flow}: {rows['info'].iloc[0]}")
+    for row in rows.itertuples(index=False):
+        layer = "VXLAN" if row.encapsulated else "plain"
+        ttl = "" if math.isnan(row.ttl) else f"ttl {int(row.ttl)}"
+        direction = row.direction if isinstance(row.direction, str) else ""
+        clock = "" if row.clock_known else " (own clock)"
+        print(
+            f"  {row.since_first * 1e6:>+10.1f} µs  {row.node:<12} {row.point:<16} {direction:<9} {layer:<5} "
+            f"{ttl:<7} {row.file} #{row.number}{clock}"
+        )
+    print(f"  {verdict.verdict}")
+    return 0
+
+
+def _json(seen: Any, packets: Any) -> None:
+    by_packet = {int(k): rows for k, rows in seen.groupby("packet", sort=False)}
+    out = sys.stdout
+    for packet in packets.itertuples(index=False):
+        rows = by_packet[int(packet.packet)]
+        sightings = [
+            {
+                "file": row.file,
+                "number": int(row.number),
+                "node": row.node,
+                "interface": row.point,
+                "direction": row.direction if isinstance(row.direction, str) else None,
+                "encapsulated": bool(row.encapsulated),
+                "ttl": None if math.isnan(row.ttl) else int(row.ttl),
+                "time": float(row.time),
+                "since_first": float(row.since_first),
+                "clock_known": bool(row.clock_known),
+            }
+            for row in rows.itertuples(index=False)
+        ]
+        record = {
+            "packet": int(packet.packet),
+            "flow": packet.flow,
+            "verdict": packet.verdict,
+            "lost": bool(packet.lost),
+            "sightings": sightings,
+        }
+        out.write(json.dumps(record, ensure_ascii=False) + "\n")
