@@ -186,3 +186,40 @@ def test_recorded_afresh_the_losses_equal_the_firewall_counter(tmp_path: Path) -
     lost = lost[lost["lost"]]
     assert entry["dropped_by_fault"] >= 1 and len(lost) == entry["dropped_by_fault"]
     assert set(lost["last_point"]) == {"eth0"} and set(lost["last_node"]) == {entry["nodes"][1]}
+
+
+def test_key_labels_get_one_code_across_captures() -> None:
+    """A protocol or flag name must match its copies in another capture whose own list of
+    names differs (a capture with ARP sorts ``tcp`` second, one without it first)."""
+    import numpy as np
+    import pandas as pd
+
+    from flannelcap.analysis.journey import _codes
+
+    vocabulary: dict[object, int] = {}
+    with_arp = _codes(pd.Series(pd.Categorical(["tcp", "arp", None])), vocabulary)
+    without = _codes(pd.Series(pd.Categorical(["udp", "tcp"])), vocabulary)
+    assert with_arp[0] == without[1] and with_arp[2] == -1 and len(set(vocabulary.values())) == 3
+    assert _codes(pd.Series([5, None], dtype="Int64"), {}).tolist() == [5, -1]
+    assert isinstance(with_arp, np.ndarray)
+
+
+def test_without_packet_types_the_sender_is_the_node_whose_address_is_the_outer_source() -> None:
+    """Captures on eth0 (Ethernet: no packet type) say who sent a VXLAN packet only by its
+    outer source address and the capture node's own address: from the tables, the clocks
+    come out as from the cooked captures; without them, between two nodes whose packets all
+    carry both addresses, the offset is unknown rather than guessed."""
+    import pandas as pd
+
+    from flannelcap.analysis.journey import CaptureAt, clock_offsets, sightings
+
+    captures = _read("all-points")
+    cooked = [CaptureAt(c.path.name, str(c.node), c.packets) for c in captures.captures]
+    plain = [CaptureAt(c.name, c.node, c.packets.assign(packet_type=pd.NA)) for c in cooked]
+    with_types = clock_offsets(cooked, sightings(cooked), None)
+    from_tables = clock_offsets(plain, sightings(plain), captures.topology)
+    assert [(c.node, c.offset, c.uncertainty, c.pairs) for c in from_tables] == [
+        (c.node, c.offset, c.uncertainty, c.pairs) for c in with_types
+    ]
+    assert from_tables[1].pairs >= 10
+    assert clock_offsets(plain, sightings(plain), None)[1].offset is None

@@ -3,7 +3,9 @@ order, with the delay of each hop, where a packet was lost, and how far apart th
 nodes' clocks are.
 
 Rule: pure. The captures' packet DataFrames (columns, never per-packet objects) in; DataFrames
-out. Every step is a vectorised group-by, so matching is linear in the number of packets.
+out. Copies are grouped by hashing their keys and every later step is a group-by or one sort,
+so two captures of a million packets each are matched in seconds; Python runs per flow and per
+lost packet only.
 
 A packet's copies are matched on what its path does not change (``KEY_FIELDS``): the innermost
 IPv4 identification, the transport protocol, TCP's sequence and acknowledgement numbers and
@@ -20,7 +22,7 @@ the offset estimated from the packets themselves (``clock_offsets``).
 
 from __future__ import annotations
 
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -48,7 +50,7 @@ OUTGOING = "outgoing"
 
 @dataclass(frozen=True, slots=True)
 class CaptureAt:
-    """One capture's packets and where it was taken."""
+    """One capture's packets (``Capture.packets``) and where it was taken."""
 
     name: str
     node: str
@@ -66,104 +68,182 @@ class ClockOffset:
     pairs: int
 
 
+def _codes(values: pd.Series, vocabulary: dict[Any, int]) -> np.ndarray[Any, Any]:
+    """Integer codes of a column's values (-1 where missing); a label's code comes from
+    ``vocabulary``, shared by all captures, so that codes compare across them."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        labels = [vocabulary.setdefault(label, len(vocabulary)) for label in values.cat.categories]
+        codes = values.cat.codes.to_numpy()
+        mapped: np.ndarray[Any, Any] = np.where(codes >= 0, np.array([*labels, -1], dtype=np.int64)[codes], -1)
+        return mapped
+    ints: np.ndarray[Any, Any] = values.astype("Int64").fillna(-1).to_numpy(dtype=np.int64)
+    return ints
+
+
+def _points(capture: CaptureAt) -> tuple[np.ndarray[Any, Any], list[str]]:
+    """Where each packet of a capture was seen (the interface's name, else ``if<index>``, else
+    the capture's name): codes into a list of names."""
+    p = capture.packets
+    names = p["if_name"]
+    categorical = isinstance(names.dtype, pd.CategoricalDtype)
+    name_codes = names.cat.codes.to_numpy().astype(np.int64) if categorical else np.full(len(p), -1, dtype=np.int64)
+    index = p["ifindex"].astype("Int64").fillna(-1).to_numpy(dtype=np.int64)
+    combined = (name_codes + 1) * (int(index.max(initial=0)) + 2) + (index + 1)  # one integer per (name, index)
+    which, unique = pd.factorize(combined)
+    categories = list(names.cat.categories) if categorical else []
+    labels = []
+    for key in unique.tolist():
+        a, b = divmod(int(key), int(index.max(initial=0)) + 2)
+        a, b = a - 1, b - 1
+        labels.append(str(categories[a]) if a >= 0 else f"if{b}" if b >= 0 else capture.name)
+    return which, labels
+
+
 def sightings(captures: Sequence[CaptureAt]) -> pd.DataFrame:
-    """One row per matchable packet copy of every capture (IPv4 TCP, UDP or ICMP): which
-    capture, node and interface, when, and its key."""
-    frames = []
+    """One row per matchable copy of every capture (IPv4 TCP, UDP or ICMP): ``capture``,
+    ``row`` (in that capture's packets), ``number``, ``time``, ``file``, ``node``, ``point``,
+    ``direction``, ``encapsulated``, ``ttl``, and ``packet``: the same number for every copy of
+    one packet."""
+    parts: list[pd.DataFrame] = []
+    point_names: dict[str, int] = {}
+    vocabularies: dict[str, dict[Any, int]] = {name: {} for name in KEY_FIELDS}
     for index, capture in enumerate(captures):
         p = capture.packets
+        proto = p["proto"].astype("object")
+        keep = (p["ip_id"].notna() & proto.isin(MATCHED_PROTOCOLS)).to_numpy()
+        rows = np.nonzero(keep)[0]
+        which, labels = _points(capture)
+        global_points = np.array([point_names.setdefault(label, len(point_names)) for label in labels] or [0])
         vxlan = p["is_vxlan"].to_numpy(dtype=bool)
-        point = p["if_name"].astype("object")
-        by_index = "if" + p["ifindex"].astype("string")
-        point = point.where(point.notna(), by_index.astype("object"))
-        point = point.where(point.notna(), capture.name)
-        frame = pd.DataFrame(
+        inner, outer = p["inner_ttl"].astype("Float64"), p["outer_ttl"].astype("Float64")
+        ttl = np.where(
+            vxlan, inner.to_numpy(dtype=float, na_value=np.nan), outer.to_numpy(dtype=float, na_value=np.nan)
+        )
+        part = pd.DataFrame(
             {
-                "capture": index,
-                "file": capture.name,
-                "node": capture.node,
-                "point": point.astype(str),
-                "direction": p["packet_type"].astype("object"),
-                "number": p["number"].to_numpy(dtype=np.int64),
-                "time": p["time"].to_numpy(dtype=np.float64),
-                "encapsulated": vxlan,
-                "ttl": np.where(vxlan, p["inner_ttl"].astype("Float64"), p["outer_ttl"].astype("Float64")),
-                "src_ip": p["src_ip"].astype("object"),
-                "dst_ip": p["dst_ip"].astype("object"),
-                "src_port": p["src_port"],
-                "dst_port": p["dst_port"],
-                "src_pod": p["src_pod"].astype("object"),
-                "dst_pod": p["dst_pod"].astype("object"),
-                "outer_src_ip": p["outer_src_ip"].astype("object"),
-                "outer_dst_port": p["outer_dst_port"],
-                "outer_udp_checksum_ok": p["outer_udp_checksum_ok"],
-                "vni": p["vni"],
-                "inner_dst_mac": p["inner_dst_mac"].astype("object"),
-                "info": p["info"].astype("object"),
-                **{name: p[name] for name in KEY_FIELDS},
+                "capture": np.full(len(rows), index, dtype=np.int32),
+                "row": rows,
+                "number": p["number"].to_numpy(dtype=np.int64)[rows],
+                "time": p["time"].to_numpy(dtype=np.float64)[rows],
+                "point_code": global_points[which[rows]],
+                "direction": p["packet_type"].astype("object").to_numpy()[rows],
+                "encapsulated": vxlan[rows],
+                "ttl": ttl[rows],
             }
         )
-        proto = p["proto"].astype("object")
-        frames.append(frame[(p["ip_id"].notna() & proto.isin(MATCHED_PROTOCOLS)).to_numpy()])
-    if not frames:
+        for name in KEY_FIELDS:
+            part[name] = _codes(p[name], vocabularies[name])[rows]
+        parts.append(part)
+    if not parts:
         return pd.DataFrame()
-    seen = pd.concat(frames, ignore_index=True)
-    key = seen[list(KEY_FIELDS)].astype("object")
-    seen["packet"] = key.groupby(list(KEY_FIELDS), dropna=False, sort=False).ngroup().to_numpy()
-    return seen
+    seen = pd.concat(parts, ignore_index=True)
+    names = [c.name for c in captures]
+    nodes = list(dict.fromkeys(c.node for c in captures))
+    seen["file"] = pd.Categorical.from_codes(seen["capture"].to_numpy(), categories=pd.Index(names).unique())
+    node_codes = np.array([nodes.index(c.node) for c in captures])[seen["capture"].to_numpy()]
+    seen["node"] = pd.Categorical.from_codes(node_codes, categories=nodes)
+    seen["point"] = pd.Categorical.from_codes(seen.pop("point_code").to_numpy(), categories=list(point_names))
+    seen["direction"] = seen["direction"].astype("category")
+    # The same packet seen anywhere: one hash-grouping over the key's columns.
+    seen["packet"] = seen.groupby(list(KEY_FIELDS), sort=False).ngroup().to_numpy()
+    return seen.drop(columns=list(KEY_FIELDS))
 
 
-def _node_ips(seen: pd.DataFrame, topology: Topology | None) -> dict[str, str]:
-    """Each capture node's own IP: the topology's, else the outer address every encapsulated
-    copy on that node carries (as source or destination) most often."""
-    known = {n.name: n.public_ip for n in topology.nodes if n.public_ip} if topology else {}
-    ips: dict[str, str] = {}
-    for node, rows in seen[seen["encapsulated"]].groupby("node", sort=False):
-        if node in known:
-            ips[str(node)] = str(known[node])
+def _column(captures: Sequence[CaptureAt], seen: pd.DataFrame, name: str) -> pd.Series:
+    """Field ``name`` of the packets behind the rows of ``seen``, in its own dtype where the
+    captures share it (taken, not converted; labels of several captures are joined)."""
+    capture, row = seen["capture"].to_numpy(), seen["row"].to_numpy()
+    pieces, positions = [], []
+    for index, at in enumerate(captures):
+        mine = np.nonzero(capture == index)[0]
+        if len(mine):
+            pieces.append(at.packets[name].iloc[row[mine]].reset_index(drop=True))
+            positions.append(mine)
+    if not pieces:
+        return pd.Series([], dtype=object)
+    if all(isinstance(piece.dtype, pd.CategoricalDtype) for piece in pieces):
+        joined = pd.Series(pd.api.types.union_categoricals([piece.array for piece in pieces]))
+    else:
+        joined = pd.concat(pieces, ignore_index=True)
+    order = np.argsort(np.concatenate(positions), kind="stable")
+    return joined.iloc[order].reset_index(drop=True)
+
+
+def _values(captures: Sequence[CaptureAt], seen: pd.DataFrame, name: str) -> np.ndarray[Any, Any]:
+    """``_column`` as Python values (None where missing): for the few rows a verdict reads."""
+    return np.array(_python(_column(captures, seen, name)), dtype=object)
+
+
+def _python(column: pd.Series) -> list[Any]:
+    """A column's values as Python objects, None where missing."""
+    values = column.astype(object)
+    listed: list[Any] = values.where(values.notna(), None).tolist()
+    return listed
+
+
+def _node_ips(captures: Sequence[CaptureAt], seen: pd.DataFrame, topology: Topology | None) -> dict[str, str]:
+    """Each capture node's own IP: the topology's, else the one address that every
+    encapsulated copy on that node carries, as source or destination (none where two do: a
+    capture between two nodes only, whose packets all carry both)."""
+    ips = {n.name: str(n.public_ip) for n in topology.nodes if n.public_ip} if topology else {}
+    wire = seen[seen["encapsulated"].to_numpy()]
+    for node, rows in wire.groupby("node", observed=True, sort=False):
+        if str(node) in ips:
             continue
-        counts = Counter(rows["outer_src_ip"].dropna().tolist())
-        if counts:
-            ips[str(node)] = counts.most_common(1)[0][0]
-    return {**ips, **{n: ip for n, ip in known.items() if n not in ips}}
+        ends = [_values(captures, rows, name) for name in ("outer_src_ip", "outer_dst_ip")]
+        common = set(ends[0][:1]) | set(ends[1][:1])
+        for src, dst in zip(*ends, strict=True):
+            common &= {src, dst}
+        if len(common) == 1:
+            ips[str(node)] = str(common.pop())
+    return ips
 
 
-def _crossings(seen: pd.DataFrame, topology: Topology | None) -> pd.DataFrame:
+def _crossings(captures: Sequence[CaptureAt], seen: pd.DataFrame, topology: Topology | None) -> pd.DataFrame:
     """Each packet that left one capture node encapsulated and arrived at another: sender,
-    receiver, and the time it was sent (last copy on the sender's wire side) and received
-    (first copy on the receiver's), by each node's own clock."""
-    wire = seen[seen["encapsulated"]]
+    receiver, and when it was sent (its last copy on the sender's wire side) and received (its
+    first on the receiver's), by each node's own clock."""
+    wire = seen[seen["encapsulated"].to_numpy()]
     if wire.empty:
         return pd.DataFrame(columns=["packet", "sender", "receiver", "sent", "received"])
-    ips = _node_ips(seen, topology)
-    node_ip = wire["node"].map(ips)
-    sent_here = np.where(
-        wire["direction"].notna(), wire["direction"] == OUTGOING, wire["outer_src_ip"] == node_ip
-    ).astype(bool)
-    sent = wire[sent_here].groupby(["packet", "node"], sort=False)["time"].max().rename("sent").reset_index()
-    received = wire[~sent_here].groupby(["packet", "node"], sort=False)["time"].min().rename("received").reset_index()
+    direction = wire["direction"]
+    said = direction.notna().to_numpy()
+    sent_here = np.array((direction == OUTGOING).to_numpy(dtype=bool, na_value=False))
+    names = wire["node"].cat.categories
+    node = wire["node"].cat.codes.to_numpy()
+    if not said.all():
+        ips = _node_ips(captures, seen, topology)
+        unsaid = wire[~said]
+        sources = _values(captures, unsaid, "outer_src_ip")
+        own = np.array([ips.get(str(n)) for n in names], dtype=object)[node[~said]]
+        sent_here[~said] = sources == own
+    frame = pd.DataFrame({"packet": wire["packet"].to_numpy(), "node": node, "time": wire["time"].to_numpy()})
+    sent = frame[sent_here].groupby(["packet", "node"], sort=False)["time"].max().rename("sent").reset_index()
+    received = frame[~sent_here].groupby(["packet", "node"], sort=False)["time"].min().rename("received").reset_index()
     both = sent.merge(received, on="packet", suffixes=("_sender", "_receiver"))
     both = both[both["node_sender"] != both["node_receiver"]]
+    labels = np.asarray(names, dtype=object)
+    both["node_sender"] = labels[both["node_sender"].to_numpy()]
+    both["node_receiver"] = labels[both["node_receiver"].to_numpy()]
     return both.rename(columns={"node_sender": "sender", "node_receiver": "receiver"})
 
 
-def clock_offsets(seen: pd.DataFrame, topology: Topology | None = None) -> list[ClockOffset]:
+def clock_offsets(
+    captures: Sequence[CaptureAt], seen: pd.DataFrame, topology: Topology | None = None
+) -> list[ClockOffset]:
     """Each capture node's clock offset against the first capture's node, from the packets
     that crossed between them: with ``t_B = t_A + delay + θ`` and delays never negative, the
     smallest apparent one-way time each way bounds θ to ``[-min(B→A), min(A→B)]``; the
     estimate is that interval's middle (symmetric paths), the uncertainty its half-width.
     Nodes linked to the reference only through others are chained; a node with no packet
     crossing both ways to a linked node gets ``offset=None``."""
+    nodes = list(dict.fromkeys(c.node for c in captures))
     if seen.empty:
-        return []
-    nodes = list(dict.fromkeys(seen.sort_values("capture")["node"].tolist()))
-    crossings = _crossings(seen, topology)
-    one_way = (
-        (crossings["received"] - crossings["sent"])
-        .groupby([crossings["sender"], crossings["receiver"]])
-        .agg(["min", "count"])
-    )
-    least = {(str(a), str(b)): (float(row["min"]), int(row["count"])) for (a, b), row in one_way.iterrows()}
+        return [ClockOffset(n, 0.0 if i == 0 else None, 0.0 if i == 0 else None, 0) for i, n in enumerate(nodes)]
+    crossings = _crossings(captures, seen, topology)
+    one_way = (crossings["received"] - crossings["sent"]).groupby([crossings["sender"], crossings["receiver"]])
+    stats = one_way.agg(["min", "size"])
+    least = {(str(a), str(b)): (float(m), int(c)) for (a, b), m, c in stats.itertuples(name=None)}
     result = {nodes[0]: ClockOffset(nodes[0], 0.0, 0.0, 0)}
     queue = deque([nodes[0]])
     while queue:
@@ -182,50 +262,43 @@ def clock_offsets(seen: pd.DataFrame, topology: Topology | None = None) -> list[
 
 
 def in_path_order(seen: pd.DataFrame, offsets: Sequence[ClockOffset]) -> pd.DataFrame:
-    """The sightings of each packet in path order, each with its hop number, its time by the
-    reference clock (``clock_time``; NaN where the node's offset is unknown) and the time since
-    the packet's first sighting (``since_first``; by each node's own clock where an offset is
-    unknown, and then flagged in ``clock_known``)."""
+    """The sightings of each packet in path order, each with its ``hop`` number, its time by
+    the reference clock (``clock_time``; NaN where the node's offset is unknown, flagged in
+    ``clock_known``) and the time since the packet's first sighting (``since_first``; by the
+    node's own clock where its offset is unknown)."""
     if seen.empty:
         return seen
-    offset_of = {o.node: o.offset for o in offsets}
-    known = seen["node"].map(lambda n: offset_of.get(n) is not None).astype(bool)
-    corrected = seen["time"] - seen["node"].map(lambda n: offset_of.get(n) or 0.0).astype(float)
-    out = seen.assign(clock_time=corrected.where(known), clock_known=known, corrected=corrected)
+    shift_of = {o.node: o.offset or 0.0 for o in offsets}
+    known_of = {o.node: o.offset is not None for o in offsets}
+    nodes = seen["node"].cat.categories
+    codes = seen["node"].cat.codes.to_numpy()
+    shift = np.array([shift_of.get(n, 0.0) for n in nodes])[codes]
+    known = np.array([known_of.get(n, False) for n in nodes], dtype=bool)[codes]
+    corrected = seen["time"].to_numpy() - shift
+    out = seen.assign(clock_time=np.where(known, corrected, np.nan), clock_known=known, corrected=corrected)
     # A capture's copies of a packet stay together, in the capture's order; captures by time.
-    out["block_time"] = corrected.groupby([out["packet"], out["capture"]]).transform("min")
+    out["block_time"] = out.groupby(["packet", "capture"], sort=False)["corrected"].transform("min")
     out = out.sort_values(["packet", "block_time", "capture", "number"], kind="stable", ignore_index=True)
-    out["hop"] = out.groupby("packet").cumcount()
-    out["since_first"] = out["corrected"] - out.groupby("packet")["corrected"].transform("first")
+    out["hop"] = out.groupby("packet", sort=False).cumcount().to_numpy()
+    out["since_first"] = out["corrected"] - out.groupby("packet", sort=False)["corrected"].transform("first")
     return out.drop(columns=["block_time", "corrected"])
 
 
-def flows_of(ordered: pd.DataFrame) -> pd.Series:
-    """Each packet's flow, as its first copy names it (before any NAT on the way):
-    ``busybox:35430 → nginx:80 tcp`` (pod names where known, else addresses)."""
-    first = ordered.groupby("packet", sort=False).first()
-
-    def end(name: pd.Series, ip: pd.Series, port: pd.Series) -> pd.Series:
-        who = name.where(name.notna(), ip).astype(str)
-        return who + np.where(port.notna(), ":" + port.astype("string").fillna(""), "")
-
-    label = end(first["src_pod"], first["src_ip"], first["src_port"]) + " → "
-    label = label + end(first["dst_pod"], first["dst_ip"], first["dst_port"]) + " " + first["proto"].astype(str)
-    return label
-
-
-def _paths(ordered: pd.DataFrame, flows: pd.Series) -> dict[str, tuple[tuple[str, str], ...]]:
-    """Each flow's path: the points (node, interface) of its packet seen at the most points,
-    in path order (the most common such sequence where several are as long)."""
-    points = list(zip(ordered["node"].tolist(), ordered["point"].tolist(), strict=True))
-    sequences: dict[int, list[tuple[str, str]]] = {}
-    for packet, point in zip(ordered["packet"].tolist(), points, strict=True):
-        sequences.setdefault(packet, []).append(point)
-    best: dict[str, Counter[tuple[tuple[str, str], ...]]] = {}
-    for packet, sequence in sequences.items():
-        unique = tuple(dict.fromkeys(sequence))
-        best.setdefault(str(flows[packet]), Counter())[unique] += 1
-    return {flow: max(counter, key=lambda s: (len(s), counter[s])) for flow, counter in best.items()}
+def _flows(captures: Sequence[CaptureAt], first: pd.DataFrame) -> tuple[np.ndarray[Any, Any], list[str]]:
+    """Each packet's flow, as its first copy names it (before any NAT on the way), as codes
+    into labels like ``busybox:35430 → nginx:80 tcp`` (pod names where known, else addresses)."""
+    names = ("src_pod", "src_ip", "src_port", "dst_pod", "dst_ip", "dst_port", "proto")
+    columns = {name: _column(captures, first, name) for name in names}
+    codes = pd.DataFrame({name: pd.factorize(column, use_na_sentinel=True)[0] for name, column in columns.items()})
+    flow = codes.groupby(list(names), sort=False).ngroup().to_numpy()
+    _, at = np.unique(flow, return_index=True)
+    values = {name: _python(column.iloc[at]) for name, column in columns.items()}
+    labels = []
+    for src_pod, src_ip, src_port, dst_pod, dst_ip, dst_port, proto in zip(*values.values(), strict=True):
+        src = str(src_pod or src_ip) + (f":{src_port}" if src_port is not None else "")
+        dst = str(dst_pod or dst_ip) + (f":{dst_port}" if dst_port is not None else "")
+        labels.append(f"{src} → {dst} {proto}")
+    return flow, labels
 
 
 def journeys(captures: Sequence[CaptureAt], topology: Topology | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -233,123 +306,191 @@ def journeys(captures: Sequence[CaptureAt], topology: Topology | None = None) ->
 
     Returns:
         ``(sightings, packets)``: one row per copy in path order (``packet``, ``hop``,
-        ``file``, ``node``, ``point``, ``direction``, ``encapsulated``, ``ttl``, ``time``,
-        ``since_first``, ``flow``, ...), and one row per packet (``packet``, ``flow``,
-        ``first_file``, ``first_number``, ``seen``, ``last_node``, ``last_point``,
-        ``verdict``, ``lost``), with the clock offsets in ``packets.attrs["clocks"]``.
+        ``file``, ``number``, ``node``, ``point``, ``direction``, ``encapsulated``, ``ttl``,
+        ``time``, ``clock_time``, ``since_first``, ``flow``), and one row per packet
+        (``packet``, ``flow``, ``first_file``, ``first_number``, ``info`` (its first copy's),
+        ``seen``, ``last_node``,
+        ``last_point``, ``verdict``, ``lost``), with the clock offsets in
+        ``packets.attrs["clocks"]``.
     """
     seen = sightings(captures)
+    offsets = clock_offsets(captures, seen, topology)
     if seen.empty:
-        empty = pd.DataFrame(columns=["packet", "flow", "verdict", "lost"])
-        empty.attrs["clocks"] = []
+        empty = pd.DataFrame(columns=["packet", "flow", "seen", "verdict", "lost"])
+        empty.attrs["clocks"] = offsets
         return seen, empty
-    offsets = clock_offsets(seen, topology)
     ordered = in_path_order(seen, offsets)
-    flows = flows_of(ordered)
-    ordered["flow"] = ordered["packet"].map(flows)
-    paths = _paths(ordered, flows)
-    ends = {c.node: float(c.packets["time"].max()) for c in captures if len(c.packets)}
-    grouped = ordered.groupby("packet", sort=True)
-    last = grouped.last()
-    first = grouped.first()
+    starts = ordered["hop"].to_numpy() == 0
+    first = ordered[starts]
+    flow_codes, flow_labels = _flows(captures, first)
+    per_packet = np.empty(int(ordered["packet"].max()) + 1, dtype=np.int64)
+    per_packet[first["packet"].to_numpy()] = flow_codes
+    ordered["flow"] = pd.Categorical.from_codes(per_packet[ordered["packet"].to_numpy()], categories=flow_labels)
+    last = ordered.groupby("packet", sort=True).tail(1).set_index("packet").sort_index()
+    first = first.set_index("packet").sort_index()
+    count = ordered.groupby("packet", sort=True).size()
     packets = pd.DataFrame(
         {
-            "packet": last.index,
-            "flow": flows.reindex(last.index).to_numpy(),
-            "first_file": first["file"].to_numpy(),
+            "packet": last.index.to_numpy(),
+            "flow": last["flow"].array,
+            "first_file": first["file"].array,
             "first_number": first["number"].to_numpy(),
-            "seen": grouped.size().to_numpy(),
-            "last_node": last["node"].to_numpy(),
-            "last_point": last["point"].to_numpy(),
+            "info": _column(captures, first.reset_index(), "info").array,
+            "seen": count.to_numpy(),
+            "last_node": last["node"].array,
+            "last_point": last["point"].array,
         }
     )
-    verdicts = [
-        _verdict(paths[flow], (node, point), row, ends, topology)
-        for flow, node, point, row in zip(
-            packets["flow"].tolist(),
-            packets["last_node"].tolist(),
-            packets["last_point"].tolist(),
-            last.itertuples(index=False),
-            strict=True,
-        )
-    ]
-    packets["verdict"] = [v for v, _ in verdicts]
-    packets["lost"] = [lost for _, lost in verdicts]
+    position, length = _path_positions(ordered, packets)
+    packets["verdict"] = DELIVERED
+    packets["lost"] = False
+    short = np.nonzero(position < length - 1)[0]
+    if len(short):
+        paths = _paths(ordered, packets)
+        ends = {c.node: float(c.packets["time"].max()) for c in captures if len(c.packets)}
+        rows = last.iloc[short]
+        details = {
+            name: _values(captures, rows.reset_index(), name)
+            for name in ("outer_udp_checksum_ok", "vni", "outer_dst_port", "inner_dst_mac")
+        }
+        for i, at in enumerate(short.tolist()):
+            path = paths[str(packets.at[at, "flow"])]
+            where = (str(packets.at[at, "last_node"]), str(packets.at[at, "last_point"]))
+            facts = {name: values[i] for name, values in details.items()}
+            facts.update(time=float(rows["time"].iloc[i]), encapsulated=bool(rows["encapsulated"].iloc[i]))
+            verdict, lost = _verdict(path, where, facts, ends, topology)
+            packets.at[at, "verdict"], packets.at[at, "lost"] = verdict, lost
     packets.attrs["clocks"] = offsets
     return ordered, packets
+
+
+def _representatives(ordered: pd.DataFrame, packets: pd.DataFrame) -> pd.DataFrame:
+    """Each flow's path, from its packet seen at the most distinct points: one row per point,
+    ``flow``, ``node``, ``point``, ``position`` (0, 1, ...) and ``length``."""
+    distinct = ordered.drop_duplicates(["packet", "node", "point"])
+    points = distinct.groupby("packet", sort=True).size()
+    chosen = (
+        pd.DataFrame({"packet": points.index, "points": points.to_numpy(), "flow": packets["flow"].to_numpy()})
+        .sort_values(["points", "packet"], ascending=[False, True], kind="stable")
+        .drop_duplicates("flow")
+    )
+    path = distinct[distinct["packet"].isin(chosen["packet"])][["packet", "flow", "node", "point"]].copy()
+    path["position"] = path.groupby("packet", sort=False).cumcount().to_numpy()
+    path["length"] = path.groupby("packet", sort=False)["position"].transform("size").to_numpy()
+    return path.drop(columns=["packet"])
+
+
+def _path_positions(ordered: pd.DataFrame, packets: pd.DataFrame) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """Each packet's last point's position in its flow's path, and the path's length (a
+    position past the end where the last point is not on the path: counted as arrived)."""
+    path = _representatives(ordered, packets)
+    names = ("flow", "node", "point")
+    ends = pd.DataFrame({n: packets[f"last_{n}" if n != "flow" else n].cat.codes.to_numpy() for n in names})
+    on = pd.DataFrame({n: path[n].cat.codes.to_numpy() for n in names})
+    on["position"], on["length"] = path["position"].to_numpy(), path["length"].to_numpy()
+    found = ends.merge(on, on=list(names), how="left")
+    length = found["length"].fillna(0).to_numpy(dtype=np.int64)
+    position = found["position"].fillna(-1).to_numpy(dtype=np.int64)
+    return np.where(position < 0, length, position), length
+
+
+def _paths(ordered: pd.DataFrame, packets: pd.DataFrame) -> dict[str, tuple[tuple[str, str], ...]]:
+    """Each flow's path as a tuple of (node, point), for the verdicts."""
+    path = _representatives(ordered, packets)
+    out: dict[str, list[tuple[str, str]]] = {}
+    for flow, node, point in zip(
+        path["flow"].astype(str), path["node"].astype(str), path["point"].astype(str), strict=True
+    ):
+        out.setdefault(flow, []).append((node, point))
+    return {flow: tuple(points) for flow, points in out.items()}
 
 
 def _verdict(
     path: tuple[tuple[str, str], ...],
     where: tuple[str, str],
-    last: Any,
+    facts: dict[str, Any],
     ends: dict[str, float],
     topology: Topology | None,
 ) -> tuple[str, bool]:
-    """Where a packet's journey ended against its flow's path: delivered, or lost between its
-    last point and the next one, with the reason the capture shows where it shows one."""
-    if where not in path or path.index(where) == len(path) - 1:
-        return DELIVERED, False
+    """Why a packet's journey ended before its flow's path did: lost between its last point
+    and the next one, with the reason the capture shows where it shows one."""
     node, point = where
     next_node, next_point = path[path.index(where) + 1]
     if next_node != node:
-        if ends.get(next_node, float("inf")) < float(last.time):
+        if ends.get(next_node, float("inf")) < facts["time"]:
             return f"not seen after {node} {point}: the capture on {next_node} had ended", False
         return f"lost between {node} {point} and {next_node} {next_point} (the wire or a firewall)", True
-    if bool(last.encapsulated):
-        reasons = _why_not_decapsulated(last, node, topology)
+    if facts["encapsulated"]:
+        reasons = _why_not_decapsulated(facts, node, topology)
         return f"arrived on {node} {point}, never reached {next_point}: the kernel dropped it ({reasons})", True
     return f"seen on {node} {point}, never on {next_point}: dropped inside {node}", True
 
 
-def _why_not_decapsulated(last: Any, node: str, topology: Topology | None) -> str:
+def _why_not_decapsulated(facts: dict[str, Any], node: str, topology: Topology | None) -> str:
     """What the arriving copy shows that would make the node's kernel drop it before its VXLAN
     device, or, where it shows nothing, the candidates that remain."""
     found = []
-    if pd.notna(last.outer_udp_checksum_ok) and not bool(last.outer_udp_checksum_ok):
+    if facts["outer_udp_checksum_ok"] is False:
         found.append("its outer UDP checksum is wrong")
     here = next((n for n in topology.nodes if n.name == node), None) if topology else None
+    vni, port, mac = facts["vni"], facts["outer_dst_port"], facts["inner_dst_mac"]
     if here is not None:
-        if here.vni is not None and pd.notna(last.vni) and int(last.vni) != here.vni:
-            found.append(f"VNI {int(last.vni)} is not {node}'s ({here.vni})")
-        if here.dstport and pd.notna(last.outer_dst_port) and int(last.outer_dst_port) != here.dstport:
-            found.append(f"UDP port {int(last.outer_dst_port)} is not {node}'s VXLAN port ({here.dstport})")
-        if here.vtep_mac and isinstance(last.inner_dst_mac, str) and last.inner_dst_mac != here.vtep_mac:
-            found.append(f"inner dst MAC {last.inner_dst_mac} is not {node}'s VTEP ({here.vtep_mac})")
+        if here.vni is not None and vni is not None and int(vni) != here.vni:
+            found.append(f"VNI {int(vni)} is not {node}'s ({here.vni})")
+        if here.dstport and port is not None and int(port) != here.dstport:
+            found.append(f"UDP port {int(port)} is not {node}'s VXLAN port ({here.dstport})")
+        if here.vtep_mac and isinstance(mac, str) and mac != here.vtep_mac:
+            found.append(f"inner dst MAC {mac} is not {node}'s VTEP ({here.vtep_mac})")
     if found:
         return "; ".join(found)
     if here is None:
         return (
-            "candidates: a bad outer checksum, a VNI or port mismatch, an inner MAC that is not this VTEP's, a firewall"
+            "candidates: a bad outer checksum, a VNI or port mismatch, an inner MAC that is not this VTEP's, "
+            "a firewall (give the tables to tell)"
         )
     return "its checksum, VNI, port and inner MAC are right: a firewall (nftables/iptables) on the node"
 
 
 def hops(ordered: pd.DataFrame) -> pd.DataFrame:
-    """Per flow, the delay of each hop of its packets (from one point to the next): count,
-    median and 99th percentile in microseconds, and whether the hop crosses nodes (then the
-    delay depends on the clock offsets' estimate; NaN where a node's offset is unknown)."""
+    """Per flow, the delay of each hop of its packets (from one point to the next): packets,
+    median and 99th percentile in microseconds, and whether the hop crosses nodes (its delay
+    then rests on the clock offsets' estimate; NaN where a node's offset is unknown)."""
+    columns = ["flow", "from", "to", "packets", "median_us", "p99_us", "crosses_nodes"]
     if ordered.empty:
-        return pd.DataFrame(columns=["flow", "from", "to", "packets", "median_us", "p99_us", "crosses_nodes"])
-    following = ordered.groupby("packet")
-    nxt = following[["node", "point", "clock_time", "time", "clock_known"]].shift(-1)
-    pairs = ordered.assign(
-        to_node=nxt["node"],
-        to_point=nxt["point"],
-        delay=np.where(
-            nxt["node"] == ordered["node"],
-            nxt["time"] - ordered["time"],
-            nxt["clock_time"] - ordered["clock_time"],
-        ),
-    ).dropna(subset=["to_node"])
-    pairs["from"] = pairs["node"] + " " + pairs["point"]
-    pairs["to"] = pairs["to_node"].astype(str) + " " + pairs["to_point"].astype(str)
-    stats = pairs.groupby(["flow", "from", "to"], sort=False)["delay"].agg(
-        packets="size",
-        median_us=lambda d: float(np.nanmedian(d)) * 1e6 if d.notna().any() else np.nan,
-        p99_us=lambda d: float(np.nanpercentile(d, 99)) * 1e6 if d.notna().any() else np.nan,
+        return pd.DataFrame(columns=columns)
+    packet = ordered["packet"].to_numpy()
+    has_next = np.append(packet[1:] == packet[:-1], False)
+    here, there = np.nonzero(has_next)[0], np.nonzero(has_next)[0] + 1
+    node = ordered["node"].cat.codes.to_numpy()
+    same_node = node[here] == node[there]
+    time, clock = ordered["time"].to_numpy(), ordered["clock_time"].to_numpy()
+    delay = np.where(same_node, time[there] - time[here], clock[there] - clock[here]) * 1e6
+    point = ordered["point"].cat.codes.to_numpy()
+    pairs = pd.DataFrame(
+        {
+            "flow": ordered["flow"].cat.codes.to_numpy()[here],
+            "from_node": node[here],
+            "from_point": point[here],
+            "to_node": node[there],
+            "to_point": point[there],
+            "delay": delay,
+            "crosses_nodes": ~same_node,
+        }
     )
-    crosses = pairs.groupby(["flow", "from", "to"], sort=False).apply(
-        lambda g: bool((g["node"] != g["to_node"]).any()), include_groups=False
-    )
-    return stats.assign(crosses_nodes=crosses).reset_index()
+    keys = ["flow", "from_node", "from_point", "to_node", "to_point"]
+    grouped = pairs.groupby(keys, sort=False)
+    table = pd.DataFrame(
+        {
+            "packets": grouped.size(),
+            "median_us": grouped["delay"].median(),
+            "p99_us": grouped["delay"].quantile(0.99),
+            "crosses_nodes": grouped["crosses_nodes"].max(),
+        }
+    ).reset_index()
+    nodes, points = ordered["node"].cat.categories, ordered["point"].cat.categories
+    flows = ordered["flow"].cat.categories
+    names = np.array([f"{n} {p}" for n in nodes for p in points], dtype=object)
+    table["from"] = names[table["from_node"].to_numpy() * len(points) + table["from_point"].to_numpy()]
+    table["to"] = names[table["to_node"].to_numpy() * len(points) + table["to_point"].to_numpy()]
+    table["flow"] = np.asarray(flows, dtype=object)[table["flow"].to_numpy()]
+    return table[columns]

@@ -80,8 +80,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {name:<{width}}  {count:>7}  {_us(median):>10}  {_us(p99):>10}{' *' if crosses else ''}")
         lost = rows[rows["lost"]]
         for packet in lost.itertuples(index=False):
-            info = seen[(seen["packet"] == packet.packet) & (seen["hop"] == 0)]["info"].iloc[0]
-            print(f"  lost: {packet.first_file} #{packet.first_number} ({info}): {packet.verdict}")
+            print(f"  lost: {packet.first_file} #{packet.first_number} ({packet.info}): {packet.verdict}")
         ended = rows[~rows["lost"] & (rows["verdict"] != "delivered")]
         if len(ended):
             print(f"  {len(ended)} packets not followed to the end: {ended['verdict'].iloc[0]}")
@@ -119,7 +118,7 @@ def _one_packet(args: argparse.Namespace, seen: Any, packets: Any) -> int:
     packet = int(hit["packet"].iloc[0])
     rows = seen[seen["packet"] == packet]
     verdict = packets[packets["packet"] == packet].iloc[0]
-    print(f"{verdict.flow}: {rows['info'].iloc[0]}")
+    print(f"{verdict['flow']}: {verdict['info']}")
     for row in rows.itertuples(index=False):
         layer = "VXLAN" if row.encapsulated else "plain"
         ttl = "" if math.isnan(row.ttl) else f"ttl {int(row.ttl)}"
