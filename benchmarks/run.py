@@ -9,10 +9,12 @@ RSS from GNU time; output to /dev/null) and the table gives packets per second a
 time against flannelcap's ``--summary``. Runs shorter than ten seconds are repeated (--repeat)
 and the median is shown. Rows compare like with like: the counts-only modes (flannelcap
 ``--summary``, ``tshark -q -z conv,ip``), then the per-packet outputs (flannelcap's table, JSON,
-CSV, Parquet; ``tshark -T fields``; ``tcpdump -nn -r``). Three rows time work inside a running
+CSV, Parquet; ``tshark -T fields``; ``tcpdump -nn -r``). Some rows time work inside a running
 Python (no interpreter start, as in a notebook; the child reports its own time): the summary,
-``flannelcap.read(path).packets``, and ``flows()``/``http()`` on it. Scapy (PcapReader with full
-dissection) runs on the first --scapy-subset packets only and is extrapolated: it is labelled so.
+``flannelcap.read(path).packets``, ``flows()``/``http()`` on it, and the journey matching of the
+capture and a copy 37 µs later (the same packets at two points, as two nodes' eth0 hold them).
+Scapy (PcapReader with full dissection) runs on the first --scapy-subset packets only and is
+extrapolated: it is labelled so.
 """
 
 from __future__ import annotations
@@ -68,6 +70,17 @@ import flannelcap
 capture = flannelcap.read(sys.argv[1])
 start = time.perf_counter()
 getattr(capture, sys.argv[2])()
+print(time.perf_counter() - start, file=sys.stderr)
+"""
+JOURNEY_SNIPPET = """
+import sys, time
+import flannelcap
+from flannelcap.analysis.journey import CaptureAt, hops, journeys
+first, second = flannelcap.read(sys.argv[1]), flannelcap.read(sys.argv[2])  # read before the clock starts
+start = time.perf_counter()
+seen, packets = journeys([CaptureAt("first", "n1", first.packets), CaptureAt("second", "n2", second.packets)])
+hops(seen)
+assert len(packets) == len(first.packets), "every packet matched across the two files"
 print(time.perf_counter() - start, file=sys.stderr)
 """
 LIVE_SNIPPET = """
@@ -135,6 +148,10 @@ def bench(path: Path, packets: int, short: bool, repeat: int, scapy_subset: int)
         )
     n = packets
     rows: list[tuple[str, float, float]] = []
+    # The same packets seen at a second point 37 µs later (Wireshark's editcap), for the journey row.
+    later = path.with_name(path.stem + "-37us-later.pcap")
+    if not later.exists():
+        subprocess.run(["editcap", "-t", "0.000037", str(path), str(later)], check=True)
     flannelcap = [sys.executable, "-m", "flannelcap", "decode"]
     parquet = Path(tempfile.mkdtemp(prefix="flannelcap-bench-")) / "bench.parquet"
     tshark = ["tshark", "-n", "-r", str(path), "-d", "udp.port==8472,vxlan"]
@@ -145,6 +162,12 @@ def bench(path: Path, packets: int, short: bool, repeat: int, scapy_subset: int)
         ("flannelcap.read(path).packets, inside Python", [sys.executable, "-c", READ_SNIPPET, str(path)], n, True),
         ("  then flows() on it", [sys.executable, "-c", ANALYSIS_SNIPPET, str(path), "flows"], n, True),
         ("  then http() on it", [sys.executable, "-c", ANALYSIS_SNIPPET, str(path), "http"], n, True),
+        (
+            "  two captures of them matched (journeys(), hops())",
+            [sys.executable, "-c", JOURNEY_SNIPPET, str(path), str(later)],
+            n,
+            True,
+        ),
         ("flannelcap decode (the packet list)", [*flannelcap, str(path)], n, False),
         (
             "  the capture's live view: a stream in 64 KiB chunks",
