@@ -1,7 +1,9 @@
 """Figures of a capture: the lab's Figure 2 rebuilt from it, a ladder diagram of one
-conversation, the node-to-node traffic matrix, and a timeline of conversations.
+conversation, the node-to-node traffic matrix, a timeline of conversations; and of several
+captures taken at once, one flow's journey with the measured delay of each hop.
 
-Rule: presentation only. Each function takes a ``Capture`` (from ``flannelcap.read``) and
+Rule: presentation only. Each function takes a ``Capture`` (from ``flannelcap.read``; for
+``journey``, ``Captures`` from ``flannelcap.read_many``) and
 an optional matplotlib ``Axes`` to draw on, and returns the ``Figure``. Every label comes
 from the capture and its topology; nothing is typed in by hand. matplotlib is imported here
 only, so ``import flannelcap`` stays light.
@@ -19,6 +21,7 @@ from matplotlib.ticker import MaxNLocator
 
 from flannelcap._api import Capture
 from flannelcap._errors import FlannelcapError
+from flannelcap._many import Captures
 from flannelcap.analysis import flows as _analysis
 from flannelcap.analysis.audit import fdb_row, neigh_row
 from flannelcap.analysis.flows import name_or
@@ -352,3 +355,109 @@ def timeline(capture: Capture, ax: Axes | None = None) -> Figure:
 
 
 FIGURES = {"figure2": figure2, "ladder": ladder, "matrix": traffic_matrix, "timeline": timeline}
+
+
+# -- one flow's journey ---------------------------------------------------------------------
+
+
+def _chain(starts: list[str], ends: list[str]) -> list[str]:
+    """The points of a flow in path order, from its hops (from → to)."""
+    following = dict(zip(starts, ends, strict=True))
+    point = next((s for s in starts if s not in set(ends)), starts[0])
+    path = [point]
+    while point in following and following[point] not in path:
+        point = following[point]
+        path.append(point)
+    return path
+
+
+def journey(captures: Captures, flow: int | str = 0, ax: Axes | None = None) -> Figure:
+    """The lab's Figure 2 as measured: one flow's path, point by point (the pod's veth, cni0,
+    flannel.1 and eth0 on each node), each hop labelled with its median delay and 99th
+    percentile, and where packets stopped, how many. ``flow``: its place in ``hops()``'s
+    order, or its name. Delays that cross nodes rest on the clock offsets' estimate."""
+    table = captures.hops()
+    names = list(dict.fromkeys(table["flow"].tolist()))
+    if not names:
+        raise FlannelcapError("no packet was matched across these captures: there is no journey to draw")
+    name = names[flow] if isinstance(flow, int) else flow
+    if name not in names:
+        raise FlannelcapError(f"no flow {name!r}; the flows are: {', '.join(names)}")
+    rows = table[table["flow"] == name]
+    path = _chain(rows["from"].tolist(), rows["to"].tolist())
+    packets = captures.journeys()
+    lost = packets[(packets["flow"] == name) & packets["lost"]]
+    stopped = (lost["last_node"].astype(str) + " " + lost["last_point"].astype(str)).value_counts().to_dict()
+    pods = {p.veth: p.name for p in captures.topology.pods if p.veth} if captures.topology else {}
+    fig, ax = _axes(ax, (max(8.0, 1.9 * len(path)), 4.2))
+    ax.set_xlim(-0.8, len(path) - 0.2)
+    ax.set_ylim(-1.6, 2.2)
+    ax.axis("off")
+    nodes = [p.split(" ", 1)[0] for p in path]
+    start = 0
+    for i in range(1, len(path) + 1):  # one shaded box per node, around its points
+        if i == len(path) or nodes[i] != nodes[start]:
+            colour = _NODE_COLOURS[len({*nodes[:start]}) % 2]
+            ax.add_patch(
+                FancyBboxPatch(
+                    (start - 0.4, -0.9),
+                    i - start - 0.2,
+                    2.7,
+                    boxstyle="round,pad=0.05",
+                    facecolor=colour,
+                    edgecolor="#555",
+                )
+            )
+            ax.text((start + i - 1) / 2, 1.55, nodes[start], ha="center", fontsize=12, weight="bold")
+            start = i
+    for i, point in enumerate(path):
+        interface = point.split(" ", 1)[1] if " " in point else point
+        label = interface + (f"\n({pods[interface]})" if interface in pods else "")
+        ax.text(
+            i,
+            0.5,
+            label,
+            ha="center",
+            va="center",
+            fontsize=9,
+            family="monospace",
+            bbox={**_BOX, "facecolor": "#ffffff", "edgecolor": "#888"},
+            gid=f"point-{i}",
+        )
+        if point in stopped:
+            ax.text(
+                i + 0.5,
+                -0.35,
+                f"✗ {stopped[point]} lost",
+                ha="center",
+                fontsize=10,
+                color="#b00020",
+                weight="bold",
+                gid="lost",
+            )
+    by_hop = {
+        (a, b): (m, p, c)
+        for a, b, m, p, c in zip(
+            rows["from"], rows["to"], rows["median_us"], rows["p99_us"], rows["crosses_nodes"], strict=True
+        )
+    }
+    for i in range(len(path) - 1):
+        median, p99, crosses = by_hop[(path[i], path[i + 1])]
+        ax.annotate(
+            "", xy=(i + 0.62, 0.5), xytext=(i + 0.38, 0.5), arrowprops=dict(arrowstyle="-|>", color="#1f5fa8", lw=1.8)
+        )
+        ax.text(i + 0.5, 0.95, f"{median:.1f} µs" + ("*" if crosses else ""), ha="center", fontsize=9, gid="median")
+        ax.text(i + 0.5, 0.1, f"p99 {p99:.1f}", ha="center", fontsize=7.5, color="#555")
+    clocks = captures.clocks()[1:]
+    note = "; ".join(
+        f"{c.node}'s clock {c.offset * 1e6:+.1f} ± {c.uncertainty * 1e6:.1f} µs"
+        if c.offset is not None and c.uncertainty is not None
+        else f"{c.node}'s clock unknown"
+        for c in clocks
+    )
+    if note:
+        ax.text(
+            -0.7, -1.45, f"* across nodes, by the clocks estimated from the packets: {note}", fontsize=8, color="#333"
+        )
+    ax.set_title(f"Figure 2, measured: {name}", fontsize=12)
+    return fig

@@ -223,3 +223,26 @@ def test_without_packet_types_the_sender_is_the_node_whose_address_is_the_outer_
     ]
     assert from_tables[1].pairs >= 10
     assert clock_offsets(plain, sightings(plain), None)[1].offset is None
+
+
+def test_the_measured_figure_labels_each_hop_and_the_losses() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from flannelcap import plots
+
+    captures = _read("drop-vxlan")
+    figure = plots.journey(captures, 0)
+    texts = {t.get_gid(): [] for t in figure.axes[0].texts}
+    for t in figure.axes[0].texts:
+        texts[t.get_gid()].append(t.get_text())
+    hops = captures.hops()
+    flow = hops[hops["flow"] == hops["flow"].iloc[0]]
+    assert len(texts["median"]) == len(flow) == 7
+    assert sorted(texts["median"]) == sorted(
+        f"{m:.1f} µs" + ("*" if c else "") for m, c in zip(flow["median_us"], flow["crosses_nodes"], strict=True)
+    )
+    assert texts["lost"] == [f"✗ {ENTRIES['drop-vxlan']['dropped_by_fault']} lost"]
+    assert "veth" in texts["point-0"][0] and "(busybox)" in texts["point-0"][0]
+    with pytest.raises(flannelcap.FlannelcapError, match="no flow 'nothing'"):
+        plots.journey(captures, "nothing")
