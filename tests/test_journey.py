@@ -59,7 +59,15 @@ def test_every_packet_of_the_exchange_is_seen_at_every_point_in_path_order() -> 
         assert (rows["since_first"].diff().dropna() >= -5e-6).all()  # in time order, within the clock estimate
     hops = captures.hops()
     assert len(hops) == 14 and (hops["packets"] == hops.groupby("flow")["packets"].transform("max")).all()
-    assert hops["crosses_nodes"].sum() == 2
+    assert hops["crosses_nodes"].sum() == 2 and hops["reordered"].sum() == 0
+    # The TTL drops where a node routes: cni0 → flannel.1 on the sender, flannel.1 → cni0 on the receiver.
+    routed = hops[hops["ttl_change"] != 0]
+    assert (routed["ttl_change"] == -1).all() and len(routed) == 4
+    assert {(a.split()[1], b.split()[1]) for a, b in zip(routed["from"], routed["to"], strict=True)} == {
+        ("cni0", "flannel.1"),
+        ("flannel.1", "cni0"),
+    }
+    assert packets["duplicates"].sum() == 0
 
 
 def test_every_packet_the_firewall_dropped_is_lost_between_eth0_and_flannel1() -> None:
@@ -246,3 +254,42 @@ def test_the_measured_figure_labels_each_hop_and_the_losses() -> None:
     assert "veth" in texts["point-0"][0] and "(busybox)" in texts["point-0"][0]
     with pytest.raises(flannelcap.FlannelcapError, match="no flow 'nothing'"):
         plots.journey(captures, "nothing")
+
+
+def test_a_packet_seen_twice_at_one_point_is_a_duplicate_not_a_hop(tmp_path: Path) -> None:
+    """Two overlapping captures of one node: every copy is seen twice at its point."""
+    import shutil
+
+    client, _ = _files("all-points")
+    again = shutil.copy(client, tmp_path / "again.pcap")
+    node = ENTRIES["all-points"]["nodes"][0]
+    captures = flannelcap.read_many(
+        [client, again], topology=JOURNEYS / "all-points" / "tables", nodes={str(again): node}
+    )
+    packets = captures.journeys()
+    assert (packets["duplicates"] * 2 == packets["seen"]).all() and len(packets) >= 10
+    alone = _read("all-points", [client]).hops()
+    doubled = captures.hops()
+    assert doubled[["flow", "from", "to", "packets"]].equals(alone[["flow", "from", "to", "packets"]])
+
+
+def test_a_packet_overtaken_on_a_hop_is_counted_as_reordered() -> None:
+    """The second packet of a flow made to reach the server node's eth0 before the first."""
+    from flannelcap.analysis.journey import hops
+
+    captures = _read("all-points")
+    seen = captures.sightings().copy()
+    forward = seen["flow"].astype(str).str.startswith("busybox:")
+    arrivals = seen[forward & (seen["node"] == ENTRIES["all-points"]["nodes"][1]) & (seen["point"] == "eth0")]
+    arrivals = arrivals.sort_values("time")
+    first, second = arrivals.index[:2]
+    seen.loc[second, ["time", "clock_time"]] = seen.loc[first, "time"] - 1e-6
+    table = hops(seen)
+    overtaken = table[table["reordered"] > 0]
+    client, server = ENTRIES["all-points"]["nodes"]
+    # Overtaken on the wire; and on the next hop, which the two leave in the new order and
+    # reach flannel.1 in the old one.
+    assert overtaken[["from", "to", "reordered"]].values.tolist() == [
+        [f"{client} eth0", f"{server} eth0", 1],
+        [f"{server} eth0", f"{server} flannel.1", 1],
+    ]

@@ -309,7 +309,7 @@ def journeys(captures: Sequence[CaptureAt], topology: Topology | None = None) ->
         ``file``, ``number``, ``node``, ``point``, ``direction``, ``encapsulated``, ``ttl``,
         ``time``, ``clock_time``, ``since_first``, ``flow``), and one row per packet
         (``packet``, ``flow``, ``first_file``, ``first_number``, ``info`` (its first copy's),
-        ``seen``, ``last_node``,
+        ``seen``, ``duplicates`` (copies seen again at a point already passed), ``last_node``,
         ``last_point``, ``verdict``, ``lost``), with the clock offsets in
         ``packets.attrs["clocks"]``.
     """
@@ -329,6 +329,7 @@ def journeys(captures: Sequence[CaptureAt], topology: Topology | None = None) ->
     last = ordered.groupby("packet", sort=True).tail(1).set_index("packet").sort_index()
     first = first.set_index("packet").sort_index()
     count = ordered.groupby("packet", sort=True).size()
+    points = ordered.drop_duplicates(["packet", "node", "point"]).groupby("packet", sort=True).size()
     packets = pd.DataFrame(
         {
             "packet": last.index.to_numpy(),
@@ -337,6 +338,7 @@ def journeys(captures: Sequence[CaptureAt], topology: Topology | None = None) ->
             "first_number": first["number"].to_numpy(),
             "info": _column(captures, first.reset_index(), "info").array,
             "seen": count.to_numpy(),
+            "duplicates": (count - points).to_numpy(),
             "last_node": last["node"].array,
             "last_point": last["point"].array,
         }
@@ -452,20 +454,24 @@ def _why_not_decapsulated(facts: dict[str, Any], node: str, topology: Topology |
 
 
 def hops(ordered: pd.DataFrame) -> pd.DataFrame:
-    """Per flow, the delay of each hop of its packets (from one point to the next): packets,
-    median and 99th percentile in microseconds, and whether the hop crosses nodes (its delay
-    then rests on the clock offsets' estimate; NaN where a node's offset is unknown)."""
-    columns = ["flow", "from", "to", "packets", "median_us", "p99_us", "crosses_nodes"]
+    """Per flow, each hop of its packets (from one point to the next): ``packets``, the
+    ``median_us`` and ``p99_us`` delay, ``ttl_change`` (the median; -1 where the hop routes),
+    ``reordered`` (packets that left in one order and arrived overtaken by an earlier one),
+    and ``crosses_nodes`` (the delay then rests on the clock offsets' estimate; NaN where a
+    node's offset is unknown). A copy seen again at the same point is a duplicate, not a hop
+    (counted in ``journeys()``)."""
+    columns = ["flow", "from", "to", "packets", "median_us", "p99_us", "ttl_change", "reordered", "crosses_nodes"]
     if ordered.empty:
         return pd.DataFrame(columns=columns)
+    ordered = ordered.drop_duplicates(["packet", "node", "point"])  # a point seen again is no hop
     packet = ordered["packet"].to_numpy()
-    has_next = np.append(packet[1:] == packet[:-1], False)
-    here, there = np.nonzero(has_next)[0], np.nonzero(has_next)[0] + 1
-    node = ordered["node"].cat.codes.to_numpy()
+    node, point = ordered["node"].cat.codes.to_numpy(), ordered["point"].cat.codes.to_numpy()
+    here = np.nonzero(packet[1:] == packet[:-1])[0]
+    there = here + 1
     same_node = node[here] == node[there]
-    time, clock = ordered["time"].to_numpy(), ordered["clock_time"].to_numpy()
-    delay = np.where(same_node, time[there] - time[here], clock[there] - clock[here]) * 1e6
-    point = ordered["point"].cat.codes.to_numpy()
+    time, clock, ttl = ordered["time"].to_numpy(), ordered["clock_time"].to_numpy(), ordered["ttl"].to_numpy()
+    leave = np.where(same_node, time[here], clock[here])
+    arrive = np.where(same_node, time[there], clock[there])
     pairs = pd.DataFrame(
         {
             "flow": ordered["flow"].cat.codes.to_numpy()[here],
@@ -473,17 +479,27 @@ def hops(ordered: pd.DataFrame) -> pd.DataFrame:
             "from_point": point[here],
             "to_node": node[there],
             "to_point": point[there],
-            "delay": delay,
+            "leave": leave,
+            "delay": (arrive - leave) * 1e6,
+            "arrive": arrive,
+            "ttl_change": ttl[there] - ttl[here],
             "crosses_nodes": ~same_node,
         }
     )
     keys = ["flow", "from_node", "from_point", "to_node", "to_point"]
+    # Overtaken: in the order the packets left, one arrives before a packet that left earlier did.
+    pairs = pairs.sort_values([*keys, "leave"], kind="stable", ignore_index=True)
+    latest = pairs.groupby(keys, sort=False)["arrive"].cummax()
+    before = latest.groupby([pairs[k] for k in keys], sort=False).shift(1)
+    pairs["reordered"] = (pairs["arrive"] < before).to_numpy(dtype=bool, na_value=False)
     grouped = pairs.groupby(keys, sort=False)
     table = pd.DataFrame(
         {
             "packets": grouped.size(),
             "median_us": grouped["delay"].median(),
             "p99_us": grouped["delay"].quantile(0.99),
+            "ttl_change": grouped["ttl_change"].median(),
+            "reordered": grouped["reordered"].sum(),
             "crosses_nodes": grouped["crosses_nodes"].max(),
         }
     ).reset_index()
@@ -493,4 +509,7 @@ def hops(ordered: pd.DataFrame) -> pd.DataFrame:
     table["from"] = names[table["from_node"].to_numpy() * len(points) + table["from_point"].to_numpy()]
     table["to"] = names[table["to_node"].to_numpy() * len(points) + table["to_point"].to_numpy()]
     table["flow"] = np.asarray(flows, dtype=object)[table["flow"].to_numpy()]
-    return table[columns]
+    # In path order: by each flow's first packet's hops, as they were seen.
+    first_seen = pairs.groupby(keys, sort=False)["leave"].min().reset_index(drop=True)
+    table = table.assign(first_seen=first_seen.to_numpy()).sort_values(["flow", "first_seen"], kind="stable")
+    return table[columns].reset_index(drop=True)

@@ -73,11 +73,18 @@ def run(args: argparse.Namespace) -> int:
         print(f"\n{flow}  ({len(rows)} packets)")
         flow_hops = table[table["flow"] == flow]
         width = max(len(f"{a} → {b}") for a, b in zip(flow_hops["from"], flow_hops["to"], strict=True))
-        print(f"  {'hop':<{width}}  {'packets':>7}  {'median':>10}  {'p99':>10}")
-        columns = ("from", "to", "packets", "median_us", "p99_us", "crosses_nodes")
-        for start, end, count, median, p99, crosses in zip(*(flow_hops[c] for c in columns), strict=True):
+        print(f"  {'hop':<{width}}  {'packets':>7}  {'median':>10}  {'p99':>10}  {'TTL':>3}")
+        columns = ("from", "to", "packets", "median_us", "p99_us", "ttl_change", "reordered", "crosses_nodes")
+        for start, end, count, median, p99, ttl, overtaken, crosses in zip(
+            *(flow_hops[c] for c in columns), strict=True
+        ):
             name = f"{start} → {end}"
-            print(f"  {name:<{width}}  {count:>7}  {_us(median):>10}  {_us(p99):>10}{' *' if crosses else ''}")
+            notes = (" *" if crosses else "") + (f"  {overtaken} arrived out of order" if overtaken else "")
+            ttl_text = f"{int(ttl):+d}" if ttl == ttl and ttl else ""
+            print(f"  {name:<{width}}  {count:>7}  {_us(median):>10}  {_us(p99):>10}  {ttl_text:>3}{notes}")
+        duplicated = int(rows["duplicates"].sum())
+        if duplicated:
+            print(f"  {duplicated} copies seen twice at the same point (duplicates)")
         lost = rows[rows["lost"]]
         for packet in lost.itertuples(index=False):
             print(f"  lost: {packet.first_file} #{packet.first_number} ({packet.info}): {packet.verdict}")
