@@ -293,3 +293,29 @@ def test_a_packet_overtaken_on_a_hop_is_counted_as_reordered() -> None:
         [f"{client} eth0", f"{server} eth0", 1],
         [f"{server} eth0", f"{server} flannel.1", 1],
     ]
+
+
+def test_a_damaged_capture_is_followed_up_to_its_damage(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The server's capture cut in the middle of a record: a warning, every packet before the
+    cut matched, and the packets after it 'not seen after ...: the capture had ended', not lost."""
+    client, server = _files("all-points")
+    data = server.read_bytes()
+    cut = tmp_path / server.name
+    cut.write_bytes(data[: len(data) // 2 + 7])
+    tables = str(JOURNEYS / "all-points" / "tables")
+    assert main(["journey", str(client), str(cut), "--tables", tables]) == 0
+    out, err = capsys.readouterr()
+    assert err.startswith(f"flannelcap: warning: {cut.name}: ") and err.count("\n") == 1
+    captures = _read("all-points", [client, cut])
+    packets = captures.journeys()
+    assert not packets["lost"].any()
+    ended = packets[packets["verdict"].str.contains("had ended")]
+    assert len(ended) >= 1 and f"{len(packets)} packets matched, 0 lost" in out
+
+
+def test_captures_that_see_each_packet_once_say_what_to_capture(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["journey", str(SAMPLES / "same-node-http.pcap")]) == 0
+    assert "no packet was seen at more than one point" in capsys.readouterr().out
+    assert main(["journey", str(SAMPLES / "manifest.jsonl")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("flannelcap: error: not a pcap or pcapng file") and err.count("\n") == 1

@@ -58,6 +58,9 @@ def run(args: argparse.Namespace) -> int:
     from flannelcap.cli._topology_args import topology_from_args
 
     captures = read_many(args.files, topology_from_args(args), nodes=_nodes(args.node))
+    for capture in captures.captures:
+        if capture.problem:  # every packet before the damage is decoded and matched
+            print(f"flannelcap: warning: {capture.path.name}: {capture.problem}", file=sys.stderr)
     seen, packets = captures.sightings(), captures.journeys()
     if args.packet is not None:
         return _one_packet(args, seen, packets)
@@ -69,9 +72,16 @@ def run(args: argparse.Namespace) -> int:
         print("no packet of these captures was matched (IPv4 TCP, UDP and ICMP are)")
         return 0
     table = captures.hops()
-    for flow, rows in packets.groupby("flow", sort=False):
-        print(f"\n{flow}  ({len(rows)} packets)")
+    if table.empty:
+        print(
+            "no packet was seen at more than one point: capture at several interfaces or nodes at once "
+            "(tcpdump -i any, or one capture per node) to follow packets"
+        )
+    for flow, rows in packets.groupby("flow", sort=False, observed=True):
         flow_hops = table[table["flow"] == flow]
+        if flow_hops.empty:
+            continue
+        print(f"\n{flow}  ({len(rows)} packets)")
         width = max(len(f"{a} → {b}") for a, b in zip(flow_hops["from"], flow_hops["to"], strict=True))
         print(f"  {'hop':<{width}}  {'packets':>7}  {'median':>10}  {'p99':>10}  {'TTL':>3}")
         columns = ("from", "to", "packets", "median_us", "p99_us", "ttl_change", "reordered", "crosses_nodes")
