@@ -211,6 +211,14 @@ class Capture:
         )
         return f"<b>flannelcap capture {html.escape(info['file'])}</b><table>{body}</table>"
 
+    def wireshark(self, number: int) -> Any:
+        """Wireshark's own dissection of packet ``number`` (a pyshark packet: ``.layers``,
+        ``.vxlan.vni``, ``str()`` for the detail pane), through tshark with this capture's VXLAN
+        ports as Decode-As. Needs pyshark (``pip install 'flannelcap[wireshark]'``) and tshark."""
+        from flannelcap.packets.wireshark import dissect
+
+        return dissect(self.path, [number], self.vxlan_ports)[number]
+
     def __repr__(self) -> str:
         return f"<flannelcap.Capture {self.path.name}: {len(self.packets)} packets>"
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from flannelcap._errors import FlannelcapError
+from flannelcap._errors import BadArgument, FlannelcapError
 from flannelcap.cli import _format
 from flannelcap.cli._progress import ProgressBar
 from flannelcap.cli._topology_args import add_topology_options, topology_from_args
@@ -81,6 +81,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         type=_packet_range,
         metavar="FIRST-LAST",
         help="show only packets numbered FIRST to LAST (e.g. 10-20, 5-, 7)",
+    )
+    parser.add_argument(
+        "--wireshark",
+        action="store_true",
+        help="with -v: Wireshark's own dissection of the packets --packets names, through tshark (pyshark); "
+        "flannelcap's VXLAN ports applied as Decode-As",
     )
     parser.add_argument(
         "--engine",
@@ -288,6 +294,8 @@ def decode_one(args: argparse.Namespace, path: str, several: bool = False) -> in
 
 
 def _decode(args: argparse.Namespace, path: str, several: bool, bar: ProgressBar | None) -> int:
+    if args.wireshark:
+        return _wireshark(args, path)
     if args.detail:
         return _detail(args, path)
     source = _open(args, path, bar)
@@ -330,6 +338,27 @@ def _footer(summary: CaptureSummary, shown: int) -> None:
         print(line)
     if shown != summary.packets:
         print(f"{shown} of {summary.packets} packets shown (filters)")
+
+
+WIRESHARK_MOST = 1000  # packets one --wireshark run dissects
+
+
+def _wireshark(args: argparse.Namespace, path: str) -> int:
+    """``-v --wireshark --packets N``: Wireshark's detail pane of each packet named."""
+    if not args.detail or args.packets is None:
+        raise BadArgument("--wireshark shows chosen packets in detail: use it with -v and --packets N (or FIRST-LAST)")
+    first, last = args.packets
+    if last - first >= WIRESHARK_MOST:
+        raise BadArgument(f"--wireshark dissects at most {WIRESHARK_MOST} packets at once: give a shorter --packets")
+    from flannelcap.packets.wireshark import dissect, dissection_text
+
+    topology = topology_from_args(args)
+    packets = dissect(path, range(first, last + 1), vxlan_ports_for(topology, args.vxlan_port))
+    for number, packet in packets.items():
+        print(f"Packet {number} of {Path(path).name} (Wireshark, through tshark):")
+        print(dissection_text(packet))
+        print()
+    return 0
 
 
 def _detail(args: argparse.Namespace, path: str) -> int:
