@@ -714,6 +714,33 @@ def test_node_level_capture_names_every_interface_the_request_crossed(ssh_lab: S
     assert not gets[gets.if_name != "eth0"].is_vxlan.astype(bool).any()
 
 
+def test_captured_on_two_nodes_every_packet_is_followed_from_pod_to_pod(ssh_lab: SshLab, tmp_path: Path) -> None:
+    """The whole way a user goes: capture both nodes at node level over SSH, then ``journey``
+    on what was written (its tables found beside the files): every packet of the exchange is
+    seen at the eight points of the lab's path and delivered."""
+    lab = ssh_lab.lab
+    client, server = lab.plan.client_pod, lab.plan.server_pod
+    nodes = [client.node, server.node]
+    done = capture_during(lab, ["-F", str(ssh_lab.config), *nodes, "--node-level", "--duration", "3", "-q", "-o",
+                                str(tmp_path)], 2)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    files = [str(next(tmp_path.glob(f"{node}-any-*.pcap"))) for node in nodes]
+    out = subprocess.run(
+        [sys.executable, "-m", "flannelcap", "journey", *files, "--json"], capture_output=True, text=True, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    assert "nodes and pods named from" in out.stderr
+    journeys = [json.loads(line) for line in out.stdout.splitlines()]
+    # The saved tables are the nodes' (no kubectl): flows are named by the pods' addresses.
+    exchange = [j for j in journeys if f"{client.ip}:" in j["flow"] and f"{server.ip}:80 " in j["flow"]]
+    assert len(exchange) >= 12 and all(j["verdict"] == "delivered" for j in exchange)
+    interfaces = [client.host_veth, "cni0", "flannel.1", "eth0", "eth0", "flannel.1", "cni0", server.host_veth]
+    forward = list(zip([client.node] * 4 + [server.node] * 4, interfaces, strict=True))
+    for journey in exchange:
+        points = [(s["node"], s["interface"]) for s in journey["sightings"]]
+        assert points == (forward if journey["flow"].startswith(client.ip) else forward[::-1]), journey
+
+
 def test_a_pod_whose_veth_the_tables_do_not_name_is_found_on_its_node(ssh_lab: SshLab, tmp_path: Path) -> None:
     """As on a real cluster, where the pods' own tables are rarely at hand: the veth is found on
     the node over SSH, from its ARP table on cni0 and the bridge port that learned the pod's MAC."""

@@ -30,7 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         ),
     )
     parser.add_argument("files", nargs="+", type=Path, metavar="CAPTURE", help="pcap or pcapng files")
-    add_topology_options(parser, required=False)
+    add_topology_options(parser, required=False)  # by default: the *.tables 'flannelcap capture' saved beside them
     parser.add_argument(
         "--node",
         action="append",
@@ -53,11 +53,27 @@ def _nodes(pairs: list[str]) -> dict[str, str]:
     return nodes
 
 
+def _saved_tables(files: list[Path]) -> Any:
+    """The tables ``flannelcap capture`` saved beside the captures (``<time>.tables/``), where
+    there is exactly one such directory; said on stderr when used."""
+    from flannelcap.topology.collect import topology_from_dir
+
+    found = sorted({d for f in files for d in f.parent.glob("*.tables") if d.is_dir()})
+    if len(found) != 1:
+        if found:
+            print(f"flannelcap: note: {len(found)} *.tables directories beside the captures: name one with --tables",
+                  file=sys.stderr)  # fmt: skip
+        return None
+    print(f"flannelcap: note: nodes and pods named from {found[0]}", file=sys.stderr)
+    return topology_from_dir(found[0])
+
+
 def run(args: argparse.Namespace) -> int:
     from flannelcap._many import read_many
     from flannelcap.cli._topology_args import topology_from_args
 
-    captures = read_many(args.files, topology_from_args(args), nodes=_nodes(args.node))
+    topology = topology_from_args(args) or _saved_tables(args.files)
+    captures = read_many(args.files, topology, nodes=_nodes(args.node))
     for capture in captures.captures:
         if capture.problem:  # every packet before the damage is decoded and matched
             print(f"flannelcap: warning: {capture.path.name}: {capture.problem}", file=sys.stderr)
