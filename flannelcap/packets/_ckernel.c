@@ -965,6 +965,62 @@ typedef struct {
 /* Run the steps over rows [0, n); row r's text ends at ends[r]. Every row first checks that the
  * most one row can take (row_bound) is left, so that the writes need no check of their own.
  * Returns 0 if the text did not fit in t's room, with t->size set to about what all rows need. */
+/* Every literal and label a run copies sits in one arena with SLACK readable bytes after it,
+ * and every row leaves SLACK bytes of room at its end: short texts are then copied with one
+ * or two fixed 16-byte moves, whatever their length (the bytes past it are written over next). */
+enum { SLACK = 32 };
+
+static inline void put_short(char *to, const char *from, size_t n) {
+    if (n <= 16)
+        memcpy(to, from, 16);
+    else if (n <= 32)
+        memcpy(to, from, 32);
+    else
+        memcpy(to, from, n);
+}
+
+static const uint64_t POWERS_OF_TEN[20] = {1ULL,
+                                           10ULL,
+                                           100ULL,
+                                           1000ULL,
+                                           10000ULL,
+                                           100000ULL,
+                                           1000000ULL,
+                                           10000000ULL,
+                                           100000000ULL,
+                                           1000000000ULL,
+                                           10000000000ULL,
+                                           100000000000ULL,
+                                           1000000000000ULL,
+                                           10000000000000ULL,
+                                           100000000000000ULL,
+                                           1000000000000000ULL,
+                                           10000000000000000ULL,
+                                           100000000000000000ULL,
+                                           1000000000000000000ULL,
+                                           10000000000000000000ULL};
+
+/* v in decimal at `to`, digit pairs written from the last one back; returns the length. */
+static inline size_t write_int(char *to, int64_t v) {
+    size_t sign = v < 0;
+    uint64_t u = sign ? (uint64_t)(-(v + 1)) + 1 : (uint64_t)v;
+    int estimate = ((64 - __builtin_clzll(u | 1)) * 1233) >> 12; /* log10 from the bit length */
+    size_t digits = (size_t)estimate + (u >= POWERS_OF_TEN[estimate]) + (u == 0);
+    *to = '-';
+    char *p = to + sign + digits;
+    while (u >= 100) {
+        p -= 2;
+        memcpy(p, PAIRS + 2 * (u % 100), 2);
+        u /= 100;
+    }
+    if (u >= 10) {
+        p -= 2;
+        memcpy(p, PAIRS + 2 * u, 2);
+    } else
+        *--p = (char)('0' + u);
+    return sign + digits;
+}
+
 static int format_rows(Py_ssize_t n, const step_t *steps, Py_ssize_t step_count, size_t row_bound, text_t *t,
                        int64_t *ends) {
     char *base = t->data;
@@ -983,20 +1039,20 @@ static int format_rows(Py_ssize_t n, const step_t *steps, Py_ssize_t step_count,
             if (step->when && !step->when[r])
                 continue;
             if (step->prefix_len) {
-                copy(row.data + row.size, step->prefix, step->prefix_len);
+                put_short(row.data + row.size, step->prefix, step->prefix_len);
                 row.size += step->prefix_len;
             }
             switch (step->kind) {
             case P_LITERAL:
-                copy(row.data + row.size, step->literal, step->literal_len);
+                put_short(row.data + row.size, step->literal, step->literal_len);
                 row.size += step->literal_len;
                 break;
             case P_INT: {
                 int64_t v = ((const int64_t *)step->values)[r];
                 if (v != NONE)
-                    put_int(&row, v);
+                    row.size += write_int(row.data + row.size, v);
                 else if (step->missing) {
-                    copy(row.data + row.size, step->missing, step->missing_len);
+                    put_short(row.data + row.size, step->missing, step->missing_len);
                     row.size += step->missing_len;
                 }
                 break;
@@ -1011,7 +1067,7 @@ static int format_rows(Py_ssize_t n, const step_t *steps, Py_ssize_t step_count,
                 int32_t code = ((const int32_t *)step->values)[r];
                 if (code < 0) {
                     if (step->missing) {
-                        copy(row.data + row.size, step->missing, step->missing_len);
+                        put_short(row.data + row.size, step->missing, step->missing_len);
                         row.size += step->missing_len;
                     }
                     break;
@@ -1019,7 +1075,7 @@ static int format_rows(Py_ssize_t n, const step_t *steps, Py_ssize_t step_count,
                 const uint8_t *from = step->bytes + step->offsets[code];
                 int64_t length = step->offsets[code + 1] - step->offsets[code];
                 if (step->escape == ESCAPE_NONE) {
-                    copy(row.data + row.size, (const char *)from, (size_t)length);
+                    put_short(row.data + row.size, (const char *)from, (size_t)length);
                     row.size += (size_t)length;
                 } else
                     put_escaped(&row, from, length, step->escape);
@@ -1461,6 +1517,45 @@ static PyObject *py_format_rows(PyObject *self, PyObject *args) {
         if (step->value_size) /* row 0 of the run is row `first` of the columns */
             step->values = (const char *)step->values + (size_t)first * step->value_size;
     }
+    /* The arena: each literal, and the bytes of each label copied as they are, with SLACK after. */
+    char *arena = NULL, **literal_at = NULL;
+    if (ok) {
+        size_t size = 0;
+        for (Py_ssize_t k = 0; k < literal_count; k++)
+            size += (size_t)literals[k].len + SLACK;
+        for (Py_ssize_t k = 0; k < part_count; k++)
+            if (steps[k].kind == P_LABEL && steps[k].escape == ESCAPE_NONE)
+                size += (size_t)steps[k].offsets[columns[((const int64_t *)parts.buf)[PART_WORDS * k + PART_ARG] + 1].len / 8 - 1] + SLACK;
+        arena = PyMem_Calloc(size + 1, 1);
+        literal_at = PyMem_Calloc((size_t)literal_count + 1, sizeof(char *));
+        if (arena == NULL || literal_at == NULL) {
+            PyErr_NoMemory();
+            ok = 0;
+        }
+        char *at = arena;
+        for (Py_ssize_t k = 0; ok && k < literal_count; k++) {
+            memcpy(at, literals[k].data, (size_t)literals[k].len);
+            literal_at[k] = at;
+            at += literals[k].len + SLACK;
+        }
+        for (Py_ssize_t k = 0; ok && k < part_count; k++) {
+            step_t *step = steps + k;
+            const int64_t *part = (const int64_t *)parts.buf + PART_WORDS * k;
+            if (part[PART_PREFIX] >= 0)
+                step->prefix = literal_at[part[PART_PREFIX]];
+            if (part[PART_MISSING] >= 0)
+                step->missing = literal_at[part[PART_MISSING]];
+            if (step->kind == P_LITERAL)
+                step->literal = literal_at[part[PART_ARG]];
+            if (step->kind == P_LABEL && step->escape == ESCAPE_NONE) {
+                size_t length = (size_t)step->offsets[columns[part[PART_ARG] + 1].len / 8 - 1];
+                memcpy(at, step->bytes, length);
+                step->bytes = (const uint8_t *)at;
+                at += length + SLACK;
+            }
+        }
+        row_bound += SLACK;
+    }
     if (ok) {
         text_t t = {out.buf, 0, (size_t)out.len, 0};
         int done;
@@ -1469,6 +1564,8 @@ static PyObject *py_format_rows(PyObject *self, PyObject *args) {
         Py_END_ALLOW_THREADS;
         result = PyLong_FromSsize_t(done ? (Py_ssize_t)t.size : -(Py_ssize_t)t.size - 1);
     }
+    PyMem_Free(arena);
+    PyMem_Free(literal_at);
     PyMem_Free(steps);
     for (Py_ssize_t k = 0; k < held; k++)
         PyBuffer_Release(&views[k]);
