@@ -1523,9 +1523,12 @@ static PyObject *py_format_rows(PyObject *self, PyObject *args) {
         size_t size = 0;
         for (Py_ssize_t k = 0; k < literal_count; k++)
             size += (size_t)literals[k].len + SLACK;
-        for (Py_ssize_t k = 0; k < part_count; k++)
-            if (steps[k].kind == P_LABEL && steps[k].escape == ESCAPE_NONE)
-                size += (size_t)steps[k].offsets[columns[((const int64_t *)parts.buf)[PART_WORDS * k + PART_ARG] + 1].len / 8 - 1] + SLACK;
+        for (Py_ssize_t k = 0; k < part_count; k++) {
+            if (steps[k].kind != P_LABEL || steps[k].escape != ESCAPE_NONE)
+                continue;
+            Py_ssize_t labels = columns[((const int64_t *)parts.buf)[PART_WORDS * k + PART_ARG] + 1].len / 8 - 1;
+            size += (size_t)steps[k].offsets[labels] + SLACK; /* the labels' bytes */
+        }
         arena = PyMem_Calloc(size + 1, 1);
         literal_at = PyMem_Calloc((size_t)literal_count + 1, sizeof(char *));
         if (arena == NULL || literal_at == NULL) {
