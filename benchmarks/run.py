@@ -98,11 +98,11 @@ def receive():  # as the SSH channel hands chunks to the session: 64 KiB at a ti
             feed.feed(chunk)
     feed.close()
 start = time.perf_counter()
-threading.Thread(target=receive).start()
+threading.Thread(target=receive, daemon=True).start()  # an error here must end the run
 source = open_capture(feed, more_waiting=feed.more_waiting)
 with open("/dev/null", "wb") as out:
     for batch in source:
-        out.write(lines.table_lines(batch, source.columns))
+        out.writelines(lines.table_lines(batch, source.columns))
 assert not feed.overflowed
 print(time.perf_counter() - start, file=sys.stderr)
 """
