@@ -75,6 +75,16 @@ def test_audit_notebook(tmp_path: Path) -> None:
     assert images == 2
 
 
+def test_journey_notebook(tmp_path: Path) -> None:
+    text, images = run_notebook("4-follow-a-packet.ipynb", tmp_path)
+    entry = json.loads((SAMPLES / "journeys" / "manifest.jsonl").read_text().splitlines()[1])
+    assert entry["name"] == "drop-vxlan"
+    assert text.count("arrived on kpi092 eth0, never reached flannel.1") == entry["dropped_by_fault"]
+    assert "kpi092 +" in text or "kpi092 -" in text  # the clock estimate, signed
+    assert "kpi093 veth49b5672c" in text and "kpi092 flannel.1" in text  # the hop table's points
+    assert images == 1
+
+
 def test_capture_over_ssh_notebook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The notebook builds its lab under a prefix this test chooses, so that afterwards the
     test removes that lab's namespaces (if the notebook failed to) and nothing else: a
