@@ -53,27 +53,28 @@ def _nodes(pairs: list[str]) -> dict[str, str]:
     return nodes
 
 
-def _saved_tables(files: list[Path]) -> Any:
+def _saved_tables(files: list[Path]) -> tuple[Any, str | None]:
     """The tables ``flannelcap capture`` saved beside the captures (``<time>.tables/``), where
-    there is exactly one such directory; said on stderr when used."""
+    there is exactly one such directory, and what to say about it on stderr."""
     from flannelcap.topology.collect import topology_from_dir
 
     found = sorted({d for f in files for d in f.parent.glob("*.tables") if d.is_dir()})
     if len(found) != 1:
-        if found:
-            print(f"flannelcap: note: {len(found)} *.tables directories beside the captures: name one with --tables",
-                  file=sys.stderr)  # fmt: skip
-        return None
-    print(f"flannelcap: note: nodes and pods named from {found[0]}", file=sys.stderr)
-    return topology_from_dir(found[0])
+        several = f"{len(found)} *.tables directories beside the captures: name one with --tables"
+        return None, several if found else None
+    return topology_from_dir(found[0]), f"nodes and pods named from {found[0]}"
 
 
 def run(args: argparse.Namespace) -> int:
     from flannelcap._many import read_many
     from flannelcap.cli._topology_args import topology_from_args
 
-    topology = topology_from_args(args) or _saved_tables(args.files)
+    topology, note = topology_from_args(args), None
+    if topology is None:
+        topology, note = _saved_tables(args.files)
     captures = read_many(args.files, topology, nodes=_nodes(args.node))
+    if note:  # once the files have been read: an error about them comes alone
+        print(f"flannelcap: note: {note}", file=sys.stderr)
     for capture in captures.captures:
         if capture.problem:  # every packet before the damage is decoded and matched
             print(f"flannelcap: warning: {capture.path.name}: {capture.problem}", file=sys.stderr)
