@@ -215,7 +215,7 @@ class Capture:
         """Wireshark's own dissection of packet ``number`` (a pyshark packet: ``.layers``,
         ``.vxlan.vni``, ``str()`` for the detail pane), through tshark with this capture's VXLAN
         ports as Decode-As. Needs pyshark (``pip install 'flannelcap[wireshark]'``) and tshark."""
-        from flannelcap.packets.wireshark import dissect
+        from flannelcap._wireshark import dissect
 
         return dissect(self.path, [number], self.vxlan_ports)[number]
 

@@ -350,7 +350,7 @@ def _wireshark(args: argparse.Namespace, path: str) -> int:
     first, last = args.packets
     if last - first >= WIRESHARK_MOST:
         raise BadArgument(f"--wireshark dissects at most {WIRESHARK_MOST} packets at once: give a shorter --packets")
-    from flannelcap.packets.wireshark import dissect, dissection_text
+    from flannelcap._wireshark import dissect, dissection_text
 
     topology = topology_from_args(args)
     packets = dissect(path, range(first, last + 1), vxlan_ports_for(topology, args.vxlan_port))

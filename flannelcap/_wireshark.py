@@ -1,12 +1,13 @@
 """Wireshark's own dissection of chosen packets, through pyshark (tshark): its 3,000 dissectors
 for the odd packet flannelcap's decoder does not know.
 
-Rule: the edge to tshark. Only the asked-for packets go through it: they are copied, bytes and
-times as the capture holds them, into a small temporary pcap, so one packet of a million-packet
-capture costs what one packet costs (a packet whose meaning depends on earlier ones — a TCP
-segment of a reassembled message — is dissected on its own). The VXLAN ports flannelcap
-decodes are applied as Decode-As. pyshark and tshark are optional: without them, one line
-says what to install.
+Rule: the edge to tshark, outside the pure stages (it runs tshark and writes a temporary
+file; ``Capture.wireshark`` and ``decode --wireshark`` call it). Only the asked-for packets go
+through it: they are copied, bytes and times as the capture holds them, into a small
+temporary pcap, so one packet of a million-packet capture costs what one packet costs (a
+packet whose meaning depends on earlier ones — a TCP segment of a reassembled message — is
+dissected on its own). The VXLAN ports flannelcap decodes are applied as Decode-As. pyshark
+and tshark are optional: without them, one line says what to install.
 """
 
 from __future__ import annotations
