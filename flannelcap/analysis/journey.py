@@ -343,12 +343,13 @@ def journeys(captures: Sequence[CaptureAt], topology: Topology | None = None) ->
             "last_point": last["point"].array,
         }
     )
-    position, length = _path_positions(ordered, packets)
+    path = _representatives(ordered, packets)
+    position, length = _path_positions(path, packets)
     packets["verdict"] = DELIVERED
     packets["lost"] = False
     short = np.nonzero(position < length - 1)[0]
     if len(short):
-        paths = _paths(ordered, packets)
+        paths = _paths(path)
         ends = {c.node: float(c.packets["time"].max()) for c in captures if len(c.packets)}
         rows = last.iloc[short]
         details = {
@@ -382,10 +383,9 @@ def _representatives(ordered: pd.DataFrame, packets: pd.DataFrame) -> pd.DataFra
     return path.drop(columns=["packet"])
 
 
-def _path_positions(ordered: pd.DataFrame, packets: pd.DataFrame) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+def _path_positions(path: pd.DataFrame, packets: pd.DataFrame) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
     """Each packet's last point's position in its flow's path, and the path's length (a
     position past the end where the last point is not on the path: counted as arrived)."""
-    path = _representatives(ordered, packets)
     names = ("flow", "node", "point")
     ends = pd.DataFrame({n: packets[f"last_{n}" if n != "flow" else n].cat.codes.to_numpy() for n in names})
     on = pd.DataFrame({n: path[n].cat.codes.to_numpy() for n in names})
@@ -396,9 +396,8 @@ def _path_positions(ordered: pd.DataFrame, packets: pd.DataFrame) -> tuple[np.nd
     return np.where(position < 0, length, position), length
 
 
-def _paths(ordered: pd.DataFrame, packets: pd.DataFrame) -> dict[str, tuple[tuple[str, str], ...]]:
-    """Each flow's path as a tuple of (node, point), for the verdicts."""
-    path = _representatives(ordered, packets)
+def _paths(path: pd.DataFrame) -> dict[str, tuple[tuple[str, str], ...]]:
+    """Each flow's path (``_representatives``) as a tuple of (node, point), for the verdicts."""
     out: dict[str, list[tuple[str, str]]] = {}
     for flow, node, point in zip(
         path["flow"].astype(str), path["node"].astype(str), path["point"].astype(str), strict=True
