@@ -319,3 +319,40 @@ def test_captures_that_see_each_packet_once_say_what_to_capture(capsys: pytest.C
     assert main(["journey", str(SAMPLES / "manifest.jsonl")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("flannelcap: error: not a pcap or pcapng file") and err.count("\n") == 1
+
+
+def test_the_verdict_names_what_the_arriving_copy_shows() -> None:
+    """The drop-vxlan recording with the dropped copies on kpi092's eth0 changed as broken
+    senders change them: each reason is named instead of the firewall."""
+    import pandas as pd
+
+    from flannelcap.analysis.journey import CaptureAt, journeys
+
+    captures = _read("drop-vxlan")
+    base = [CaptureAt(c.path.name, str(c.node), c.packets) for c in captures.captures]
+    lost = captures.journeys()
+    lost = lost[lost["lost"]]
+    seen = captures.sightings()
+    server = ENTRIES["drop-vxlan"]["nodes"][1]
+    arrivals = seen[seen["packet"].isin(lost["packet"]) & (seen["node"] == server) & (seen["point"] == "eth0")]
+    numbers = set(arrivals["number"].tolist())
+    changes = {
+        "outer_udp_checksum_ok": (False, "its outer UDP checksum is wrong"),
+        "vni": (7, f"VNI 7 is not {server}'s (1)"),
+        "outer_dst_port": (4789, f"UDP port 4789 is not {server}'s VXLAN port (8472)"),
+        "inner_dst_mac": ("de:ad:be:ef:00:01", f"inner dst MAC de:ad:be:ef:00:01 is not {server}'s VTEP"),
+    }
+    for field, (value, reason) in changes.items():
+        changed = []
+        for at in base:
+            packets = at.packets
+            if at.node == server:
+                packets = packets.copy()
+                rows = packets["number"].isin(numbers)
+                if isinstance(packets[field].dtype, pd.CategoricalDtype):  # a label: its value must be a category
+                    packets[field] = packets[field].cat.add_categories([value])
+                packets.loc[rows, field] = value
+            changed.append(CaptureAt(at.name, at.node, packets))
+        _, verdicts = journeys(changed, captures.topology)
+        named = verdicts[verdicts["lost"]]["verdict"]
+        assert len(named) == len(lost) and all(reason in v and "firewall" not in v for v in named), (field, named)
