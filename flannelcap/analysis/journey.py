@@ -190,12 +190,12 @@ def _node_ips(captures: Sequence[CaptureAt], seen: pd.DataFrame, topology: Topol
     for node, rows in wire.groupby("node", observed=True, sort=False):
         if str(node) in ips:
             continue
-        ends = [_values(captures, rows, name) for name in ("outer_src_ip", "outer_dst_ip")]
-        common = set(ends[0][:1]) | set(ends[1][:1])
-        for src, dst in zip(*ends, strict=True):
-            common &= {src, dst}
+        src, dst = (_column(captures, rows, name).astype(object) for name in ("outer_src_ip", "outer_dst_ip"))
+        # Rows that carry each address (as source or destination; never both on a wire).
+        carried = src.value_counts().add(dst[dst != src].value_counts(), fill_value=0)
+        common = carried[carried == len(rows)].index.tolist()
         if len(common) == 1:
-            ips[str(node)] = str(common.pop())
+            ips[str(node)] = str(common[0])
     return ips
 
 
