@@ -8,11 +8,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from flannelcap._errors import LabError
-from flannelcap.lab import Lab, LabSpec, kubectl_nodes, kubectl_pods, teardown
+from flannelcap.lab import Lab, LabPlan, LabSpec, kubectl_nodes, kubectl_pods, teardown
 from flannelcap.lab._faults import FAULTS, apply_fault
+from flannelcap.lab._services_plan import kubectl_endpointslices, kubectl_services
 
 DEFAULT_PREFIX = "fclab"
 
@@ -31,6 +34,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     up.add_argument("--prefix", default=DEFAULT_PREFIX, help="namespace prefix (default fclab)")
     up.add_argument("--first-ip", default="192.168.1.38", help="eth0 IP of the first node")
     up.add_argument("--ssh", action="store_true", help="run an OpenSSH server in every node, write an ssh_config")
+    up.add_argument(
+        "--services",
+        action="store_true",
+        help="add the seed's §4-5: 3 nginx replicas behind a LoadBalancer IP, a MetalLB-like announcer, "
+        "kube-proxy's DNAT (needs 3 nodes and nftables)",
+    )
+    up.add_argument(
+        "--traffic-policy",
+        choices=("Cluster", "Local"),
+        default="Cluster",
+        help="the Service's externalTrafficPolicy (default Cluster: masquerade, any replica)",
+    )
     up.set_defaults(run=_up)
 
     down = verbs.add_parser("down", help="remove the lab (safe to run twice)")
@@ -55,9 +70,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     fault.add_argument("--peer", required=True, help="the other node concerned")
     fault.set_defaults(run=_fault)
 
-    kubectl = verbs.add_parser("kubectl", help="what 'kubectl get nodes|pods -o json' would show for the lab")
+    kubectl = verbs.add_parser(
+        "kubectl", help="what 'kubectl get nodes|pods|svc|endpointslices -o json' would show for the lab"
+    )
     kubectl.add_argument("--prefix", default=DEFAULT_PREFIX)
-    kubectl.add_argument("kind", choices=("nodes", "pods"))
+    kubectl.add_argument("kind", choices=("nodes", "pods", "svc", "endpointslices"))
     kubectl.set_defaults(run=_kubectl)
 
     record = verbs.add_parser("record", help="record the sample captures with real tcpdump")
@@ -80,9 +97,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
 
 
 def _up(args: argparse.Namespace) -> int:
-    lab = Lab.up(LabSpec(nodes=args.nodes, prefix=args.prefix, first_node_ip=args.first_ip), ssh=args.ssh)
+    spec = LabSpec(
+        nodes=args.nodes,
+        prefix=args.prefix,
+        first_node_ip=args.first_ip,
+        services=args.services,
+        traffic_policy=args.traffic_policy,
+    )
+    lab = Lab.up(spec, ssh=args.ssh)
     _print_status(lab.status())
     print(f"\nlab {args.prefix!r} is up; try: flannelcap lab exec busybox -- ip route")
+    for svc in lab.plan.services:
+        print(f"service {svc.name}: from the management host: flannelcap lab exec xubulab -- curl {svc.external_ip}")
     if lab.ssh_config:
         node = lab.plan.nodes[-1].name
         print(f"over SSH: ssh -F {lab.ssh_config} {node}   or   flannelcap capture -F {lab.ssh_config} {node}")
@@ -113,9 +139,17 @@ def _print_status(status: dict[str, object]) -> None:
         print(
             f"{node['name']:<8} {node['eth0_ip']:<15} {node['vtep_mac']:<17} {node['vtep_ip']:<11} {node['pod_cidr']}"
         )
-    print(f"\n{'POD':<12} {'NODE':<8} IP")
+    print(f"\n{'POD':<22} {'NODE':<8} IP")
     for pod in status["pods"]:  # type: ignore[attr-defined]
-        print(f"{pod['name']:<12} {pod['node']:<8} {pod.get('ip') or '(gone)'}")
+        print(f"{pod['name']:<22} {pod['node']:<8} {pod.get('ip') or '(gone)'}")
+    services = status.get("services") or []
+    if services:
+        print(f"\n{'SERVICE':<8} {'CLUSTER-IP':<13} {'EXTERNAL-IP':<14} {'POLICY':<8} ANNOUNCED BY")
+    for svc in services:  # type: ignore[attr-defined]
+        print(
+            f"{svc['name']:<8} {svc['cluster_ip']:<13} {svc['external_ip']:<14} {svc['policy']:<8} "
+            f"{', '.join(svc['announced_by']) or '(nobody)'}"
+        )
 
 
 def _exec(args: argparse.Namespace) -> int:
@@ -135,7 +169,13 @@ def _fault(args: argparse.Namespace) -> int:
 
 def _kubectl(args: argparse.Namespace) -> int:
     plan = Lab.load(args.prefix).plan
-    document = kubectl_nodes(plan) if args.kind == "nodes" else kubectl_pods(plan)
+    documents: dict[str, Callable[[LabPlan], dict[str, Any]]] = {
+        "nodes": kubectl_nodes,
+        "pods": kubectl_pods,
+        "svc": lambda p: kubectl_services(p.services),
+        "endpointslices": lambda p: kubectl_endpointslices(p.services, p.pods),
+    }
+    document = documents[args.kind](plan)
     print(json.dumps(document, indent=2))
     return 0
 

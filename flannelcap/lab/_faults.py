@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections.abc import Callable
 
 from flannelcap._errors import LabError
-from flannelcap.lab._lab import Lab
+from flannelcap.lab._lab import Lab, stop_processes_in
 from flannelcap.lab._plan import VXLAN_PORT, NodePlan
+from flannelcap.lab._services import lead, leaders, stop_speaker
 from flannelcap.topology.model import FLANNEL_DEVICE
 
 NOBODYS_MAC = "de:ad:be:ef:00:01"
@@ -144,6 +146,55 @@ def dropped_by_fault(lab: Lab, node: str) -> int:
     return int(counters[0])
 
 
+def _led_by(lab: Lab, node: NodePlan) -> list[str]:
+    """The service IPs ``node``'s speaker leads now.
+
+    Raises:
+        LabError: the lab has no services, or ``node`` leads none of them.
+    """
+    if not lab.plan.services:
+        raise LabError("this fault needs the lab's services: build it with 'flannelcap lab up --services'")
+    led = leaders(lab).get(node.name, [])
+    if not led:
+        raise LabError(f"{node.name} announces no service IP now (announcers: {_announcers(lab)})")
+    return led
+
+
+def _announcers(lab: Lab) -> str:
+    return ", ".join(f"{ip} by {node}" for node, ips in sorted(leaders(lab).items()) for ip in ips) or "none"
+
+
+def announcer_failover(lab: Lab, node: NodePlan, peer: NodePlan, detect_after: float = 0.0) -> str:
+    """``node``'s speaker, the leader, stops; ``detect_after`` seconds later (MetalLB's
+    memberlist noticing) ``peer``'s speaker takes its IPs over, with gratuitous ARP."""
+    led = _led_by(lab, node)
+    stop_speaker(lab, node.name)
+    time.sleep(detect_after)
+    lead(lab, peer.name, sorted({*leaders(lab).get(peer.name, []), *led}))
+    return f"{node.name}'s speaker stopped; {peer.name} took over {', '.join(led)}"
+
+
+def split_brain(lab: Lab, node: NodePlan, peer: NodePlan) -> str:
+    """``peer``'s speaker also leads the IPs ``node`` announces: two MACs answer for them."""
+    led = _led_by(lab, node)
+    lead(lab, peer.name, sorted({*leaders(lab).get(peer.name, []), *led}))
+    return f"{peer.name} announces {', '.join(led)} as well as {node.name} (split brain)"
+
+
+def endpoint_down(lab: Lab, node: NodePlan, peer: NodePlan) -> str:
+    """The Service's replica on ``node`` is gone (its server stopped, its veth removed) but
+    it stays in the EndpointSlice and in every node's DNAT rules."""
+    if not lab.plan.services:
+        raise LabError("this fault needs the lab's services: build it with 'flannelcap lab up --services'")
+    replicas = [p for p in lab.plan.pods if p.app and p.node == node.name]
+    if not replicas:
+        raise LabError(f"no replica of a Service runs on {node.name}")
+    pod = replicas[0]
+    lab.output(node.name, ["ip", "link", "del", pod.host_veth])
+    stop_processes_in(pod.netns)
+    return f"replica {pod.name} ({pod.ip}) on {node.name} is gone but still an endpoint in the DNAT rules"
+
+
 FAULTS: dict[str, Callable[[Lab, NodePlan, NodePlan], str]] = {
     "wrong-fdb": wrong_fdb,
     "stale-fdb": stale_fdb,
@@ -152,6 +203,9 @@ FAULTS: dict[str, Callable[[Lab, NodePlan, NodePlan], str]] = {
     "smaller-mtu": smaller_mtu,
     "bad-checksum": bad_checksum,
     "drop-vxlan": drop_vxlan_input,
+    "announcer-failover": announcer_failover,
+    "split-brain": split_brain,
+    "endpoint-down": endpoint_down,
 }
 
 

@@ -34,6 +34,7 @@ from flannelcap.lab._plan import (
     PodPlan,
     plan_lab,
 )
+from flannelcap.lab._services import build_services, leaders, replica_page
 from flannelcap.lab._sshd import enable_ssh, ssh_dir
 from flannelcap.topology.model import FLANNEL_DEVICE
 
@@ -118,7 +119,7 @@ class Lab:
                 (in which case everything already made is removed again).
         """
         plan = plan_lab(spec)
-        check_prerequisites()
+        check_prerequisites({"nft": "nftables"} if spec.services else None)
         state_dir = state_root() / plan.prefix
         clash = sorted(ns for ns in existing_namespaces() if ns.startswith(plan.prefix + "-"))
         if state_dir.exists() or clash:
@@ -184,6 +185,11 @@ class Lab:
         (www / "index.html").write_text(WELCOME_PAGE)
         pattern = bytes(range(256)) * (BIG_FILE_BYTES // 256 + 1)
         (www / BIG_FILE_NAME).write_bytes(pattern[:BIG_FILE_BYTES])
+        for pod in self.plan.pods:
+            if pod.app:
+                own = self.state_dir / f"www-{pod.name}"
+                own.mkdir()
+                (own / "index.html").write_text(replica_page(pod.name, pod.node, WELCOME_PAGE))
 
     # -- building ----------------------------------------------------------------------
 
@@ -205,6 +211,8 @@ class Lab:
         for pod in plan.pods:
             if pod.serves_http:
                 self._start_web_server(pod)
+        if plan.services:
+            build_services(self)
 
     def _build_mgmt(self) -> None:
         """The management host (xubulab): a namespace on the LAN, nothing else."""
@@ -215,8 +223,9 @@ class Lab:
         _run(["ip", "-n", ns, "link", "set", "lo", "up"], f"{plan.mgmt_name}: loopback")
         self._join_lan(ns, "lanm", plan.mgmt_ip, plan.mgmt_name)
 
-    def _join_lan(self, ns: str, lan_port: str, address: str, what: str) -> None:
-        """Give namespace ``ns`` an eth0 with ``address``, its peer ``lan_port`` on the LAN bridge."""
+    def _join_lan(self, ns: str, lan_port: str, address: str, what: str, mac: str = "") -> None:
+        """Give namespace ``ns`` an eth0 with ``address`` (and ``mac``, when given), its peer
+        ``lan_port`` on the LAN bridge."""
         lan = self.plan.lan_netns
         _run(
             ["ip", "-n", ns, "link", "add", "name", "eth0", "type", "veth", "peer", "name", lan_port, "netns", lan],
@@ -227,6 +236,8 @@ class Lab:
             ["ip", "-n", ns, "addr", "add", f"{address}/{self.plan.lan_prefix_len}", "dev", "eth0"],
             f"{what}: eth0 address",
         )
+        if mac:
+            _run(["ip", "-n", ns, "link", "set", "eth0", "address", mac], f"{what}: eth0 MAC")
         _run(["ip", "-n", ns, "link", "set", "eth0", "up"], f"{what}: eth0 up")
 
     def _build_node(self, node: NodePlan) -> None:
@@ -235,7 +246,7 @@ class Lab:
         _run(["ip", "netns", "add", ns], f"{what}: creating its namespace")
         _quiet_ipv6(ns)
         _run(["ip", "-n", ns, "link", "set", "lo", "up"], f"{what}: loopback")
-        self._join_lan(ns, node.lan_port, node.eth0_ip, what)
+        self._join_lan(ns, node.lan_port, node.eth0_ip, what, node.eth0_mac)
 
         # Checksum in software, as a NIC would before the wire: captures then hold the real
         # outer UDP checksums, not the partial ones of checksum offload.
@@ -418,7 +429,7 @@ class Lab:
                     "serve",
                     pod.ip,
                     str(WEB_PORT),
-                    str(self.state_dir / "www"),
+                    str(self.state_dir / (f"www-{pod.name}" if pod.app else "www")),
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -496,7 +507,18 @@ class Lab:
                 addrs = json.loads(self.output(pod.name, ["ip", "-j", "addr", "show", "eth0"]))[0]
                 entry["ip"] = _first_inet(addrs)
             pods.append(entry)
-        return {"prefix": self.plan.prefix, "nodes": nodes, "pods": pods}
+        led = leaders(self)
+        services = [
+            {
+                "name": svc.name,
+                "cluster_ip": svc.cluster_ip,
+                "external_ip": svc.external_ip,
+                "policy": svc.policy,
+                "announced_by": sorted(node for node, ips in led.items() if svc.external_ip in ips),
+            }
+            for svc in self.plan.services
+        ]
+        return {"prefix": self.plan.prefix, "nodes": nodes, "pods": pods, "services": services}
 
 
 def _quiet_ipv6(netns: str) -> None:
@@ -527,14 +549,15 @@ def teardown(prefix: str, namespaces: Sequence[str] = ()) -> list[str]:
     alive = existing_namespaces()
     doomed = sorted(ns for ns in alive if ns in namespaces or ns.startswith(prefix + "-"))
     for ns in doomed:
-        _kill_processes_in(ns)
+        stop_processes_in(ns)
     for ns in doomed:
         _run(["ip", "netns", "del", ns], f"removing namespace {ns}", check=False)
     shutil.rmtree(state_root() / prefix, ignore_errors=True)
     return doomed
 
 
-def _kill_processes_in(netns: str) -> None:
+def stop_processes_in(netns: str) -> None:
+    """Stop every process in ``netns`` (SIGTERM, then SIGKILL after 2 s)."""
     pids = [int(p) for p in _run(["ip", "netns", "pids", netns], "listing processes", check=False).split()]
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in pids:

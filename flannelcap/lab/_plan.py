@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from flannelcap._errors import LabError
+from flannelcap.lab._services_plan import REPLICA_HOST, TEMPLATE_HASH, WEB_SERVICE, ServicePlan, plan_web_service
 
 VXLAN_VNI = 1
 VXLAN_PORT = 8472
@@ -35,12 +36,17 @@ class LabSpec:
         prefix: namespace-name prefix; labs with different prefixes run side by side.
         first_node_ip: eth0 address of the first node; the others follow it.
         lan_prefix_len: prefix length of the LAN joining the nodes.
+        services: add the seed's §4–5: three nginx replicas behind a LoadBalancer Service,
+            a MetalLB-like announcer in every node, kube-proxy's DNAT.
+        traffic_policy: the Service's ``externalTrafficPolicy`` (``Cluster`` or ``Local``).
     """
 
     nodes: int = 3
     prefix: str = "fclab"
     first_node_ip: str = "192.168.1.38"
     lan_prefix_len: int = 24
+    services: bool = False
+    traffic_policy: str = "Cluster"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -56,6 +62,7 @@ class NodePlan:
     pod_cidr: str
     cni0_ip: str
     lan_port: str
+    eth0_mac: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -68,6 +75,7 @@ class PodPlan:
     ip: str
     host_veth: str
     serves_http: bool
+    app: str = ""  # the pod's app label (default: its image)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -86,6 +94,7 @@ class LabPlan:
     mgmt_name: str = MGMT_NAME
     mgmt_netns: str = ""
     mgmt_ip: str = ""
+    services: tuple[ServicePlan, ...] = ()
 
     def node(self, name: str) -> NodePlan:
         """The node called ``name``.
@@ -161,11 +170,13 @@ class LabPlan:
             mgmt_name=data.get("mgmt_name", MGMT_NAME),
             mgmt_netns=data.get("mgmt_netns", ""),
             mgmt_ip=data.get("mgmt_ip", ""),
+            services=tuple(ServicePlan(**{**s, "endpoints": tuple(s["endpoints"])}) for s in data.get("services", ())),
         )
 
 
 def vtep_mac(prefix: str, node: str) -> str:
-    """A stable, locally administered unicast MAC for a node's flannel.1."""
+    """A stable, locally administered unicast MAC for a node's flannel.1 (``node``), or for
+    another of its interfaces (``node/eth0``)."""
     digest = hashlib.sha256(f"{prefix}/{node}".encode()).digest()
     first = (digest[0] & 0xFC) | 0x02
     return ":".join(f"{b:02x}" for b in (first, *digest[1:6]))
@@ -207,15 +218,22 @@ def plan_lab(spec: LabSpec) -> LabPlan:
                 pod_cidr=f"10.42.{index}.0/24",
                 cni0_ip=f"10.42.{index}.1",
                 lan_port=f"lan{index}",
+                eth0_mac=vtep_mac(spec.prefix, f"{name}/eth0"),
             )
         )
     server_node = nodes[1]
     client_node = nodes[2] if len(nodes) > 2 else nodes[0]
-    placements = (
+    placements: tuple[tuple[str, NodePlan, int, bool], ...] = (
         ("nginx", server_node, 2, True),
         ("busybox", client_node, 2, False),
         ("nginx-local", client_node, 3, True),
     )
+    services: tuple[ServicePlan, ...] = ()
+    if spec.services:
+        lan_net = ipaddress.IPv4Network(f"{first}/{spec.lan_prefix_len}", strict=False)
+        web = plan_web_service([n.name for n in nodes], lan_net, spec.traffic_policy)
+        services = (web,)
+        placements += tuple((name, nodes[i], REPLICA_HOST, True) for i, name in enumerate(web.endpoints))
     pods = tuple(
         PodPlan(
             name=name,
@@ -224,6 +242,7 @@ def plan_lab(spec: LabSpec) -> LabPlan:
             ip=f"10.42.{node.index}.{host}",
             host_veth=_veth_name(spec.prefix, name),
             serves_http=serves,
+            app=WEB_SERVICE if name.startswith(WEB_SERVICE + "-") else "",
         )
         for name, node, host, serves in placements
     )
@@ -238,6 +257,7 @@ def plan_lab(spec: LabSpec) -> LabPlan:
         pods=pods,
         mgmt_netns=f"{spec.prefix}-{MGMT_NAME}",
         mgmt_ip=str(mgmt_ip),
+        services=services,
     )
 
 
@@ -289,11 +309,12 @@ def kubectl_pods(plan: LabPlan) -> dict[str, Any]:
     for pod in plan.pods:
         node = plan.node(pod.node)
         image = "nginx" if pod.serves_http else "busybox"
+        labels = {"app": pod.app, "pod-template-hash": TEMPLATE_HASH} if pod.app else {"app": image}
         items.append(
             {
                 "apiVersion": "v1",
                 "kind": "Pod",
-                "metadata": {"name": pod.name, "namespace": "default", "labels": {"app": image}},
+                "metadata": {"name": pod.name, "namespace": "default", "labels": labels},
                 "spec": {
                     "nodeName": pod.node,
                     "containers": [{"name": image, "image": image}],

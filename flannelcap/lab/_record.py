@@ -22,6 +22,7 @@ from flannelcap._errors import LabError
 from flannelcap.lab._faults import apply_fault
 from flannelcap.lab._lab import BIG_FILE_NAME, Lab, check_prerequisites
 from flannelcap.lab._plan import LabPlan, LabSpec, kubectl_nodes, kubectl_pods, subnet_env
+from flannelcap.lab._services_plan import kubectl_endpointslices, kubectl_services
 from flannelcap.topology.model import FLANNEL_DEVICE, NODE_TABLES, POD_TABLES, TableCommand
 
 
@@ -263,6 +264,12 @@ def snapshot_tables(lab: Lab, directory: Path) -> None:
             (pod_dir / filename).write_text(lab.output(pod.name, argv))
     (directory / "kubectl-get-nodes.json").write_text(json.dumps(kubectl_nodes(lab.plan), indent=2) + "\n")
     (directory / "kubectl-get-pods.json").write_text(json.dumps(kubectl_pods(lab.plan), indent=2) + "\n")
+    if lab.plan.services:
+        for kind, document in (
+            ("svc", kubectl_services(lab.plan.services)),
+            ("endpointslices", kubectl_endpointslices(lab.plan.services, lab.plan.pods)),
+        ):
+            (directory / f"kubectl-get-{kind}.json").write_text(json.dumps(document, indent=2) + "\n")
 
 
 def record_scenario(lab: Lab, scenario: Scenario, output_dir: Path) -> dict[str, object]:

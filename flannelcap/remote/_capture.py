@@ -395,14 +395,15 @@ class CaptureSession:
         state.tables_dir = tables_dir.parent
 
     def _save_kubectl(self, runner: SshRunner, directory: Path) -> None:
-        """Nodes and pods as kubectl sees them, where the node has a working kubectl (a k3s
-        server does): it names the pods. Without one, packets are named by node only."""
-        for kind in ("nodes", "pods"):
+        """Nodes, pods, Services and EndpointSlices as kubectl sees them, where the node has a
+        working kubectl (a k3s server does): it names the pods and the Services' endpoints.
+        Without one, packets are named by node only."""
+        for kind in ("nodes", "pods", "svc", "endpointslices"):
             target = directory / f"kubectl-get-{kind}.json"
             if target.exists():
                 continue
             for kubectl in (["kubectl"], ["k3s", "kubectl"]):
-                extra = ["-A"] if kind == "pods" else []
+                extra = [] if kind == "nodes" else ["-A"]
                 try:
                     text = runner.run([*kubectl, "get", kind, *extra, "-o", "json"])
                 except (CommandError, ConnectError):

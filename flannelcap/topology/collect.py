@@ -85,7 +85,7 @@ def topology_from_dir(directory: Path) -> Topology:
 
     Layout: ``DIR/<node>/<table files>`` (names containing neigh, fdb, flannel, cni0,
     route, link, subnet), ``DIR/pods/<pod>/`` (addr, route), and ``DIR/*nodes*.json`` /
-    ``DIR/*pods*`` for kubectl output.
+    ``DIR/*pods*`` / ``DIR/*svc*.json``, ``DIR/*endpointslices*.json`` for kubectl output.
 
     Raises:
         TopologyError: the directory holds nothing to build from.
@@ -96,6 +96,7 @@ def topology_from_dir(directory: Path) -> Topology:
     node_tables = {}
     pod_tables = {}
     kubectl_nodes = kubectl_pods = None
+    kubectl_services = []
     for path in sorted(directory.iterdir()):
         if path.is_dir() and path.name == "pods":
             pod_tables = {p.name: _read_tables(p, _POD_FILE_KINDS) for p in sorted(path.iterdir()) if p.is_dir()}
@@ -107,10 +108,16 @@ def topology_from_dir(directory: Path) -> Topology:
             kubectl_nodes = path.read_text(errors="replace")
         elif "pods" in path.name:
             kubectl_pods = path.read_text(errors="replace")
+        elif path.suffix == ".json" and any(word in path.name for word in ("svc", "services", "endpointslices")):
+            kubectl_services.append(path.read_text(errors="replace"))
     if not node_tables and kubectl_nodes is None:
         raise TopologyError(f"{directory} holds no node tables (DIR/<node>/ip-neigh….txt …) and no kubectl nodes JSON")
     return build_topology(
-        kubectl_nodes=kubectl_nodes, kubectl_pods=kubectl_pods, node_tables=node_tables, pod_tables=pod_tables
+        kubectl_nodes=kubectl_nodes,
+        kubectl_pods=kubectl_pods,
+        node_tables=node_tables,
+        pod_tables=pod_tables,
+        kubectl_services=kubectl_services,
     )
 
 

@@ -2,13 +2,16 @@
 
 Rule: pure functions over text, no I/O. ``kubectl get nodes -o json`` gives flannel's view of
 each node (its annotations: VTEP MAC, VNI, public IP); ``kubectl get pods -A -o json`` or
-``-o wide`` gives pod names, IPs and nodes. What cannot be read raises ``TableParseError``.
+``-o wide`` gives pod names, IPs and nodes; ``kubectl get svc,endpointslices -A -o json`` the
+Services, their ClusterIPs and LoadBalancer IPs, and their endpoints. What cannot be read
+raises ``TableParseError``.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from flannelcap._errors import TableParseError
@@ -214,3 +217,120 @@ def _parse_wide(text: str) -> list[KubePod]:
     if not pods:
         raise TableParseError(table, 0, "", "no pods in the table")
     return pods
+
+
+# -- services --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Endpoint:
+    """One endpoint of a Service (from its EndpointSlices): a pod IP, where it runs."""
+
+    ip: str
+    port: int | None
+    pod: str | None
+    node: str | None
+    ready: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Service:
+    """A Service: its addresses, ports, external traffic policy and endpoints."""
+
+    name: str
+    namespace: str
+    type: str
+    cluster_ips: tuple[str, ...]
+    external_ips: tuple[str, ...]  # the LoadBalancer's ingress IPs and spec.externalIPs
+    ports: tuple[int, ...]
+    node_ports: tuple[int, ...] = ()
+    policy: str = "Cluster"  # externalTrafficPolicy
+    endpoints: tuple[Endpoint, ...] = ()
+
+    @property
+    def key(self) -> str:
+        """``namespace/name``."""
+        return f"{self.namespace}/{self.name}"
+
+
+def parse_kubectl_services(texts: Sequence[str]) -> list[Service]:
+    """Parse ``kubectl get svc,endpointslices -A -o json`` (or the two kinds in separate
+    texts): Services with their endpoints joined in from the EndpointSlices that name them.
+
+    Raises:
+        TableParseError: not JSON, or an item that is not a Service or EndpointSlice.
+    """
+    table = "kubectl get svc,endpointslices -o json"
+    services: dict[tuple[str, str], Service] = {}
+    slices: list[tuple[str, str, tuple[Endpoint, ...]]] = []
+    for text in texts:
+        for number, item in enumerate(_any_items(text, table), 1):
+            kind = item.get("kind")
+            try:
+                if kind == "Service":
+                    svc = _service(item)
+                    services[(svc.namespace, svc.name)] = svc
+                elif kind == "EndpointSlice":
+                    slices.append(_slice(item))
+            except (KeyError, TypeError, AttributeError, ValueError) as exc:
+                raise TableParseError(
+                    table, number, json.dumps(item)[:80], f"item {number} is not a {kind} ({exc})"
+                ) from exc
+    for namespace, name, endpoints in slices:
+        owner = services.get((namespace, name))
+        if owner is not None:
+            services[(namespace, name)] = replace(owner, endpoints=owner.endpoints + endpoints)
+    return list(services.values())
+
+
+def _any_items(text: str, table: str) -> list[dict[str, Any]]:
+    """The items of a List of any kinds (or one object)."""
+    if not text.strip():
+        raise TableParseError(table, 0, "", "the input is empty (was the command's output pasted?)")
+    data = load_json(text, table)
+    if isinstance(data, dict) and "items" not in data and "kind" in data:
+        data = {"items": [data]}
+    if not isinstance(data, dict) or not isinstance(data.get("items"), list):
+        raise TableParseError(table, 1, text.strip()[:80], "not a kubectl list (no 'items')")
+    return [item for item in data["items"] if isinstance(item, dict)]
+
+
+def _service(item: dict[str, Any]) -> Service:
+    metadata = item["metadata"]
+    spec = item.get("spec") or {}
+    ingress = ((item.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    cluster_ips = spec.get("clusterIPs") or ([spec["clusterIP"]] if spec.get("clusterIP") else [])
+    external = [i["ip"] for i in ingress if isinstance(i, dict) and i.get("ip")] + list(spec.get("externalIPs") or [])
+    ports = [p for p in spec.get("ports") or [] if isinstance(p, dict)]
+    return Service(
+        name=str(metadata["name"]),
+        namespace=str(metadata.get("namespace", "default")),
+        type=str(spec.get("type", "ClusterIP")),
+        cluster_ips=tuple(str(ip) for ip in cluster_ips if ip and ip != "None"),
+        external_ips=tuple(dict.fromkeys(str(ip) for ip in external)),
+        ports=tuple(int(p["port"]) for p in ports if "port" in p),
+        node_ports=tuple(int(p["nodePort"]) for p in ports if p.get("nodePort")),
+        policy=str(spec.get("externalTrafficPolicy") or "Cluster"),
+    )
+
+
+def _slice(item: dict[str, Any]) -> tuple[str, str, tuple[Endpoint, ...]]:
+    metadata = item["metadata"]
+    service = (metadata.get("labels") or {}).get("kubernetes.io/service-name")
+    ports = [p for p in item.get("ports") or [] if isinstance(p, dict)]
+    port = int(ports[0]["port"]) if ports and ports[0].get("port") is not None else None
+    endpoints = []
+    for endpoint in item.get("endpoints") or []:
+        ref = endpoint.get("targetRef") or {}
+        ready = (endpoint.get("conditions") or {}).get("ready")
+        for ip in endpoint.get("addresses") or []:
+            endpoints.append(
+                Endpoint(
+                    ip=str(ip),
+                    port=port,
+                    pod=_text(ref.get("name")) if ref.get("kind", "Pod") == "Pod" else None,
+                    node=_text(endpoint.get("nodeName")),
+                    ready=ready is not False,
+                )
+            )
+    return str(metadata.get("namespace", "default")), str(service or metadata["name"]), tuple(endpoints)

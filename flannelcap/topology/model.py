@@ -15,7 +15,15 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from flannelcap._errors import TopologyError
-from flannelcap.topology.kube import KubeNode, KubePod, parse_kubectl_nodes, parse_kubectl_pods
+from flannelcap.topology.kube import (
+    Endpoint,
+    KubeNode,
+    KubePod,
+    Service,
+    parse_kubectl_nodes,
+    parse_kubectl_pods,
+    parse_kubectl_services,
+)
 from flannelcap.topology.tables import (
     FdbEntry,
     Link,
@@ -143,6 +151,7 @@ class Topology:
     views: tuple[NodeView, ...] = ()
     conflicts: tuple[Conflict, ...] = ()
     notes: tuple[str, ...] = ()  # what a source held but could not be read (one odd annotation)
+    services: tuple[Service, ...] = ()  # from kubectl get svc,endpointslices
 
     def node(self, name: str) -> Node | None:
         """The node called ``name``."""
@@ -191,6 +200,21 @@ class Topology:
                 return pod
         return None
 
+    def service_by_ip(self, ip: str | None) -> Service | None:
+        """The Service whose ClusterIP or LoadBalancer/external IP is ``ip``."""
+        return next((s for s in self.services if ip and (ip in s.cluster_ips or ip in s.external_ips)), None)
+
+    def lan_macs(self) -> dict[str, str]:
+        """Each node's LAN interface MAC → node name, from its ``ip link``: the interface
+        flannel.1 sends through (``ip -d link``'s ``dev``), else ``eth0``."""
+        macs = {}
+        for view in self.views:
+            underlay = view.flannel.vxlan.underlay if view.flannel and view.flannel.vxlan else None
+            for link in view.links or ():
+                if link.mac and link.name in {underlay or "eth0", "eth0"}:
+                    macs[link.mac.lower()] = view.node
+        return macs
+
     def to_json(self) -> dict[str, Any]:
         """The topology as JSON-ready data."""
         return {"format": TOPOLOGY_FORMAT, **asdict(self)}
@@ -211,9 +235,16 @@ class Topology:
                 views=tuple(_view_from_json(v) for v in data["views"]),
                 conflicts=tuple(Conflict(**c) for c in data["conflicts"]),
                 notes=tuple(str(n) for n in data.get("notes", ())),
+                services=tuple(_service_from_json(s) for s in data.get("services", ())),
             )
         except (KeyError, TypeError) as exc:
             raise TopologyError(f"damaged topology file: {exc}") from exc
+
+
+def _service_from_json(data: dict[str, Any]) -> Service:
+    tuples = {k: tuple(v) for k, v in data.items() if isinstance(v, list) and k != "endpoints"}
+    endpoints = tuple(Endpoint(**e) for e in data.get("endpoints", ()))
+    return Service(**{**data, **tuples, "endpoints": endpoints})
 
 
 def _link_from_json(data: dict[str, Any] | None) -> Link | None:
@@ -252,6 +283,7 @@ def build_topology(
     kubectl_pods: str | None = None,
     node_tables: Mapping[str, Mapping[str, str]] | None = None,
     pod_tables: Mapping[str, Mapping[str, str]] | None = None,
+    kubectl_services: Iterable[str] = (),
 ) -> Topology:
     """Build a topology from any mix of kubectl output and node tables.
 
@@ -260,6 +292,7 @@ def build_topology(
         kubectl_pods: ``kubectl get pods -A -o json`` or ``-o wide``.
         node_tables: per node name, table kind (a key of ``NODE_TABLES``) → printed text.
         pod_tables: per pod name, table kind (a key of ``POD_TABLES``) → printed text.
+        kubectl_services: ``kubectl get svc,endpointslices -A -o json`` (one text, or one per kind).
 
     Raises:
         TableParseError: a table cannot be read (the message names it, and the line).
@@ -281,7 +314,15 @@ def build_topology(
     kube_pods = parse_kubectl_pods(kubectl_pods) if kubectl_pods else []
     pods = tuple(_pod(p, views, pod_tables or {}) for p in kube_pods)
     notes = tuple(note for node in kube_nodes.values() for note in node.notes)
-    return Topology(nodes=nodes, pods=pods, views=tuple(views.values()), conflicts=tuple(conflicts), notes=notes)
+    services = tuple(parse_kubectl_services(list(kubectl_services)))
+    return Topology(
+        nodes=nodes,
+        pods=pods,
+        views=tuple(views.values()),
+        conflicts=tuple(conflicts),
+        notes=notes,
+        services=services,
+    )
 
 
 def _view(name: str, tables: Mapping[str, str]) -> NodeView:
