@@ -93,6 +93,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         action="store_true",
         help="record the journey captures instead (-i any on two nodes at once, into OUTPUT/journeys/)",
     )
+    record.add_argument(
+        "--services",
+        action="store_true",
+        help="record the services captures instead (arping, curls, failover, split brain; into OUTPUT/services/)",
+    )
     record.set_defaults(run=_record)
 
 
@@ -183,6 +188,12 @@ def _kubectl(args: argparse.Namespace) -> int:
 def _record(args: argparse.Namespace) -> int:
     from flannelcap.lab._record import record_all, record_journeys
 
+    if args.services:
+        from flannelcap.lab._record_services import record_services
+
+        for entry in record_services(args.output / "services"):
+            print(f"{args.output / 'services' / str(entry['name'])}/: {entry['traffic']}")
+        return 0
     if args.journeys:
         for entry in record_journeys(args.output / "journeys"):
             print(f"{args.output / 'journeys' / str(entry['name'])}/: {entry['traffic']}")

@@ -1,0 +1,510 @@
+"""Services on the wire (seed lab §4–5): which node announces each LoadBalancer IP, where
+kube-proxy sent each connection to it, and how evenly it spread them.
+
+Rule: pure, over the packet columns of one or more captures (``CaptureAt``) and a topology.
+
+- **Announcements.** A node claims a service IP with an ARP reply, or with a gratuitous ARP
+  (sender IP = target IP). MetalLB's layer-2 mode lets exactly one node do so, with its own
+  LAN MAC. The claims of each IP in time order give its holders. A new holder is a takeover.
+  An earlier holder that claims again after being replaced means two speakers answer (split
+  brain). ARP requests that get no claim within ``ANSWER_WINDOW`` are silence. The IPs come
+  from the topology's Services. Without Services, they are the IPs claimed gratuitously,
+  and those a MAC claims besides the address it asks from.
+- **Connections.** Each SYN to a Service IP (LoadBalancer or ClusterIP) is a connection;
+  retransmissions and copies (``-i any``, several files) are one. Its DNATed leg is a SYN
+  with the same sequence number that leaves within ``DNAT_WINDOW`` towards another address
+  (NAT does not touch sequence numbers). The leg's destination is the endpoint; its source
+  tells whether the client was masqueraded (``externalTrafficPolicy: Cluster``) or kept
+  (``Local``). A connection is answered when a SYN-ACK acknowledges its SYN. The node that
+  received it is the owner of the SYN's destination MAC, or the capture's node when a
+  cooked capture saw it arrive.
+- **Spread.** Per Service, the connections per endpoint (every endpoint of its
+  EndpointSlices, also those that got none), tested against a uniform spread by Pearson's χ².
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from flannelcap.analysis.audit import ERROR, WARNING, Finding
+from flannelcap.analysis.journey import CaptureAt
+from flannelcap.topology.kube import Endpoint
+from flannelcap.topology.model import Topology
+
+ANSWER_WINDOW = 1.0  # seconds an ARP request waits for its answer (arping's default interval)
+DNAT_WINDOW = 1.0  # seconds between a SYN reaching a node and its DNATed copy leaving it
+MAX_PACKETS_SHOWN = 12
+
+CLAIM_COLUMNS = ("time", "file", "number", "vip", "service", "mac", "node", "kind")
+TAKEOVER_COLUMNS = ("vip", "service", "time", "file", "number", "from_mac", "from_node", "to_mac", "to_node", "kind")
+CONNECTION_COLUMNS = (
+    "time", "file", "number", "service", "vip", "port", "client_ip", "client_port", "received_by",
+    "endpoint_ip", "endpoint_pod", "endpoint_node", "local", "path", "seen_from", "masqueraded", "answered",
+    "endpoint_answered", "syn_retransmits", "http_status",
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Spread:
+    """How one Service's connections spread over its endpoints."""
+
+    service: str
+    connections: int
+    chi2: float
+    dof: int
+    p_value: float
+
+
+def _arp(frame: pd.DataFrame) -> pd.DataFrame:
+    if "arp_op" not in frame or frame.empty:
+        return frame.iloc[0:0]
+    return frame[frame["arp_op"].notna()]
+
+
+def _text(column: pd.Series) -> pd.Series:
+    """A label column as plain text (missing: empty)."""
+    return column.astype(object).where(column.notna(), "").astype(str)
+
+
+def service_ips(topology: Topology | None) -> dict[str, str]:
+    """Each Service's LoadBalancer and external IP → ``namespace/name``."""
+    return {ip: svc.key for svc in (topology.services if topology else ()) for ip in svc.external_ips}
+
+
+def claims(captures: Sequence[CaptureAt], topology: Topology | None = None) -> pd.DataFrame:
+    """Every ARP claim of a service IP: ``time``, ``file``, ``number``, ``vip``, ``service``,
+    ``mac``, ``node`` (the MAC's owner from the nodes' ``ip link``), ``kind`` (``gratuitous
+    request``, ``gratuitous reply`` or ``reply``), in time order."""
+    parts = []
+    for capture in captures:
+        arp = _arp(capture.packets)
+        if arp.empty:
+            continue
+        sender_ip, target_ip = _text(arp["arp_sender_ip"]), _text(arp["arp_target_ip"])
+        op = _text(arp["arp_op"])
+        gratuitous = sender_ip == target_ip
+        claim = (op == "reply") | gratuitous
+        part = pd.DataFrame(
+            {
+                "time": arp["time"].to_numpy(),
+                "file": capture.name,
+                "number": arp["number"].to_numpy(),
+                "vip": sender_ip.to_numpy(),
+                "mac": _text(arp["arp_sender_mac"]).str.lower().to_numpy(),
+                "kind": np.where(gratuitous, "gratuitous " + op, op),
+                "requester": np.where(op == "request", sender_ip, ""),
+                "asked": np.where((op == "request") & ~gratuitous, target_ip, ""),
+                "claim": claim.to_numpy(),
+            }
+        )
+        parts.append(part)
+    if not parts:
+        return pd.DataFrame(columns=list(CLAIM_COLUMNS))
+    every = pd.concat(parts, ignore_index=True)
+    known = service_ips(topology)
+    vips = set(known) or _guessed_vips(every)
+    out = every[every["claim"] & every["vip"].isin(vips)].copy()
+    out["service"] = out["vip"].map(known)
+    owners = topology.lan_macs() if topology else {}
+    out["node"] = out["mac"].map(owners)
+    out = out.sort_values(["time", "file"], kind="stable")
+    return out[list(CLAIM_COLUMNS)].reset_index(drop=True)
+
+
+def _guessed_vips(arp: pd.DataFrame) -> set[str]:
+    """Service IPs without Services: those claimed gratuitously, and those a MAC claims
+    besides the address it sends its own requests from."""
+    claimed = arp[arp["claim"]]
+    own = set(zip(arp["mac"][arp["requester"] != ""], arp["requester"][arp["requester"] != ""], strict=True))
+    gratuitous = set(claimed["vip"][claimed["kind"].str.startswith("gratuitous")])
+    extra = {
+        vip
+        for mac, vip in zip(claimed["mac"], claimed["vip"], strict=True)
+        if (mac, vip) not in own and any(m == mac and ip != vip for m, ip in own)
+    }
+    return gratuitous | extra
+
+
+def unanswered_requests(captures: Sequence[CaptureAt], vips: Iterable[str]) -> pd.DataFrame:
+    """ARP requests for a service IP (not gratuitous) that no claim answered within
+    ``ANSWER_WINDOW``: ``time``, ``file``, ``number``, ``vip``, ``requester``."""
+    wanted = set(vips)
+    rows = []
+    for capture in captures:
+        arp = _arp(capture.packets)
+        if arp.empty:
+            continue
+        op, sender, target = _text(arp["arp_op"]), _text(arp["arp_sender_ip"]), _text(arp["arp_target_ip"])
+        times = arp["time"].to_numpy()
+        numbers = arp["number"].to_numpy()
+        answers = {
+            vip: np.sort(times[((op == "reply") | (sender == target)).to_numpy() & (sender == vip).to_numpy()])
+            for vip in wanted
+        }
+        asked = ((op == "request") & (sender != target) & target.isin(wanted)).to_numpy()
+        for index in np.flatnonzero(asked):
+            vip = target.iloc[index]
+            later = answers[vip]
+            at = np.searchsorted(later, times[index])
+            if at == len(later) or later[at] - times[index] > ANSWER_WINDOW:
+                rows.append((times[index], capture.name, int(numbers[index]), vip, sender.iloc[index]))
+    return pd.DataFrame(rows, columns=["time", "file", "number", "vip", "requester"])
+
+
+def takeovers(claimed: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, set[str]]]:
+    """Per service IP, each change of the MAC that claims it (the first claim included), and
+    the MACs that claimed it after another had replaced them (split brain)."""
+    rows = []
+    split: dict[str, set[str]] = {}
+    for vip, group in claimed.groupby("vip", sort=True):
+        holder: str | None = None
+        replaced: set[str] = set()
+        for time, file, number, mac, node, kind, service in zip(
+            group["time"], group["file"], group["number"], group["mac"], group["node"], group["kind"],
+            group["service"], strict=True,
+        ):  # fmt: skip
+            if mac == holder:
+                continue
+            if mac in replaced:
+                split.setdefault(str(vip), set()).update({mac, holder or mac})
+            previous = holder
+            if previous is not None:
+                replaced.add(previous)
+            holder = mac
+            from_node = claimed_node(group, previous)
+            rows.append((vip, service, time, file, number, previous, from_node, mac, node, kind))
+    return pd.DataFrame(rows, columns=list(TAKEOVER_COLUMNS)), split
+
+
+def claimed_node(group: pd.DataFrame, mac: str | None) -> str | None:
+    """The node a MAC of ``group`` belongs to, where known."""
+    if mac is None:
+        return None
+    nodes = group["node"][group["mac"] == mac].dropna()
+    return str(nodes.iloc[0]) if len(nodes) else None
+
+
+def _tcp(frame: pd.DataFrame, flags: str) -> pd.DataFrame:
+    if frame.empty or "tcp_flags" not in frame:
+        return frame.iloc[0:0]
+    return frame[_text(frame["tcp_flags"]) == flags]
+
+
+def connections(captures: Sequence[CaptureAt], topology: Topology | None = None) -> pd.DataFrame:
+    """One row per connection to a Service IP (columns ``CONNECTION_COLUMNS``), in time order."""
+    topology = topology or Topology()
+    by_ip = {ip: svc for svc in topology.services for ip in (*svc.cluster_ips, *svc.external_ips)}
+    if not by_ip:
+        return pd.DataFrame(columns=list(CONNECTION_COLUMNS))
+    owners = topology.lan_macs()
+    endpoints = {e.ip: e for svc in topology.services for e in svc.endpoints}
+    fronts, legs, answers = [], [], []
+    for capture in captures:
+        syn = _tcp(capture.packets, "SYN")
+        if not syn.empty:
+            dst = _text(syn["dst_ip"])
+            to_service = dst.isin(by_ip).to_numpy()
+            front = syn[to_service].assign(file=capture.name, capture_node=capture.node)
+            fronts.append(front)
+            legs.append(syn[~to_service].assign(file=capture.name))
+        synack = _tcp(capture.packets, "SYN, ACK")
+        if not synack.empty:
+            answers.append(synack.assign(file=capture.name))
+    if not fronts or all(f.empty for f in fronts):
+        return pd.DataFrame(columns=list(CONNECTION_COLUMNS))
+    front = pd.concat(fronts, ignore_index=True)
+    front["dst_ip"], front["src_ip"] = _text(front["dst_ip"]), _text(front["src_ip"])
+    key = ["src_ip", "src_port", "dst_ip", "tcp_seq"]
+    front = front.sort_values("time", kind="stable")
+    tries = front.groupby(key, sort=False).agg(first=("time", "min"), copies=("time", "size"), sent=("time", _sends))
+    leg = _dnat_legs(front, pd.concat(legs, ignore_index=True) if legs else front.iloc[0:0])
+    acked = _acknowledged(pd.concat(answers, ignore_index=True) if answers else front.iloc[0:0])
+    status = _first_status(captures, set(by_ip))
+    rows = []
+    for (client_ip, client_port, vip, seq), group in front.groupby(key, sort=False):
+        svc = by_ip[vip]
+        first = group.iloc[0]
+        found = leg.get((client_ip, client_port, vip, seq))
+        seen = group if found is None else group[group["file"] == found["file"]]
+        receiver = _receiver(seen.iloc[0] if len(seen) else first, owners)
+        endpoint_ip = str(found["dst_ip"]) if found is not None else None
+        endpoint = endpoints.get(endpoint_ip) if endpoint_ip else None
+        pod, endpoint_node = _endpoint_names(topology, endpoint_ip, endpoint)
+        rows.append(
+            {
+                "time": float(first["time"]),
+                "file": first["file"],
+                "number": int(first["number"]),
+                "service": svc.key,
+                "vip": vip,
+                "port": int(first["dst_port"]),
+                "client_ip": client_ip,
+                "client_port": int(client_port),
+                "received_by": receiver,
+                "endpoint_ip": endpoint_ip,
+                "endpoint_pod": pod,
+                "endpoint_node": endpoint_node,
+                "local": (endpoint_node == receiver) if endpoint_node and receiver else None,
+                "path": found["path"] if found is not None else None,
+                "seen_from": found["src_ip"] if found is not None else None,
+                "masqueraded": (found["src_ip"] != client_ip) if found is not None else None,
+                "answered": (int(seq) + 1) % 2**32 in acked["any"],
+                "endpoint_answered": (
+                    ((endpoint_ip, (int(seq) + 1) % 2**32) in acked["from"]) if endpoint_ip else None
+                ),
+                "syn_retransmits": int(tries.loc[(client_ip, client_port, vip, seq), "sent"]) - 1,
+                "http_status": status.get((client_ip, int(client_port))),
+            }
+        )
+    out = pd.DataFrame(rows, columns=list(CONNECTION_COLUMNS))
+    return out.sort_values("time", kind="stable").reset_index(drop=True)
+
+
+def _endpoint_names(topology: Topology, ip: str | None, endpoint: Endpoint | None) -> tuple[str | None, str | None]:
+    """The pod and node of a DNAT destination: from the EndpointSlice, else from the pods
+    and the nodes' pod CIDRs."""
+    if not ip:
+        return None, None
+    pod = endpoint.pod if endpoint else None
+    node = endpoint.node if endpoint else None
+    if pod is None and (known := topology.pod_by_ip(ip)) is not None:
+        pod, node = known.name, node or known.node
+    if node is None and (owner := topology.node_of_pod_ip(ip)) is not None:
+        node = owner.name
+    return pod, node
+
+
+def _first_status(captures: Sequence[CaptureAt], ips: set[str]) -> dict[tuple[str, int], int]:
+    """(client IP, client port) → the HTTP status of the first response a Service IP sent it."""
+    status: dict[tuple[str, int], int] = {}
+    for capture in captures:
+        frame = capture.packets
+        if frame.empty or "http_status" not in frame:
+            continue
+        answers = frame[frame["http_status"].notna() & _text(frame["src_ip"]).isin(ips)]
+        for client, port, code in zip(
+            _text(answers["dst_ip"]), answers["dst_port"], answers["http_status"], strict=True
+        ):
+            status.setdefault((client, int(port)), int(code))
+    return status
+
+
+def _sends(times: pd.Series) -> int:
+    """How many times a SYN was sent: copies closer than 0.2 s are one send seen twice."""
+    values = np.sort(times.to_numpy(dtype=float))
+    return int(1 + np.count_nonzero(np.diff(values) >= 0.2)) if len(values) else 0
+
+
+def _dnat_legs(front: pd.DataFrame, legs: pd.DataFrame) -> dict[tuple[object, ...], dict[str, object]]:
+    """Per connection key, its DNATed leg: the first SYN with its sequence number that left
+    for another address within ``DNAT_WINDOW`` in the same capture."""
+    if legs.empty:
+        return {}
+    pairs = front[["file", "tcp_seq", "time", "src_ip", "src_port", "dst_ip"]].merge(
+        legs[["file", "tcp_seq", "time", "src_ip", "dst_ip", "is_vxlan", "if_name"]].assign(
+            src_ip=lambda f: _text(f["src_ip"]), dst_ip=lambda f: _text(f["dst_ip"])
+        ),
+        on=["file", "tcp_seq"],
+        suffixes=("", "_leg"),
+    )
+    delay = pairs["time_leg"] - pairs["time"]
+    pairs = pairs[(delay >= 0) & (delay <= DNAT_WINDOW)].sort_values("time_leg", kind="stable")
+    found: dict[tuple[object, ...], dict[str, object]] = {}
+    for row in pairs.itertuples(index=False):
+        key = (row.src_ip, row.src_port, row.dst_ip, row.tcp_seq)
+        if key in found:
+            continue
+        interface = str(row.if_name) if isinstance(row.if_name, str) else None
+        path = "vxlan" if bool(row.is_vxlan) or interface == "flannel.1" else (interface or "routed")
+        found[key] = {"file": row.file, "dst_ip": row.dst_ip_leg, "src_ip": row.src_ip_leg, "path": path}
+    return found
+
+
+def _acknowledged(synack: pd.DataFrame) -> dict[str, set[object]]:
+    """The acknowledgement numbers of SYN-ACKs (``any``), and (sender, ack) pairs (``from``)."""
+    if synack.empty:
+        return {"any": set(), "from": set()}
+    acks = synack["tcp_ack"].astype("Int64").dropna().astype(int)
+    senders = _text(synack["src_ip"]).loc[acks.index]
+    return {"any": set(acks.tolist()), "from": set(zip(senders.tolist(), acks.tolist(), strict=True))}
+
+
+def _receiver(row: pd.Series, owners: dict[str, str]) -> str | None:
+    """The node a SYN arrived at: the owner of its destination MAC, or the capture's node
+    when a cooked capture saw it come in (``host``)."""
+    mac = row.get("outer_dst_mac")
+    if isinstance(mac, str) and mac.lower() in owners:
+        return owners[mac.lower()]
+    if str(row.get("packet_type")) == "host":
+        return str(row["capture_node"])
+    return None
+
+
+def endpoint_counts(conns: pd.DataFrame, topology: Topology | None) -> pd.DataFrame:
+    """Per Service and endpoint: ``connections``, ``answered``, ``share``, ``expected`` (a
+    uniform spread over the Service's endpoints), ``pod``, ``node``, ``ready``. Endpoints of
+    the EndpointSlices that got no connection are listed with 0."""
+    rows = []
+    for svc in topology.services if topology else ():
+        mine = conns[conns["service"] == svc.key] if len(conns) else conns
+        placed = mine[mine["endpoint_ip"].notna()] if len(mine) else mine
+        total = len(placed)
+        listed = {e.ip for e in svc.endpoints}
+        extra = sorted(set(placed["endpoint_ip"]) - listed) if total else []
+        for ip, pod, node, ready in [(e.ip, e.pod, e.node, e.ready) for e in svc.endpoints] + [
+            (ip, None, None, False) for ip in extra
+        ]:
+            hits = placed[placed["endpoint_ip"] == ip] if total else placed
+            count = len(hits)
+            rows.append(
+                {
+                    "service": svc.key,
+                    "endpoint_ip": ip,
+                    "pod": pod,
+                    "node": node,
+                    "ready": ready,
+                    "in_slices": ip in listed,
+                    "connections": count,
+                    "answered": int(hits["endpoint_answered"].fillna(False).astype(bool).sum()) if count else 0,
+                    "share": count / total if total else math.nan,
+                    "expected": total / len(svc.endpoints) if svc.endpoints else math.nan,
+                }
+            )
+    columns = ["service", "endpoint_ip", "pod", "node", "ready", "in_slices", "connections", "answered", "share"]
+    return pd.DataFrame(rows, columns=[*columns, "expected"])
+
+
+def spread(counts: pd.DataFrame) -> list[Spread]:
+    """Pearson's χ² of each Service's connections per endpoint against a uniform spread."""
+    out = []
+    for service, group in counts[counts["in_slices"]].groupby("service", sort=False):
+        observed = group["connections"].to_numpy(dtype=float)
+        total = float(observed.sum())
+        if total == 0 or len(observed) < 2:
+            continue
+        expected = total / len(observed)
+        chi2 = float(((observed - expected) ** 2 / expected).sum())
+        dof = len(observed) - 1
+        out.append(Spread(service=str(service), connections=int(total), chi2=chi2, dof=dof, p_value=chi2_sf(chi2, dof)))
+    return out
+
+
+def chi2_sf(x: float, dof: int) -> float:
+    """P(χ²_dof ≥ x): the closed forms of the regularised upper incomplete gamma function
+    Q(dof/2, x/2) for whole and half-whole shapes."""
+    if x <= 0:
+        return 1.0
+    half = x / 2.0
+    if dof % 2 == 0:
+        term, total = 1.0, 1.0
+        for i in range(1, dof // 2):
+            term *= half / i
+            total += term
+        return min(1.0, math.exp(-half) * total)
+    total = math.erfc(math.sqrt(half))
+    term = math.exp(-half) / math.sqrt(math.pi * half)
+    for i in range(1, (dof + 1) // 2):
+        term *= half / (i - 0.5)
+        total += term
+    return min(1.0, total)
+
+
+def findings(
+    claimed: pd.DataFrame,
+    split: dict[str, set[str]],
+    unanswered: pd.DataFrame,
+    conns: pd.DataFrame,
+    topology: Topology | None,
+) -> list[Finding]:
+    """The services' findings: two announcers for one IP, an IP nobody answers ARP for, an
+    endpoint that never answers, a DNAT to a pod IP that no pod has."""
+    out = []
+    owners = topology.lan_macs() if topology else {}
+    for vip, macs in sorted(split.items()):
+        named = ", ".join(f"{mac} ({owners.get(mac, 'not a node')})" for mac in sorted(macs))
+        numbers = claimed["number"][(claimed["vip"] == vip) & claimed["mac"].isin(macs)].tolist()
+        out.append(
+            Finding(
+                severity=ERROR,
+                code="vip-two-announcers",
+                message=(
+                    f"{vip} is announced by {len(macs)} MACs at once: {named} — two speakers claim it (split brain); "
+                    "clients reach whichever answered last"
+                ),
+                packets=tuple(numbers[:MAX_PACKETS_SHOWN]),
+            )
+        )
+    if len(unanswered):
+        answered_vips = set(claimed["vip"])
+        for vip, group in unanswered.groupby("vip", sort=True):
+            never = vip not in answered_vips
+            out.append(
+                Finding(
+                    severity=ERROR if never else WARNING,
+                    code="vip-unanswered",
+                    message=(
+                        f"nobody answers ARP for {vip}: {len(group)} requests, no reply — no speaker announces it"
+                        if never
+                        else f"{len(group)} ARP requests for {vip} went unanswered (an announcer gap, e.g. a failover)"
+                    ),
+                    packets=tuple(group["number"].tolist()[:MAX_PACKETS_SHOWN]),
+                )
+            )
+    if len(conns):
+        placed = conns[conns["endpoint_ip"].notna()]
+        for ip, group in placed.groupby("endpoint_ip", sort=True):
+            if not group["endpoint_answered"].fillna(False).astype(bool).any():
+                pod = group["endpoint_pod"].iloc[0]
+                out.append(
+                    Finding(
+                        severity=ERROR,
+                        code="endpoint-never-answers",
+                        message=(
+                            f"endpoint {ip}{f' ({pod})' if pod else ''} of {group['service'].iloc[0]} never answered: "
+                            f"{len(group)} connections were DNATed to it and none got a SYN-ACK — a replica gone or "
+                            "not listening, still in the EndpointSlice and kube-proxy's rules"
+                        ),
+                        node=group["endpoint_node"].iloc[0],
+                        packets=tuple(group["number"].tolist()[:MAX_PACKETS_SHOWN]),
+                    )
+                )
+        if topology is not None and topology.pods:
+            unknown = placed[placed["endpoint_pod"].isna() & placed["endpoint_ip"].map(_in_pod_cidr(topology))]
+            for ip, group in unknown.groupby("endpoint_ip", sort=True):
+                out.append(
+                    Finding(
+                        severity=ERROR,
+                        code="dnat-to-unknown-pod",
+                        message=(
+                            f"{len(group)} connections to {group['service'].iloc[0]} were DNATed to {ip}, which no pod "
+                            "has: kube-proxy's rules point at an endpoint that is gone"
+                        ),
+                        packets=tuple(group["number"].tolist()[:MAX_PACKETS_SHOWN]),
+                    )
+                )
+    return out
+
+
+def _in_pod_cidr(topology: Topology) -> object:
+    networks = []
+    for node in topology.nodes:
+        if node.pod_cidr:
+            try:
+                networks.append(ipaddress.ip_network(node.pod_cidr, strict=False))
+            except ValueError:
+                continue
+
+    def inside(ip: str) -> bool:
+        try:
+            address = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(address in network for network in networks)
+
+    return inside

@@ -1,0 +1,240 @@
+"""Recording the services samples (seed lab §5.1 c, §5.3): ``arping`` and ``curl`` from the
+management host to the LoadBalancer IP, with real tcpdump on the LAN and on the announcing node.
+
+Rule: like ``_record``, traffic and faults only through ``Lab``, with the real tools a student
+uses (``arping`` from iputils, ``curl``); what the client saw (which replica answered each
+request) goes into the manifest, read from the response bodies.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from flannelcap._errors import LabError
+from flannelcap.lab._faults import announcer_failover, apply_fault
+from flannelcap.lab._lab import Lab, check_prerequisites
+from flannelcap.lab._plan import LabSpec
+from flannelcap.lab._record import snapshot_tables, tcpdump
+from flannelcap.lab._services import leaders
+
+_POD_RE = re.compile(r"<p>pod: (\S+) node: (\S+)</p>")
+
+
+@dataclass(slots=True)
+class ClientLog:
+    """What the management host saw: per request, the replica that answered (None: failed)."""
+
+    answers: list[str | None] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        """Answers per replica."""
+        return dict(Counter(a for a in self.answers if a))
+
+
+def curl(lab: Lab, url: str, log: ClientLog, timeout: float = 2.0) -> None:
+    """``curl -s -m TIMEOUT URL`` on the management host; the answering replica is logged."""
+    started = time.time()
+    done = lab.exec(lab.plan.mgmt_name, ["curl", "-s", "-m", str(timeout), url], capture_output=True, text=True)
+    match = _POD_RE.search(done.stdout) if done.returncode == 0 else None
+    log.answers.append(match.group(1) if match else None)
+    log.times.append(started)
+
+
+def arping(lab: Lab, ip: str, count: int) -> str:
+    """``arping -c COUNT IP`` on the management host (iputils); returns what it printed."""
+    done = lab.exec(
+        lab.plan.mgmt_name,
+        ["arping", "-c", str(count), "-w", str(count + 2), "-I", "eth0", ip],
+        capture_output=True,
+        text=True,
+    )
+    return str(done.stdout)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServicesScenario:
+    """One services recording: where tcpdump runs, and what happens meanwhile."""
+
+    name: str
+    description: str
+    on_announcer: bool  # also capture ``-i any`` on the announcing node
+    play: Callable[[Lab, ClientLog, dict[str, object]], None]
+
+
+def _vip(lab: Lab) -> str:
+    return lab.plan.services[0].external_ip
+
+
+def _announcer(lab: Lab) -> str:
+    return lab.plan.services[0].announcer
+
+
+def _other_node(lab: Lab, *not_these: str) -> str:
+    return next(n.name for n in lab.plan.nodes if n.name not in not_these)
+
+
+def _arping_and_curl(lab: Lab, log: ClientLog, facts: dict[str, object]) -> None:
+    facts["arping"] = arping(lab, _vip(lab), 3)
+    for _ in range(3):
+        curl(lab, f"http://{_vip(lab)}/", log)
+
+
+def _thirty_curls(lab: Lab, log: ClientLog, facts: dict[str, object]) -> None:
+    for _ in range(30):
+        curl(lab, f"http://{_vip(lab)}/", log)
+
+
+def _failover(lab: Lab, log: ClientLog, facts: dict[str, object]) -> None:
+    old = _announcer(lab)
+    new = _other_node(lab, old)
+    for _ in range(4):
+        curl(lab, f"http://{_vip(lab)}/", log)
+        time.sleep(0.2)
+    done: list[str] = []
+
+    def fail() -> None:
+        facts["leader_stopped_at"] = time.time()
+        # the leader's death is noticed 1.5 s later, as MetalLB's memberlist would
+        done.append(announcer_failover(lab, lab.plan.node(old), lab.plan.node(new), detect_after=1.5))
+
+    worker = threading.Thread(target=fail)
+    worker.start()
+    deadline = time.monotonic() + 7
+    while time.monotonic() < deadline:
+        curl(lab, f"http://{_vip(lab)}/", log, timeout=1.0)
+        time.sleep(0.2)
+    worker.join()
+    facts.update(fault=done[0], old_announcer=old, new_announcer=new)
+
+
+def _split_brain(lab: Lab, log: ClientLog, facts: dict[str, object]) -> None:
+    old = _announcer(lab)
+    other = _other_node(lab, old)
+    facts["fault"] = apply_fault(lab, "split-brain", old, other)
+    facts["announcers"] = sorted(node for node, ips in leaders(lab).items() if _vip(lab) in ips)
+    time.sleep(0.5)
+    facts["arping"] = arping(lab, _vip(lab), 3)
+    for _ in range(3):
+        curl(lab, f"http://{_vip(lab)}/", log)
+
+
+def _endpoint_down(lab: Lab, log: ClientLog, facts: dict[str, object]) -> None:
+    gone_on = _other_node(lab, _announcer(lab))
+    facts["fault"] = apply_fault(lab, "endpoint-down", gone_on, _announcer(lab))
+    facts["gone"] = next(p.name for p in lab.plan.pods if p.app and p.node == gone_on)
+    for _ in range(12):
+        curl(lab, f"http://{_vip(lab)}/", log, timeout=1.0)
+
+
+SERVICES_SCENARIOS: tuple[ServicesScenario, ...] = (
+    ServicesScenario(
+        name="arping-curl",
+        description="arping -c 3 and 3 curls to the LoadBalancer IP from the management host, on its eth0 (§5.1 c)",
+        on_announcer=False,
+        play=_arping_and_curl,
+    ),
+    ServicesScenario(
+        name="thirty-curls",
+        description=(
+            "30 curls to the LoadBalancer IP from the management host, captured on its eth0 and with -i any on "
+            "the announcing node (§5.3: kube-proxy spreads them over 3 replicas)"
+        ),
+        on_announcer=True,
+        play=_thirty_curls,
+    ),
+    ServicesScenario(
+        name="failover",
+        description=(
+            "curls every 0.2 s while the announcing node's speaker stops and another node takes the IP over "
+            "1.5 s later with gratuitous ARP; captured on the management host's eth0"
+        ),
+        on_announcer=False,
+        play=_failover,
+    ),
+    ServicesScenario(
+        name="split-brain",
+        description=(
+            "two nodes' speakers answer ARP for the LoadBalancer IP; arping and 3 curls from the management host"
+        ),
+        on_announcer=False,
+        play=_split_brain,
+    ),
+    ServicesScenario(
+        name="endpoint-down",
+        description=(
+            "12 curls while one replica is gone but still an endpoint in the DNAT rules; captured on the management "
+            "host's eth0 and with -i any on the announcing node"
+        ),
+        on_announcer=True,
+        play=_endpoint_down,
+    ),
+)
+
+
+def record_services_scenario(lab: Lab, scenario: ServicesScenario, output_dir: Path) -> dict[str, object]:
+    """Record one scenario into ``output_dir/<name>/``. Returns its manifest entry."""
+    directory = output_dir / scenario.name
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    snapshot_tables(lab, directory / "tables")
+    announcer = _announcer(lab)
+    log = ClientLog()
+    facts: dict[str, object] = {}
+    files: dict[str, tuple[str, str, str | None]] = {
+        f"{lab.plan.mgmt_name}-eth0.pcap": (lab.plan.mgmt_name, "eth0", None)
+    }
+    if scenario.on_announcer:
+        files[f"{announcer}-any.pcap"] = (announcer, "any", "LINUX_SLL2")
+    with ExitStack() as stack:
+        runs = {
+            name: stack.enter_context(tcpdump(lab, where, interface, directory / name, link_type))
+            for name, (where, interface, link_type) in files.items()
+        }
+        time.sleep(0.3)
+        scenario.play(lab, log, facts)
+    lost = {name: run.dropped_by_kernel for name, run in runs.items() if run.dropped_by_kernel != 0}
+    if lost:
+        raise LabError(f"{scenario.name}: tcpdump lost packets ({lost}); record it again")
+    svc = lab.plan.services[0]
+    return {
+        "name": scenario.name,
+        "files": list(files),
+        "nodes": [where for where, _, _ in files.values()],
+        "tables": "tables",
+        "traffic": scenario.description,
+        "service": f"{svc.namespace}/{svc.name}",
+        "vip": svc.external_ip,
+        "announcer": announcer,
+        "policy": svc.policy,
+        "requests": len(log.answers),
+        "answers": log.counts(),
+        "failed": sum(1 for a in log.answers if a is None),
+        **facts,
+    }
+
+
+def record_services(output_dir: Path, spec: LabSpec | None = None) -> list[dict[str, object]]:
+    """A fresh services lab per scenario, recorded into ``output_dir``; the entries are also
+    written to ``output_dir/manifest.jsonl``.
+
+    Raises:
+        LabError: the lab could not be built, a tool is missing, or tcpdump lost packets.
+    """
+    check_prerequisites({"tcpdump": "tcpdump", "nft": "nftables", "arping": "iputils-arping", "curl": "curl"})
+    output_dir.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for scenario in SERVICES_SCENARIOS:
+        with Lab.up(spec or LabSpec(prefix="fcsvc", services=True)) as lab:
+            entries.append(record_services_scenario(lab, scenario, output_dir))
+    (output_dir / "manifest.jsonl").write_text("".join(json.dumps(e) + "\n" for e in entries))
+    return entries
