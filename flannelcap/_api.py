@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from flannelcap.analysis import flows as _analysis
-from flannelcap.analysis.audit import Finding, audit_frame
+from flannelcap.analysis.audit import Finding, audit_frame, sorted_findings
 from flannelcap.analysis.explain import Step, explain
 from flannelcap.analysis.flows import Conversations, conversations, missing
+from flannelcap.analysis.journey import CaptureAt
+from flannelcap.analysis.services import services_view
 from flannelcap.packets.frames import FrameBuilder
 from flannelcap.packets.records import FIELD_NAMES, PacketRecord
 from flannelcap.packets.summary import CaptureSummary
@@ -124,7 +126,12 @@ class Capture:
     def findings_list(self) -> list[Finding]:
         """The audit's findings as objects (worked out once, from the columns it reads)."""
         if self._findings is None:
-            self._findings = audit_frame(self.packets, self.topology or Topology())
+            topology = self.topology or Topology()
+            found = audit_frame(self.packets, topology)
+            if topology.services:  # who announces each Service IP, where kube-proxy sent connections
+                at = CaptureAt(self.path.name, self.node or self.path.name, self.packets)
+                found = sorted_findings([*found, *services_view([at], topology).findings])
+            self._findings = found
         return self._findings
 
     def records_where(self, rows: pd.Series) -> list[PacketRecord]:

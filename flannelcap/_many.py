@@ -1,8 +1,10 @@
 """``flannelcap.read_many``: several captures side by side — the copies of each packet matched
-across them, its journey, the delay of each hop, where packets were lost.
+across them, its journey, the delay of each hop, where packets were lost; and the Services
+they show: who announces each LoadBalancer IP, where kube-proxy sent each connection.
 
 Rule: the edge between the library and a notebook for several files. Each file is read by
-``flannelcap.read`` (the one pipeline); the matching is ``analysis.journey``'s.
+``flannelcap.read`` (the one pipeline); the matching is ``analysis.journey``'s, the services
+``analysis.services``'. Each analysis runs when first asked for, once.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import pandas as pd
 
 from flannelcap._api import Capture, _topology, read
 from flannelcap._errors import BadArgument
+from flannelcap.analysis.audit import Finding
 from flannelcap.analysis.journey import CaptureAt, ClockOffset, hops, journeys
+from flannelcap.analysis.services import ServicesView, services_view
 from flannelcap.topology.model import Topology
 
 
@@ -25,9 +29,59 @@ class Captures:
     def __init__(self, captures: list[Capture], topology: Topology | None) -> None:
         self.captures = captures
         self.topology = topology
-        at = [CaptureAt(c.path.name, c.node or c.path.name, c.packets) for c in captures]
-        self._sightings, self._packets = journeys(at, topology)
+        self._at = [CaptureAt(c.path.name, c.node or c.path.name, c.packets) for c in captures]
+        self._journeys: tuple[pd.DataFrame, pd.DataFrame] | None = None
         self._hops: pd.DataFrame | None = None
+        self._services: ServicesView | None = None
+
+    @property
+    def _sightings(self) -> pd.DataFrame:
+        return self._matched()[0]
+
+    @property
+    def _packets(self) -> pd.DataFrame:
+        return self._matched()[1]
+
+    def _matched(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        if self._journeys is None:
+            self._journeys = journeys(self._at, self.topology)
+        return self._journeys
+
+    def _service_view(self) -> ServicesView:
+        if self._services is None:
+            self._services = services_view(self._at, self.topology)
+        return self._services
+
+    def announcements(self) -> pd.DataFrame:
+        """Every ARP claim of a Service IP: ``time``, ``file``, ``number``, ``vip``,
+        ``service``, ``mac``, ``node``, ``kind`` (gratuitous request/reply, or reply)."""
+        return self._service_view().claims.copy()
+
+    def takeovers(self) -> pd.DataFrame:
+        """Per Service IP, each change of its announcer (the first claim included): ``time``,
+        ``from_mac``/``from_node``, ``to_mac``/``to_node``, ``kind`` of the claim."""
+        return self._service_view().takeovers.copy()
+
+    def connections(self) -> pd.DataFrame:
+        """One row per connection to a Service IP: client, the node that received it, the
+        endpoint (pod, node) kube-proxy DNATed it to, by which path (``vxlan``, ``cni0``),
+        whether the client was masqueraded, whether it was answered, its HTTP status."""
+        return self._service_view().connections.copy()
+
+    def endpoints(self) -> pd.DataFrame:
+        """Per Service and endpoint: connections, answered, share, expected under a uniform
+        spread (endpoints that got none included)."""
+        return self._service_view().endpoints.copy()
+
+    def services(self) -> pd.DataFrame:
+        """Per Service: its IPs, who announced it (and any split brain), connections, the
+        traffic policy the wire shows, and the χ² test of its spread over the endpoints."""
+        return self._service_view().summary.copy()
+
+    def service_findings(self) -> list[Finding]:
+        """The Services' findings: two announcers, an IP nobody answers, an endpoint that never
+        answers, a DNAT to a pod IP no pod has."""
+        return list(self._service_view().findings)
 
     def journeys(self) -> pd.DataFrame:
         """One row per matched packet: its flow, where it was first seen (``first_file``,
@@ -55,8 +109,7 @@ class Captures:
         return clocks
 
     def __repr__(self) -> str:
-        lost = int(self._packets["lost"].sum()) if len(self._packets) else 0
-        return f"<flannelcap.Captures {len(self.captures)} files: {len(self._packets)} packets matched, {lost} lost>"
+        return f"<flannelcap.Captures {len(self.captures)} files: {', '.join(c.path.name for c in self.captures)}>"
 
 
 def read_many(

@@ -86,7 +86,8 @@ def _node_name(topology: Topology, ip: str) -> str | None:
     return node.name if node else None
 
 
-def _sorted(findings: Iterable[Finding]) -> list[Finding]:
+def sorted_findings(findings: Iterable[Finding]) -> list[Finding]:
+    """Errors first, then warnings, then notes; by node and code within each."""
     return sorted(findings, key=lambda f: (_SEVERITY_ORDER[f.severity], f.node or "", f.code))
 
 
@@ -134,7 +135,7 @@ def audit_topology(topology: Topology) -> list[Finding]:
             if peer.name != view.node:
                 findings += _check_peer(view.node, peer, view.neigh, view.fdb, view.routes, topology)
         findings += _stale_entries(view.node, view.neigh, view.fdb, topology)
-    return _sorted(findings)
+    return sorted_findings(findings)
 
 
 def _shared_public_ips(topology: Topology) -> list[Finding]:
@@ -481,7 +482,7 @@ class CaptureAudit:
         explained = {n for f in causes for n in f.packets}
         symptoms = self._one_way_findings(explained) + self._syn_findings(explained)
         others = self._other_findings()
-        return _sorted([*causes, *symptoms, *others])
+        return sorted_findings([*causes, *symptoms, *others])
 
     def _sender_rows(self, src_ip: str, mac: str) -> tuple[str, ...]:
         sender = self.topology.node_by_ip(src_ip)
@@ -693,14 +694,14 @@ def audit_capture(records: Iterable[PacketRecord], topology: Topology) -> list[F
     audit = CaptureAudit(topology)
     for record in records:
         audit.add(record)
-    return _sorted([*audit_topology(topology), *audit.findings()])
+    return sorted_findings([*audit_topology(topology), *audit.findings()])
 
 
 def audit_frame(frame: pd.DataFrame, topology: Topology) -> list[Finding]:
     """``audit_capture`` of a ``Capture.packets`` DataFrame (the same findings, far fewer steps)."""
     audit = CaptureAudit(topology)
     audit.add_frame(frame)
-    return _sorted([*audit_topology(topology), *audit.findings()])
+    return sorted_findings([*audit_topology(topology), *audit.findings()])
 
 
 # What VXLAN packets must share to be checked as one group.

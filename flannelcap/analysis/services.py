@@ -508,3 +508,91 @@ def _in_pod_cidr(topology: Topology) -> object:
         return any(address in network for network in networks)
 
     return inside
+
+
+@dataclass(frozen=True, slots=True)
+class ServicesView:
+    """Everything the services analysis found in a set of captures."""
+
+    claims: pd.DataFrame
+    takeovers: pd.DataFrame
+    split: dict[str, set[str]]
+    unanswered: pd.DataFrame
+    connections: pd.DataFrame
+    endpoints: pd.DataFrame
+    spreads: tuple[Spread, ...]
+    summary: pd.DataFrame
+    findings: tuple[Finding, ...]
+
+
+SUMMARY_COLUMNS = (
+    "service", "type", "cluster_ip", "vip", "policy", "announced_by", "takeovers", "split_brain",
+    "unanswered_arp", "connections", "answered", "observed_policy", "chi2", "dof", "p_value",
+)  # fmt: skip
+
+
+def services_view(captures: Sequence[CaptureAt], topology: Topology | None) -> ServicesView:
+    """Claims, takeovers, connections, endpoint counts, spreads, per-Service summary and
+    findings of ``captures``."""
+    claimed = claims(captures, topology)
+    changes, split = takeovers(claimed)
+    vips = set(service_ips(topology)) or set(claimed["vip"])
+    silent = unanswered_requests(captures, vips)
+    conns = connections(captures, topology)
+    counts = endpoint_counts(conns, topology)
+    spreads = tuple(spread(counts))
+    summary = _summary(topology, claimed, changes, split, silent, conns, spreads)
+    found = tuple(findings(claimed, split, silent, conns, topology))
+    return ServicesView(claimed, changes, split, silent, conns, counts, spreads, summary, found)
+
+
+def observed_policy(conns: pd.DataFrame) -> str | None:
+    """What the DNATed legs show: ``Cluster`` (the client masqueraded), ``Local`` (kept),
+    ``mixed``, or None where no leg was seen."""
+    seen = conns["masqueraded"].dropna().astype(bool) if len(conns) else pd.Series([], dtype=bool)
+    if seen.empty:
+        return None
+    if seen.all():
+        return "Cluster"
+    return "Local" if not seen.any() else "mixed"
+
+
+def _summary(
+    topology: Topology | None,
+    claimed: pd.DataFrame,
+    changes: pd.DataFrame,
+    split: dict[str, set[str]],
+    silent: pd.DataFrame,
+    conns: pd.DataFrame,
+    spreads: Sequence[Spread],
+) -> pd.DataFrame:
+    rows = []
+    tests = {s.service: s for s in spreads}
+    for svc in topology.services if topology else ():
+        for vip in svc.external_ips or (None,):
+            mine = conns[conns["service"] == svc.key] if len(conns) else conns
+            held = changes[changes["vip"] == vip] if vip else changes.iloc[0:0]
+            last = held.iloc[-1] if len(held) else None
+            announcers = sorted({str(n) for n in claimed["node"][claimed["vip"] == vip].dropna()}) if vip else []
+            test = tests.get(svc.key)
+            rows.append(
+                {
+                    "service": svc.key,
+                    "type": svc.type,
+                    "cluster_ip": svc.cluster_ips[0] if svc.cluster_ips else None,
+                    "vip": vip,
+                    "policy": svc.policy,
+                    "announced_by": (last["to_node"] or last["to_mac"]) if last is not None else None,
+                    "takeovers": max(0, len(held) - 1),
+                    "split_brain": bool(vip and vip in split),
+                    "unanswered_arp": int((silent["vip"] == vip).sum()) if len(silent) else 0,
+                    "connections": len(mine),
+                    "answered": int(mine["answered"].sum()) if len(mine) else 0,
+                    "observed_policy": observed_policy(mine),
+                    "chi2": test.chi2 if test else math.nan,
+                    "dof": test.dof if test else None,
+                    "p_value": test.p_value if test else math.nan,
+                    "announcers": announcers,
+                }
+            )
+    return pd.DataFrame(rows, columns=[*SUMMARY_COLUMNS, "announcers"])

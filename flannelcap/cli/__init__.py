@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
         _lab_cmd,
         _plot_cmd,
         _report_cmd,
+        _services_cmd,
         _topology_cmds,
     )
 
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     _topology_cmds.add_parsers(subparsers)
     _capture_cmd.add_parser(subparsers)
     _journey_cmd.add_parser(subparsers)
+    _services_cmd.add_parser(subparsers)
     _plot_cmd.add_parser(subparsers)
     _report_cmd.add_parser(subparsers)
     _lab_cmd.add_parser(subparsers)

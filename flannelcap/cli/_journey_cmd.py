@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from flannelcap._errors import BadArgument
-from flannelcap.cli._topology_args import add_topology_options
+from flannelcap.cli._topology_args import add_node_option, add_topology_options, node_names, saved_tables
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -31,38 +31,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     )
     parser.add_argument("files", nargs="+", type=Path, metavar="CAPTURE", help="pcap or pcapng files")
     add_topology_options(parser, required=False)  # by default: the *.tables 'flannelcap capture' saved beside them
-    parser.add_argument(
-        "--node",
-        action="append",
-        default=[],
-        metavar="FILE=NODE",
-        help="the node a capture was taken on, where its file name does not say (repeatable)",
-    )
+    add_node_option(parser)
     parser.add_argument("--packet", type=int, metavar="N", help="print the journey of packet N of the first file")
     parser.add_argument("--json", action="store_true", help="one JSON object per matched packet")
     parser.set_defaults(run=run)
-
-
-def _nodes(pairs: list[str]) -> dict[str, str]:
-    nodes = {}
-    for pair in pairs:
-        file, sep, node = pair.rpartition("=")
-        if not sep or not file or not node:
-            raise BadArgument(f"--node {pair!r}: write it as FILE=NODE")
-        nodes[file] = node
-    return nodes
-
-
-def _saved_tables(files: list[Path]) -> tuple[Any, str | None]:
-    """The tables ``flannelcap capture`` saved beside the captures (``<time>.tables/``), where
-    there is exactly one such directory, and what to say about it on stderr."""
-    from flannelcap.topology.collect import topology_from_dir
-
-    found = sorted({d for f in files for d in f.parent.glob("*.tables") if d.is_dir()})
-    if len(found) != 1:
-        several = f"{len(found)} *.tables directories beside the captures: name one with --tables"
-        return None, several if found else None
-    return topology_from_dir(found[0]), f"nodes and pods named from {found[0]}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -71,8 +43,8 @@ def run(args: argparse.Namespace) -> int:
 
     topology, note = topology_from_args(args), None
     if topology is None:
-        topology, note = _saved_tables(args.files)
-    captures = read_many(args.files, topology, nodes=_nodes(args.node))
+        topology, note = saved_tables(args.files)
+    captures = read_many(args.files, topology, nodes=node_names(args.node))
     if note:  # once the files have been read: an error about them comes alone
         print(f"flannelcap: note: {note}", file=sys.stderr)
     for capture in captures.captures:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from flannelcap._errors import TopologyError
-from flannelcap.analysis.audit import audit_capture, audit_topology
+from flannelcap.analysis.audit import audit_topology
 from flannelcap.analysis.explain import explain
 from flannelcap.cli import _report
 from flannelcap.cli._capture_cmd import add_ssh_options, ssh_options
@@ -105,7 +106,12 @@ def _read_kubectl(paths: list[Path]) -> tuple[str, str | None]:
 def _audit(args: argparse.Namespace) -> int:
     topology = topology_from_args(args)
     assert topology is not None
-    findings = audit_capture(open_capture(args.file, topology=topology).records(), topology)
+    from flannelcap._api import read  # pandas: loaded only by the commands that need it
+
+    capture = read(args.file, topology)
+    if capture.problem:  # every packet before the damage is audited
+        print(f"flannelcap: warning: {args.file}: {capture.problem}", file=sys.stderr)
+    findings = capture.findings_list()
     if args.json:
         print(_report.findings_json(findings))
     else:

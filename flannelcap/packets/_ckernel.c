@@ -593,10 +593,11 @@ static int64_t follow(int64_t *table, uint64_t mask, int64_t count, bytes_t b, P
 }
 
 /* The parts of an HTTP head p[0:n] (a request or a response, as head_kind decided), as parse_head
- * splits them: offsets [from, to) of method, path, version, reason and Host's value (-1 where
- * absent), and the status (-1 if none, -2 if too long to hold here). */
+ * splits them: offsets [from, to) of method, path, version, reason and the values of Host,
+ * X-Forwarded-For and X-Forwarded-Server (-1 where absent), and the status (-1 if none, -2 if too
+ * long to hold here). */
 enum { METHOD_AT, METHOD_TO, PATH_AT, PATH_TO, VERSION_AT, VERSION_TO, STATUS, REASON_AT, REASON_TO, HOST_AT,
-       HOST_TO, HEAD_PARTS };
+       HOST_TO, FORWARDED_FOR_AT, FORWARDED_FOR_TO, FORWARDED_SERVER_AT, FORWARDED_SERVER_TO, HEAD_PARTS };
 static void head_parts(bytes_t p, int64_t n, int request, int64_t *out) {
     for (int k = 0; k < HEAD_PARTS; k++)
         out[k] = -1;
@@ -626,6 +627,10 @@ static void head_parts(bytes_t p, int64_t n, int request, int64_t *out) {
     int64_t from, to;
     if (find_header(p, n, "host:", &from, &to))
         out[HOST_AT] = from, out[HOST_TO] = to;
+    if (find_header(p, n, "x-forwarded-for:", &from, &to))
+        out[FORWARDED_FOR_AT] = from, out[FORWARDED_FOR_TO] = to;
+    if (find_header(p, n, "x-forwarded-server:", &from, &to))
+        out[FORWARDED_SERVER_AT] = from, out[FORWARDED_SERVER_TO] = to;
 }
 
 /* ---- the conversation set ----------------------------------------------------------------- */

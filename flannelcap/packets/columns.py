@@ -360,7 +360,8 @@ class Columns:
             blob = np.frombuffer(heads.blob, dtype=np.uint8)
             starts = heads.offsets[:-1]
             texts = {}
-            for name, at in (("method", 0), ("path", 2), ("version", 4), ("reason", 7), ("host", 9)):
+            named = (("method", 0), ("path", 2), ("version", 4), ("reason", 7), ("host", 9))
+            for name, at in (*named, ("forwarded_for", 11), ("forwarded_server", 13)):
                 texts[name] = _slices(blob, starts, parts[:, at], parts[:, at + 1])
             odd = parts[:, 6] == -2  # a status too long to hold in C
             if (blob >= 0x80).any() or odd.any():  # latin-1 text: parse_head decodes it, as the slow path does
@@ -406,7 +407,7 @@ class Columns:
         """The heads' texts as ``parse_head`` makes them (latin-1 bytes, overlong statuses)."""
         bounds = heads.offsets.tolist()
         parsed = [parse_head(heads.blob[a:b]) for a, b in itertools.pairwise(bounds)]
-        for name in ("method", "path", "version", "reason", "host"):
+        for name in ("method", "path", "version", "reason", "host", "forwarded_for", "forwarded_server"):
             texts[name] = TextColumn.of([getattr(h, name) if h else None for h in parsed])
         parts[:, 6] = [h.status if h and h.status is not None else -1 for h in parsed]
 
@@ -558,6 +559,8 @@ def _head_of(record: PacketRecord) -> HttpHead | None:
         status=record.http_status,
         reason=record.http_reason,
         host=record.http_host,
+        forwarded_for=record.http_forwarded_for,
+        forwarded_server=record.http_forwarded_server,
     )
 
 

@@ -110,6 +110,10 @@ FIELDS: tuple[Field, ...] = (
     _f("http_version", "label"),
     _f("http_status", "int", 64),
     _f("http_reason", "label"),
+    # What a proxy in front of the server said about the request (Traefik, nginx ingress):
+    # the client it came from and the proxy's own name.
+    _f("http_forwarded_for", "label"),
+    _f("http_forwarded_server", "label"),
     # Names from the topology.
     _f("src_node", "label"),
     _f("dst_node", "label"),
@@ -125,7 +129,7 @@ FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in FIELDS)
 BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
 KERNEL_FIELDS: tuple[str, ...] = tuple(f.name for f in FIELDS if f.kernel)
 """The kernel's row of values, in this order (the C enum's)."""
-HTTP_LABELS = ("http_method", "http_host", "http_version", "http_reason")
+HTTP_LABELS = ("http_method", "http_host", "http_version", "http_reason", "http_forwarded_for", "http_forwarded_server")
 NAME_FIELDS = ("src_node", "dst_node", "src_vtep_node", "dst_vtep_node", "src_pod", "dst_pod")
 DERIVED = ("src_ip", "dst_ip")
 """Columns ``Capture.packets`` adds: the innermost addresses (inner for VXLAN, else outer)."""

@@ -23,8 +23,9 @@ StreamKey = tuple[str, int, str, int]
 
 
 class HttpHead(NamedTuple):
-    """The start line and Host of one HTTP request or response head (a named tuple: immutable,
-    and cheap to make, which counts at tens of thousands of heads a second)."""
+    """The start line, Host and proxy headers (X-Forwarded-For, X-Forwarded-Server) of one HTTP
+    request or response head (a named tuple: immutable, and cheap to make, which counts at tens
+    of thousands of heads a second)."""
 
     method: str | None = None
     path: str | None = None
@@ -33,9 +34,11 @@ class HttpHead(NamedTuple):
     reason: str | None = None
     host: str | None = None
     content_length: int | None = None
+    forwarded_for: str | None = None
+    forwarded_server: str | None = None
 
     def record_fields(self) -> dict[str, object]:
-        """The head as ``PacketRecord`` fields (``http_method`` … ``http_reason``)."""
+        """The head as ``PacketRecord`` fields (``http_method`` … ``http_forwarded_server``)."""
         return {
             "http_method": self.method,
             "http_path": self.path,
@@ -43,6 +46,8 @@ class HttpHead(NamedTuple):
             "http_host": self.host,
             "http_status": self.status,
             "http_reason": self.reason,
+            "http_forwarded_for": self.forwarded_for,
+            "http_forwarded_server": self.forwarded_server,
         }
 
     @property
@@ -87,7 +92,8 @@ def parse_head(head: bytes) -> HttpHead | None:
     """Parse an HTTP/1.x head (without the final blank line).
 
     Returns:
-        The head's start line, Host and Content-Length, or ``None`` if the first line is not HTTP.
+        The head's start line, Host, Content-Length and a request's X-Forwarded-For and
+        X-Forwarded-Server, or ``None`` if the first line is not HTTP.
     """
     line_end = head.find(b"\r\n")
     parts = head[: line_end if line_end >= 0 else len(head)].decode("latin-1").split(" ", 2)
@@ -110,6 +116,8 @@ def parse_head(head: bytes) -> HttpHead | None:
             version=parts[2],
             host=_header(lowered, head, b"host:"),
             content_length=content_length,
+            forwarded_for=_header(lowered, head, b"x-forwarded-for:"),
+            forwarded_server=_header(lowered, head, b"x-forwarded-server:"),
         )
     return None
 

@@ -99,6 +99,8 @@ class PacketRecord:
     http_version: str | None = None
     http_status: int | None = None
     http_reason: str | None = None
+    http_forwarded_for: str | None = None
+    http_forwarded_server: str | None = None
 
     # Names from the topology (``decode --topology``): nodes owning the outer IPs, nodes
     # owning the inner MACs (VTEPs), pods owning the innermost IPs.

@@ -517,6 +517,10 @@ def layers_of(packet: Packet, record: PacketRecord, http: HttpHead | None) -> tu
             http_fields.append(("host", http.host))
         if http.content_length is not None:
             http_fields.append(("content_length", str(http.content_length)))
+        if http.forwarded_for:
+            http_fields.append(("x_forwarded_for", http.forwarded_for))
+        if http.forwarded_server:
+            http_fields.append(("x_forwarded_server", http.forwarded_server))
         layers.append(Layer(name="HTTP", fields=tuple(http_fields)))
     if record.notes:
         layers.append(Layer(name="Notes", fields=tuple(("note", n) for n in record.notes)))
