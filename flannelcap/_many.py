@@ -78,6 +78,12 @@ class Captures:
         traffic policy the wire shows, and the χ² test of its spread over the endpoints."""
         return self._service_view().summary.copy()
 
+    def ingress(self) -> pd.DataFrame:
+        """One row per request an ingress proxy (Traefik) sent on to a pod: the proxy's name
+        (``X-Forwarded-Server``), the client it saw (``X-Forwarded-For``) and what that address
+        is, the backend pod and node, Host and path."""
+        return self._service_view().ingress.copy()
+
     def service_findings(self) -> list[Finding]:
         """The Services' findings: two announcers, an IP nobody answers, an endpoint that never
         answers, a DNAT to a pod IP no pod has."""

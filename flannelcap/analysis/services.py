@@ -20,6 +20,9 @@ Rule: pure, over the packet columns of one or more captures (``CaptureAt``) and 
   cooked capture saw it arrive.
 - **Spread.** Per Service, the connections per endpoint (every endpoint of its
   EndpointSlices, also those that got none), tested against a uniform spread by Pearson's χ².
+- **Ingress.** A request carrying ``X-Forwarded-Server`` was sent on by a proxy (Traefik) that
+  names itself there; ``X-Forwarded-For`` ends with the address the proxy saw the request come
+  from — the client, or the node that masqueraded it. Copies of one request (``-i any``) are one.
 """
 
 from __future__ import annotations
@@ -133,27 +136,30 @@ def _guessed_vips(arp: pd.DataFrame) -> set[str]:
 
 def unanswered_requests(captures: Sequence[CaptureAt], vips: Iterable[str]) -> pd.DataFrame:
     """ARP requests for a service IP (not gratuitous) that no claim answered within
-    ``ANSWER_WINDOW``: ``time``, ``file``, ``number``, ``vip``, ``requester``."""
+    ``ANSWER_WINDOW`` in any of the captures (a broadcast request reaches every node, the
+    unicast reply only the path back): ``time``, ``file``, ``number``, ``vip``, ``requester``."""
     wanted = set(vips)
+    every = [(capture.name, _arp(capture.packets)) for capture in captures]
+    every = [(name, arp) for name, arp in every if not arp.empty]
+    claimed_at: dict[str, list[float]] = {vip: [] for vip in wanted}
+    for _, arp in every:
+        op, sender, target = _text(arp["arp_op"]), _text(arp["arp_sender_ip"]), _text(arp["arp_target_ip"])
+        claim = ((op == "reply") | (sender == target)) & sender.isin(wanted)
+        for vip, time in zip(sender[claim], arp["time"][claim], strict=True):
+            claimed_at[vip].append(float(time))
+    answers = {vip: np.sort(np.array(times, dtype=float)) for vip, times in claimed_at.items()}
     rows = []
-    for capture in captures:
-        arp = _arp(capture.packets)
-        if arp.empty:
-            continue
+    for name, arp in every:
         op, sender, target = _text(arp["arp_op"]), _text(arp["arp_sender_ip"]), _text(arp["arp_target_ip"])
         times = arp["time"].to_numpy()
         numbers = arp["number"].to_numpy()
-        answers = {
-            vip: np.sort(times[((op == "reply") | (sender == target)).to_numpy() & (sender == vip).to_numpy()])
-            for vip in wanted
-        }
         asked = ((op == "request") & (sender != target) & target.isin(wanted)).to_numpy()
         for index in np.flatnonzero(asked):
             vip = target.iloc[index]
             later = answers[vip]
             at = np.searchsorted(later, times[index])
             if at == len(later) or later[at] - times[index] > ANSWER_WINDOW:
-                rows.append((times[index], capture.name, int(numbers[index]), vip, sender.iloc[index]))
+                rows.append((times[index], name, int(numbers[index]), vip, sender.iloc[index]))
     return pd.DataFrame(rows, columns=["time", "file", "number", "vip", "requester"])
 
 
@@ -510,6 +516,74 @@ def _in_pod_cidr(topology: Topology) -> object:
     return inside
 
 
+INGRESS_COLUMNS = (
+    "time", "file", "number", "ingress", "ingress_ip", "client", "client_is", "forwarded_for", "backend_ip",
+    "backend_pod", "backend_node", "host", "path",
+)  # fmt: skip
+
+
+def ingress_requests(captures: Sequence[CaptureAt], topology: Topology | None = None) -> pd.DataFrame:
+    """One row per request a proxy sent on (``X-Forwarded-Server`` set): ``ingress`` (that
+    header: the proxy pod's name), ``client`` (the last ``X-Forwarded-For`` address) and what
+    it is (``client_is``: a pod, a node's flannel.1 or cni0 — the client masqueraded — or
+    outside the cluster), the backend pod and node, Host and path."""
+    topology = topology or Topology()
+    parts = []
+    for capture in captures:
+        frame = capture.packets
+        if frame.empty or "http_forwarded_server" not in frame:
+            continue
+        asked = frame[frame["http_forwarded_server"].notna()]
+        if len(asked):
+            parts.append(asked.assign(file=capture.name))
+    if not parts:
+        return pd.DataFrame(columns=list(INGRESS_COLUMNS))
+    asked = pd.concat(parts, ignore_index=True).sort_values("time", kind="stable")
+    asked["src_ip"], asked["dst_ip"] = _text(asked["src_ip"]), _text(asked["dst_ip"])
+    asked = asked.drop_duplicates(["src_ip", "src_port", "dst_ip", "dst_port", "tcp_seq"])
+    rows = []
+    for row in asked.itertuples(index=False):
+        chain = str(row.http_forwarded_for) if isinstance(row.http_forwarded_for, str) else ""
+        client = chain.rsplit(",", 1)[-1].strip() or None
+        pod = topology.pod_by_ip(row.dst_ip)
+        owner = topology.node_of_pod_ip(row.dst_ip)
+        rows.append(
+            {
+                "time": float(row.time),
+                "file": row.file,
+                "number": int(row.number),
+                "ingress": str(row.http_forwarded_server),
+                "ingress_ip": row.src_ip,
+                "client": client,
+                "client_is": _what_address(topology, client),
+                "forwarded_for": chain,
+                "backend_ip": row.dst_ip,
+                "backend_pod": pod.name if pod else None,
+                "backend_node": pod.node if pod and pod.node else (owner.name if owner else None),
+                "host": row.http_host if isinstance(row.http_host, str) else None,
+                "path": row.http_path if isinstance(row.http_path, str) else None,
+            }
+        )
+    return pd.DataFrame(rows, columns=list(INGRESS_COLUMNS))
+
+
+def _what_address(topology: Topology, ip: str | None) -> str | None:
+    """What an address is in the cluster: a pod, a node's flannel.1 or cni0 (traffic the node
+    masqueraded), a node, or outside the cluster."""
+    if not ip:
+        return None
+    if (pod := topology.pod_by_ip(ip)) is not None:
+        return f"pod {pod.name}"
+    for node in topology.nodes:
+        if ip == node.vtep_ip:
+            return f"{node.name}'s flannel.1 (masqueraded)"
+        if ip == node.cni0_ip:
+            return f"{node.name}'s cni0 (masqueraded)"
+        if ip == node.public_ip:
+            return f"node {node.name}"
+    return "outside the cluster"
+
+
 @dataclass(frozen=True, slots=True)
 class ServicesView:
     """Everything the services analysis found in a set of captures."""
@@ -523,6 +597,7 @@ class ServicesView:
     spreads: tuple[Spread, ...]
     summary: pd.DataFrame
     findings: tuple[Finding, ...]
+    ingress: pd.DataFrame
 
 
 SUMMARY_COLUMNS = (
@@ -543,7 +618,8 @@ def services_view(captures: Sequence[CaptureAt], topology: Topology | None) -> S
     spreads = tuple(spread(counts))
     summary = _summary(topology, claimed, changes, split, silent, conns, spreads)
     found = tuple(findings(claimed, split, silent, conns, topology))
-    return ServicesView(claimed, changes, split, silent, conns, counts, spreads, summary, found)
+    proxied = ingress_requests(captures, topology)
+    return ServicesView(claimed, changes, split, silent, conns, counts, spreads, summary, found, proxied)
 
 
 def observed_policy(conns: pd.DataFrame) -> str | None:

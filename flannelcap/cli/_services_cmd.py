@@ -119,7 +119,8 @@ def _print(captures: Any, every_connection: bool) -> None:
                 if row.p_value >= 0.05
                 else "unlikely under a uniform random choice"
             )
-            print(f"  chi-square {row.chi2:.2f} ({row.dof} dof), p = {row.p_value:.3f}: {verdict}")
+            print(f"  chi-square {row.chi2:.2f} ({int(row.dof)} dof), p = {row.p_value:.3f}: {verdict}")
+    _ingress(captures.ingress())
     if every_connection and len(connections):
         print(
             f"\n{'TIME':<15} {'CLIENT':<21} {'SERVICE IP':<15} {'NODE':<8} {'ENDPOINT POD':<24} {'PATH':<6} {'HTTP':>4}"
@@ -137,6 +138,19 @@ def _print(captures: Any, every_connection: bool) -> None:
             print(f"{finding.severity}: {finding.message}")
 
 
+def _ingress(proxied: Any) -> None:
+    """Per ingress proxy (X-Forwarded-Server): the requests it sent to each pod, and the clients
+    it saw (X-Forwarded-For)."""
+    for name, mine in proxied.groupby("ingress", sort=True):
+        print(f"\ningress {name} (X-Forwarded-Server) sent {len(mine)} requests straight to pod IPs:")
+        for (pod, ip, node), hits in mine.groupby(
+            [mine["backend_pod"].fillna("-"), "backend_ip", mine["backend_node"].fillna("-")], sort=True
+        ):
+            print(f"  {ip:<15} {pod:<24} {node:<8} {len(hits):>5}")
+        for (client, what), hits in mine.groupby([mine["client"].fillna("-"), mine["client_is"].fillna("-")]):
+            print(f"  X-Forwarded-For {client}: {what} ({len(hits)} requests)")
+
+
 def _ports(captures: Any, service: str) -> list[str]:
     topology = captures.topology
     svc = next((s for s in topology.services if s.key == service), None) if topology else None
@@ -152,6 +166,7 @@ def _json(captures: Any) -> None:
         "takeovers": records(captures.takeovers()),
         "endpoints": records(captures.endpoints()),
         "connections": records(captures.connections()),
+        "ingress": records(captures.ingress()),
         "findings": [
             {"severity": f.severity, "code": f.code, "message": f.message, "node": f.node, "packets": list(f.packets)}
             for f in captures.service_findings()

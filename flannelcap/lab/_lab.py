@@ -211,6 +211,8 @@ class Lab:
         for pod in plan.pods:
             if pod.serves_http:
                 self._start_web_server(pod)
+            elif pod.routes_to:
+                self._start_ingress(pod)
         if plan.services:
             build_services(self)
 
@@ -415,38 +417,39 @@ class Lab:
         )
 
     def _start_web_server(self, pod: PodPlan) -> None:
-        log = open(self.state_dir / f"web-{pod.name}.log", "ab")  # noqa: SIM115 - child keeps it
+        root = self.state_dir / (f"www-{pod.name}" if pod.app else "www")
+        self._start_server(pod, ["flannelcap.lab._web", "serve", pod.ip, str(WEB_PORT), str(root)], WEB_PORT, "web")
+
+    def _start_ingress(self, pod: PodPlan) -> None:
+        """The Traefik stand-in, sending requests to the pods of Service ``pod.routes_to``."""
+        svc = next(s for s in self.plan.services if s.name == pod.routes_to)
+        ingress = next(s for s in self.plan.services if pod.name in s.endpoints)
+        backends = [self.plan.pod(name).ip for name in svc.endpoints]
+        argv = ["flannelcap.lab._ingress", pod.ip, str(ingress.target_port), pod.name, *backends]
+        self._start_server(pod, argv, ingress.target_port, "ingress")
+
+    def _start_server(self, pod: PodPlan, module_argv: list[str], port: int, kind: str) -> None:
+        """Run ``python -m MODULE ARGS`` in ``pod`` until the lab goes down; wait until it listens on ``port``."""
+        log = open(self.state_dir / f"{kind}-{pod.name}.log", "ab")  # noqa: SIM115 - child keeps it
         with log:
             subprocess.Popen(
-                [
-                    "ip",
-                    "netns",
-                    "exec",
-                    pod.netns,
-                    sys.executable,
-                    "-m",
-                    "flannelcap.lab._web",
-                    "serve",
-                    pod.ip,
-                    str(WEB_PORT),
-                    str(self.state_dir / (f"www-{pod.name}" if pod.app else "www")),
-                ],
+                ["ip", "netns", "exec", pod.netns, sys.executable, "-m", *module_argv],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
                 start_new_session=True,
             )
         deadline = time.monotonic() + 10
-        port_hex = f":{WEB_PORT:04X} "
+        port_hex = f":{port:04X} "
         while time.monotonic() < deadline:
             sockets = _run(
                 ["ip", "netns", "exec", pod.netns, "cat", "/proc/net/tcp"],
-                f"pod {pod.name}: checking its web server",
+                f"pod {pod.name}: checking its {kind} server",
             )
             if any(port_hex in line and line.split()[3] == "0A" for line in sockets.splitlines()[1:]):
                 return
             time.sleep(0.05)
-        raise LabError(f"pod {pod.name}: the web server did not start; see {log.name}")
+        raise LabError(f"pod {pod.name}: the {kind} server did not start; see {log.name}")
 
     # -- using -------------------------------------------------------------------------
 

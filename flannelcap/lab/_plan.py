@@ -16,7 +16,18 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from flannelcap._errors import LabError
-from flannelcap.lab._services_plan import REPLICA_HOST, TEMPLATE_HASH, WEB_SERVICE, ServicePlan, plan_web_service
+from flannelcap.lab._services_plan import (
+    REPLICA_HOST,
+    TEMPLATE_HASH,
+    TRAEFIK,
+    TRAEFIK_HASH,
+    TRAEFIK_HOST,
+    TRAEFIK_NAMESPACE,
+    WEB_SERVICE,
+    ServicePlan,
+    plan_traefik,
+    plan_web_service,
+)
 
 VXLAN_VNI = 1
 VXLAN_PORT = 8472
@@ -76,6 +87,8 @@ class PodPlan:
     host_veth: str
     serves_http: bool
     app: str = ""  # the pod's app label (default: its image)
+    namespace: str = "default"
+    routes_to: str = ""  # an ingress pod (Traefik): the Service whose pods it sends requests to
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -232,8 +245,10 @@ def plan_lab(spec: LabSpec) -> LabPlan:
     if spec.services:
         lan_net = ipaddress.IPv4Network(f"{first}/{spec.lan_prefix_len}", strict=False)
         web = plan_web_service([n.name for n in nodes], lan_net, spec.traffic_policy)
-        services = (web,)
+        traefik = plan_traefik([n.name for n in nodes], lan_net)
+        services = (traefik, web)
         placements += tuple((name, nodes[i], REPLICA_HOST, True) for i, name in enumerate(web.endpoints))
+        placements += ((traefik.endpoints[0], nodes[0], TRAEFIK_HOST, False),)
     pods = tuple(
         PodPlan(
             name=name,
@@ -242,7 +257,9 @@ def plan_lab(spec: LabSpec) -> LabPlan:
             ip=f"10.42.{node.index}.{host}",
             host_veth=_veth_name(spec.prefix, name),
             serves_http=serves,
-            app=WEB_SERVICE if name.startswith(WEB_SERVICE + "-") else "",
+            app=next((app for app in (WEB_SERVICE, TRAEFIK) if name.startswith(app + "-")), ""),
+            namespace=TRAEFIK_NAMESPACE if name.startswith(TRAEFIK + "-") else "default",
+            routes_to=WEB_SERVICE if name.startswith(TRAEFIK + "-") else "",
         )
         for name, node, host, serves in placements
     )
@@ -308,13 +325,14 @@ def kubectl_pods(plan: LabPlan) -> dict[str, Any]:
     items = []
     for pod in plan.pods:
         node = plan.node(pod.node)
-        image = "nginx" if pod.serves_http else "busybox"
-        labels = {"app": pod.app, "pod-template-hash": TEMPLATE_HASH} if pod.app else {"app": image}
+        image = "traefik" if pod.app == TRAEFIK else "nginx" if pod.serves_http else "busybox"
+        template = TRAEFIK_HASH if pod.app == TRAEFIK else TEMPLATE_HASH
+        labels = {"app": pod.app, "pod-template-hash": template} if pod.app else {"app": image}
         items.append(
             {
                 "apiVersion": "v1",
                 "kind": "Pod",
-                "metadata": {"name": pod.name, "namespace": "default", "labels": labels},
+                "metadata": {"name": pod.name, "namespace": pod.namespace, "labels": labels},
                 "spec": {
                     "nodeName": pod.node,
                     "containers": [{"name": image, "image": image}],

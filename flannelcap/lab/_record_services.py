@@ -25,6 +25,7 @@ from flannelcap.lab._lab import Lab, check_prerequisites
 from flannelcap.lab._plan import LabSpec
 from flannelcap.lab._record import snapshot_tables, tcpdump
 from flannelcap.lab._services import leaders
+from flannelcap.lab._services_plan import TRAEFIK, WEB_SERVICE, ServicePlan
 
 _POD_RE = re.compile(r"<p>pod: (\S+) node: (\S+)</p>")
 
@@ -67,16 +68,27 @@ class ServicesScenario:
 
     name: str
     description: str
-    on_announcer: bool  # also capture ``-i any`` on the announcing node
+    capture_on: Callable[[Lab], list[str]]  # nodes that also capture, with ``-i any``
     play: Callable[[Lab, ClientLog, dict[str, object]], None]
+    service: str = WEB_SERVICE
+
+
+def _service(lab: Lab, name: str = WEB_SERVICE) -> ServicePlan:
+    return next(s for s in lab.plan.services if s.name == name)
 
 
 def _vip(lab: Lab) -> str:
-    return lab.plan.services[0].external_ip
+    return _service(lab).external_ip
 
 
 def _announcer(lab: Lab) -> str:
-    return lab.plan.services[0].announcer
+    return _service(lab).announcer
+
+
+def _traefik_nodes(lab: Lab) -> list[str]:
+    """The node announcing Traefik's IP and the node its pod runs on."""
+    traefik = _service(lab, TRAEFIK)
+    return list(dict.fromkeys([traefik.announcer, lab.plan.pod(traefik.endpoints[0]).node]))
 
 
 def _other_node(lab: Lab, *not_these: str) -> str:
@@ -128,6 +140,11 @@ def _split_brain(lab: Lab, log: ClientLog, facts: dict[str, object]) -> None:
         curl(lab, f"http://{_vip(lab)}/", log)
 
 
+def _through_traefik(lab: Lab, log: ClientLog, facts: dict[str, object]) -> None:
+    for _ in range(12):
+        curl(lab, f"http://{_service(lab, TRAEFIK).external_ip}/", log)
+
+
 def _endpoint_down(lab: Lab, log: ClientLog, facts: dict[str, object]) -> None:
     gone_on = _other_node(lab, _announcer(lab))
     facts["fault"] = apply_fault(lab, "endpoint-down", gone_on, _announcer(lab))
@@ -140,7 +157,7 @@ SERVICES_SCENARIOS: tuple[ServicesScenario, ...] = (
     ServicesScenario(
         name="arping-curl",
         description="arping -c 3 and 3 curls to the LoadBalancer IP from the management host, on its eth0 (§5.1 c)",
-        on_announcer=False,
+        capture_on=lambda lab: [],
         play=_arping_and_curl,
     ),
     ServicesScenario(
@@ -149,7 +166,7 @@ SERVICES_SCENARIOS: tuple[ServicesScenario, ...] = (
             "30 curls to the LoadBalancer IP from the management host, captured on its eth0 and with -i any on "
             "the announcing node (§5.3: kube-proxy spreads them over 3 replicas)"
         ),
-        on_announcer=True,
+        capture_on=lambda lab: [_announcer(lab)],
         play=_thirty_curls,
     ),
     ServicesScenario(
@@ -158,7 +175,7 @@ SERVICES_SCENARIOS: tuple[ServicesScenario, ...] = (
             "curls every 0.2 s while the announcing node's speaker stops and another node takes the IP over "
             "1.5 s later with gratuitous ARP; captured on the management host's eth0"
         ),
-        on_announcer=False,
+        capture_on=lambda lab: [],
         play=_failover,
     ),
     ServicesScenario(
@@ -166,7 +183,7 @@ SERVICES_SCENARIOS: tuple[ServicesScenario, ...] = (
         description=(
             "two nodes' speakers answer ARP for the LoadBalancer IP; arping and 3 curls from the management host"
         ),
-        on_announcer=False,
+        capture_on=lambda lab: [],
         play=_split_brain,
     ),
     ServicesScenario(
@@ -175,8 +192,19 @@ SERVICES_SCENARIOS: tuple[ServicesScenario, ...] = (
             "12 curls while one replica is gone but still an endpoint in the DNAT rules; captured on the management "
             "host's eth0 and with -i any on the announcing node"
         ),
-        on_announcer=True,
+        capture_on=lambda lab: [_announcer(lab)],
         play=_endpoint_down,
+    ),
+    ServicesScenario(
+        name="traefik",
+        description=(
+            "12 curls to Traefik's LoadBalancer IP from the management host (§5.2): kube-proxy sends them to the "
+            "Traefik pod, which sends each to a web replica's pod IP with X-Forwarded-* headers; captured on the "
+            "management host's eth0 and with -i any on the announcing node and on Traefik's node"
+        ),
+        capture_on=_traefik_nodes,
+        play=_through_traefik,
+        service=TRAEFIK,
     ),
 )
 
@@ -187,14 +215,14 @@ def record_services_scenario(lab: Lab, scenario: ServicesScenario, output_dir: P
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True)
     snapshot_tables(lab, directory / "tables")
-    announcer = _announcer(lab)
+    svc = _service(lab, scenario.service)
     log = ClientLog()
     facts: dict[str, object] = {}
     files: dict[str, tuple[str, str, str | None]] = {
         f"{lab.plan.mgmt_name}-eth0.pcap": (lab.plan.mgmt_name, "eth0", None)
     }
-    if scenario.on_announcer:
-        files[f"{announcer}-any.pcap"] = (announcer, "any", "LINUX_SLL2")
+    for node in scenario.capture_on(lab):
+        files[f"{node}-any.pcap"] = (node, "any", "LINUX_SLL2")
     with ExitStack() as stack:
         runs = {
             name: stack.enter_context(tcpdump(lab, where, interface, directory / name, link_type))
@@ -205,7 +233,6 @@ def record_services_scenario(lab: Lab, scenario: ServicesScenario, output_dir: P
     lost = {name: run.dropped_by_kernel for name, run in runs.items() if run.dropped_by_kernel != 0}
     if lost:
         raise LabError(f"{scenario.name}: tcpdump lost packets ({lost}); record it again")
-    svc = lab.plan.services[0]
     return {
         "name": scenario.name,
         "files": list(files),
@@ -214,7 +241,7 @@ def record_services_scenario(lab: Lab, scenario: ServicesScenario, output_dir: P
         "traffic": scenario.description,
         "service": f"{svc.namespace}/{svc.name}",
         "vip": svc.external_ip,
-        "announcer": announcer,
+        "announcer": svc.announcer,
         "policy": svc.policy,
         "requests": len(log.answers),
         "answers": log.counts(),

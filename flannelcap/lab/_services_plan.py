@@ -1,5 +1,6 @@
-"""The lab's services (seed lab §4–5): a Deployment of three nginx replicas, its LoadBalancer
-Service, which node's speaker announces the Service's IP, and kube-proxy's rules.
+"""The lab's services (seed lab §4–5): a Deployment of three nginx replicas and its LoadBalancer
+Service, Traefik with its own LoadBalancer Service routing to them, which node's speaker
+announces each Service IP, and kube-proxy's rules.
 
 Rule: pure, like ``_plan``. Everything is derived from the nodes: the replicas' names and
 addresses, the Service's ClusterIP and LoadBalancer IP (from a MetalLB-like pool on the node
@@ -25,6 +26,12 @@ WEB_CLUSTER_IP = "10.43.71.110"  # as in the seed lab's §5.3
 WEB_REPLICAS = 3
 REPLICA_HOST = 17  # a replica's pod IP is 10.42.N.17 on node N
 TEMPLATE_HASH = "6d4cf56db6"
+TRAEFIK = "traefik"
+TRAEFIK_NAMESPACE = "kube-system"
+TRAEFIK_CLUSTER_IP = "10.43.42.129"  # as in the seed lab's §4.2
+TRAEFIK_HASH = "7d6f8f4c9b"
+TRAEFIK_WEB_PORT = 8000  # Traefik's "web" entrypoint, the Service's targetPort
+TRAEFIK_HOST = 5  # the Traefik pod's IP is 10.42.0.5 on the first node
 MASQUERADE_MARK = 0x4000  # kube-proxy's mark for "masquerade this connection"
 KUBE_PROXY_TABLE = "kube-proxy"
 POLICIES = ("Cluster", "Local")
@@ -46,12 +53,12 @@ class ServicePlan:
     announcer: str
 
 
-def replica_name(index: int) -> str:
-    """The name the Deployment's ReplicaSet gives replica ``index`` (stable, like a pod's)."""
-    digest = hashlib.sha256(f"{WEB_SERVICE}/{index}".encode()).hexdigest()
+def replica_name(index: int, app: str = WEB_SERVICE, template_hash: str = TEMPLATE_HASH) -> str:
+    """The name a Deployment's ReplicaSet gives replica ``index`` (stable, like a pod's)."""
+    digest = hashlib.sha256(f"{app}/{index}".encode()).hexdigest()
     alphabet = "bcdfghjklmnpqrstvwxz2456789"  # the letters Kubernetes' name suffixes use
     suffix = "".join(alphabet[int(digest[i : i + 2], 16) % len(alphabet)] for i in range(0, 10, 2))
-    return f"{WEB_SERVICE}-{TEMPLATE_HASH}-{suffix}"
+    return f"{app}-{template_hash}-{suffix}"
 
 
 def elect_announcer(nodes: Sequence[str], ip: str) -> str:
@@ -105,6 +112,24 @@ def plan_web_service(
     )
 
 
+def plan_traefik(node_names: Sequence[str], lan: ipaddress.IPv4Network) -> ServicePlan:
+    """k3s' Traefik: one pod behind a LoadBalancer Service on the pool's first address (the
+    seed's ``192.168.1.200``), port 80 to the pod's ``web`` entrypoint."""
+    external_ip = pool_address(lan, POOL_FIRST_HOST)
+    return ServicePlan(
+        name=TRAEFIK,
+        namespace=TRAEFIK_NAMESPACE,
+        cluster_ip=TRAEFIK_CLUSTER_IP,
+        external_ip=external_ip,
+        port=80,
+        target_port=TRAEFIK_WEB_PORT,
+        node_port=31446,
+        policy="Cluster",
+        endpoints=(replica_name(0, TRAEFIK, TRAEFIK_HASH),),
+        announcer=elect_announcer(node_names, external_ip),
+    )
+
+
 # -- what kubectl prints ---------------------------------------------------------------
 
 
@@ -136,6 +161,7 @@ def kubectl_services(services: Sequence[ServicePlan]) -> dict[str, Any]:
                         }
                     ],
                     "selector": {"app": svc.name},
+                    "loadBalancerIP": svc.external_ip,
                     "sessionAffinity": "None",
                 },
                 "status": {"loadBalancer": {"ingress": [{"ip": svc.external_ip, "ipMode": "VIP"}]}},
@@ -155,7 +181,7 @@ def kubectl_endpointslices(services: Sequence[ServicePlan], pods: Sequence[Any])
                 "addresses": [by_name[name].ip],
                 "conditions": {"ready": True, "serving": True, "terminating": False},
                 "nodeName": by_name[name].node,
-                "targetRef": {"kind": "Pod", "name": name, "namespace": svc.namespace},
+                "targetRef": {"kind": "Pod", "name": name, "namespace": by_name[name].namespace},
             }
             for name in svc.endpoints
         ]
