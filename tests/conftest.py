@@ -55,6 +55,18 @@ def manifest() -> list[dict[str, object]]:
     return [json.loads(line) for line in lines if line.strip()]
 
 
+def every_sample_pcap() -> list[str]:
+    """Every recorded capture under sample_pcaps/, the journeys' and services' included, as
+    paths relative to it."""
+    top = [str(e["file"]) for e in manifest()]
+    nested = sorted(
+        str(p.relative_to(SAMPLES))
+        for directory in ("journeys", "services")
+        for p in (SAMPLES / directory).rglob("*.pcap")
+    )
+    return top + nested
+
+
 @pytest.fixture(scope="session")
 def samples() -> dict[str, dict[str, object]]:
     """Manifest entries of the recorded sample captures, by capture name (file stem)."""

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import REPO, SAMPLES, manifest, require, require_tool
+from conftest import REPO, SAMPLES, every_sample_pcap, require, require_tool
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pcapdata import GOOD_FRAME, NODE_A, NODE_B, inner_tcp, pcap, unusual_frames, vxlan_frame
@@ -51,7 +51,7 @@ def agree(path: Path | io.BytesIO) -> RecordView:
     return fast_stream
 
 
-@pytest.mark.parametrize("name", [str(e["file"]) for e in manifest()])
+@pytest.mark.parametrize("name", every_sample_pcap())
 def test_every_sample_capture_agrees(name: str) -> None:
     stream = agree(SAMPLES / name)
     assert stream.fallback_frames == 0  # the lab's captures are all common layouts

@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLES, manifest, require_tool
+from conftest import SAMPLES, every_sample_pcap, require_tool
 
 from flannelcap import PacketRecord, decode_file
 from flannelcap.packets.info import PACKET_TYPES
@@ -94,9 +94,7 @@ def _tcp_flag_bits(record: PacketRecord) -> int:
 
 
 ICMP_ERRORS = {3, 4, 5, 11, 12}  # destination unreachable, source quench, redirect, time exceeded, parameter problem
-CAPTURES = [str(e["file"]) for e in manifest()] + sorted(
-    str(p.relative_to(SAMPLES)) for directory in ("journeys", "services") for p in (SAMPLES / directory).rglob("*.pcap")
-)
+CAPTURES = every_sample_pcap()
 
 
 @pytest.mark.parametrize("capture", CAPTURES)

@@ -264,7 +264,11 @@ def parse_kubectl_services(texts: Sequence[str]) -> list[Service]:
     services: dict[tuple[str, str], Service] = {}
     slices: list[tuple[str, str, tuple[Endpoint, ...]]] = []
     for text in texts:
-        for number, item in enumerate(_any_items(text, table), 1):
+        items = _any_items(text, table)
+        if items and not any(item.get("kind") in ("Service", "EndpointSlice") for item in items):
+            kinds = sorted({str(item.get("kind")) for item in items})
+            raise TableParseError(table, 1, text.strip()[:80], f"holds {', '.join(kinds)}, no Service or EndpointSlice")
+        for number, item in enumerate(items, 1):
             kind = item.get("kind")
             try:
                 if kind == "Service":
@@ -288,7 +292,7 @@ def _any_items(text: str, table: str) -> list[dict[str, Any]]:
     if not text.strip():
         raise TableParseError(table, 0, "", "the input is empty (was the command's output pasted?)")
     data = load_json(text, table)
-    if isinstance(data, dict) and "items" not in data and "kind" in data:
+    if isinstance(data, dict) and "items" not in data and data.get("kind") in ("Service", "EndpointSlice"):
         data = {"items": [data]}
     if not isinstance(data, dict) or not isinstance(data.get("items"), list):
         raise TableParseError(table, 1, text.strip()[:80], "not a kubectl list (no 'items')")
