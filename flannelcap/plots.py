@@ -28,6 +28,7 @@ from flannelcap.analysis.flows import name_or
 from flannelcap.packets.records import PacketRecord
 
 _NODE_COLOURS = ("#e8f0fb", "#fdf0e3")
+_HOLDER_COLOURS = ("#6c9bd2", "#f2a65a", "#7fbf7f", "#c38fd0", "#d9d26a")
 _BOX = dict(boxstyle="round,pad=0.3", linewidth=1.0)
 
 
@@ -460,4 +461,85 @@ def journey(captures: Captures, flow: int | str = 0, ax: Axes | None = None) -> 
             -0.7, -1.45, f"* across nodes, by the clocks estimated from the packets: {note}", fontsize=8, color="#333"
         )
     ax.set_title(f"Figure 2, measured: {name}", fontsize=12)
+    return fig
+
+
+def announcers(captures: Captures, ax: Axes | None = None) -> Figure:
+    """Which node held each LoadBalancer IP over time (seed lab §5.1 c): one row per Service IP,
+    a bar per holder from its first claim to the next holder's, each claim marked (▲ a
+    gratuitous ARP, | a reply); a split brain is drawn in red."""
+    claims, changes, summary = captures.announcements(), captures.takeovers(), captures.services()
+    if claims.empty:
+        raise FlannelcapError("no ARP claim of a Service IP in these captures: nothing announced to draw")
+    vips = list(dict.fromkeys(changes["vip"]))
+    start, end = float(claims["time"].min()), float(claims["time"].max())
+    for capture in captures.captures:
+        if len(capture.packets):
+            end = max(end, float(capture.packets["time"].max()))
+    fig, ax = _axes(ax, (9.0, 1.1 + 0.8 * len(vips)))
+    split = set(summary["vip"][summary["split_brain"]]) if len(summary) else set()
+    holders = sorted({str(n or m) for n, m in zip(changes["to_node"], changes["to_mac"], strict=True)})
+    colours = {h: _HOLDER_COLOURS[i % len(_HOLDER_COLOURS)] for i, h in enumerate(holders)}
+    for row, vip in enumerate(vips):
+        held = changes[changes["vip"] == vip]
+        times = [*held["time"].astype(float), end]
+        for i, (node, mac) in enumerate(zip(held["to_node"], held["to_mac"], strict=True)):
+            holder = str(node or mac)
+            ax.barh(row, times[i + 1] - times[i], left=times[i] - start, height=0.5, color=colours[holder],
+                    edgecolor="#b00020" if vip in split else "#333", gid=f"held-{vip}-{holder}")  # fmt: skip
+        mine = claims[claims["vip"] == vip]
+        gratuitous = mine["kind"].str.startswith("gratuitous")
+        ax.plot(mine["time"][gratuitous] - start, [row + 0.38] * int(gratuitous.sum()), "^", color="#222", ms=5)
+        ax.plot(mine["time"][~gratuitous] - start, [row + 0.38] * int((~gratuitous).sum()), "|", color="#222", ms=8)
+        if vip in split:
+            ax.text(end - start, row, "  split brain", va="center", color="#b00020", weight="bold")
+    ax.set_yticks(range(len(vips)), vips)
+    ax.set_xlabel(f"seconds since the first claim ({len(claims)} claims; ▲ gratuitous ARP, | ARP reply)")
+    ax.set_ylim(-0.6, len(vips) - 0.2)
+    ax.legend(
+        handles=[Rectangle((0, 0), 1, 1, color=colours[h]) for h in holders], labels=holders, loc="upper left",
+        bbox_to_anchor=(1.01, 1.0), title="announced by",
+    )  # fmt: skip
+    ax.set_title("Who announces each LoadBalancer IP (ARP)")
+    fig.tight_layout()
+    return fig
+
+
+def spread(captures: Captures, service: str | None = None, ax: Axes | None = None) -> Figure:
+    """How kube-proxy spread a Service's connections over its endpoints (seed lab §5.3): a bar
+    per endpoint pod, the uniform expectation as a line, the χ² test in the title."""
+    counts, summary = captures.endpoints(), captures.services()
+    placed = counts.groupby("service", sort=False)["connections"].sum()
+    placed = placed[placed > 0]
+    if placed.empty:
+        raise FlannelcapError(
+            "no connection to a Service was followed to its endpoint: capture -i any on the node that received them"
+        )
+    name = service or str(placed.index[0])
+    if name not in placed.index:
+        raise FlannelcapError(f"no connections of {name!r} were placed; these were: {', '.join(placed.index)}")
+    rows = counts[counts["service"] == name]
+    labels = [
+        f"{pod or ip}\n{node or ''}"
+        for pod, ip, node in zip(rows["pod"], rows["endpoint_ip"], rows["node"], strict=True)
+    ]
+    fig, ax = _axes(ax, (max(6.0, 2.2 * len(rows)), 4.0))
+    bars = ax.bar(range(len(rows)), rows["connections"], color="#6c9bd2", edgecolor="#333", gid="endpoint")
+    answered = rows["answered"].to_numpy()
+    for bar, count, ok in zip(bars, rows["connections"], answered, strict=True):
+        text = f"{count}" + ("" if ok == count else f" ({count - ok} unanswered)")
+        ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height(), text, ha="center", va="bottom", fontsize=9)
+    ax.axhline(float(rows["expected"].iloc[0]), color="#b00020", ls="--", lw=1.2, label="uniform")
+    ax.set_xticks(range(len(rows)), labels, fontsize=8)
+    ax.set_ylabel("connections")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    test = summary[summary["service"] == name]
+    title = f"{name}: {int(placed[name])} connections over {len(rows)} endpoints"
+    if len(test) and test["chi2"].iloc[0] == test["chi2"].iloc[0]:
+        title += (
+            f"\nχ² = {test['chi2'].iloc[0]:.2f} ({int(test['dof'].iloc[0])} dof), p = {test['p_value'].iloc[0]:.3f}"
+        )
+    ax.set_title(title, fontsize=10)
+    ax.legend(loc="upper right")
+    fig.tight_layout()
     return fig

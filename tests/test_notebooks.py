@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import uuid
@@ -116,3 +117,20 @@ def test_capture_over_ssh_notebook(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert not left, f"the notebook left namespaces behind: {left}"
     assert not (tmp_path / "notebooks" / "captures").exists()
     assert shutil.which("ip")
+
+
+def test_services_notebook(tmp_path: Path) -> None:
+    text, images = run_notebook("5-services-metallb-kube-proxy.ipynb", tmp_path)
+    entries = {
+        e["name"]: e for e in map(json.loads, (SAMPLES / "services" / "manifest.jsonl").read_text().splitlines())
+    }
+    curls, failover = entries["thirty-curls"], entries["failover"]
+    assert "default      web      LoadBalancer  10.43.71.110   192.168.1.201" in text
+    assert f"announced by {curls['announcer']}; 30 connections, 30 answered" in text
+    assert "externalTrafficPolicy Cluster (the client masqueraded)" in text
+    for pod, count in curls["answers"].items():  # what the client read in the 30 responses
+        assert re.search(rf"{pod}\s+kpi\d+\s+{count}\s+{count}\s", text), pod  # pod, node, connections, answered
+    assert failover["old_announcer"] in text and failover["new_announcer"] in text
+    assert text.count("vip-two-announcers") == 2
+    assert "traefik-7d6f8f4c9b-7ns8d" in text and "flannel.1 (masqueraded)" in text
+    assert images == 2  # the spread and the announcers' timeline

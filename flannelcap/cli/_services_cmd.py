@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from flannelcap._errors import FlannelcapError
 from flannelcap.cli._topology_args import add_node_option, add_topology_options, node_names, saved_tables
 
 
@@ -35,6 +36,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     add_node_option(parser)
     parser.add_argument("--connections", action="store_true", help="also list every connection")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
+    parser.add_argument("--announcers", type=Path, metavar="IMAGE", help="draw who held each Service IP over time")
+    parser.add_argument("--spread", type=Path, metavar="IMAGE", help="draw the connections per endpoint")
     parser.set_defaults(run=run)
 
 
@@ -59,9 +62,26 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.json:
         _json(captures)
-        return 0
-    _print(captures, args.connections)
+    else:
+        _print(captures, args.connections)
+    _figures(captures, args.announcers, args.spread)
     return 0
+
+
+def _figures(captures: Any, announcers: Path | None, spread: Path | None) -> None:
+    if not (announcers or spread):
+        return
+    from flannelcap import plots
+
+    for path, draw in ((announcers, plots.announcers), (spread, plots.spread)):
+        if path is None:
+            continue
+        figure = draw(captures)
+        try:
+            figure.savefig(path, dpi=110, bbox_inches="tight")
+        except (OSError, ValueError) as exc:
+            raise FlannelcapError(f"cannot write {path}: {exc}") from exc
+        print(f"flannelcap: figure written to {path}", file=sys.stderr)
 
 
 def _clock(seconds: float) -> str:
