@@ -203,153 +203,184 @@ def _tcp(frame: pd.DataFrame, flags: str) -> pd.DataFrame:
 
 
 def connections(captures: Sequence[CaptureAt], topology: Topology | None = None) -> pd.DataFrame:
-    """One row per connection to a Service IP (columns ``CONNECTION_COLUMNS``), in time order."""
+    """One row per connection to a Service IP (columns ``CONNECTION_COLUMNS``), in time order.
+    Column operations throughout: merges and group-bys over the SYNs, never a loop over them."""
     topology = topology or Topology()
-    by_ip = {ip: svc for svc in topology.services for ip in (*svc.cluster_ips, *svc.external_ips)}
+    by_ip = {ip: svc.key for svc in topology.services for ip in (*svc.cluster_ips, *svc.external_ips)}
     if not by_ip:
         return pd.DataFrame(columns=list(CONNECTION_COLUMNS))
-    owners = topology.lan_macs()
-    endpoints = {e.ip: e for svc in topology.services for e in svc.endpoints}
-    fronts, legs, answers = [], [], []
-    for capture in captures:
-        syn = _tcp(capture.packets, "SYN")
-        if not syn.empty:
-            dst = _text(syn["dst_ip"])
-            to_service = dst.isin(by_ip).to_numpy()
-            front = syn[to_service].assign(file=capture.name, capture_node=capture.node)
-            fronts.append(front)
-            legs.append(syn[~to_service].assign(file=capture.name))
-        synack = _tcp(capture.packets, "SYN, ACK")
-        if not synack.empty:
-            answers.append(synack.assign(file=capture.name))
-    if not fronts or all(f.empty for f in fronts):
+    syns = _tcp_rows(captures, "SYN")
+    to_service = syns["dst_ip"].isin(by_ip)
+    front, legs = syns[to_service], syns[~to_service]
+    if front.empty:
         return pd.DataFrame(columns=list(CONNECTION_COLUMNS))
-    front = pd.concat(fronts, ignore_index=True)
-    front["dst_ip"], front["src_ip"] = _text(front["dst_ip"]), _text(front["src_ip"])
     key = ["src_ip", "src_port", "dst_ip", "tcp_seq"]
     front = front.sort_values("time", kind="stable")
-    tries = front.groupby(key, sort=False).agg(first=("time", "min"), copies=("time", "size"), sent=("time", _sends))
-    leg = _dnat_legs(front, pd.concat(legs, ignore_index=True) if legs else front.iloc[0:0])
-    acked = _acknowledged(pd.concat(answers, ignore_index=True) if answers else front.iloc[0:0])
+    front["receiver"] = _receivers(front, topology.lan_macs())
+    conns = front.drop_duplicates(key).reset_index(drop=True)
+    conns["sends"] = _sends(front, key).reindex(pd.MultiIndex.from_frame(conns[key])).to_numpy()
+    leg = _dnat_legs(front, legs, key)
+    conns = conns.merge(leg, on=key, how="left")
+    conns["received_by"] = _receiver_seen_with_leg(front, conns, key)
+    endpoint_ip = conns["leg_dst_ip"]
+    names = _endpoint_names(topology, set(endpoint_ip.dropna()))
+    acks = _tcp_rows(captures, "SYN, ACK")
+    acked = (conns["tcp_seq"].astype("int64") + 1) % 2**32
+    answered_from = pd.MultiIndex.from_arrays([acks["src_ip"], acks["tcp_ack"].astype("int64")])
     status = _first_status(captures, set(by_ip))
-    rows = []
-    for (client_ip, client_port, vip, seq), group in front.groupby(key, sort=False):
-        svc = by_ip[vip]
-        first = group.iloc[0]
-        found = leg.get((client_ip, client_port, vip, seq))
-        seen = group if found is None else group[group["file"] == found["file"]]
-        receiver = _receiver(seen.iloc[0] if len(seen) else first, owners)
-        endpoint_ip = str(found["dst_ip"]) if found is not None else None
-        endpoint = endpoints.get(endpoint_ip) if endpoint_ip else None
-        pod, endpoint_node = _endpoint_names(topology, endpoint_ip, endpoint)
-        rows.append(
-            {
-                "time": float(first["time"]),
-                "file": first["file"],
-                "number": int(first["number"]),
-                "service": svc.key,
-                "vip": vip,
-                "port": int(first["dst_port"]),
-                "client_ip": client_ip,
-                "client_port": int(client_port),
-                "received_by": receiver,
-                "endpoint_ip": endpoint_ip,
-                "endpoint_pod": pod,
-                "endpoint_node": endpoint_node,
-                "local": (endpoint_node == receiver) if endpoint_node and receiver else None,
-                "path": found["path"] if found is not None else None,
-                "seen_from": found["src_ip"] if found is not None else None,
-                "masqueraded": (found["src_ip"] != client_ip) if found is not None else None,
-                "answered": (int(seq) + 1) % 2**32 in acked["any"],
-                "endpoint_answered": (
-                    ((endpoint_ip, (int(seq) + 1) % 2**32) in acked["from"]) if endpoint_ip else None
-                ),
-                "syn_retransmits": int(tries.loc[(client_ip, client_port, vip, seq), "sent"]) - 1,
-                "http_status": status.get((client_ip, int(client_port))),
-            }
-        )
-    out = pd.DataFrame(rows, columns=list(CONNECTION_COLUMNS))
-    return out.sort_values("time", kind="stable").reset_index(drop=True)
+    out = pd.DataFrame(
+        {
+            "time": conns["time"].astype(float),
+            "file": conns["file"],
+            "number": conns["number"].astype("int64"),
+            "service": conns["dst_ip"].map(by_ip),
+            "vip": conns["dst_ip"],
+            "port": conns["dst_port"].astype("int64"),
+            "client_ip": conns["src_ip"],
+            "client_port": conns["src_port"].astype("int64"),
+            "received_by": conns["received_by"],
+            "endpoint_ip": endpoint_ip,
+            "endpoint_pod": endpoint_ip.map(lambda ip: names.get(ip, (None, None))[0]),
+            "endpoint_node": endpoint_ip.map(lambda ip: names.get(ip, (None, None))[1]),
+            "path": conns["leg_path"],
+            "seen_from": conns["leg_src_ip"],
+            "masqueraded": (conns["leg_src_ip"] != conns["src_ip"]).where(endpoint_ip.notna()),
+            "answered": acked.isin(set(acks["tcp_ack"].astype("int64"))),
+            "endpoint_answered": pd.Series(
+                pd.MultiIndex.from_arrays([endpoint_ip.fillna(""), acked]).isin(answered_from), index=conns.index
+            ).where(endpoint_ip.notna()),
+            "syn_retransmits": conns["sends"].astype("int64") - 1,
+            "http_status": pd.Series(
+                pd.MultiIndex.from_arrays([conns["src_ip"], conns["src_port"].astype("int64")]).map(status.get),
+                index=conns.index,
+                dtype="Int64",
+            ),
+        }
+    )
+    local = out["endpoint_node"].notna() & out["received_by"].notna()
+    out["local"] = (out["endpoint_node"] == out["received_by"]).where(local)
+    out = out.astype({"masqueraded": "object", "endpoint_answered": "object", "local": "object"})
+    for column in ("masqueraded", "endpoint_answered", "local"):
+        out[column] = out[column].where(out[column].notna(), None)
+    return out[list(CONNECTION_COLUMNS)].sort_values("time", kind="stable").reset_index(drop=True)
 
 
-def _endpoint_names(topology: Topology, ip: str | None, endpoint: Endpoint | None) -> tuple[str | None, str | None]:
-    """The pod and node of a DNAT destination: from the EndpointSlice, else from the pods
-    and the nodes' pod CIDRs."""
-    if not ip:
-        return None, None
-    pod = endpoint.pod if endpoint else None
-    node = endpoint.node if endpoint else None
-    if pod is None and (known := topology.pod_by_ip(ip)) is not None:
-        pod, node = known.name, node or known.node
-    if node is None and (owner := topology.node_of_pod_ip(ip)) is not None:
-        node = owner.name
-    return pod, node
+_SYN_COLUMNS = ("time", "number", "src_ip", "src_port", "dst_ip", "dst_port", "tcp_seq", "tcp_ack",
+                "outer_dst_mac", "packet_type", "is_vxlan", "if_name")  # fmt: skip
+
+
+def _tcp_rows(captures: Sequence[CaptureAt], flags: str) -> pd.DataFrame:
+    """The TCP segments whose flags are exactly ``flags``, of every capture: the columns the
+    pairing reads, addresses and names as text, with ``file`` and ``capture_node``."""
+    parts = []
+    for capture in captures:
+        rows = _tcp(capture.packets, flags)
+        if rows.empty:
+            continue
+        part = pd.DataFrame({name: rows[name].to_numpy() for name in _SYN_COLUMNS if name in rows})
+        for name in ("src_ip", "dst_ip", "outer_dst_mac", "packet_type", "if_name"):
+            if name in rows:
+                part[name] = _text(rows[name]).to_numpy()
+        part["file"], part["capture_node"] = capture.name, capture.node
+        parts.append(part)
+    if not parts:
+        return pd.DataFrame(columns=[*_SYN_COLUMNS, "file", "capture_node"])
+    out = pd.concat(parts, ignore_index=True)
+    return out[out["tcp_seq"].notna() & out["src_port"].notna()]
+
+
+def _receivers(front: pd.DataFrame, owners: dict[str, str]) -> pd.Series:
+    """The node each copy of a SYN arrived at: the owner of its destination MAC, or the
+    capture's node when a cooked capture saw it come in (``host``)."""
+    by_mac = front["outer_dst_mac"].str.lower().map(owners)
+    arrived = front["packet_type"] == "host"
+    return by_mac.where(by_mac.notna(), front["capture_node"].where(arrived))
+
+
+def _receiver_seen_with_leg(front: pd.DataFrame, conns: pd.DataFrame, key: list[str]) -> pd.Series:
+    """Per connection, the receiving node of its copy in the capture that saw the DNATed leg,
+    else of any copy."""
+    known = front[front["receiver"].notna()][[*key, "file", "receiver", "time"]]
+    if known.empty:
+        return pd.Series([None] * len(conns), index=conns.index, dtype=object)
+    paired = known.merge(conns[[*key, "leg_file"]], on=key)
+    paired["other"] = paired["file"] != paired["leg_file"]
+    first = paired.sort_values(["other", "time"], kind="stable").drop_duplicates(key)
+    merged = conns[key].merge(first[[*key, "receiver"]], on=key, how="left")
+    return merged["receiver"].where(merged["receiver"].notna(), None)
+
+
+def _endpoint_names(topology: Topology, ips: set[str]) -> dict[str, tuple[str | None, str | None]]:
+    """Each DNAT destination's pod and node: from the EndpointSlices, else from the pods and
+    the nodes' pod CIDRs (each address looked up once)."""
+    listed: dict[str, Endpoint] = {e.ip: e for svc in topology.services for e in svc.endpoints}
+    names = {}
+    for ip in ips:
+        endpoint = listed.get(ip)
+        pod, node = (endpoint.pod, endpoint.node) if endpoint else (None, None)
+        if pod is None and (known := topology.pod_by_ip(ip)) is not None:
+            pod, node = known.name, node or known.node
+        if node is None and (owner := topology.node_of_pod_ip(ip)) is not None:
+            node = owner.name
+        names[ip] = (pod, node)
+    return names
 
 
 def _first_status(captures: Sequence[CaptureAt], ips: set[str]) -> dict[tuple[str, int], int]:
     """(client IP, client port) → the HTTP status of the first response a Service IP sent it."""
-    status: dict[tuple[str, int], int] = {}
+    parts = []
     for capture in captures:
         frame = capture.packets
         if frame.empty or "http_status" not in frame:
             continue
         answers = frame[frame["http_status"].notna() & _text(frame["src_ip"]).isin(ips)]
-        for client, port, code in zip(
-            _text(answers["dst_ip"]), answers["dst_port"], answers["http_status"], strict=True
-        ):
-            status.setdefault((client, int(port)), int(code))
-    return status
-
-
-def _sends(times: pd.Series) -> int:
-    """How many times a SYN was sent: copies closer than 0.2 s are one send seen twice."""
-    values = np.sort(times.to_numpy(dtype=float))
-    return int(1 + np.count_nonzero(np.diff(values) >= 0.2)) if len(values) else 0
-
-
-def _dnat_legs(front: pd.DataFrame, legs: pd.DataFrame) -> dict[tuple[object, ...], dict[str, object]]:
-    """Per connection key, its DNATed leg: the first SYN with its sequence number that left
-    for another address within ``DNAT_WINDOW`` in the same capture."""
-    if legs.empty:
+        columns = {
+            "client": _text(answers["dst_ip"]),
+            "port": answers["dst_port"].astype("int64"),
+            "status": answers["http_status"].astype("int64"),
+            "time": answers["time"],
+        }
+        parts.append(pd.DataFrame(columns))
+    if not parts:
         return {}
-    pairs = front[["file", "tcp_seq", "time", "src_ip", "src_port", "dst_ip"]].merge(
-        legs[["file", "tcp_seq", "time", "src_ip", "dst_ip", "is_vxlan", "if_name"]].assign(
-            src_ip=lambda f: _text(f["src_ip"]), dst_ip=lambda f: _text(f["dst_ip"])
-        ),
+    first = pd.concat(parts).sort_values("time", kind="stable").drop_duplicates(["client", "port"])
+    return dict(zip(zip(first["client"], first["port"], strict=True), first["status"], strict=True))
+
+
+def _sends(front: pd.DataFrame, key: list[str]) -> pd.Series:
+    """How many times each connection's SYN was sent: copies closer than 0.2 s (Linux's
+    minimum RTO) are one send seen twice (``-i any``, several files)."""
+    ordered = front.sort_values([*key, "time"], kind="stable")
+    same = (ordered[key] == ordered[key].shift()).all(axis=1)
+    again = same & (ordered["time"].diff() >= 0.2)
+    return again.groupby([ordered[k] for k in key], sort=False).sum() + 1
+
+
+def _dnat_legs(front: pd.DataFrame, legs: pd.DataFrame, key: list[str]) -> pd.DataFrame:
+    """Per connection key, its DNATed leg (``leg_file``, ``leg_dst_ip``, ``leg_src_ip``,
+    ``leg_path``): the first SYN with its sequence number that left for another address
+    within ``DNAT_WINDOW`` in the same capture."""
+    columns = [*key, "leg_file", "leg_dst_ip", "leg_src_ip", "leg_path"]
+    if legs.empty:
+        return pd.DataFrame(columns=columns)
+    pairs = front[[*key, "file", "time"]].merge(
+        legs[["file", "tcp_seq", "time", "src_ip", "dst_ip", "is_vxlan", "if_name"]],
         on=["file", "tcp_seq"],
         suffixes=("", "_leg"),
     )
     delay = pairs["time_leg"] - pairs["time"]
-    pairs = pairs[(delay >= 0) & (delay <= DNAT_WINDOW)].sort_values("time_leg", kind="stable")
-    found: dict[tuple[object, ...], dict[str, object]] = {}
-    for row in pairs.itertuples(index=False):
-        key = (row.src_ip, row.src_port, row.dst_ip, row.tcp_seq)
-        if key in found:
-            continue
-        interface = str(row.if_name) if isinstance(row.if_name, str) else None
-        path = "vxlan" if bool(row.is_vxlan) or interface == "flannel.1" else (interface or "routed")
-        found[key] = {"file": row.file, "dst_ip": row.dst_ip_leg, "src_ip": row.src_ip_leg, "path": path}
-    return found
-
-
-def _acknowledged(synack: pd.DataFrame) -> dict[str, set[object]]:
-    """The acknowledgement numbers of SYN-ACKs (``any``), and (sender, ack) pairs (``from``)."""
-    if synack.empty:
-        return {"any": set(), "from": set()}
-    acks = synack["tcp_ack"].astype("Int64").dropna().astype(int)
-    senders = _text(synack["src_ip"]).loc[acks.index]
-    return {"any": set(acks.tolist()), "from": set(zip(senders.tolist(), acks.tolist(), strict=True))}
-
-
-def _receiver(row: pd.Series, owners: dict[str, str]) -> str | None:
-    """The node a SYN arrived at: the owner of its destination MAC, or the capture's node
-    when a cooked capture saw it come in (``host``)."""
-    mac = row.get("outer_dst_mac")
-    if isinstance(mac, str) and mac.lower() in owners:
-        return owners[mac.lower()]
-    if str(row.get("packet_type")) == "host":
-        return str(row["capture_node"])
-    return None
+    pairs = pairs[(delay >= 0) & (delay <= DNAT_WINDOW)].sort_values("time_leg", kind="stable").drop_duplicates(key)
+    vxlan = pairs["is_vxlan"].astype(bool) | (pairs["if_name"] == "flannel.1")
+    interface = pairs["if_name"].where(pairs["if_name"] != "", "routed")
+    return pd.DataFrame(
+        {
+            **{k: pairs[k] for k in key},
+            "leg_file": pairs["file"],
+            "leg_dst_ip": pairs["dst_ip_leg"],
+            "leg_src_ip": pairs["src_ip_leg"],
+            "leg_path": interface.where(~vxlan, "vxlan"),
+        }
+    )
 
 
 def endpoint_counts(conns: pd.DataFrame, topology: Topology | None) -> pd.DataFrame:
@@ -389,7 +420,7 @@ def endpoint_counts(conns: pd.DataFrame, topology: Topology | None) -> pd.DataFr
 def spread(counts: pd.DataFrame) -> list[Spread]:
     """Pearson's χ² of each Service's connections per endpoint against a uniform spread."""
     out = []
-    for service, group in counts[counts["in_slices"]].groupby("service", sort=False):
+    for service, group in counts[counts["in_slices"].astype(bool)].groupby("service", sort=False):
         observed = group["connections"].to_numpy(dtype=float)
         total = float(observed.sum())
         if total == 0 or len(observed) < 2:
