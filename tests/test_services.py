@@ -5,6 +5,7 @@ independently and to what the client saw; and, as root, a services lab built afr
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -348,3 +349,50 @@ def lab_fault(prefix: str, kind: str, node: str, peer: str) -> str:
     from flannelcap.lab._faults import apply_fault
 
     return apply_fault(Lab.load(prefix), kind, node, peer)
+
+
+def test_a_dnat_to_an_address_no_pod_has_is_found() -> None:
+    # The tables after the replica on kpi091 was deleted (gone from the pods and the
+    # EndpointSlice) while the capture still shows kube-proxy sending connections to it.
+    entry = ENTRIES["thirty-curls"]
+    tables = topology_from_dir(SERVICES / "thirty-curls" / "tables")
+    gone = next(p for p in tables.pods if p.name.startswith("web-") and p.node == "kpi091")
+    services = tuple(
+        dataclasses.replace(s, endpoints=tuple(e for e in s.endpoints if e.ip != gone.ip)) for s in tables.services
+    )
+    stale = dataclasses.replace(tables, pods=tuple(p for p in tables.pods if p != gone), services=services)
+    captures = flannelcap.read_many([SERVICES / "thirty-curls" / f for f in entry["files"]], stale)
+    found = [f for f in captures.service_findings() if f.code == "dnat-to-unknown-pod"]
+    assert len(found) == 1 and gone.ip in found[0].message
+    assert f"{entry['answers'][gone.name]} connections" in found[0].message
+    counts = captures.endpoints().set_index("endpoint_ip")
+    assert not counts.loc[gone.ip, "in_slices"] and counts.loc[gone.ip, "connections"] == entry["answers"][gone.name]
+    # the spread is tested over the endpoints the EndpointSlice lists
+    web = captures.services().set_index("service").loc["default/web"]
+    assert web["dof"] == 1
+
+
+def test_an_ip_nobody_answers_arp_for() -> None:
+    # Pure: an ARP request for a Service IP and nothing claiming it (a packets table as
+    # flannelcap.read makes it, only the columns the check reads).
+    import pandas as pd
+
+    from flannelcap.analysis.journey import CaptureAt
+    from flannelcap.analysis.services import claims, findings, unanswered_requests
+
+    frame = pd.DataFrame(
+        {
+            "time": [1.0, 2.0, 2.5, 4.0],
+            "number": [1, 2, 3, 4],
+            "arp_op": pd.Categorical(["request", "request", "reply", "request"]),
+            "arp_sender_ip": pd.Categorical(["192.168.1.254", "192.168.1.254", "192.168.1.40", "192.168.1.254"]),
+            "arp_target_ip": pd.Categorical(["192.168.1.210", "192.168.1.40", "192.168.1.254", "192.168.1.210"]),
+            "arp_sender_mac": pd.Categorical(["aa:00:00:00:00:fe"] * 2 + ["aa:00:00:00:00:40", "aa:00:00:00:00:fe"]),
+        }
+    )
+    at = [CaptureAt("x.pcap", "xubulab", frame)]
+    silent = unanswered_requests(at, {"192.168.1.210"})
+    assert silent["number"].tolist() == [1, 4] and set(silent["vip"]) == {"192.168.1.210"}
+    found = findings(claims(at), {}, silent, pd.DataFrame(), None)
+    assert [(f.code, f.severity, f.packets) for f in found] == [("vip-unanswered", "error", (1, 4))]
+    assert "nobody answers ARP for 192.168.1.210" in found[0].message

@@ -115,7 +115,8 @@ def claims(captures: Sequence[CaptureAt], topology: Topology | None = None) -> p
     out = every[every["claim"] & every["vip"].isin(vips)].copy()
     out["service"] = out["vip"].map(known)
     owners = topology.lan_macs() if topology else {}
-    out["node"] = out["mac"].map(owners)
+    node = out["mac"].map(owners).astype(object)
+    out["node"] = node.where(node.notna(), None)
     out = out.sort_values(["time", "file"], kind="stable")
     return out[list(CLAIM_COLUMNS)].reset_index(drop=True)
 

@@ -45,11 +45,16 @@ def run(args: argparse.Namespace) -> int:
     if topology is None:
         topology, note = saved_tables(args.files)
     captures = read_many(args.files, topology, nodes=node_names(args.node))
-    if note:  # once the files have been read: an error about them comes alone
-        print(f"flannelcap: note: {note}", file=sys.stderr)
     for capture in captures.captures:
         if capture.problem:  # every packet before the damage is decoded and matched
             print(f"flannelcap: warning: {capture.path.name}: {capture.problem}", file=sys.stderr)
+    status = _report(args, captures)
+    if note:  # after the output: an error comes alone, on one line
+        print(f"flannelcap: note: {note}", file=sys.stderr)
+    return status
+
+
+def _report(args: argparse.Namespace, captures: Any) -> int:
     seen, packets = captures.sightings(), captures.journeys()
     if args.packet is not None:
         return _one_packet(args, seen, packets)

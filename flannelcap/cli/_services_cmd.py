@@ -49,8 +49,6 @@ def run(args: argparse.Namespace) -> int:
     if topology is None:
         topology, note = saved_tables(args.files)
     captures = read_many(args.files, topology, nodes=node_names(args.node))
-    if note:
-        print(f"flannelcap: note: {note}", file=sys.stderr)
     for capture in captures.captures:
         if capture.problem:  # every packet before the damage is read
             print(f"flannelcap: warning: {capture.path.name}: {capture.problem}", file=sys.stderr)
@@ -65,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         _print(captures, args.connections)
     _figures(captures, args.announcers, args.spread)
+    if note:  # after the output: an error comes alone, on one line
+        print(f"flannelcap: note: {note}", file=sys.stderr)
     return 0
 
 
@@ -101,7 +101,7 @@ def _print(captures: Any, every_connection: bool) -> None:
         if held.empty:
             print("  announced by: nobody (no ARP reply or gratuitous ARP for it in these captures)")
         for row in held.itertuples(index=False):
-            who = f"{row.to_node or 'not a node'} ({row.to_mac})"
+            who = f"{row.to_node} ({row.to_mac})" if row.to_node else row.to_mac
             if row.from_mac is None or row.from_mac != row.from_mac:
                 print(f"  {_clock(row.time)}  announced by {who}: {row.kind}  [{row.file} #{row.number}]")
             else:
