@@ -196,18 +196,18 @@ static int64_t transport(bytes_t b, int64_t *v, int64_t at, int64_t proto, int64
             v[DST_PORT] = u16(b, at + 2);
             v[PAYLOAD_LEN] = u16(b, at + 4) - 8 > 0 ? u16(b, at + 4) - 8 : 0;
             v[PAYLOAD_HASH] = payload_hash(b, at + 8, v[PAYLOAD_LEN], end);
-        } else {
-            v[ICMP_TYPE] = b[at];
-            v[ICMP_CODE] = b[at + 1];
-            v[PAYLOAD_HASH] = payload_hash(b, at + 4, length - 4, end); /* identifier, sequence, data */
+            return at + 8;
         }
+        v[ICMP_TYPE] = b[at];
+        v[ICMP_CODE] = b[at + 1];
+        v[PAYLOAD_HASH] = payload_hash(b, at + 4, length - 4, end); /* identifier, sequence, data */
         return NONE;
     }
     return FALLBACK;
 }
 
-/* Decode one frame b[start:end] into its row v. Returns the TCP payload offset, NONE if there
- * is no TCP payload, or FALLBACK. */
+/* Decode one frame b[start:end] into its row v. Returns the offset of the innermost TCP or UDP
+ * payload, NONE if there is none, or FALLBACK. */
 static int64_t decode_one(bytes_t b, int64_t *v, int64_t start, int64_t end, int64_t linktype, const options_t *o) {
     int64_t caplen = end - start, ethertype, l3;
     /* -- link layer -- */
@@ -631,6 +631,188 @@ static void head_parts(bytes_t p, int64_t n, int request, int64_t *out) {
         out[FORWARDED_FOR_AT] = from, out[FORWARDED_FOR_TO] = to;
     if (find_header(p, n, "x-forwarded-server:", &from, &to))
         out[FORWARDED_SERVER_AT] = from, out[FORWARDED_SERVER_TO] = to;
+}
+
+/* ---- DNS ----------------------------------------------------------------------------------- */
+
+/* The parts of a DNS message m[0:n] (RFC 1035), as flannelcap/packets/dns.py parses them: the
+ * header's id, flags, QDCOUNT and ANCOUNT; the first question's type; the smallest TTL of the
+ * answers read; and where in the text arena its name, the answers' addresses (A, AAAA) and the
+ * CNAMEs' targets lie, each [from, to) or -1 where absent. A message shorter than its header
+ * gets DNS_NONE in every part. Text goes into arena[*used:cap]; if it does not fit, *used goes
+ * past cap and nothing more is written (the caller grows the arena and calls again). */
+enum { DNS_ID, DNS_FLAGS, DNS_QDCOUNT, DNS_ANCOUNT, DNS_QTYPE, DNS_TTL, DNS_QNAME_AT, DNS_QNAME_TO, DNS_ADDR_AT,
+       DNS_ADDR_TO, DNS_CNAME_AT, DNS_CNAME_TO, DNS_PARTS };
+#define DNS_MAX_POINTERS 64
+#define DNS_MAX_ANSWERS 64
+
+typedef struct {
+    uint8_t *arena;
+    int64_t used, cap;
+} text_out;
+
+static void put_bytes(text_out *t, const void *p, int64_t n) {
+    if (t->used + n <= t->cap)
+        memcpy(t->arena + t->used, p, (size_t)n);
+    t->used += n;
+}
+
+/* Append the name at m[at] (dots between labels, "<Root>" for the root) to t; its end (after
+ * the first pointer, if any) goes to *after. Returns 0 where the name runs past the message,
+ * points forwards (a possible loop), uses more than DNS_MAX_POINTERS or exceeds 255 bytes;
+ * what was written of it then stays, and the caller rolls t->used back. */
+static int dns_name(bytes_t m, int64_t n, int64_t at, text_out *t, int64_t *after) {
+    int64_t end = -1, length = 0;
+    int hops = 0, labels = 0;
+    for (;;) {
+        if (at >= n)
+            return 0;
+        uint8_t size = m[at];
+        if (size == 0)
+            break;
+        if ((size & 0xC0) == 0xC0) {
+            if (at + 1 >= n || hops >= DNS_MAX_POINTERS)
+                return 0;
+            if (end < 0)
+                end = at + 2;
+            int64_t target = ((int64_t)(size & 0x3F) << 8) | m[at + 1];
+            if (target >= at)
+                return 0;
+            at = target, hops++;
+            continue;
+        }
+        if (size & 0xC0)
+            return 0;
+        if (at + 1 + size > n)
+            return 0;
+        length += size + 1;
+        if (length > 255)
+            return 0;
+        if (labels++)
+            put_bytes(t, ".", 1);
+        put_bytes(t, m + at + 1, size);
+        at += 1 + size;
+    }
+    if (!labels)
+        put_bytes(t, "<Root>", 6);
+    *after = end >= 0 ? end : at + 1;
+    return 1;
+}
+
+static uint32_t be16(bytes_t p) { return (uint32_t)p[0] << 8 | p[1]; }
+static uint32_t be32(bytes_t p) { return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]; }
+
+static void put_ipv4(text_out *t, bytes_t p) {
+    char text[16];
+    int k = snprintf(text, sizeof text, "%u.%u.%u.%u", p[0], p[1], p[2], p[3]);
+    put_bytes(t, text, k);
+}
+
+/* IPv6 as RFC 5952 (and Python's ipaddress) writes it: lower-case hex, the longest run of two
+ * or more zero groups (the first of equal ones) as "::". */
+static void put_ipv6(text_out *t, bytes_t p) {
+    uint32_t g[8];
+    for (int i = 0; i < 8; i++)
+        g[i] = be16(p + 2 * i);
+    int best = -1, best_len = 0;
+    for (int i = 0; i < 8;) {
+        if (g[i]) {
+            i++;
+            continue;
+        }
+        int j = i;
+        while (j < 8 && !g[j])
+            j++;
+        if (j - i > best_len && j - i >= 2)
+            best = i, best_len = j - i;
+        i = j;
+    }
+    char text[48];
+    int k = 0;
+    for (int i = 0; i < 8; i++) {
+        if (i == best) {
+            k += snprintf(text + k, sizeof text - (size_t)k, "::");
+            i += best_len - 1;
+            continue;
+        }
+        if (k && text[k - 1] != ':')
+            text[k++] = ':';
+        k += snprintf(text + k, sizeof text - (size_t)k, "%x", g[i]);
+    }
+    put_bytes(t, text, k);
+}
+
+static void dns_parts(bytes_t m, int64_t n, int64_t *out, text_out *t) {
+    for (int k = 0; k < DNS_PARTS; k++)
+        out[k] = -1;
+    if (n < 12)
+        return;
+    out[DNS_ID] = be16(m), out[DNS_FLAGS] = be16(m + 2), out[DNS_QDCOUNT] = be16(m + 4);
+    out[DNS_ANCOUNT] = be16(m + 6);
+    int64_t at = 12, mark = t->used, after;
+    if (!out[DNS_QDCOUNT])
+        return;
+    if (!dns_name(m, n, at, t, &after) || after + 4 > n) {
+        t->used = mark;
+        return;
+    }
+    out[DNS_QNAME_AT] = mark, out[DNS_QNAME_TO] = t->used;
+    out[DNS_QTYPE] = be16(m + after);
+    at = after + 4;
+    for (int64_t q = 1; q < out[DNS_QDCOUNT]; q++) {
+        int64_t before = t->used;
+        int ok = dns_name(m, n, at, t, &after);
+        t->used = before;
+        if (!ok || after + 4 > n)
+            return;
+        at = after + 4;
+    }
+    int64_t answers = out[DNS_ANCOUNT] < DNS_MAX_ANSWERS ? out[DNS_ANCOUNT] : DNS_MAX_ANSWERS;
+    int64_t ttl = -1, addr_at = t->used, addresses = 0;
+    /* Addresses first, then CNAMEs: two passes over the answers keep each list contiguous. */
+    for (int pass = 0; pass < 2; pass++) {
+        int64_t pos = at, cnames = 0, list_at = t->used;
+        for (int64_t a = 0; a < answers; a++) {
+            int64_t before = t->used;
+            int ok = dns_name(m, n, pos, t, &after);
+            t->used = before;
+            if (!ok || after + 10 > n)
+                break;
+            uint32_t type = be16(m + after), size = be16(m + after + 8);
+            int64_t data = after + 10;
+            if (data + size > n)
+                break;
+            if (pass == 0) {
+                int64_t rttl = be32(m + after + 4);
+                ttl = ttl < 0 || rttl < ttl ? rttl : ttl;
+                if ((type == 1 && size == 4) || (type == 28 && size == 16)) {
+                    if (addresses++)
+                        put_bytes(t, ",", 1);
+                    if (type == 1)
+                        put_ipv4(t, m + data);
+                    else
+                        put_ipv6(t, m + data);
+                }
+            } else if (type == 5) {
+                int64_t mark_name = t->used;
+                if (cnames)
+                    put_bytes(t, ",", 1);
+                int64_t ignored;
+                if (dns_name(m, n, data, t, &ignored))
+                    cnames++;
+                else
+                    t->used = mark_name;
+            }
+            pos = data + size;
+        }
+        if (pass == 0) {
+            out[DNS_TTL] = ttl;
+            if (addresses)
+                out[DNS_ADDR_AT] = addr_at, out[DNS_ADDR_TO] = t->used;
+        } else if (cnames) {
+            out[DNS_CNAME_AT] = list_at, out[DNS_CNAME_TO] = t->used;
+        }
+    }
 }
 
 /* ---- the conversation set ----------------------------------------------------------------- */
@@ -1379,6 +1561,30 @@ static PyObject *py_http_parts(PyObject *self, PyObject *args) {
     return release(all, 4, ok ? Py_NewRef(Py_None) : NULL);
 }
 
+static PyObject *py_dns_parts(PyObject *self, PyObject *args) {
+    Py_buffer blob, offsets, out, arena;
+    if (!PyArg_ParseTuple(args, "y*y*w*w*", &blob, &offsets, &out, &arena))
+        return NULL;
+    Py_buffer *all[] = {&blob, &offsets, &out, &arena};
+    Py_ssize_t n = offsets.len / 8 - 1;
+    int ok = n >= 0 && check(&offsets, "offsets", 8, n + 1) && check(&out, "out", 8, n * DNS_PARTS);
+    const int64_t *o = offsets.buf;
+    for (Py_ssize_t i = 0; ok && i < n; i++)
+        if (o[i] < 0 || o[i] > o[i + 1] || o[i + 1] > blob.len) {
+            PyErr_SetString(PyExc_ValueError, "a message lies outside the blob");
+            ok = 0;
+        }
+    text_out t = {arena.buf, 0, arena.len};
+    if (ok) {
+        int64_t *parts = out.buf;
+        Py_BEGIN_ALLOW_THREADS;
+        for (Py_ssize_t i = 0; i < n; i++)
+            dns_parts((bytes_t)blob.buf + o[i], o[i + 1] - o[i], parts + DNS_PARTS * i, &t);
+        Py_END_ALLOW_THREADS;
+    }
+    return release(all, 4, ok ? PyLong_FromLongLong(t.used) : NULL);
+}
+
 static PyObject *py_encode(PyObject *self, PyObject *args) {
     Py_buffer table, keys, ids;
     Py_ssize_t count;
@@ -1632,6 +1838,7 @@ static PyMethodDef METHODS[] = {
     {"dedupe", py_dedupe, METH_VARARGS, "Dense ids for distinct byte strings (see _kernel.dedupe)."},
     {"encode", py_encode, METH_VARARGS, "Dense ids for distinct keys (see _kernel.Encoder)."},
     {"http_parts", py_http_parts, METH_VARARGS, "Split HTTP heads into their parts (see _kernel.http_parts)."},
+    {"dns_parts", py_dns_parts, METH_VARARGS, "Split DNS messages into their parts (see _kernel.dns_parts)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -17,16 +17,25 @@ from __future__ import annotations
 import itertools
 import socket
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
 
 from flannelcap.packets import kernel as _kernel
+from flannelcap.packets.dns import type_name
 from flannelcap.packets.fields import FIELDS, HTTP_LABELS, NAME_FIELDS
 from flannelcap.packets.http import HttpHead, parse_head
-from flannelcap.packets.info import ARP_OPS, ICMP_NAMES, PACKET_TYPES, InfoFormatter, tcp_flag_names
+from flannelcap.packets.info import (
+    ARP_OPS,
+    ICMP_NAMES,
+    PACKET_TYPES,
+    InfoFormatter,
+    dns_operation,
+    rcode_name,
+    tcp_flag_names,
+)
 from flannelcap.packets.kernel import NONE, Encoder, Int
 from flannelcap.packets.kernel_columns import innermost
 from flannelcap.packets.records import PacketRecord
@@ -175,6 +184,34 @@ class Heads:
 
 
 @dataclass(slots=True)
+class DnsMessages:
+    """The DNS messages of a batch (UDP payloads, TCP segments after the length prefix, on
+    port 53): their rows and bytes (``blob[offsets[i]:offsets[i+1]]``)."""
+
+    rows: Int
+    blob: bytes
+    offsets: Int
+
+    @staticmethod
+    def empty() -> DnsMessages:
+        return DnsMessages(np.empty(0, np.int64), b"", np.zeros(1, np.int64))
+
+    @staticmethod
+    def joined(parts: list[DnsMessages]) -> DnsMessages:
+        """Several pieces' messages as one (rows in order)."""
+        parts = [p for p in parts if len(p.rows)]
+        if not parts:
+            return DnsMessages.empty()
+        if len(parts) == 1:
+            return parts[0]
+        shift = np.cumsum([0] + [len(p.blob) for p in parts[:-1]])
+        offsets = np.concatenate(
+            [parts[0].offsets[:1]] + [p.offsets[1:] + s for p, s in zip(parts, shift, strict=True)]
+        )
+        return DnsMessages(np.concatenate([p.rows for p in parts]), b"".join(p.blob for p in parts), offsets)
+
+
+@dataclass(slots=True)
 class Batch:
     """Up to a few tens of thousands of consecutive frames of one link type, decoded: the
     kernel's rows (``values``, one column per kernel field; ``fallback`` marks the rows the
@@ -192,6 +229,7 @@ class Batch:
     records: dict[int, PacketRecord]
     heads: Heads
     slow_heads: dict[int, HttpHead]  # heads split across segments, reassembled in Python
+    dns: DnsMessages = field(default_factory=DnsMessages.empty)
 
     def __len__(self) -> int:
         return len(self.number)
@@ -301,6 +339,7 @@ class Columns:
         out.bools["outer_fragment"] = np.zeros(n, dtype=np.bool_)
         out.ints["vxlan_gbp"] = np.full(n, NONE, dtype=np.int64)
         self._http(batch, out)
+        self._dns(batch, out)
         if batch.records:
             self._patch(batch.records, out)
         out.codes["if_name"] = self._if_names(batch.interface, out.ints["ifindex"])
@@ -312,7 +351,7 @@ class Columns:
         """Copy the rows the Scapy decoder took into the columns."""
         for row, record in records.items():
             for f in FIELDS:
-                if f.name in ("number", "time", "rel_time", "info", "notes") or f.name.startswith("http_"):
+                if f.name in ("number", "time", "rel_time", "info", "notes") or f.name.startswith(("http_", "dns_")):
                     continue
                 if f.name in NAME_FIELDS or f.name == "if_name":
                     continue
@@ -392,6 +431,69 @@ class Columns:
                 paths[row] = head.path
             out.texts["http_path"] = TextColumn.of(paths)
 
+    # -- DNS ----------------------------------------------------------------------------
+
+    def _dns(self, batch: Batch, out: ColumnBatch) -> None:
+        """The DNS columns: the compiled parse of the kernel's messages, then the Scapy
+        decoder's rows as its records have them."""
+        n = out.n
+        ints = {name: np.full(n, NONE, dtype=np.int64) for name in _DNS_INTS}
+        response = np.full(n, -1, dtype=np.int8)
+        qname = np.full(n, -1, dtype=np.int32)
+        qtype = np.full(n, -1, dtype=np.int32)
+        at = {name: np.full(n, -1, dtype=np.int64) for name in ("dns_addresses", "dns_cnames")}
+        to = {name: np.zeros(n, dtype=np.int64) for name in ("dns_addresses", "dns_cnames")}
+        arena = np.zeros(0, dtype=np.uint8)
+        messages = batch.dns
+        if len(messages.rows):
+            parts, text = _kernel.dns_parts(messages.blob, messages.offsets)
+            dns = parts[:, 0] >= 0
+            rows, parts = messages.rows[dns], parts[dns]
+            flags = parts[:, 1]
+            ints["dns_id"][rows], ints["dns_flags"][rows], ints["dns_answers"][rows] = parts[:, 0], flags, parts[:, 3]
+            ints["dns_opcode"][rows], ints["dns_rcode"][rows] = (flags >> 11) & 0xF, flags & 0xF
+            ints["dns_ttl"][rows] = parts[:, 5]
+            response[rows] = (flags >> 15) & 1
+            arena = np.frombuffer(text, dtype=np.uint8)
+            has_type = parts[:, 4] >= 0
+            labels = self.labels["dns_qtype"]
+            types = {t: labels.code(type_name(t)) for t in np.unique(parts[has_type, 4]).tolist()}
+            qtype[rows[has_type]] = [types[t] for t in parts[has_type, 4].tolist()]
+            names = _slices(arena, np.zeros(len(rows), dtype=np.int64), parts[:, 6], parts[:, 7])
+            if (arena >= 0x80).any():  # latin-1 names: decoded as the Python parser does
+                names = TextColumn.of(
+                    [None if a < 0 else text[a:b].decode("latin-1") for a, b in parts[:, 6:8].tolist()]
+                )
+            qname[rows] = self._codes_of("dns_qname", names)
+            for name, column in (("dns_addresses", 8), ("dns_cnames", 10)):
+                at[name][rows], to[name][rows] = parts[:, column], parts[:, column + 1]
+        texts = {
+            name: _slices(arena, np.zeros(n, dtype=np.int64), at[name], np.where(at[name] >= 0, to[name], 0))
+            for name in at
+        }
+        records = {row: r for row, r in batch.records.items() if r.dns_id is not None}
+        if (arena >= 0x80).any() or records:  # latin-1 text, or rows the Scapy decoder took: row by row
+            lists = {name: column.to_list() for name, column in texts.items()}
+            if (arena >= 0x80).any():
+                for name in lists:
+                    lists[name] = [
+                        None if a < 0 else bytes(arena[a:b]).decode("latin-1")
+                        for a, b in zip(at[name].tolist(), to[name].tolist(), strict=True)
+                    ]
+            for row, record in records.items():
+                for name in _DNS_INTS:
+                    value = getattr(record, name)
+                    ints[name][row] = NONE if value is None else value
+                response[row] = int(bool(record.dns_response))
+                qname[row] = self.labels["dns_qname"].code(record.dns_qname)
+                qtype[row] = self.labels["dns_qtype"].code(record.dns_qtype)
+                lists["dns_addresses"][row], lists["dns_cnames"][row] = record.dns_addresses, record.dns_cnames
+            texts = {name: TextColumn.of(values) for name, values in lists.items()}
+        out.ints.update(ints)
+        out.flags["dns_response"] = response
+        out.codes["dns_qname"], out.codes["dns_qtype"] = qname, qtype
+        out.texts.update(texts)
+
     def _codes_of(self, name: str, column: TextColumn) -> Codes:
         """Codes in ``labels[name]`` for a column of texts (each distinct text looked up once)."""
         offsets = column.texts.offsets
@@ -450,7 +552,8 @@ class Columns:
                 python_rows[row] = True
         other = ~request & ~response & ~python_rows
         tcp = other & (proto == TCP) & (src != NONE)
-        udp, icmp, arp = other & (proto == UDP), other & (proto == ICMP), other & (proto == ARP)
+        dns = other & (proto == UDP) & (ints["dns_id"] != NONE)
+        udp, icmp, arp = other & (proto == UDP) & ~dns, other & (proto == ICMP), other & (proto == ARP)
         seq, ack = self._relative_seq(
             batch.number, tcp, src, dst, ints["src_port"], ints["dst_port"], ints["tcp_seq"], ints["tcp_ack"]
         )
@@ -486,6 +589,7 @@ class Columns:
         text.text(" is at ", arp_reply)
         text.label(codes["arp_sender_mac"], arp_texts["arp_sender_mac"], missing="None", when=arp_reply)
         text.text("ARP ", arp_other).label(op, labels["arp_op"].encoded(), missing="None", when=arp_other)
+        self._dns_info(text, out, dns)
         info = TextColumn(text.run(n))
         if python_rows.any():
             texts = info.to_list()
@@ -493,6 +597,29 @@ class Columns:
                 texts[row] = self._other_info.format(batch.records[row])
             info = TextColumn.of(texts)
         return info
+
+    def _dns_info(self, text: Program, out: ColumnBatch, dns: NDArray[np.bool_]) -> None:
+        """``Standard query 0x1a2b A web.default.svc.cluster.local`` and its response, worded
+        as ``info.dns_info`` words them."""
+        if not dns.any():
+            return
+        ints, codes, labels = out.ints, out.codes, self.labels
+        answer = dns & (out.flags["dns_response"] == 1)
+        operation = np.where(dns, (ints["dns_opcode"] & 0xF) * 2 + answer, 0).astype(np.int32)
+        text.label(operation, _DNS_OPERATIONS, when=dns).text(" ", dns)
+        text.label(np.where(dns, ints["dns_id"] & 0xFFFF, 0).astype(np.int32), _hex_ids(), when=dns)
+        failed = answer & (ints["dns_rcode"] > 0)
+        text.text(" ", failed).label(
+            np.where(failed, ints["dns_rcode"] & 0xF, 0).astype(np.int32), _RCODES, when=failed
+        )
+        asked = dns & (codes["dns_qname"] >= 0)
+        text.text(" ", asked).label(codes["dns_qtype"], labels["dns_qtype"].encoded(), missing="", when=asked)
+        text.text(" ", asked).label(codes["dns_qname"], labels["dns_qname"].encoded(), when=asked)
+        cnames, addresses = out.texts["dns_cnames"], out.texts["dns_addresses"]
+        has_cnames = dns & ~_missing(cnames)
+        has_addresses = dns & ~_missing(addresses)
+        text.text(" CNAME ", has_cnames).column(cnames, when=has_cnames)
+        text.text(" ", has_addresses).column(addresses, when=has_addresses)
 
     def _relative_seq(
         self, number: Int, tcp: NDArray[np.bool_], src: Int, dst: Int, sport: Int, dport: Int, seq: Int, ack: Int
@@ -543,6 +670,26 @@ def _through(mapping: Codes, ids: NDArray[Any]) -> Codes:
     extended[-1] = -1
     out: Codes = extended[ids]
     return out
+
+
+_DNS_INTS = ("dns_id", "dns_opcode", "dns_rcode", "dns_flags", "dns_answers", "dns_ttl")
+_DNS_OPERATIONS = Texts.of([dns_operation(op, bool(answer)) for op in range(16) for answer in (0, 1)])
+_RCODES = Texts.of([rcode_name(code) for code in range(16)])
+_HEX_IDS: list[Texts] = []
+
+
+def _hex_ids() -> Texts:
+    """``0x0000`` … ``0xffff``, made once, when a DNS message is first shown."""
+    if not _HEX_IDS:
+        _HEX_IDS.append(Texts.of([f"0x{i:04x}" for i in range(1 << 16)]))
+    return _HEX_IDS[0]
+
+
+def _missing(column: TextColumn) -> NDArray[np.bool_]:
+    """Where a text column has no text."""
+    if column.missing is None:
+        return np.zeros(len(column), dtype=np.bool_)
+    return column.missing
 
 
 def _writable(array: NDArray[Any]) -> NDArray[Any]:

@@ -114,6 +114,19 @@ FIELDS: tuple[Field, ...] = (
     # the client it came from and the proxy's own name.
     _f("http_forwarded_for", "label"),
     _f("http_forwarded_server", "label"),
+    # DNS (RFC 1035) on port 53, over UDP or over TCP after its length prefix: the header, the
+    # first question, and the answers' addresses (A, AAAA), CNAME targets and smallest TTL.
+    _f("dns_id", "int", 32),
+    _f("dns_response", "flag"),
+    _f("dns_opcode", "int", 8),
+    _f("dns_rcode", "int", 8),
+    _f("dns_flags", "int", 32),
+    _f("dns_qname", "label"),
+    _f("dns_qtype", "label"),
+    _f("dns_answers", "int", 32),
+    _f("dns_addresses", "text"),
+    _f("dns_cnames", "text"),
+    _f("dns_ttl", "int", 64),
     # Names from the topology.
     _f("src_node", "label"),
     _f("dst_node", "label"),

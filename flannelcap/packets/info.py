@@ -5,6 +5,7 @@ Rule: pure, and free of Scapy, so that the fast path can use it without importin
 
 from __future__ import annotations
 
+from flannelcap.packets.dns import OPCODE_NAMES, RCODE_NAMES
 from flannelcap.packets.http import HttpHead
 from flannelcap.packets.records import PacketRecord
 
@@ -50,6 +51,34 @@ def tcp_flag_names(flags: int) -> str:
     return ", ".join(names) if names else "<none>"
 
 
+def dns_operation(opcode: int, response: bool) -> str:
+    """``Standard query``, ``Standard query response``, ``Dynamic update`` …"""
+    name = OPCODE_NAMES.get(opcode, f"Unknown operation ({opcode})")
+    return name + (" response" if response else "")
+
+
+def rcode_name(rcode: int) -> str:
+    """A response code as Wireshark names it (``No such name`` for NXDOMAIN)."""
+    return RCODE_NAMES.get(rcode, f"Unknown error ({rcode})")
+
+
+def dns_info(record: PacketRecord) -> str:
+    """A DNS message's Info, e.g. ``Standard query 0x1a2b A web.default.svc.cluster.local``,
+    and for an answer ``Standard query response 0x1a2b A web.default.svc.cluster.local
+    10.43.71.110`` (an error's name before the question: ``No such name``)."""
+    response = bool(record.dns_response)
+    parts = [dns_operation(record.dns_opcode or 0, response), f"0x{record.dns_id or 0:04x}"]
+    if response and record.dns_rcode:
+        parts.append(rcode_name(record.dns_rcode))
+    if record.dns_qname is not None:
+        parts += [record.dns_qtype or "", record.dns_qname]
+    if record.dns_cnames:
+        parts += ["CNAME", record.dns_cnames]
+    if record.dns_addresses:
+        parts.append(record.dns_addresses)
+    return " ".join(parts)
+
+
 class InfoFormatter:
     """The Info column, as Wireshark's packet list words it; keeps the TCP initial sequence
     numbers so that sequence numbers are shown relative, as Wireshark shows them."""
@@ -69,6 +98,8 @@ class InfoFormatter:
             return f"{record.http_version} {record.http_status}{reason}"
         if record.proto == "tcp":
             return self._tcp_info(record)
+        if record.proto == "udp" and record.dns_id is not None:
+            return dns_info(record)
         if record.proto == "udp":
             return f"{record.src_port} → {record.dst_port} Len={record.payload_len}"
         if record.proto == "arp":

@@ -167,6 +167,24 @@ def http_parts(blob: bytes, offsets: Int, kinds: Int) -> Int:
     return out
 
 
+DNS_PARTS = 12  # dns_parts: id, flags, QDCOUNT, ANCOUNT, qtype, smallest TTL; qname, addresses, CNAMEs (from, to)
+
+
+def dns_parts(blob: bytes, offsets: Int) -> tuple[Int, bytes]:
+    """The parts of each DNS message ``blob[offsets[i]:offsets[i+1]]``, as ``dns.parse_message``
+    reads them: rows of ``DNS_PARTS`` (id, flags, QDCOUNT, ANCOUNT, the first question's type,
+    the answers' smallest TTL; from/to in the returned text of the question's name, the
+    answers' addresses and the CNAMEs' targets), -1 where absent."""
+    n = len(offsets) - 1
+    out = np.empty((n, DNS_PARTS), dtype=np.int64)
+    arena = bytearray(2 * len(blob) + 64 * n + 64)
+    used = _ckernel.dns_parts(blob, offsets, out, arena)
+    if used > len(arena):  # names that compression made longer than the messages: once more, with room
+        arena = bytearray(used)
+        used = _ckernel.dns_parts(blob, offsets, out, arena)
+    return out, bytes(arena[:used])
+
+
 class Encoder:
     """Dense ids (0, 1, 2 … in order of first sight) for distinct keys of one or two int64s,
     kept across calls: the compiled hash table behind labels, directions and conversations."""

@@ -21,7 +21,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from flannelcap.packets import kernel as _kernel
-from flannelcap.packets.columns import Batch, Heads, ip_text
+from flannelcap.packets.columns import TCP, UDP, Batch, DnsMessages, Heads, ip_text
+from flannelcap.packets.dns import DNS_PORT
 from flannelcap.packets.http import HttpHead, HttpReassembler, StreamKey, looks_like_http_start, parse_head
 from flannelcap.packets.kernel import NONE, PAD, Bool, Int
 from flannelcap.packets.kernel_columns import ColumnsBuilder, DecodedPiece, innermost, padded
@@ -65,6 +66,7 @@ class _Filling:
         self.records: dict[int, PacketRecord] = {}
         self.heads: list[Heads] = []
         self.slow_heads: dict[int, HttpHead] = {}
+        self.dns: list[DnsMessages] = []
 
     def takes(self, frames: _Frames) -> bool:
         return frames.linktype == self.columns.linktype and len(frames.start) <= BATCH_FRAMES - self.columns.rows
@@ -93,6 +95,7 @@ class _Filling:
             records=self.records,
             heads=Heads.joined(self.heads),
             slow_heads=self.slow_heads,
+            dns=DnsMessages.joined(self.dns),
         )
 
 
@@ -287,7 +290,9 @@ class FastStream:
         first, n = piece.first_row, len(piece.payload_start)
         fallback = columns.fallback[first : first + n]
         values = columns.values
-        with_payload = np.nonzero((piece.payload_start >= 0) & (values["payload_len"][first : first + n] > 0))[0]
+        has_payload = (piece.payload_start >= 0) & (values["payload_len"][first : first + n] > 0)
+        with_payload = np.nonzero(has_payload & (values["proto"][first : first + n] == TCP))[0]
+        self._find_dns(frames, piece, values, filling, np.nonzero(has_payload)[0])
         done = 0
         for local in np.nonzero(fallback)[0].tolist():
             before = with_payload[done : done + int(np.searchsorted(with_payload[done:], local))]
@@ -311,6 +316,28 @@ class FastStream:
             filling.records[first + local] = self._decoder.decode(frame)
             self.fallback_frames += 1
         self._find_http(frames, piece, values, filling, with_payload[done:])
+
+    def _find_dns(
+        self, frames: _Frames, piece: DecodedPiece, values: dict[str, Int], filling: _Filling, local: Int
+    ) -> None:
+        """Gather the DNS messages among the payloads at ``local`` (indices into the piece): UDP
+        from or to port 53 whole, TCP after its 2-byte length prefix, as much as was captured."""
+        rows = local + piece.first_row
+        proto = values["proto"][rows]
+        on_53 = (values["src_port"][rows] == DNS_PORT) | (values["dst_port"][rows] == DNS_PORT)
+        take = on_53 & ((proto == UDP) | (proto == TCP))
+        if not take.any():
+            return
+        local, rows, over_tcp = local[take], rows[take], proto[take] == TCP
+        starts = piece.payload_start[local]
+        sizes = np.minimum(values["payload_len"][rows], frames.start[local] + frames.caplen[local] - starts)
+        if over_tcp.any():
+            buf = frames.buf
+            prefix = np.where(over_tcp & (sizes >= 2), buf[starts].astype(np.int64) << 8 | buf[starts + 1], 0)
+            starts = np.where(over_tcp, starts + 2, starts)
+            sizes = np.where(over_tcp, np.clip(np.minimum(prefix, sizes - 2), 0, None), sizes)
+        texts = gather(frames.buf, starts, sizes)
+        filling.dns.append(DnsMessages(rows, texts.data, texts.offsets))
 
     def _find_http(
         self, frames: _Frames, piece: DecodedPiece, values: dict[str, Int], filling: _Filling, local: Int

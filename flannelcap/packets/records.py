@@ -101,6 +101,17 @@ class PacketRecord:
     http_reason: str | None = None
     http_forwarded_for: str | None = None
     http_forwarded_server: str | None = None
+    dns_id: int | None = None
+    dns_response: bool | None = None
+    dns_opcode: int | None = None
+    dns_rcode: int | None = None
+    dns_flags: int | None = None
+    dns_qname: str | None = None
+    dns_qtype: str | None = None
+    dns_answers: int | None = None
+    dns_addresses: str | None = None
+    dns_cnames: str | None = None
+    dns_ttl: int | None = None
 
     # Names from the topology (``decode --topology``): nodes owning the outer IPs, nodes
     # owning the inner MACs (VTEPs), pods owning the innermost IPs.

@@ -23,6 +23,7 @@ from scapy.layers.vxlan import VXLAN
 from scapy.packet import NoPayload, Packet, Padding, Raw
 from scapy.utils import checksum
 
+from flannelcap.packets.dns import DNS_PORT, dns_payload, parse_message
 from flannelcap.packets.http import HttpHead, HttpReassembler, StreamKey
 from flannelcap.packets.info import ARP_OPS, PACKET_TYPES, InfoFormatter, tcp_flag_names
 from flannelcap.packets.reader import (
@@ -362,6 +363,14 @@ class _Walker:
         if reserved:
             self.notes.append("VXLAN reserved bits set (RFC 7348 says they must be zero)")
 
+    def _dns(self, layer: Packet, payload: bytes, *, over_tcp: bool) -> None:
+        """The DNS fields of a segment or datagram from or to port 53."""
+        if DNS_PORT not in (layer.sport, layer.dport):
+            return
+        message = parse_message(dns_payload(payload, over_tcp))
+        if message is not None:
+            self.fields.update(message.record_fields())
+
     def _transport(self, layer: Packet) -> None:
         fields = self.fields
         if isinstance(layer, TCP):
@@ -378,6 +387,7 @@ class _Walker:
                 _tcp_payload=payload,
             )
             fields["payload_hash"] = payload_hash(payload, fields["payload_len"])
+            self._dns(layer, payload[: fields["payload_len"]], over_tcp=True)
             if layer.dataofs is not None and layer.dataofs < 5:
                 self.notes.append(f"TCP header length {layer.dataofs * 4} < 20")
         elif isinstance(layer, UDP):
@@ -387,7 +397,9 @@ class _Walker:
                 dst_port=layer.dport,
                 payload_len=max(0, (layer.len or 8) - 8),
             )
-            fields["payload_hash"] = payload_hash(_payload_bytes(layer), fields["payload_len"])
+            payload = _payload_bytes(layer)
+            fields["payload_hash"] = payload_hash(payload, fields["payload_len"])
+            self._dns(layer, payload[: fields["payload_len"]], over_tcp=False)
         elif isinstance(layer, ICMP):
             fields.update(proto="icmp", icmp_type=layer.type, icmp_code=layer.code)
             fields["payload_hash"] = payload_hash(_icmp_rest(layer), None)
