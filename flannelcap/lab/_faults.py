@@ -195,6 +195,24 @@ def endpoint_down(lab: Lab, node: NodePlan, peer: NodePlan) -> str:
     return f"replica {pod.name} ({pod.ip}) on {node.name} is gone but still an endpoint in the DNAT rules"
 
 
+DNS_DROP_TABLE = "flannelcap_dns_drop"
+
+
+def drop_dns_answer(lab: Lab, node: NodePlan, peer: NodePlan) -> str:
+    """``node``'s firewall drops the first DNS answer it forwards to one of its pods (after
+    flannel.1, before cni0), as a lost UDP datagram on the overlay; it counts what it dropped."""
+    if shutil.which("nft") is None:
+        raise LabError("the drop-dns-answer fault needs the 'nft' command: install the Debian package nftables")
+    rule = ["oifname", "cni0", "udp", "sport", "53", "numgen", "inc", "mod", "1000000", "==", "0", "counter", "drop"]
+    for argv in (
+        ["nft", "add", "table", "inet", DNS_DROP_TABLE],
+        ["nft", "add", "chain", "inet", DNS_DROP_TABLE, "forward", "{ type filter hook forward priority 0; }"],
+        ["nft", "add", "rule", "inet", DNS_DROP_TABLE, "forward", *rule],
+    ):
+        lab.output(node.name, argv)
+    return f"on {node.name}, nftables drops the first DNS answer forwarded to its pods"
+
+
 FAULTS: dict[str, Callable[[Lab, NodePlan, NodePlan], str]] = {
     "wrong-fdb": wrong_fdb,
     "stale-fdb": stale_fdb,
@@ -206,6 +224,7 @@ FAULTS: dict[str, Callable[[Lab, NodePlan, NodePlan], str]] = {
     "announcer-failover": announcer_failover,
     "split-brain": split_brain,
     "endpoint-down": endpoint_down,
+    "drop-dns-answer": drop_dns_answer,
 }
 
 

@@ -35,10 +35,12 @@ from flannelcap.lab._plan import (
     plan_lab,
 )
 from flannelcap.lab._services import build_services, leaders, replica_page
+from flannelcap.lab._services_plan import COREDNS, dns_zone, resolv_conf
 from flannelcap.lab._sshd import enable_ssh, ssh_dir
 from flannelcap.topology.model import FLANNEL_DEVICE
 
 DEFAULT_STATE_ROOT = Path("/run/flannelcap")
+NETNS_ETC = Path("/etc/netns")  # per-namespace files that 'ip netns exec' mounts over /etc
 BIG_FILE_NAME = "big.bin"
 BIG_FILE_BYTES = 1024 * 1024 + 123
 WELCOME_PAGE = """<!DOCTYPE html>
@@ -213,6 +215,8 @@ class Lab:
                 self._start_web_server(pod)
             elif pod.routes_to:
                 self._start_ingress(pod)
+            elif pod.app == COREDNS:
+                self._start_dns(pod)
         if plan.services:
             build_services(self)
 
@@ -365,6 +369,10 @@ class Lab:
         node = self.plan.node(pod.node)
         what = f"pod {pod.name}"
         _run(["ip", "netns", "add", pod.netns], f"{what}: creating its namespace")
+        if self.plan.services:  # the kubelet's resolv.conf: 'ip netns exec' mounts it over /etc/resolv.conf
+            etc = NETNS_ETC / pod.netns
+            etc.mkdir(parents=True, exist_ok=True)
+            (etc / "resolv.conf").write_text(resolv_conf(pod.namespace))
         _quiet_ipv6(pod.netns)
         _run(["ip", "-n", pod.netns, "link", "set", "lo", "up"], f"{what}: loopback")
         _run(
@@ -427,6 +435,12 @@ class Lab:
         backends = [self.plan.pod(name).ip for name in svc.endpoints]
         argv = ["flannelcap.lab._ingress", pod.ip, str(ingress.target_port), pod.name, *backends]
         self._start_server(pod, argv, ingress.target_port, "ingress")
+
+    def _start_dns(self, pod: PodPlan) -> None:
+        """The CoreDNS stand-in, answering the Services' names."""
+        zone = self.state_dir / "dns-zone.json"
+        zone.write_text(json.dumps(dns_zone(self.plan.services), indent=2))
+        self._start_server(pod, ["flannelcap.lab._dns_server", pod.ip, str(zone)], 53, "dns")
 
     def _start_server(self, pod: PodPlan, module_argv: list[str], port: int, kind: str) -> None:
         """Run ``python -m MODULE ARGS`` in ``pod`` until the lab goes down; wait until it listens on ``port``."""
@@ -555,6 +569,7 @@ def teardown(prefix: str, namespaces: Sequence[str] = ()) -> list[str]:
         stop_processes_in(ns)
     for ns in doomed:
         _run(["ip", "netns", "del", ns], f"removing namespace {ns}", check=False)
+        shutil.rmtree(NETNS_ETC / ns, ignore_errors=True)
     shutil.rmtree(state_root() / prefix, ignore_errors=True)
     return doomed
 

@@ -17,6 +17,9 @@ from typing import Any
 
 from flannelcap._errors import LabError
 from flannelcap.lab._services_plan import (
+    COREDNS,
+    COREDNS_HASH,
+    COREDNS_HOST,
     REPLICA_HOST,
     TEMPLATE_HASH,
     TRAEFIK,
@@ -25,6 +28,7 @@ from flannelcap.lab._services_plan import (
     TRAEFIK_NAMESPACE,
     WEB_SERVICE,
     ServicePlan,
+    plan_kube_dns,
     plan_traefik,
     plan_web_service,
 )
@@ -246,9 +250,11 @@ def plan_lab(spec: LabSpec) -> LabPlan:
         lan_net = ipaddress.IPv4Network(f"{first}/{spec.lan_prefix_len}", strict=False)
         web = plan_web_service([n.name for n in nodes], lan_net, spec.traffic_policy)
         traefik = plan_traefik([n.name for n in nodes], lan_net)
-        services = (traefik, web)
+        kube_dns = plan_kube_dns()
+        services = (kube_dns, traefik, web)
         placements += tuple((name, nodes[i], REPLICA_HOST, True) for i, name in enumerate(web.endpoints))
         placements += ((traefik.endpoints[0], nodes[0], TRAEFIK_HOST, False),)
+        placements += ((kube_dns.endpoints[0], server_node, COREDNS_HOST, False),)
     pods = tuple(
         PodPlan(
             name=name,
@@ -257,8 +263,8 @@ def plan_lab(spec: LabSpec) -> LabPlan:
             ip=f"10.42.{node.index}.{host}",
             host_veth=_veth_name(spec.prefix, name),
             serves_http=serves,
-            app=next((app for app in (WEB_SERVICE, TRAEFIK) if name.startswith(app + "-")), ""),
-            namespace=TRAEFIK_NAMESPACE if name.startswith(TRAEFIK + "-") else "default",
+            app=next((app for app in (WEB_SERVICE, TRAEFIK, COREDNS) if name.startswith(app + "-")), ""),
+            namespace=TRAEFIK_NAMESPACE if name.startswith((TRAEFIK + "-", COREDNS + "-")) else "default",
             routes_to=WEB_SERVICE if name.startswith(TRAEFIK + "-") else "",
         )
         for name, node, host, serves in placements
@@ -325,8 +331,8 @@ def kubectl_pods(plan: LabPlan) -> dict[str, Any]:
     items = []
     for pod in plan.pods:
         node = plan.node(pod.node)
-        image = "traefik" if pod.app == TRAEFIK else "nginx" if pod.serves_http else "busybox"
-        template = TRAEFIK_HASH if pod.app == TRAEFIK else TEMPLATE_HASH
+        image = {TRAEFIK: "traefik", COREDNS: "coredns"}.get(pod.app) or ("nginx" if pod.serves_http else "busybox")
+        template = {TRAEFIK: TRAEFIK_HASH, COREDNS: COREDNS_HASH}.get(pod.app, TEMPLATE_HASH)
         labels = {"app": pod.app, "pod-template-hash": template} if pod.app else {"app": image}
         items.append(
             {

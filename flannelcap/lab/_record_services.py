@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from flannelcap._errors import LabError
-from flannelcap.lab._faults import announcer_failover, apply_fault
+from flannelcap.lab._faults import DNS_DROP_TABLE, announcer_failover, apply_fault
 from flannelcap.lab._lab import Lab, check_prerequisites
 from flannelcap.lab._plan import LabSpec
 from flannelcap.lab._record import snapshot_tables, tcpdump
 from flannelcap.lab._services import leaders
-from flannelcap.lab._services_plan import TRAEFIK, WEB_SERVICE, ServicePlan
+from flannelcap.lab._services_plan import KUBE_DNS, TRAEFIK, WEB_SERVICE, ServicePlan
 
 _POD_RE = re.compile(r"<p>pod: (\S+) node: (\S+)</p>")
 
@@ -71,6 +71,7 @@ class ServicesScenario:
     capture_on: Callable[[Lab], list[str]]  # nodes that also capture, with ``-i any``
     play: Callable[[Lab, ClientLog, dict[str, object]], None]
     service: str = WEB_SERVICE
+    on_mgmt: bool = True  # capture the management host's eth0 too
 
 
 def _service(lab: Lab, name: str = WEB_SERVICE) -> ServicePlan:
@@ -145,6 +146,41 @@ def _through_traefik(lab: Lab, log: ClientLog, facts: dict[str, object]) -> None
         curl(lab, f"http://{_service(lab, TRAEFIK).external_ip}/", log)
 
 
+def lookup(lab: Lab, pod: str, name: str, command: str = "ahosts") -> dict[str, object]:
+    """``getent ahosts NAME`` in ``pod``: glibc's resolver, with the pod's resolv.conf (search
+    path, ``ndots:5``), asking A and AAAA. Returns the name, the exit status, the first
+    address and how long it took."""
+    started = time.monotonic()
+    done = lab.exec(pod, ["getent", command, name], capture_output=True, text=True)
+    first = done.stdout.split()[0] if done.returncode == 0 and done.stdout.split() else None
+    return {"name": name, "status": done.returncode, "address": first, "seconds": round(time.monotonic() - started, 3)}
+
+
+def _dns_lookups(lab: Lab, log: ClientLog, facts: dict[str, object]) -> None:
+    facts["lookups"] = [
+        lookup(lab, "busybox", "web"),  # found at the first search domain
+        lookup(lab, "busybox", "example.com"),  # ndots:5: three NXDOMAINs before the name itself
+        lookup(lab, "busybox", "nothere"),  # NXDOMAIN everywhere
+    ]
+
+
+def _dns_lost_answer(lab: Lab, log: ClientLog, facts: dict[str, object]) -> None:
+    node = lab.plan.pod("busybox").node
+    facts["fault"] = apply_fault(lab, "drop-dns-answer", node, _other_node(lab, node))
+    facts["lookups"] = [lookup(lab, "busybox", "web", "ahostsv4")]  # the answer lost: resent after 5 s
+    listing = json.loads(lab.output(node, ["nft", "-j", "list", "table", "inet", DNS_DROP_TABLE]))
+    facts["dropped_by_fault"] = sum(
+        e["counter"]["packets"]
+        for item in listing.get("nftables", [])
+        for e in item.get("rule", {}).get("expr", [])
+        if isinstance(e, dict) and "counter" in e
+    )
+
+
+def _busybox_node(lab: Lab) -> list[str]:
+    return [lab.plan.pod("busybox").node]
+
+
 def _endpoint_down(lab: Lab, log: ClientLog, facts: dict[str, object]) -> None:
     gone_on = _other_node(lab, _announcer(lab))
     facts["fault"] = apply_fault(lab, "endpoint-down", gone_on, _announcer(lab))
@@ -206,6 +242,28 @@ SERVICES_SCENARIOS: tuple[ServicesScenario, ...] = (
         play=_through_traefik,
         service=TRAEFIK,
     ),
+    ServicesScenario(
+        name="dns",
+        description=(
+            "busybox looks up web, example.com and nothere (getent ahosts: glibc, ndots:5, A and AAAA) through the "
+            "kube-dns ClusterIP, DNATed to CoreDNS on another node; -i any on busybox's node"
+        ),
+        capture_on=_busybox_node,
+        play=_dns_lookups,
+        service=KUBE_DNS,
+        on_mgmt=False,
+    ),
+    ServicesScenario(
+        name="dns-lost-answer",
+        description=(
+            "busybox looks up web while its node's nftables drops the first DNS answer before cni0: glibc asks "
+            "again after its 5-second timeout; -i any on busybox's node"
+        ),
+        capture_on=_busybox_node,
+        play=_dns_lost_answer,
+        service=KUBE_DNS,
+        on_mgmt=False,
+    ),
 )
 
 
@@ -218,9 +276,9 @@ def record_services_scenario(lab: Lab, scenario: ServicesScenario, output_dir: P
     svc = _service(lab, scenario.service)
     log = ClientLog()
     facts: dict[str, object] = {}
-    files: dict[str, tuple[str, str, str | None]] = {
-        f"{lab.plan.mgmt_name}-eth0.pcap": (lab.plan.mgmt_name, "eth0", None)
-    }
+    files: dict[str, tuple[str, str, str | None]] = {}
+    if scenario.on_mgmt:
+        files[f"{lab.plan.mgmt_name}-eth0.pcap"] = (lab.plan.mgmt_name, "eth0", None)
     for node in scenario.capture_on(lab):
         files[f"{node}-any.pcap"] = (node, "any", "LINUX_SLL2")
     with ExitStack() as stack:
@@ -241,6 +299,7 @@ def record_services_scenario(lab: Lab, scenario: ServicesScenario, output_dir: P
         "traffic": scenario.description,
         "service": f"{svc.namespace}/{svc.name}",
         "vip": svc.external_ip,
+        "cluster_ip": svc.cluster_ip,
         "announcer": svc.announcer,
         "policy": svc.policy,
         "requests": len(log.answers),

@@ -32,6 +32,12 @@ TRAEFIK_CLUSTER_IP = "10.43.42.129"  # as in the seed lab's §4.2
 TRAEFIK_HASH = "7d6f8f4c9b"
 TRAEFIK_WEB_PORT = 8000  # Traefik's "web" entrypoint, the Service's targetPort
 TRAEFIK_HOST = 5  # the Traefik pod's IP is 10.42.0.5 on the first node
+KUBE_DNS = "kube-dns"
+KUBE_DNS_IP = "10.43.0.10"  # as in the seed lab's §4.2
+COREDNS = "coredns"
+COREDNS_HASH = "ccb96694c"
+COREDNS_HOST = 4  # the CoreDNS pod's IP is 10.42.1.4 on the second node
+UPSTREAM_NAMES = {"example.com": "192.0.2.10"}  # what the CoreDNS stand-in answers as if forwarded (TEST-NET-1)
 MASQUERADE_MARK = 0x4000  # kube-proxy's mark for "masquerade this connection"
 KUBE_PROXY_TABLE = "kube-proxy"
 POLICIES = ("Cluster", "Local")
@@ -50,7 +56,8 @@ class ServicePlan:
     node_port: int
     policy: str  # externalTrafficPolicy
     endpoints: tuple[str, ...]
-    announcer: str
+    announcer: str  # "" for a ClusterIP Service (no external IP)
+    protocols: tuple[str, ...] = ("tcp",)
 
 
 def replica_name(index: int, app: str = WEB_SERVICE, template_hash: str = TEMPLATE_HASH) -> str:
@@ -130,43 +137,75 @@ def plan_traefik(node_names: Sequence[str], lan: ipaddress.IPv4Network) -> Servi
     )
 
 
+def plan_kube_dns() -> ServicePlan:
+    """k3s' CoreDNS behind ``kube-system/kube-dns`` (ClusterIP only, 53 over UDP and TCP)."""
+    return ServicePlan(
+        name=KUBE_DNS,
+        namespace=TRAEFIK_NAMESPACE,
+        cluster_ip=KUBE_DNS_IP,
+        external_ip="",
+        port=53,
+        target_port=53,
+        node_port=0,
+        policy="Cluster",
+        endpoints=(replica_name(0, COREDNS, COREDNS_HASH),),
+        announcer="",
+        protocols=("udp", "tcp"),
+    )
+
+
+def dns_zone(services: Sequence[ServicePlan]) -> dict[str, dict[str, str]]:
+    """The names the CoreDNS stand-in answers: each Service's ``name.namespace.svc.cluster.local``
+    (its ClusterIP), and the ``UPSTREAM_NAMES``."""
+    names = {f"{svc.name}.{svc.namespace}.svc.cluster.local": svc.cluster_ip for svc in services}
+    return {"services": names, "upstream": dict(UPSTREAM_NAMES)}
+
+
+def resolv_conf(namespace: str = "default") -> str:
+    """A pod's ``/etc/resolv.conf`` as the kubelet writes it (ClusterFirst DNS policy)."""
+    search = f"{namespace}.svc.cluster.local svc.cluster.local cluster.local"
+    return f"search {search}\nnameserver {KUBE_DNS_IP}\noptions ndots:5\n"
+
+
 # -- what kubectl prints ---------------------------------------------------------------
 
 
 def kubectl_services(services: Sequence[ServicePlan]) -> dict[str, Any]:
     """What ``kubectl get svc -A -o json`` shows for the lab's services."""
-    items = []
+    items: list[dict[str, Any]] = []
     for svc in services:
         items.append(
             {
                 "apiVersion": "v1",
                 "kind": "Service",
-                "metadata": {
-                    "name": svc.name,
-                    "namespace": svc.namespace,
-                    "annotations": {"metallb.universe.tf/ip-allocated-from-pool": "first-pool"},
-                },
+                "metadata": {"name": svc.name, "namespace": svc.namespace, "annotations": {}},
                 "spec": {
-                    "type": "LoadBalancer",
+                    "type": "ClusterIP",
                     "clusterIP": svc.cluster_ip,
                     "clusterIPs": [svc.cluster_ip],
-                    "externalTrafficPolicy": svc.policy,
                     "internalTrafficPolicy": "Cluster",
                     "ports": [
                         {
+                            "name": f"{p}-{svc.port}",
                             "port": svc.port,
                             "targetPort": svc.target_port,
-                            "nodePort": svc.node_port,
-                            "protocol": "TCP",
+                            "protocol": p.upper(),
                         }
+                        for p in svc.protocols
                     ],
                     "selector": {"app": svc.name},
-                    "loadBalancerIP": svc.external_ip,
                     "sessionAffinity": "None",
                 },
-                "status": {"loadBalancer": {"ingress": [{"ip": svc.external_ip, "ipMode": "VIP"}]}},
+                "status": {"loadBalancer": {}},
             }
         )
+        if svc.external_ip:
+            item = items[-1]
+            item["metadata"]["annotations"]["metallb.universe.tf/ip-allocated-from-pool"] = "first-pool"
+            item["spec"].update(type="LoadBalancer", externalTrafficPolicy=svc.policy, loadBalancerIP=svc.external_ip)
+            for port in item["spec"]["ports"]:
+                port["nodePort"] = svc.node_port
+            item["status"] = {"loadBalancer": {"ingress": [{"ip": svc.external_ip, "ipMode": "VIP"}]}}
     return {"apiVersion": "v1", "kind": "List", "items": items, "metadata": {"resourceVersion": ""}}
 
 
@@ -196,7 +235,9 @@ def kubectl_endpointslices(services: Sequence[ServicePlan], pods: Sequence[Any])
                 },
                 "addressType": "IPv4",
                 "endpoints": endpoints,
-                "ports": [{"name": "", "port": svc.target_port, "protocol": "TCP"}],
+                "ports": [
+                    {"name": f"{p}-{svc.port}", "port": svc.target_port, "protocol": p.upper()} for p in svc.protocols
+                ],
             }
         )
     return {"apiVersion": "v1", "kind": "List", "items": items, "metadata": {"resourceVersion": ""}}
@@ -219,9 +260,15 @@ def kube_proxy_ruleset(services: Sequence[ServicePlan], pods: Sequence[Any], nod
     lines += [
         "  chain services {",
         *(
-            f"    ip daddr {svc.cluster_ip} tcp dport {svc.port} jump svc-{svc.name}\n"
-            f"    ip daddr {svc.external_ip} tcp dport {svc.port} jump ext-{svc.name}"
+            f"    ip daddr {svc.cluster_ip} {proto} dport {svc.port} jump svc-{svc.name}"
             for svc in services
+            for proto in svc.protocols
+        ),
+        *(
+            f"    ip daddr {svc.external_ip} {proto} dport {svc.port} jump ext-{svc.name}"
+            for svc in services
+            if svc.external_ip
+            for proto in svc.protocols
         ),
         "  }",
         "  chain prerouting {\n    type nat hook prerouting priority dstnat; policy accept;\n    jump services\n  }",
@@ -233,7 +280,7 @@ def kube_proxy_ruleset(services: Sequence[ServicePlan], pods: Sequence[Any], nod
         "  chain no-endpoints {",
     ]
     for svc in services:
-        if svc.policy == "Local" and not any(by_name[e].node == node for e in svc.endpoints):
+        if svc.external_ip and svc.policy == "Local" and not any(by_name[e].node == node for e in svc.endpoints):
             lines.append(f"    ip daddr {svc.external_ip} tcp dport {svc.port} drop")
     lines.append("  }")
     for svc in services:
@@ -250,20 +297,20 @@ def _service_chains(svc: ServicePlan, by_name: dict[str, Any], node: str) -> lis
         return [f"  chain {chain} {{\n    numgen random mod {len(endpoints)} vmap {{ {targets} }}\n  }}"]
 
     lines = spread(f"svc-{svc.name}", svc.endpoints)
-    if svc.policy == "Cluster":
+    if svc.external_ip and svc.policy == "Cluster":
         lines.append(
             f"  chain ext-{svc.name} {{\n    meta mark set meta mark | {MASQUERADE_MARK:#x}\n"
             f"    jump svc-{svc.name}\n  }}"
         )
-    else:
+    elif svc.external_ip:
         local = [e for e in svc.endpoints if by_name[e].node == node]
         lines += spread(f"local-{svc.name}", local)
         lines.append(f"  chain ext-{svc.name} {{\n    jump local-{svc.name}\n  }}")
     for index, name in enumerate(svc.endpoints):
         ip = by_name[name].ip
+        dnat = "".join(f"    meta l4proto {p} dnat to {ip}:{svc.target_port}\n" for p in svc.protocols)
         lines.append(
             f"  chain ep-{svc.name}-{index} {{\n"
-            f"    ip saddr {ip} meta mark set meta mark | {MASQUERADE_MARK:#x}\n"
-            f"    meta l4proto tcp dnat to {ip}:{svc.target_port}\n  }}"
+            f"    ip saddr {ip} meta mark set meta mark | {MASQUERADE_MARK:#x}\n{dnat}  }}"
         )
     return lines
