@@ -17,6 +17,7 @@ import pandas as pd
 
 from flannelcap.analysis import flows as _analysis
 from flannelcap.analysis.audit import Finding, audit_frame, sorted_findings
+from flannelcap.analysis.dns import dns_findings, lookups
 from flannelcap.analysis.explain import Step, explain
 from flannelcap.analysis.flows import Conversations, conversations, missing
 from flannelcap.analysis.journey import CaptureAt
@@ -71,6 +72,7 @@ class Capture:
         self._findings: list[Finding] | None = None
         self._flows: pd.DataFrame | None = None
         self._http: pd.DataFrame | None = None
+        self._dns: pd.DataFrame | None = None
         self._conversation_ids: Conversations | None = None
 
     @property
@@ -105,6 +107,16 @@ class Capture:
             self._http = _analysis.http_exchanges(self.packets, self._conversations())
         return self._http.copy()
 
+    def dns(self) -> pd.DataFrame:
+        """DNS queries paired with their responses: client and server (pods where known), id,
+        name, type, how often sent, rcode, addresses, CNAMEs, TTL, latency in milliseconds."""
+        if self._dns is None:
+            self._dns = lookups([self._at()], self.topology)
+        return self._dns.copy()
+
+    def _at(self) -> CaptureAt:
+        return CaptureAt(self.path.name, self.node or self.path.name, self.packets)
+
     def findings(self) -> pd.DataFrame:
         """The audit: where the wire and the tables disagree (the wire alone without a topology)."""
         found = self.findings_list()
@@ -127,11 +139,10 @@ class Capture:
         """The audit's findings as objects (worked out once, from the columns it reads)."""
         if self._findings is None:
             topology = self.topology or Topology()
-            found = audit_frame(self.packets, topology)
+            found = [*audit_frame(self.packets, topology), *dns_findings(self.dns())]
             if topology.services:  # who announces each Service IP, where kube-proxy sent connections
-                at = CaptureAt(self.path.name, self.node or self.path.name, self.packets)
-                found = sorted_findings([*found, *services_view([at], topology).findings])
-            self._findings = found
+                found += services_view([self._at()], topology).findings
+            self._findings = sorted_findings(found)
         return self._findings
 
     def records_where(self, rows: pd.Series) -> list[PacketRecord]:

@@ -17,6 +17,7 @@ import pandas as pd
 from flannelcap._api import Capture, _topology, read
 from flannelcap._errors import BadArgument
 from flannelcap.analysis.audit import Finding
+from flannelcap.analysis.dns import lookups
 from flannelcap.analysis.journey import CaptureAt, ClockOffset, hops, journeys
 from flannelcap.analysis.services import ServicesView, services_view
 from flannelcap.topology.model import Topology
@@ -33,6 +34,7 @@ class Captures:
         self._journeys: tuple[pd.DataFrame, pd.DataFrame] | None = None
         self._hops: pd.DataFrame | None = None
         self._services: ServicesView | None = None
+        self._dns: pd.DataFrame | None = None
 
     @property
     def _sightings(self) -> pd.DataFrame:
@@ -83,6 +85,14 @@ class Captures:
         (``X-Forwarded-Server``), the client it saw (``X-Forwarded-For``) and what that address
         is, the backend pod and node, Host and path."""
         return self._service_view().ingress.copy()
+
+    def dns(self) -> pd.DataFrame:
+        """DNS queries paired with their responses across the captures (a query seen in several
+        files, or at several points of one, is one row): client and server pods, name, type,
+        sends, rcode, addresses, latency."""
+        if self._dns is None:
+            self._dns = lookups(self._at, self.topology)
+        return self._dns.copy()
 
     def service_findings(self) -> list[Finding]:
         """The Services' findings: two announcers, an IP nobody answers, an endpoint that never

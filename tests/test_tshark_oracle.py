@@ -15,6 +15,7 @@ import pytest
 from conftest import SAMPLES, every_sample_pcap, require_tool
 
 from flannelcap import PacketRecord, decode_file
+from flannelcap.packets.dns import type_name
 from flannelcap.packets.info import PACKET_TYPES
 
 FIELDS = [
@@ -45,6 +46,14 @@ FIELDS = [
     "http.response.code",
     "http.response.phrase",
     "http.x_forwarded_for",
+    "dns.id",
+    "dns.flags.response",
+    "dns.flags.rcode",
+    "dns.qry.name",
+    "dns.qry.type",
+    "dns.count.answers",
+    "dns.a",
+    "dns.cname",
 ]
 
 
@@ -145,6 +154,17 @@ def test_every_packet_agrees_with_tshark(capture: str) -> None:
         if record.proto == "arp":
             assert row["arp.src.proto_ipv4"] == [record.arp_sender_ip], where
             assert row["arp.dst.proto_ipv4"] == [record.arp_target_ip], where
+        if record.dns_id is not None:
+            assert [int(v, 16) for v in row["dns.id"]] == [record.dns_id], where
+            assert row["dns.flags.response"] == [str(int(bool(record.dns_response)))], where
+            assert row["dns.flags.rcode"] == ([str(record.dns_rcode)] if record.dns_response else []), where
+            assert row["dns.qry.name"] == [record.dns_qname], where
+            assert [type_name(int(v)) for v in row["dns.qry.type"]] == [record.dns_qtype], where
+            assert row["dns.count.answers"] == [str(record.dns_answers)], where
+            assert ",".join(row["dns.a"]) == (record.dns_addresses or ""), where
+            assert ",".join(row["dns.cname"]) == (record.dns_cnames or ""), where
+        elif record.icmp_type not in ICMP_ERRORS:
+            assert row["dns.id"] == [], where
         ours_request = [record.http_method, record.http_path] if record.http_method else []
         ours_response = [str(record.http_status), record.http_reason] if record.http_status else []
         theirs_request = row["http.request.method"] + row["http.request.uri"]

@@ -31,7 +31,7 @@ from flannelcap.topology.annotate import annotate
 if TYPE_CHECKING:
     from flannelcap.packets.columns import ColumnBatch, Columns
 
-PROTO_CHOICES = ("tcp", "udp", "icmp", "arp", "http")
+PROTO_CHOICES = ("tcp", "udp", "icmp", "arp", "http", "dns")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -153,6 +153,8 @@ def _wanted(args: argparse.Namespace, batch: ColumnBatch, columns: Columns) -> n
         keep &= np.isin(batch.ints["vni"], list(args.vni))
     if args.proto == "http":
         keep &= (batch.codes["http_method"] >= 0) | (batch.ints["http_status"] != NONE)
+    elif args.proto == "dns":
+        keep &= batch.ints["dns_id"] != NONE
     elif args.proto:
         labels = columns.labels["proto"].texts
         code = labels.index(args.proto) if args.proto in labels else -2
