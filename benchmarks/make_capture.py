@@ -1,6 +1,6 @@
 """Write a VXLAN capture of HTTP conversations among pods on several flannel nodes.
 
-    python benchmarks/make_capture.py OUT.pcap [--packets 1000000] [--nodes 4] [--seed 1] [--short]
+    python benchmarks/make_capture.py OUT.pcap [--packets 1000000] [--nodes 4] [--seed 1] [--short] [--dns 0.3]
 
 Each conversation is what busybox → nginx looks like on a node's eth0: the handshake, a GET,
 a 200 with a body of 1-64 KiB in 1398-byte segments (flannel.1 MTU 1450, TCP timestamps),
@@ -8,6 +8,9 @@ ACKs every second segment, and the FIN exchange; all inside VXLAN (UDP 8472, VNI
 the two nodes' eth0 addresses, the outer source port hashed per flow as the kernel does.
 With ``--short`` every body is 100-1,000 bytes, answered in one segment and acknowledged:
 ten packets a conversation, a fifth of them HTTP heads (short API calls between pods).
+With ``--dns F`` a fraction F of the packets are DNS lookups before the calls: a pod asks a
+CoreDNS pod on another node for ``svc-N.default.svc.cluster.local`` (A), answered with one
+address, or for an outside name expanded by ``ndots:5`` (NXDOMAIN, no answer).
 Outer UDP checksums are 0 (no checksum), as with 'noudpcsum'. Frames are built from
 templates with struct, so a million packets take seconds, not the hours Scapy would.
 """
@@ -43,6 +46,7 @@ class Writer:
         self.out = open(path, "wb")  # noqa: SIM115 - closed in close()
         self.out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
         self.count = 0
+        self.dns = 0
         self.limit = limit
         self.time = 1_790_000_000.0
 
@@ -132,6 +136,45 @@ def conversation(writer: Writer, rng: random.Random, nodes: int, short: bool = F
     send(False, 0x10, b"", 0.00003)
 
 
+def _dns_name(name: str) -> bytes:
+    return b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0"
+
+
+def lookup(writer: Writer, rng: random.Random, nodes: int) -> None:
+    """One DNS query from a pod to a CoreDNS pod on another node, and its answer, in VXLAN."""
+    a, b = rng.sample(range(nodes), 2)
+    node_ip = [bytes([192, 168, 1, 38 + n]) for n in range(nodes)]
+    client, server = bytes([10, 42, a, rng.randint(2, 250)]), bytes([10, 42, b, 4])
+    port, ident = rng.randint(32768, 60999), rng.getrandbits(16)
+    found = rng.random() < 0.6
+    name = f"svc-{rng.randint(1, 500)}.default.svc.cluster.local" if found else "api.example.com.svc.cluster.local"
+    question = _dns_name(name) + struct.pack("!HH", 1, 1)
+    query = struct.pack("!HHHHHH", ident, 0x0100, 1, 0, 0, 0) + question
+    if found:
+        record = struct.pack("!HHHIH", 0xC00C, 1, 1, 5, 4) + bytes([10, 43, rng.randint(0, 255), rng.randint(1, 254)])
+        response = struct.pack("!HHHHHH", ident, 0x8580, 1, 1, 0, 0) + question + record
+    else:
+        response = struct.pack("!HHHHHH", ident, 0x8583, 1, 0, 0, 0) + question
+    outer = rng.randint(32768, 60999)
+    for src, dst, s_port, d_port, payload, x, y, gap in (
+        (client, server, port, 53, query, a, b, 0.0004),
+        (server, client, 53, port, response, b, a, 0.0003),
+    ):
+        if writer.count >= writer.limit:
+            return
+        udp_inner = struct.pack("!HHHH", s_port, d_port, 8 + len(payload), 0) + payload
+        inner = (
+            VTEP_MACS[y] + VTEP_MACS[x] + b"\x08\x00" + _ipv4(src, dst, 17, len(udp_inner), writer.count) + udp_inner
+        )
+        vxlan = b"\x08\x00\x00\x00\x00\x00\x01\x00" + inner
+        udp = struct.pack("!HHHH", outer, 8472, 8 + len(vxlan), 0) + vxlan
+        frame = (
+            NODE_MACS[y] + NODE_MACS[x] + b"\x08\x00" + _ipv4(node_ip[x], node_ip[y], 17, len(udp), writer.count) + udp
+        )
+        writer.frame(frame, gap)
+        writer.dns += 1
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("output", type=Path)
@@ -139,13 +182,17 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=4)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--short", action="store_true", help="short HTTP calls: ten packets a conversation")
+    parser.add_argument("--dns", type=float, default=0.0, metavar="F", help="a fraction F of the packets is DNS")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     writer = Writer(args.output, args.packets)
     while writer.count < args.packets:
+        while writer.count < args.packets and writer.dns < args.dns * (writer.count + 10):
+            lookup(writer, rng, args.nodes)
         conversation(writer, rng, args.nodes, args.short)
     writer.close()
-    print(f"{args.output}: {writer.count} packets, {args.output.stat().st_size / 1e6:.1f} MB")
+    dns = f", {writer.dns / writer.count:.0%} DNS" if writer.dns else ""
+    print(f"{args.output}: {writer.count} packets{dns}, {args.output.stat().st_size / 1e6:.1f} MB")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
 """Time flannelcap against tshark, tcpdump and Scapy on the same VXLAN captures, in one run.
 
     python benchmarks/run.py [--packets 1000000] [--dir /tmp] [--scapy-subset 20000] [--repeat 5]
+                             [--captures benchmark,short,dns]
 
-Two captures, generated with make_capture.py if missing: the benchmark file (HTTP calls with
-1-64 KiB bodies) and a file of short HTTP calls (``--short``: ten packets a conversation, a
-fifth of them HTTP heads). On each, every tool runs as a separate process (wall time and peak
+Three captures, generated with make_capture.py if missing: the benchmark file (HTTP calls with
+1-64 KiB bodies), a file of short HTTP calls (``--short``: ten packets a conversation, a
+fifth of them HTTP heads), and the short calls with 30 % DNS lookups among them (``--dns 0.3``;
+tshark is then also asked the DNS fields). On each, every tool runs as a separate process (wall time and peak
 RSS from GNU time; output to /dev/null) and the table gives packets per second and each row's
 time against flannelcap's ``--summary``. Runs shorter than ten seconds are repeated (--repeat)
 and the median is shown. Rows compare like with like: the counts-only modes (flannelcap
@@ -139,10 +141,17 @@ def median_of(argv: list[str], repeat: int, reported: bool = False) -> tuple[flo
     return statistics.median(r[0] for r in results), max(r[1] for r in results)
 
 
-def bench(path: Path, packets: int, short: bool, repeat: int, scapy_subset: int) -> None:
+CAPTURES = {
+    "benchmark": ("flannelcap-bench.pcap", []),
+    "short": ("flannelcap-bench-short.pcap", ["--short"]),
+    "dns": ("flannelcap-bench-dns.pcap", ["--short", "--dns", "0.3"]),
+}
+DNS_FIELDS = ["dns.id", "dns.flags.rcode", "dns.qry.name", "dns.qry.type", "dns.a"]
+
+
+def bench(path: Path, packets: int, extra: list[str], repeat: int, scapy_subset: int) -> None:
     """Generate the capture if missing, run every tool on it, print the table."""
     if not path.exists():
-        extra = ["--short"] if short else []
         subprocess.run(
             [sys.executable, str(HERE / "make_capture.py"), str(path), "--packets", str(packets), *extra], check=True
         )
@@ -187,7 +196,7 @@ def bench(path: Path, packets: int, short: bool, repeat: int, scapy_subset: int)
         ("tcpdump -nn -r", ["tcpdump", "-nn", "-r", str(path)], n, False),
         (
             "tshark -T fields (same fields)",
-            [*tshark, "-T", "fields", *[a for f in TSHARK_FIELDS for a in ("-e", f)]],
+            [*tshark, "-T", "fields", *[a for f in _fields(extra) for a in ("-e", f)]],
             n,
             False,
         ),
@@ -212,15 +221,24 @@ def bench(path: Path, packets: int, short: bool, repeat: int, scapy_subset: int)
         print(f"{name:<52} {seconds:>9.2f} {n / seconds:>12,.0f} {peak:>12.0f} {seconds / base:>17.1f}x")
 
 
+def _fields(extra: list[str]) -> list[str]:
+    """The fields asked of tshark: flannelcap's, and the DNS ones on the DNS capture."""
+    return TSHARK_FIELDS + (DNS_FIELDS if "--dns" in extra else [])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--packets", type=int, default=1_000_000)
     parser.add_argument("--dir", type=Path, default=Path("/tmp"), help="where the captures are (made if missing)")
     parser.add_argument("--scapy-subset", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=5, help="runs of each tool under ten seconds (median shown)")
+    parser.add_argument("--captures", default="benchmark,short,dns", help="which captures, comma-separated")
     args = parser.parse_args()
-    for name, short in (("flannelcap-bench.pcap", False), ("flannelcap-bench-short.pcap", True)):
-        bench(args.dir / name, args.packets, short, args.repeat, args.scapy_subset)
+    for which in args.captures.split(","):
+        if which not in CAPTURES:
+            parser.error(f"no capture {which!r}; choose from {', '.join(CAPTURES)}")
+        name, extra = CAPTURES[which]
+        bench(args.dir / name, args.packets, extra, args.repeat, args.scapy_subset)
 
 
 if __name__ == "__main__":

@@ -72,6 +72,32 @@ def test_the_benchmark_capture_agrees(tmp_path: Path) -> None:
     assert sum(1 for r in records if r.http_method == "GET") == sum(1 for r in records if r.http_status == 200) > 200
 
 
+def test_the_dns_benchmark_capture_agrees(tmp_path: Path) -> None:
+    # Short calls with 30 % DNS lookups among them, as the benchmark's DNS-heavy capture.
+    path = tmp_path / "dns.pcap"
+    subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "make_capture.py"),
+            str(path),
+            "--packets",
+            "6000",
+            "--short",
+            "--dns",
+            "0.3",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    assert agree(path).fallback_frames == 0
+    records = list(FastStream(path))
+    dns = [r for r in records if r.dns_id is not None]
+    assert 0.29 < len(dns) / len(records) < 0.31
+    answers = [r for r in dns if r.dns_response and r.dns_rcode == 0]
+    assert answers and all(r.dns_addresses and r.dns_addresses.startswith("10.43.") for r in answers)
+    assert {r.dns_qname for r in dns if r.dns_rcode == 3} == {"api.example.com.svc.cluster.local"}
+
+
 def test_the_compiled_kernel_is_built() -> None:
     assert _kernel.AVAILABLE, _kernel.UNAVAILABLE
 
