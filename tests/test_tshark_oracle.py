@@ -17,6 +17,7 @@ from conftest import SAMPLES, every_sample_pcap, require_tool
 from flannelcap import PacketRecord, decode_file
 from flannelcap.packets.dns import type_name
 from flannelcap.packets.info import PACKET_TYPES
+from flannelcap.packets.tls import HELLO_NAMES, is_grease, version_name
 
 FIELDS = [
     "frame.number",
@@ -54,6 +55,12 @@ FIELDS = [
     "dns.count.answers",
     "dns.a",
     "dns.cname",
+    "tls.handshake.type",
+    "tls.handshake.extensions_server_name",
+    "tls.handshake.extensions_alpn_str",
+    "tls.handshake.ciphersuite",
+    "tls.handshake.extensions.supported_version",
+    "tls.handshake.version",
 ]
 
 
@@ -88,6 +95,26 @@ def tshark_rows(path: Path) -> dict[int, dict[str, list[str]]]:
     return rows
 
 
+def _tshark_hello(row: dict[str, list[str]], kind: int) -> tuple[object, ...]:
+    """A hello as tshark's fields give it: type, version, SNI, ALPN, the server's cipher."""
+    offered = [int(v, 16) for v in row["tls.handshake.extensions.supported_version"]]
+    offered = [v for v in offered if not is_grease(v)]
+    version = max(offered) if offered else int(row["tls.handshake.version"][0], 16)
+    cipher = int(row["tls.handshake.ciphersuite"][0], 16) if kind == 2 else None
+    sni = row["tls.handshake.extensions_server_name"][0] if row["tls.handshake.extensions_server_name"] else None
+    return (
+        HELLO_NAMES[kind],
+        version_name(version),
+        sni,
+        ",".join(row["tls.handshake.extensions_alpn_str"]) or None,
+        cipher,
+    )
+
+
+def _our_hello(record: PacketRecord) -> tuple[object, ...]:
+    return (record.tls_handshake, record.tls_version, record.tls_sni, record.tls_alpn, record.tls_cipher)
+
+
 def _tcp_flag_bits(record: PacketRecord) -> int:
     names = {
         "FIN": 0x01,
@@ -114,6 +141,7 @@ def test_every_packet_agrees_with_tshark(capture: str) -> None:
     records = list(decode_file(path))
     assert len(records) == len(oracle) > 0
     http_seen_by_us: set[tuple[str, str]] = set()
+    hellos_seen_by_tshark: set[tuple[object, ...]] = set()
     for record in records:
         row = oracle[record.number]
         where = f"{capture} packet {record.number}"
@@ -165,6 +193,15 @@ def test_every_packet_agrees_with_tshark(capture: str) -> None:
             assert ",".join(row["dns.cname"]) == (record.dns_cnames or ""), where
         elif record.icmp_type not in ICMP_ERRORS:
             assert row["dns.id"] == [], where
+        hello_types = [int(v) for v in row["tls.handshake.type"]][:1]
+        if hello_types in ([1], [2]):
+            # Every hello Wireshark dissects, flannelcap reads the same.
+            hello = _tshark_hello(row, hello_types[0])
+            assert _our_hello(record) == hello, where
+            hellos_seen_by_tshark.add(hello)
+        elif record.tls_handshake:
+            # Wireshark dissects a hello once: later copies (tcpdump -i any) are retransmissions to it.
+            assert _our_hello(record) in hellos_seen_by_tshark, f"{where}: a hello tshark never saw"
         ours_request = [record.http_method, record.http_path] if record.http_method else []
         ours_response = [str(record.http_status), record.http_reason] if record.http_status else []
         theirs_request = row["http.request.method"] + row["http.request.uri"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -177,6 +178,47 @@ def _dns_lost_answer(lab: Lab, log: ClientLog, facts: dict[str, object]) -> None
     )
 
 
+TLS_NAME = "web.default.svc.cluster.local"
+TLS_PORT = 4443
+
+
+def _tls_handshakes(lab: Lab, log: ClientLog, facts: dict[str, object]) -> None:
+    """``openssl s_server`` in the nginx pod (a throw-away EC certificate, ALPN h2 and
+    http/1.1) and two ``openssl s_client`` handshakes from busybox with SNI: TLS 1.3, then 1.2."""
+    server = lab.plan.pod("nginx")
+    key, cert = lab.state_dir / "tls.key", lab.state_dir / "tls.crt"
+    lab.output(
+        "nginx",
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", f"/CN={TLS_NAME}"],
+    )  # fmt: skip
+    argv = ["openssl", "s_server", "-quiet", "-accept", str(TLS_PORT), "-cert", str(cert), "-key", str(key)]
+    process = subprocess.Popen(
+        ["ip", "netns", "exec", server.netns, *argv, "-alpn", "h2,http/1.1"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(0.5)
+        sessions = []
+        for version in ("-tls1_3", "-tls1_2"):
+            done = lab.exec(
+                "busybox",
+                ["openssl", "s_client", "-connect", f"{server.ip}:{TLS_PORT}", "-servername", TLS_NAME,
+                 "-alpn", "h2,http/1.1", version, "-brief"],
+                input="", capture_output=True, text=True, timeout=10,
+            )  # fmt: skip
+            said = {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in done.stderr.splitlines())}
+            sessions.append({"version": said.get("Protocol version"), "cipher": said.get("Ciphersuite"),
+                             "alpn": said.get("ALPN protocol"), "status": done.returncode})  # fmt: skip
+        facts["sessions"] = sessions
+        facts["sni"] = TLS_NAME
+    finally:
+        process.kill()
+        process.wait()
+
+
 def _busybox_node(lab: Lab) -> list[str]:
     return [lab.plan.pod("busybox").node]
 
@@ -250,6 +292,17 @@ SERVICES_SCENARIOS: tuple[ServicesScenario, ...] = (
         ),
         capture_on=_busybox_node,
         play=_dns_lookups,
+        service=KUBE_DNS,
+        on_mgmt=False,
+    ),
+    ServicesScenario(
+        name="tls",
+        description=(
+            "openssl s_client from busybox to openssl s_server in nginx (another node), SNI "
+            f"{TLS_NAME}, ALPN h2/http/1.1: a TLS 1.3 and a TLS 1.2 handshake; -i any on busybox's node"
+        ),
+        capture_on=_busybox_node,
+        play=_tls_handshakes,
         service=KUBE_DNS,
         on_mgmt=False,
     ),

@@ -815,6 +815,97 @@ static void dns_parts(bytes_t m, int64_t n, int64_t *out, text_out *t) {
     }
 }
 
+/* ---- TLS hellos ------------------------------------------------------------------------------ */
+
+/* The parts of the hello a TCP payload p[0:n] begins with, as flannelcap/packets/tls.py reads
+ * it: the handshake type (1 ClientHello, 2 ServerHello; -1 if the payload is no hello), the
+ * version (the highest supported_versions entry, or the server's choice, else the legacy
+ * field), the server's cipher suite, and where in the text arena the SNI and the ALPN list
+ * (comma-separated) lie. Reading stops at the first field that would pass the record or the
+ * payload; what was read stays. Text goes into t as dns_parts does. */
+enum { TLS_KIND, TLS_VERSION, TLS_CIPHER, TLS_SNI_AT, TLS_SNI_TO, TLS_ALPN_AT, TLS_ALPN_TO, TLS_PARTS };
+
+static int grease(uint32_t v) { return (v & 0x0F0F) == 0x0A0A && (v >> 8) == (v & 0xFF); }
+
+static void tls_extension(bytes_t d, int64_t size, uint32_t type, int64_t *out, text_out *t) {
+    if (type == 0 && size >= 5 && d[2] == 0) {
+        int64_t length = be16(d + 3);
+        if (5 + length <= size) {
+            out[TLS_SNI_AT] = t->used;
+            put_bytes(t, d + 5, length);
+            out[TLS_SNI_TO] = t->used;
+        }
+    } else if (type == 16 && size >= 2) {
+        int64_t end = 2 + (int64_t)be16(d), at = 2, names = 0, start = t->used;
+        if (end > size)
+            end = size;
+        while (at < end && at + 1 + d[at] <= end) {
+            if (names++)
+                put_bytes(t, ",", 1);
+            put_bytes(t, d + at + 1, d[at]);
+            at += 1 + d[at];
+        }
+        if (names)
+            out[TLS_ALPN_AT] = start, out[TLS_ALPN_TO] = t->used;
+    } else if (type == 43 && out[TLS_KIND] == 2 && size == 2) {
+        out[TLS_VERSION] = be16(d);
+    } else if (type == 43 && out[TLS_KIND] == 1 && size >= 1) {
+        int64_t limit = 1 + d[0] < size ? 1 + d[0] : size, best = -1;
+        for (int64_t i = 1; i + 2 <= limit; i += 2) {
+            uint32_t v = be16(d + i);
+            if (!grease(v) && (int64_t)v > best)
+                best = v;
+        }
+        if (best >= 0)
+            out[TLS_VERSION] = best;
+    }
+}
+
+static void tls_parts(bytes_t p, int64_t n, int64_t *out, text_out *t) {
+    for (int k = 0; k < TLS_PARTS; k++)
+        out[k] = -1;
+    if (n < 6 || p[0] != 22 || p[1] != 3 || (p[5] != 1 && p[5] != 2))
+        return;
+    int64_t end = 5 + (int64_t)be16(p + 3), kind = p[5], at = 9;
+    if (end > n)
+        end = n;
+    out[TLS_KIND] = kind;
+    if (at + 2 > end) {
+        out[TLS_VERSION] = be16(p + 1);
+        return;
+    }
+    out[TLS_VERSION] = be16(p + at);
+    at += 2 + 32;
+    if (at + 1 > end)
+        return;
+    at += 1 + p[at];
+    if (at + 2 > end)
+        return;
+    if (kind == 1) {
+        at += 2 + (int64_t)be16(p + at);
+    } else {
+        out[TLS_CIPHER] = be16(p + at);
+        at += 2;
+    }
+    if (at + 1 > end)
+        return;
+    at += 1 + (kind == 1 ? p[at] : 0);
+    if (at + 2 > end)
+        return;
+    int64_t extensions_end = at + 2 + (int64_t)be16(p + at);
+    if (extensions_end > end)
+        extensions_end = end;
+    at += 2;
+    while (at + 4 <= extensions_end) {
+        uint32_t type = be16(p + at);
+        int64_t size = be16(p + at + 2), data = at + 4;
+        if (data + size > extensions_end)
+            break;
+        tls_extension(p + data, size, type, out, t);
+        at = data + size;
+    }
+}
+
 /* ---- the conversation set ----------------------------------------------------------------- */
 
 /* Add a conversation's two keys to an open-addressing set of rows of two keys (NONE marks a
@@ -1585,6 +1676,30 @@ static PyObject *py_dns_parts(PyObject *self, PyObject *args) {
     return release(all, 4, ok ? PyLong_FromLongLong(t.used) : NULL);
 }
 
+static PyObject *py_tls_parts(PyObject *self, PyObject *args) {
+    Py_buffer blob, offsets, out, arena;
+    if (!PyArg_ParseTuple(args, "y*y*w*w*", &blob, &offsets, &out, &arena))
+        return NULL;
+    Py_buffer *all[] = {&blob, &offsets, &out, &arena};
+    Py_ssize_t n = offsets.len / 8 - 1;
+    int ok = n >= 0 && check(&offsets, "offsets", 8, n + 1) && check(&out, "out", 8, n * TLS_PARTS);
+    const int64_t *o = offsets.buf;
+    for (Py_ssize_t i = 0; ok && i < n; i++)
+        if (o[i] < 0 || o[i] > o[i + 1] || o[i + 1] > blob.len) {
+            PyErr_SetString(PyExc_ValueError, "a payload lies outside the blob");
+            ok = 0;
+        }
+    text_out t = {arena.buf, 0, arena.len};
+    if (ok) {
+        int64_t *parts = out.buf;
+        Py_BEGIN_ALLOW_THREADS;
+        for (Py_ssize_t i = 0; i < n; i++)
+            tls_parts((bytes_t)blob.buf + o[i], o[i + 1] - o[i], parts + TLS_PARTS * i, &t);
+        Py_END_ALLOW_THREADS;
+    }
+    return release(all, 4, ok ? PyLong_FromLongLong(t.used) : NULL);
+}
+
 static PyObject *py_encode(PyObject *self, PyObject *args) {
     Py_buffer table, keys, ids;
     Py_ssize_t count;
@@ -1839,6 +1954,7 @@ static PyMethodDef METHODS[] = {
     {"encode", py_encode, METH_VARARGS, "Dense ids for distinct keys (see _kernel.Encoder)."},
     {"http_parts", py_http_parts, METH_VARARGS, "Split HTTP heads into their parts (see _kernel.http_parts)."},
     {"dns_parts", py_dns_parts, METH_VARARGS, "Split DNS messages into their parts (see _kernel.dns_parts)."},
+    {"tls_parts", py_tls_parts, METH_VARARGS, "Split TLS hellos into their parts (see _kernel.tls_parts)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -40,6 +40,7 @@ from flannelcap.packets.kernel import NONE, Encoder, Int
 from flannelcap.packets.kernel_columns import innermost
 from flannelcap.packets.records import PacketRecord
 from flannelcap.packets.text import Program, TextColumn, Texts, gather
+from flannelcap.packets.tls import HELLO_NAMES, version_name
 from flannelcap.topology.annotate import pod_name
 from flannelcap.topology.model import Topology
 
@@ -184,31 +185,32 @@ class Heads:
 
 
 @dataclass(slots=True)
-class DnsMessages:
-    """The DNS messages of a batch (UDP payloads, TCP segments after the length prefix, on
-    port 53): their rows and bytes (``blob[offsets[i]:offsets[i+1]]``)."""
+class Payloads:
+    """Payloads of some rows of a batch, for a parser of their protocol: DNS messages (UDP
+    payloads, TCP segments after the length prefix, on port 53), TLS hellos. Their rows, and
+    bytes ``blob[offsets[i]:offsets[i+1]]``."""
 
     rows: Int
     blob: bytes
     offsets: Int
 
     @staticmethod
-    def empty() -> DnsMessages:
-        return DnsMessages(np.empty(0, np.int64), b"", np.zeros(1, np.int64))
+    def empty() -> Payloads:
+        return Payloads(np.empty(0, np.int64), b"", np.zeros(1, np.int64))
 
     @staticmethod
-    def joined(parts: list[DnsMessages]) -> DnsMessages:
+    def joined(parts: list[Payloads]) -> Payloads:
         """Several pieces' messages as one (rows in order)."""
         parts = [p for p in parts if len(p.rows)]
         if not parts:
-            return DnsMessages.empty()
+            return Payloads.empty()
         if len(parts) == 1:
             return parts[0]
         shift = np.cumsum([0] + [len(p.blob) for p in parts[:-1]])
         offsets = np.concatenate(
             [parts[0].offsets[:1]] + [p.offsets[1:] + s for p, s in zip(parts, shift, strict=True)]
         )
-        return DnsMessages(np.concatenate([p.rows for p in parts]), b"".join(p.blob for p in parts), offsets)
+        return Payloads(np.concatenate([p.rows for p in parts]), b"".join(p.blob for p in parts), offsets)
 
 
 @dataclass(slots=True)
@@ -229,7 +231,8 @@ class Batch:
     records: dict[int, PacketRecord]
     heads: Heads
     slow_heads: dict[int, HttpHead]  # heads split across segments, reassembled in Python
-    dns: DnsMessages = field(default_factory=DnsMessages.empty)
+    dns: Payloads = field(default_factory=Payloads.empty)
+    tls: Payloads = field(default_factory=Payloads.empty)
 
     def __len__(self) -> int:
         return len(self.number)
@@ -340,6 +343,7 @@ class Columns:
         out.ints["vxlan_gbp"] = np.full(n, NONE, dtype=np.int64)
         self._http(batch, out)
         self._dns(batch, out)
+        self._tls(batch, out)
         if batch.records:
             self._patch(batch.records, out)
         out.codes["if_name"] = self._if_names(batch.interface, out.ints["ifindex"])
@@ -351,7 +355,9 @@ class Columns:
         """Copy the rows the Scapy decoder took into the columns."""
         for row, record in records.items():
             for f in FIELDS:
-                if f.name in ("number", "time", "rel_time", "info", "notes") or f.name.startswith(("http_", "dns_")):
+                if f.name in ("number", "time", "rel_time", "info", "notes") or f.name.startswith(
+                    ("http_", "dns_", "tls_")
+                ):
                     continue
                 if f.name in NAME_FIELDS or f.name == "if_name":
                     continue
@@ -494,6 +500,37 @@ class Columns:
         out.codes["dns_qname"], out.codes["dns_qtype"] = qname, qtype
         out.texts.update(texts)
 
+    # -- TLS ----------------------------------------------------------------------------
+
+    def _tls(self, batch: Batch, out: ColumnBatch) -> None:
+        """The TLS columns: the compiled parse of the hellos the kernel's rows begin, then the
+        Scapy decoder's rows as its records have them."""
+        n = out.n
+        codes = {name: np.full(n, -1, dtype=np.int32) for name in _TLS_LABELS}
+        cipher = np.full(n, NONE, dtype=np.int64)
+        hellos = batch.tls
+        if len(hellos.rows):
+            parts, text = _kernel.tls_parts(hellos.blob, hellos.offsets)
+            found = parts[:, 0] >= 0
+            rows, parts = hellos.rows[found], parts[found]
+            cipher[rows] = parts[:, 2]
+            for name, column, names in (("tls_handshake", 0, HELLO_NAMES), ("tls_version", 1, None)):
+                words = {v: names[v] if names else version_name(v) for v in np.unique(parts[:, column]).tolist()}
+                mapping = {v: self.labels[name].code(w) for v, w in words.items()}
+                codes[name][rows] = [mapping[v] for v in parts[:, column].tolist()]
+            for name, at in (("tls_sni", 3), ("tls_alpn", 5)):
+                bounds = parts[:, at : at + 2].tolist()
+                texts = [None if a < 0 else text[a:b].decode("latin-1") for a, b in bounds]
+                codes[name][rows] = [self.labels[name].code(t) for t in texts]
+        for row, record in batch.records.items():
+            if record.tls_handshake is None:
+                continue
+            for name in _TLS_LABELS:
+                codes[name][row] = self.labels[name].code(getattr(record, name))
+            cipher[row] = NONE if record.tls_cipher is None else record.tls_cipher
+        out.codes.update(codes)
+        out.ints["tls_cipher"] = cipher
+
     def _codes_of(self, name: str, column: TextColumn) -> Codes:
         """Codes in ``labels[name]`` for a column of texts (each distinct text looked up once)."""
         offsets = column.texts.offsets
@@ -557,6 +594,8 @@ class Columns:
         seq, ack = self._relative_seq(
             batch.number, tcp, src, dst, ints["src_port"], ints["dst_port"], ints["tcp_seq"], ints["tcp_ack"]
         )
+        hello = tcp & (codes["tls_handshake"] >= 0)  # a TLS hello: its own words (its ISN is kept above)
+        tcp = tcp & ~hello
         flags = labels["tcp_flags"]
         has_ack = tcp & _per_label(codes["tcp_flags"], flags, lambda t: "ACK" in t)
         has_reason = response & _per_label(codes["http_reason"], labels["http_reason"], bool)
@@ -590,6 +629,9 @@ class Columns:
         text.label(codes["arp_sender_mac"], arp_texts["arp_sender_mac"], missing="None", when=arp_reply)
         text.text("ARP ", arp_other).label(op, labels["arp_op"].encoded(), missing="None", when=arp_other)
         self._dns_info(text, out, dns)
+        named = hello & (codes["tls_sni"] >= 0)
+        text.label(codes["tls_handshake"], labels["tls_handshake"].encoded(), when=hello)
+        text.text(" (SNI=", named).label(codes["tls_sni"], labels["tls_sni"].encoded(), when=named).text(")", named)
         info = TextColumn(text.run(n))
         if python_rows.any():
             texts = info.to_list()
@@ -673,6 +715,7 @@ def _through(mapping: Codes, ids: NDArray[Any]) -> Codes:
 
 
 _DNS_INTS = ("dns_id", "dns_opcode", "dns_rcode", "dns_flags", "dns_answers", "dns_ttl")
+_TLS_LABELS = ("tls_handshake", "tls_version", "tls_sni", "tls_alpn")
 _DNS_OPERATIONS = Texts.of([dns_operation(op, bool(answer)) for op in range(16) for answer in (0, 1)])
 _RCODES = Texts.of([rcode_name(code) for code in range(16)])
 _HEX_IDS: list[Texts] = []

@@ -127,6 +127,13 @@ FIELDS: tuple[Field, ...] = (
     _f("dns_addresses", "text"),
     _f("dns_cnames", "text"),
     _f("dns_ttl", "int", 64),
+    # TLS hellos: what a ClientHello (server name, ALPN) and a ServerHello (version, cipher)
+    # show in clear, on the segment that begins them.
+    _f("tls_handshake", "label"),
+    _f("tls_version", "label"),
+    _f("tls_sni", "label"),
+    _f("tls_alpn", "label"),
+    _f("tls_cipher", "int", 32),
     # Names from the topology.
     _f("src_node", "label"),
     _f("dst_node", "label"),

@@ -97,7 +97,10 @@ class InfoFormatter:
             reason = f" {record.http_reason}" if record.http_reason else ""
             return f"{record.http_version} {record.http_status}{reason}"
         if record.proto == "tcp":
-            return self._tcp_info(record)
+            text = self._tcp_info(record)  # keeps the direction's ISN, also for a TLS hello
+            if record.tls_handshake:
+                return record.tls_handshake + (f" (SNI={record.tls_sni})" if record.tls_sni else "")
+            return text
         if record.proto == "udp" and record.dns_id is not None:
             return dns_info(record)
         if record.proto == "udp":

@@ -185,6 +185,24 @@ def dns_parts(blob: bytes, offsets: Int) -> tuple[Int, bytes]:
     return out, bytes(arena[:used])
 
 
+TLS_PARTS = 7  # tls_parts: handshake type, version, cipher; SNI, ALPN (from, to)
+
+
+def tls_parts(blob: bytes, offsets: Int) -> tuple[Int, bytes]:
+    """The parts of the TLS hello each payload ``blob[offsets[i]:offsets[i+1]]`` begins with,
+    as ``tls.parse_hello`` reads it: rows of ``TLS_PARTS`` (handshake type, version, the
+    server's cipher; from/to in the returned text of the SNI and of the ALPN list), -1 where
+    absent."""
+    n = len(offsets) - 1
+    out = np.empty((n, TLS_PARTS), dtype=np.int64)
+    arena = bytearray(len(blob) + 64)  # every text is a copy of payload bytes (and commas between)
+    used = _ckernel.tls_parts(blob, offsets, out, arena)
+    if used > len(arena):
+        arena = bytearray(used)
+        used = _ckernel.tls_parts(blob, offsets, out, arena)
+    return out, bytes(arena[:used])
+
+
 class Encoder:
     """Dense ids (0, 1, 2 … in order of first sight) for distinct keys of one or two int64s,
     kept across calls: the compiled hash table behind labels, directions and conversations."""

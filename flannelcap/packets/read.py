@@ -21,7 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from flannelcap.packets import kernel as _kernel
-from flannelcap.packets.columns import TCP, UDP, Batch, DnsMessages, Heads, ip_text
+from flannelcap.packets.columns import TCP, UDP, Batch, Heads, Payloads, ip_text
 from flannelcap.packets.dns import DNS_PORT
 from flannelcap.packets.http import HttpHead, HttpReassembler, StreamKey, looks_like_http_start, parse_head
 from flannelcap.packets.kernel import NONE, PAD, Bool, Int
@@ -66,7 +66,8 @@ class _Filling:
         self.records: dict[int, PacketRecord] = {}
         self.heads: list[Heads] = []
         self.slow_heads: dict[int, HttpHead] = {}
-        self.dns: list[DnsMessages] = []
+        self.dns: list[Payloads] = []
+        self.tls: list[Payloads] = []
 
     def takes(self, frames: _Frames) -> bool:
         return frames.linktype == self.columns.linktype and len(frames.start) <= BATCH_FRAMES - self.columns.rows
@@ -95,7 +96,8 @@ class _Filling:
             records=self.records,
             heads=Heads.joined(self.heads),
             slow_heads=self.slow_heads,
-            dns=DnsMessages.joined(self.dns),
+            dns=Payloads.joined(self.dns),
+            tls=Payloads.joined(self.tls),
         )
 
 
@@ -293,6 +295,7 @@ class FastStream:
         has_payload = (piece.payload_start >= 0) & (values["payload_len"][first : first + n] > 0)
         with_payload = np.nonzero(has_payload & (values["proto"][first : first + n] == TCP))[0]
         self._find_dns(frames, piece, values, filling, np.nonzero(has_payload)[0])
+        self._find_tls(frames, piece, values, filling, with_payload)
         done = 0
         for local in np.nonzero(fallback)[0].tolist():
             before = with_payload[done : done + int(np.searchsorted(with_payload[done:], local))]
@@ -337,7 +340,25 @@ class FastStream:
             starts = np.where(over_tcp, starts + 2, starts)
             sizes = np.where(over_tcp, np.clip(np.minimum(prefix, sizes - 2), 0, None), sizes)
         texts = gather(frames.buf, starts, sizes)
-        filling.dns.append(DnsMessages(rows, texts.data, texts.offsets))
+        filling.dns.append(Payloads(rows, texts.data, texts.offsets))
+
+    def _find_tls(
+        self, frames: _Frames, piece: DecodedPiece, values: dict[str, Int], filling: _Filling, local: Int
+    ) -> None:
+        """Gather the TCP payloads at ``local`` that begin a TLS ClientHello or ServerHello
+        (a handshake record, version 3.x, handshake type 1 or 2), as captured."""
+        if not len(local):
+            return
+        rows = local + piece.first_row
+        starts = piece.payload_start[local]
+        sizes = np.minimum(values["payload_len"][rows], frames.start[local] + frames.caplen[local] - starts)
+        buf = frames.buf  # padded: reading six bytes past a short payload stays inside it
+        hello = (sizes >= 6) & (buf[starts] == 22) & (buf[starts + 1] == 3)
+        hello &= (buf[starts + 5] == 1) | (buf[starts + 5] == 2)
+        if not hello.any():
+            return
+        texts = gather(buf, starts[hello], sizes[hello])
+        filling.tls.append(Payloads(rows[hello], texts.data, texts.offsets))
 
     def _find_http(
         self, frames: _Frames, piece: DecodedPiece, values: dict[str, Int], filling: _Filling, local: Int

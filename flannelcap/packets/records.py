@@ -112,6 +112,11 @@ class PacketRecord:
     dns_addresses: str | None = None
     dns_cnames: str | None = None
     dns_ttl: int | None = None
+    tls_handshake: str | None = None
+    tls_version: str | None = None
+    tls_sni: str | None = None
+    tls_alpn: str | None = None
+    tls_cipher: int | None = None
 
     # Names from the topology (``decode --topology``): nodes owning the outer IPs, nodes
     # owning the inner MACs (VTEPs), pods owning the innermost IPs.

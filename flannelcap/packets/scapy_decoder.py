@@ -39,6 +39,7 @@ from flannelcap.packets.reader import (
     Frame,
 )
 from flannelcap.packets.records import Layer, PacketRecord
+from flannelcap.packets.tls import parse_hello
 from flannelcap.packets.vxlan import DEFAULT_VXLAN_PORTS, VXLAN_FLAG_G, VXLAN_FLAG_I, VXLAN_HEADER_LEN
 
 _RAW_IP_LINKTYPES = {LINKTYPE_RAW, LINKTYPE_DLT_RAW, LINKTYPE_DLT_RAW_OPENBSD}
@@ -388,6 +389,9 @@ class _Walker:
             )
             fields["payload_hash"] = payload_hash(payload, fields["payload_len"])
             self._dns(layer, payload[: fields["payload_len"]], over_tcp=True)
+            hello = parse_hello(payload[: fields["payload_len"]])
+            if hello is not None:
+                fields.update(hello.record_fields())
             if layer.dataofs is not None and layer.dataofs < 5:
                 self.notes.append(f"TCP header length {layer.dataofs * 4} < 20")
         elif isinstance(layer, UDP):
