@@ -1652,37 +1652,17 @@ static PyObject *py_http_parts(PyObject *self, PyObject *args) {
     return release(all, 4, ok ? Py_NewRef(Py_None) : NULL);
 }
 
-static PyObject *py_dns_parts(PyObject *self, PyObject *args) {
-    Py_buffer blob, offsets, out, arena;
-    if (!PyArg_ParseTuple(args, "y*y*w*w*", &blob, &offsets, &out, &arena))
-        return NULL;
-    Py_buffer *all[] = {&blob, &offsets, &out, &arena};
-    Py_ssize_t n = offsets.len / 8 - 1;
-    int ok = n >= 0 && check(&offsets, "offsets", 8, n + 1) && check(&out, "out", 8, n * DNS_PARTS);
-    const int64_t *o = offsets.buf;
-    for (Py_ssize_t i = 0; ok && i < n; i++)
-        if (o[i] < 0 || o[i] > o[i + 1] || o[i + 1] > blob.len) {
-            PyErr_SetString(PyExc_ValueError, "a message lies outside the blob");
-            ok = 0;
-        }
-    text_out t = {arena.buf, 0, arena.len};
-    if (ok) {
-        int64_t *parts = out.buf;
-        Py_BEGIN_ALLOW_THREADS;
-        for (Py_ssize_t i = 0; i < n; i++)
-            dns_parts((bytes_t)blob.buf + o[i], o[i + 1] - o[i], parts + DNS_PARTS * i, &t);
-        Py_END_ALLOW_THREADS;
-    }
-    return release(all, 4, ok ? PyLong_FromLongLong(t.used) : NULL);
-}
+/* Run one payload parser (dns_parts, tls_parts) over the payloads blob[o[i]:o[i+1]], each into
+ * its row of `width` parts of out, the texts into the arena; returns the arena bytes used. */
+typedef void (*payload_parser)(bytes_t, int64_t, int64_t *, text_out *);
 
-static PyObject *py_tls_parts(PyObject *self, PyObject *args) {
+static PyObject *parse_payloads(PyObject *args, payload_parser parse, Py_ssize_t width) {
     Py_buffer blob, offsets, out, arena;
     if (!PyArg_ParseTuple(args, "y*y*w*w*", &blob, &offsets, &out, &arena))
         return NULL;
     Py_buffer *all[] = {&blob, &offsets, &out, &arena};
     Py_ssize_t n = offsets.len / 8 - 1;
-    int ok = n >= 0 && check(&offsets, "offsets", 8, n + 1) && check(&out, "out", 8, n * TLS_PARTS);
+    int ok = n >= 0 && check(&offsets, "offsets", 8, n + 1) && check(&out, "out", 8, n * width);
     const int64_t *o = offsets.buf;
     for (Py_ssize_t i = 0; ok && i < n; i++)
         if (o[i] < 0 || o[i] > o[i + 1] || o[i + 1] > blob.len) {
@@ -1694,11 +1674,15 @@ static PyObject *py_tls_parts(PyObject *self, PyObject *args) {
         int64_t *parts = out.buf;
         Py_BEGIN_ALLOW_THREADS;
         for (Py_ssize_t i = 0; i < n; i++)
-            tls_parts((bytes_t)blob.buf + o[i], o[i + 1] - o[i], parts + TLS_PARTS * i, &t);
+            parse((bytes_t)blob.buf + o[i], o[i + 1] - o[i], parts + width * i, &t);
         Py_END_ALLOW_THREADS;
     }
     return release(all, 4, ok ? PyLong_FromLongLong(t.used) : NULL);
 }
+
+static PyObject *py_dns_parts(PyObject *self, PyObject *args) { return parse_payloads(args, dns_parts, DNS_PARTS); }
+
+static PyObject *py_tls_parts(PyObject *self, PyObject *args) { return parse_payloads(args, tls_parts, TLS_PARTS); }
 
 static PyObject *py_encode(PyObject *self, PyObject *args) {
     Py_buffer table, keys, ids;

@@ -167,18 +167,8 @@ class Heads:
         parts = [p for p in parts if len(p.rows)]
         if not parts:
             return Heads.empty()
-        if len(parts) == 1:
-            return parts[0]
-        shift = np.cumsum([0] + [len(p.blob) for p in parts[:-1]])
-        offsets = np.concatenate(
-            [parts[0].offsets[:1]] + [p.offsets[1:] + s for p, s in zip(parts, shift, strict=True)]
-        )
-        return Heads(
-            np.concatenate([p.rows for p in parts]),
-            np.concatenate([p.kinds for p in parts]),
-            b"".join(p.blob for p in parts),
-            offsets,
-        )
+        blob, offsets = _joined_blobs([p.blob for p in parts], [p.offsets for p in parts])
+        return Heads(np.concatenate([p.rows for p in parts]), np.concatenate([p.kinds for p in parts]), blob, offsets)
 
     def requests(self) -> int:
         return int((self.kinds == _kernel.HEAD_REQUEST).sum())
@@ -200,17 +190,21 @@ class Payloads:
 
     @staticmethod
     def joined(parts: list[Payloads]) -> Payloads:
-        """Several pieces' messages as one (rows in order)."""
+        """Several pieces' payloads as one (rows in order)."""
         parts = [p for p in parts if len(p.rows)]
         if not parts:
             return Payloads.empty()
-        if len(parts) == 1:
-            return parts[0]
-        shift = np.cumsum([0] + [len(p.blob) for p in parts[:-1]])
-        offsets = np.concatenate(
-            [parts[0].offsets[:1]] + [p.offsets[1:] + s for p, s in zip(parts, shift, strict=True)]
-        )
-        return Payloads(np.concatenate([p.rows for p in parts]), b"".join(p.blob for p in parts), offsets)
+        blob, offsets = _joined_blobs([p.blob for p in parts], [p.offsets for p in parts])
+        return Payloads(np.concatenate([p.rows for p in parts]), blob, offsets)
+
+
+def _joined_blobs(blobs: list[bytes], offsets: list[Int]) -> tuple[bytes, Int]:
+    """Blobs with their offsets (``offsets[k][i]`` into ``blobs[k]``) as one blob and offsets."""
+    if len(blobs) == 1:
+        return blobs[0], offsets[0]
+    shift = np.cumsum([0] + [len(b) for b in blobs[:-1]])
+    joined = np.concatenate([offsets[0][:1]] + [o[1:] + s for o, s in zip(offsets, shift, strict=True)])
+    return b"".join(blobs), joined
 
 
 @dataclass(slots=True)
