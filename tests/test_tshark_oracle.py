@@ -16,6 +16,7 @@ from conftest import SAMPLES, every_sample_pcap, require_tool
 
 from flannelcap import PacketRecord, decode_file
 from flannelcap.packets.dns import type_name
+from flannelcap.packets.http2 import frame_name
 from flannelcap.packets.info import PACKET_TYPES
 from flannelcap.packets.tls import HELLO_NAMES, is_grease, version_name
 
@@ -47,6 +48,7 @@ FIELDS = [
     "http.response.code",
     "http.response.phrase",
     "http.x_forwarded_for",
+    "http.content_type",
     "dns.id",
     "dns.flags.response",
     "dns.flags.rcode",
@@ -64,8 +66,12 @@ FIELDS = [
 ]
 
 
-def tshark_rows(path: Path) -> dict[int, dict[str, list[str]]]:
-    """tshark's view of every frame: field name → values in order of occurrence."""
+H2_FIELDS = ["frame.number", "http2.magic", "http2.type", "http2.streamid", "http2.header.name", "http2.header.value"]
+
+
+def tshark_rows(path: Path, fields: list[str] = FIELDS, aggregator: str = ",") -> dict[int, dict[str, list[str]]]:
+    """tshark's view of every frame: field name → values in order of occurrence (a header value
+    may hold commas: HTTP/2's are read with another ``aggregator``)."""
     argv = [
         "tshark",
         "-n",
@@ -82,15 +88,15 @@ def tshark_rows(path: Path) -> dict[int, dict[str, list[str]]]:
         "-E",
         "occurrence=a",
         "-E",
-        "aggregator=,",
+        f"aggregator={aggregator}",
     ]
-    for name in FIELDS:
+    for name in fields:
         argv += ["-e", name]
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     rows = {}
     for line in out.splitlines():
         values = line.split("\t")
-        row = {name: [v for v in value.split(",") if v] for name, value in zip(FIELDS, values, strict=True)}
+        row = {name: [v for v in value.split(aggregator) if v] for name, value in zip(fields, values, strict=True)}
         rows[int(row["frame.number"][0])] = row
     return rows
 
@@ -109,6 +115,35 @@ def _tshark_hello(row: dict[str, list[str]], kind: int) -> tuple[object, ...]:
         ",".join(row["tls.handshake.extensions_alpn_str"]) or None,
         cipher,
     )
+
+
+def _tshark_h2(row: dict[str, list[str]]) -> tuple[list[str], list[int], list[tuple[str, str]]]:
+    """The HTTP/2 frames tshark reads in a packet: their types (``Magic`` first, for the
+    preface), their streams, and every header of their header blocks, in order."""
+    kinds = ["Magic"] * len(row["http2.magic"]) + [frame_name(int(t)) for t in row["http2.type"]]
+    headers = list(zip(row["http2.header.name"], row["http2.header.value"], strict=True))
+    return kinds, [int(s) for s in row["http2.streamid"]], headers
+
+
+def _check_h2(record: PacketRecord, row: dict[str, list[str]] | None, seen: set[str], where: str) -> None:
+    """Every HTTP/2 segment flannelcap reads, tshark reads alike; tshark reads no other but
+    later copies of one (it dissects a copy again, flannelcap reports it once)."""
+    if record.http2_frames is None:
+        if row is not None:
+            assert ",".join(_tshark_h2(row)[0]) in seen, f"{where}: tshark reads HTTP/2 flannelcap does not"
+        return
+    assert row is not None, f"{where}: HTTP/2 that tshark does not read"
+    kinds, streams, headers = _tshark_h2(row)
+    assert record.http2_frames.split(",") == kinds, where
+    assert record.http2_stream in streams, where
+    wanted = {":method": record.http_method, ":path": record.http_path, ":authority": record.http_host}
+    wanted |= {"content-type": record.http_content_type, "grpc-status": record.grpc_status}
+    if record.http_status is not None:
+        wanted[":status"] = record.http_status
+    for name, value in wanted.items():
+        if value is not None:
+            assert (name, str(value)) in headers, f"{where}: {name}"
+    seen.add(record.http2_frames)
 
 
 def _our_hello(record: PacketRecord) -> tuple[object, ...]:
@@ -138,6 +173,8 @@ def test_every_packet_agrees_with_tshark(capture: str) -> None:
     require_tool("tshark")
     path = SAMPLES / capture
     oracle = tshark_rows(path)
+    h2_oracle = {n: row for n, row in tshark_rows(path, H2_FIELDS, "|").items() if row["http2.type"]}
+    h2_seen: set[str] = set()
     records = list(decode_file(path))
     assert len(records) == len(oracle) > 0
     http_seen_by_us: set[tuple[str, str]] = set()
@@ -202,6 +239,9 @@ def test_every_packet_agrees_with_tshark(capture: str) -> None:
         elif record.tls_handshake:
             # Wireshark dissects a hello once: later copies (tcpdump -i any) are retransmissions to it.
             assert _our_hello(record) in hellos_seen_by_tshark, f"{where}: a hello tshark never saw"
+        _check_h2(record, h2_oracle.get(record.number), h2_seen, where)
+        if record.http_version == "HTTP/2":
+            continue
         ours_request = [record.http_method, record.http_path] if record.http_method else []
         ours_response = [str(record.http_status), record.http_reason] if record.http_status else []
         theirs_request = row["http.request.method"] + row["http.request.uri"]
@@ -214,6 +254,7 @@ def test_every_packet_agrees_with_tshark(capture: str) -> None:
             assert record.http_host == (row["http.host"] or [None])[0], where
             # a proxy's X-Forwarded-For (tshark splits it at its commas, as the aggregator)
             assert record.http_forwarded_for == (",".join(row["http.x_forwarded_for"]) or None), where
+            assert record.http_content_type == (",".join(row["http.content_type"]) or None), where
             http_seen_by_us.add(("req", " ".join(ours_request)) if ours_request else ("res", " ".join(ours_response)))
         elif theirs_request or theirs_response:
             # Wireshark also reports a head on later copies of a segment (the same packet

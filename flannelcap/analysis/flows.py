@@ -45,6 +45,9 @@ HTTP_COLUMNS = [
     "reason",
     "request_time",
     "latency_ms",
+    "version",
+    "content_type",
+    "grpc_status",
 ]
 
 
@@ -195,9 +198,10 @@ def flows(packets: pd.DataFrame, known: Conversations | None = None) -> pd.DataF
 
 
 def http_exchanges(packets: pd.DataFrame, known: Conversations | None = None) -> pd.DataFrame:
-    """Each HTTP request with the response that answered it (the next response head in the
-    other direction of the same conversation), and the latency between them (``known``: the
-    packets' ``conversations``, if already worked out)."""
+    """Each HTTP request with the response that answered it (HTTP/1: the next response head in
+    the other direction of the same conversation; HTTP/2: the response on the same stream), and
+    the latency between them (``known``: the packets' ``conversations``, if already worked out).
+    gRPC's status comes from the stream's trailers."""
     if packets.empty or "http_method" not in packets:
         return pd.DataFrame(columns=HTTP_COLUMNS)
     is_request = packets.http_method.notna().to_numpy()
@@ -209,7 +213,8 @@ def http_exchanges(packets: pd.DataFrame, known: Conversations | None = None) ->
     request = is_request[rows]
     src_rank, dst_rank, _ = ranks
     client = np.where(request, src_rank[rows], dst_rank[rows])
-    heads = pd.DataFrame({"row": rows, "request": request, "flow": ids[rows], "client": client})
+    lanes, grpc = _h2_lanes(packets, ids)
+    heads = pd.DataFrame({"row": rows, "request": request, "flow": lanes[rows], "client": client})
     stream = heads.groupby(["flow", "client"], sort=False)
     heads["nth"] = stream.cumcount()
     heads["requests"] = stream.request.cumsum()  # requests so far, this head included
@@ -253,9 +258,24 @@ def http_exchanges(packets: pd.DataFrame, known: Conversations | None = None) ->
             "reason": _text(answer.http_reason),
             "request_time": ask_time,
             "latency_ms": np.round((answer_time - ask_time) * 1000, 3),
+            "version": _text(answer.http_version),
+            "content_type": _text(answer.http_content_type) if "http_content_type" in answer else None,
+            "grpc_status": pd.array(grpc.reindex(lanes[matches[:, 1]]).to_numpy(), dtype="Int32"),
         },
         columns=HTTP_COLUMNS,
     )
+
+
+def _h2_lanes(packets: pd.DataFrame, ids: np.ndarray[Any, Any]) -> tuple[np.ndarray[Any, Any], pd.Series]:
+    """Where requests and responses pair up: the conversation, and in HTTP/2 also the stream
+    (ids, per packet); and the gRPC status each lane's trailers carried (the last one)."""
+    if "http2_stream" not in packets or packets.http2_stream.isna().all():
+        return ids, pd.Series(dtype="Int32")
+    stream = packets.http2_stream.to_numpy(dtype=np.int64, na_value=-1)
+    lanes = np.where(ids >= 0, pd.factorize(ids.astype(np.int64) << 32 | (stream + 1))[0], -1)
+    has_grpc = packets.grpc_status.notna().to_numpy() & (lanes >= 0)
+    grpc = pd.Series(packets.grpc_status.to_numpy()[has_grpc], index=lanes[has_grpc]).groupby(level=0).last()
+    return lanes, grpc
 
 
 def retransmissions(packets: pd.DataFrame, min_gap: float = 0.2) -> pd.Series:

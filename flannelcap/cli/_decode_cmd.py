@@ -31,7 +31,7 @@ from flannelcap.topology.annotate import annotate
 if TYPE_CHECKING:
     from flannelcap.packets.columns import ColumnBatch, Columns
 
-PROTO_CHOICES = ("tcp", "udp", "icmp", "arp", "http", "dns")
+PROTO_CHOICES = ("tcp", "udp", "icmp", "arp", "http", "http2", "grpc", "dns", "tls")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -153,8 +153,15 @@ def _wanted(args: argparse.Namespace, batch: ColumnBatch, columns: Columns) -> n
         keep &= np.isin(batch.ints["vni"], list(args.vni))
     if args.proto == "http":
         keep &= (batch.codes["http_method"] >= 0) | (batch.ints["http_status"] != NONE)
+    elif args.proto == "http2":
+        keep &= batch.codes["http2_frames"] >= 0
+    elif args.proto == "grpc":
+        grpc = [i for i, t in enumerate(columns.labels["http_content_type"].texts) if t.startswith("application/grpc")]
+        keep &= np.isin(batch.codes["http_content_type"], grpc) | (batch.ints["grpc_status"] != NONE)
     elif args.proto == "dns":
         keep &= batch.ints["dns_id"] != NONE
+    elif args.proto == "tls":
+        keep &= batch.codes["tls_handshake"] >= 0
     elif args.proto:
         labels = columns.labels["proto"].texts
         code = labels.index(args.proto) if args.proto in labels else -2

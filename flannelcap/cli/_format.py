@@ -41,11 +41,12 @@ def table_row(record: PacketRecord) -> str:
         if record.src_pod or record.dst_pod:
             pods = f"{_named(record.outer_src_ip, record.src_pod)} → {_named(record.outer_dst_ip, record.dst_pod)}"
             inner = f"(not VXLAN) {pods}"
-    proto = (
-        "HTTP"
-        if (record.http_method or record.http_status is not None)
-        else (record.proto or record.outer_proto or "?").upper()
-    )
+    if record.http2_frames is not None:
+        proto = "HTTP2"
+    elif record.http_method or record.http_status is not None:
+        proto = "HTTP"
+    else:
+        proto = (record.proto or record.outer_proto or "?").upper()
     seen = seen_text(record.if_name, record.ifindex, record.packet_type)
     info = f"{seen} {record.info}" if seen else record.info
     if record.dst_node and record.dst_vtep_node and record.dst_vtep_node != record.dst_node:
@@ -78,6 +79,11 @@ def wanted(args: argparse.Namespace, record: PacketRecord) -> bool:
         return False
     if args.vni and record.vni not in set(args.vni):
         return False
-    if args.proto == "http":
-        return bool(record.http_method or record.http_status is not None)
-    return not args.proto or record.proto == args.proto
+    kinds = {
+        "http": record.http_method is not None or record.http_status is not None,
+        "http2": record.http2_frames is not None,
+        "grpc": (record.http_content_type or "").startswith("application/grpc") or record.grpc_status is not None,
+        "dns": record.dns_id is not None,
+        "tls": record.tls_handshake is not None,
+    }
+    return not args.proto or kinds.get(args.proto, record.proto == args.proto)

@@ -191,7 +191,7 @@ def _record(args: argparse.Namespace) -> int:
     if args.services:
         from flannelcap.lab._record_services import record_services
 
-        for entry in record_services(args.output / "services"):
+        for entry in record_services(args.output / "services", names=set(args.only) or None):
             print(f"{args.output / 'services' / str(entry['name'])}/: {entry['traffic']}")
         return 0
     if args.journeys:

@@ -426,7 +426,7 @@ class Lab:
 
     def _start_web_server(self, pod: PodPlan) -> None:
         root = self.state_dir / (f"www-{pod.name}" if pod.app else "www")
-        self._start_server(pod, ["flannelcap.lab._web", "serve", pod.ip, str(WEB_PORT), str(root)], WEB_PORT, "web")
+        self.start_server(pod, ["flannelcap.lab._web", "serve", pod.ip, str(WEB_PORT), str(root)], WEB_PORT, "web")
 
     def _start_ingress(self, pod: PodPlan) -> None:
         """The Traefik stand-in, sending requests to the pods of Service ``pod.routes_to``."""
@@ -434,15 +434,15 @@ class Lab:
         ingress = next(s for s in self.plan.services if pod.name in s.endpoints)
         backends = [self.plan.pod(name).ip for name in svc.endpoints]
         argv = ["flannelcap.lab._ingress", pod.ip, str(ingress.target_port), pod.name, *backends]
-        self._start_server(pod, argv, ingress.target_port, "ingress")
+        self.start_server(pod, argv, ingress.target_port, "ingress")
 
     def _start_dns(self, pod: PodPlan) -> None:
         """The CoreDNS stand-in, answering the Services' names."""
         zone = self.state_dir / "dns-zone.json"
         zone.write_text(json.dumps(dns_zone(self.plan.services), indent=2))
-        self._start_server(pod, ["flannelcap.lab._dns_server", pod.ip, str(zone)], 53, "dns")
+        self.start_server(pod, ["flannelcap.lab._dns_server", pod.ip, str(zone)], 53, "dns")
 
-    def _start_server(self, pod: PodPlan, module_argv: list[str], port: int, kind: str) -> None:
+    def start_server(self, pod: PodPlan, module_argv: list[str], port: int, kind: str) -> None:
         """Run ``python -m MODULE ARGS`` in ``pod`` until the lab goes down; wait until it listens on ``port``."""
         log = open(self.state_dir / f"{kind}-{pod.name}.log", "ab")  # noqa: SIM115 - child keeps it
         with log:

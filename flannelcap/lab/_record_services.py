@@ -12,6 +12,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -219,6 +220,43 @@ def _tls_handshakes(lab: Lab, log: ClientLog, facts: dict[str, object]) -> None:
         process.wait()
 
 
+H2_PORT = 8080
+GRPC_PATH = "/helloworld.Greeter/SayHello"
+
+
+def _h2_requests(lab: Lab, log: ClientLog, facts: dict[str, object]) -> None:
+    """The h2c server in the nginx pod (another node); from busybox, the lab's h2 client asks
+    for ``/``, ``/`` and ``/missing`` on one connection (the later requests' headers come from
+    the HPACK dynamic table), then ``curl --http2-prior-knowledge`` makes a gRPC call (POST,
+    ``content-type: application/grpc``, one message; answered with trailers ``grpc-status: 0``)."""
+    server = lab.plan.pod("nginx")
+    argv = ["flannelcap.lab._h2_server", "serve", server.ip, str(H2_PORT), server.name]
+    lab.start_server(server, argv, H2_PORT, "h2")
+    paths = ["/", "/", "/missing"]
+    done = lab.exec(
+        "busybox",
+        [sys.executable, "-m", "flannelcap.lab._h2_server", "get", server.ip, str(H2_PORT), *paths],
+        capture_output=True, text=True, timeout=10,
+    )  # fmt: skip
+    statuses = [int(line) for line in done.stdout.split()]
+    message = lab.state_dir / "grpc-request.bin"
+    message.write_bytes(b"\x00\x00\x00\x00\x07\x0a\x05world")  # HelloRequest{name: "world"}
+    done = lab.exec(
+        "busybox",
+        ["curl", "-s", "-o", "/dev/null", "--http2-prior-knowledge", "-w", "%{http_code} %{http_version}",
+         "--max-time", "5", "-H", "content-type: application/grpc", "-H", "te: trailers",
+         "--data-binary", f"@{message}", f"http://{server.ip}:{H2_PORT}{GRPC_PATH}"],
+        capture_output=True, text=True, timeout=10,
+    )  # fmt: skip
+    code, _, version = done.stdout.partition(" ")
+    if version != "2" or len(statuses) != len(paths):
+        raise LabError(f"h2: the h2c server did not answer every request over HTTP/2 ({statuses}, curl: {done.stdout})")
+    facts["server"] = server.name
+    facts["port"] = H2_PORT
+    facts["paths"] = [*paths, GRPC_PATH]
+    facts["statuses"] = [*statuses, int(code)]
+
+
 def _busybox_node(lab: Lab) -> list[str]:
     return [lab.plan.pod("busybox").node]
 
@@ -307,6 +345,17 @@ SERVICES_SCENARIOS: tuple[ServicesScenario, ...] = (
         on_mgmt=False,
     ),
     ServicesScenario(
+        name="h2",
+        description=(
+            f"curl --http2-prior-knowledge from busybox to an h2c server in nginx (another node, port {H2_PORT}): "
+            "two GETs on one connection, a GET of a missing path, and a gRPC call; -i any on busybox's node"
+        ),
+        capture_on=_busybox_node,
+        play=_h2_requests,
+        service=KUBE_DNS,
+        on_mgmt=False,
+    ),
+    ServicesScenario(
         name="dns-lost-answer",
         description=(
             "busybox looks up web while its node's nftables drops the first DNS answer before cni0: glibc asks "
@@ -362,18 +411,31 @@ def record_services_scenario(lab: Lab, scenario: ServicesScenario, output_dir: P
     }
 
 
-def record_services(output_dir: Path, spec: LabSpec | None = None) -> list[dict[str, object]]:
-    """A fresh services lab per scenario, recorded into ``output_dir``; the entries are also
-    written to ``output_dir/manifest.jsonl``.
+def record_services(
+    output_dir: Path, spec: LabSpec | None = None, names: set[str] | None = None
+) -> list[dict[str, object]]:
+    """A fresh services lab per scenario (those in ``names`` only, if given), recorded into
+    ``output_dir``; the entries replace those of the same name in ``output_dir/manifest.jsonl``.
 
     Raises:
         LabError: the lab could not be built, a tool is missing, or tcpdump lost packets.
     """
     check_prerequisites({"tcpdump": "tcpdump", "nft": "nftables", "arping": "iputils-arping", "curl": "curl"})
     output_dir.mkdir(parents=True, exist_ok=True)
+    unknown = (names or set()) - {s.name for s in SERVICES_SCENARIOS}
+    if unknown:
+        raise LabError(f"no services scenario {', '.join(sorted(unknown))}: choose from "
+                       f"{', '.join(s.name for s in SERVICES_SCENARIOS)}")  # fmt: skip
+    manifest = output_dir / "manifest.jsonl"
+    kept = [json.loads(line) for line in manifest.read_text().splitlines()] if names and manifest.exists() else []
     entries = []
     for scenario in SERVICES_SCENARIOS:
+        if names and scenario.name not in names:
+            continue
         with Lab.up(spec or LabSpec(prefix="fcsvc", services=True)) as lab:
             entries.append(record_services_scenario(lab, scenario, output_dir))
-    (output_dir / "manifest.jsonl").write_text("".join(json.dumps(e) + "\n" for e in entries))
+    order = [s.name for s in SERVICES_SCENARIOS]
+    merged = {e["name"]: e for e in kept} | {e["name"]: e for e in entries}
+    lines = [json.dumps(merged[name]) + "\n" for name in order if name in merged]
+    manifest.write_text("".join(lines))
     return entries

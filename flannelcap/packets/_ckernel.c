@@ -594,10 +594,11 @@ static int64_t follow(int64_t *table, uint64_t mask, int64_t count, bytes_t b, P
 
 /* The parts of an HTTP head p[0:n] (a request or a response, as head_kind decided), as parse_head
  * splits them: offsets [from, to) of method, path, version, reason and the values of Host,
- * X-Forwarded-For and X-Forwarded-Server (-1 where absent), and the status (-1 if none, -2 if too
- * long to hold here). */
+ * X-Forwarded-For, X-Forwarded-Server and Content-Type (-1 where absent), and the status (-1 if
+ * none, -2 if too long to hold here). */
 enum { METHOD_AT, METHOD_TO, PATH_AT, PATH_TO, VERSION_AT, VERSION_TO, STATUS, REASON_AT, REASON_TO, HOST_AT,
-       HOST_TO, FORWARDED_FOR_AT, FORWARDED_FOR_TO, FORWARDED_SERVER_AT, FORWARDED_SERVER_TO, HEAD_PARTS };
+       HOST_TO, FORWARDED_FOR_AT, FORWARDED_FOR_TO, FORWARDED_SERVER_AT, FORWARDED_SERVER_TO, CONTENT_TYPE_AT,
+       CONTENT_TYPE_TO, HEAD_PARTS };
 static void head_parts(bytes_t p, int64_t n, int request, int64_t *out) {
     for (int k = 0; k < HEAD_PARTS; k++)
         out[k] = -1;
@@ -608,6 +609,9 @@ static void head_parts(bytes_t p, int64_t n, int request, int64_t *out) {
     int64_t s1 = space ? space - p : line;
     const uint8_t *next = s1 < line ? memchr(p + s1 + 1, ' ', (size_t)(line - s1 - 1)) : NULL;
     int64_t s2 = next ? next - p : line;
+    int64_t from, to;
+    if (find_header(p, n, "content-type:", &from, &to))
+        out[CONTENT_TYPE_AT] = from, out[CONTENT_TYPE_TO] = to;
     if (!request) {
         out[VERSION_AT] = 0, out[VERSION_TO] = s1;
         int64_t digits_count = s2 - s1 - 1, status = 0;
@@ -624,7 +628,6 @@ static void head_parts(bytes_t p, int64_t n, int request, int64_t *out) {
     out[METHOD_AT] = 0, out[METHOD_TO] = s1;
     out[PATH_AT] = s1 + 1, out[PATH_TO] = s2;
     out[VERSION_AT] = s2 + 1, out[VERSION_TO] = line;
-    int64_t from, to;
     if (find_header(p, n, "host:", &from, &to))
         out[HOST_AT] = from, out[HOST_TO] = to;
     if (find_header(p, n, "x-forwarded-for:", &from, &to))

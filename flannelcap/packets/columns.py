@@ -27,6 +27,7 @@ from flannelcap.packets import kernel as _kernel
 from flannelcap.packets.dns import type_name
 from flannelcap.packets.fields import FIELDS, HTTP_LABELS, NAME_FIELDS
 from flannelcap.packets.http import HttpHead, parse_head
+from flannelcap.packets.http2 import H2Segment
 from flannelcap.packets.info import (
     ARP_OPS,
     ICMP_NAMES,
@@ -227,6 +228,7 @@ class Batch:
     slow_heads: dict[int, HttpHead]  # heads split across segments, reassembled in Python
     dns: Payloads = field(default_factory=Payloads.empty)
     tls: Payloads = field(default_factory=Payloads.empty)
+    h2: dict[int, H2Segment] = field(default_factory=dict)  # what each HTTP/2 segment completes
 
     def __len__(self) -> int:
         return len(self.number)
@@ -338,6 +340,7 @@ class Columns:
         self._http(batch, out)
         self._dns(batch, out)
         self._tls(batch, out)
+        self._h2(batch, out)
         if batch.records:
             self._patch(batch.records, out)
         out.codes["if_name"] = self._if_names(batch.interface, out.ints["ifindex"])
@@ -400,7 +403,7 @@ class Columns:
             starts = heads.offsets[:-1]
             texts = {}
             named = (("method", 0), ("path", 2), ("version", 4), ("reason", 7), ("host", 9))
-            for name, at in (*named, ("forwarded_for", 11), ("forwarded_server", 13)):
+            for name, at in (*named, ("forwarded_for", 11), ("forwarded_server", 13), ("content_type", 15)):
                 texts[name] = _slices(blob, starts, parts[:, at], parts[:, at + 1])
             odd = parts[:, 6] == -2  # a status too long to hold in C
             if (blob >= 0x80).any() or odd.any():  # latin-1 text: parse_head decodes it, as the slow path does
@@ -411,7 +414,8 @@ class Columns:
             path = texts["path"]
             path_lengths[heads.rows] = np.diff(path.texts.offsets)
             path_data = path.texts.data
-        extra = dict(batch.slow_heads)
+        extra: dict[int, HttpHead | H2Segment] = dict(batch.slow_heads)
+        extra.update((row, segment) for row, segment in batch.h2.items() if segment.is_head)
         for row, record in batch.records.items():
             head = _head_of(record)
             if head is not None:
@@ -424,12 +428,24 @@ class Columns:
         out.texts["http_path"] = TextColumn(Texts(offsets, path_data), ~has_path)
         if extra:  # heads the reassembler or the Scapy decoder found: rare, row by row
             paths = out.texts["http_path"].to_list()
-            for row, head in extra.items():
-                status[row] = NONE if head.status is None else head.status
+            for row, found in extra.items():
+                status[row] = NONE if found.status is None else found.status
                 for name in HTTP_LABELS:
-                    codes[name][row] = self.labels[name].code(getattr(head, name.removeprefix("http_")))
-                paths[row] = head.path
+                    codes[name][row] = self.labels[name].code(getattr(found, name.removeprefix("http_")))
+                paths[row] = found.path
             out.texts["http_path"] = TextColumn.of(paths)
+
+    def _h2(self, batch: Batch, out: ColumnBatch) -> None:
+        """The HTTP/2 columns of the kernel's rows (the Scapy decoder's come with its records)."""
+        n = out.n
+        stream, grpc = np.full(n, NONE, dtype=np.int64), np.full(n, NONE, dtype=np.int64)
+        frames = np.full(n, -1, dtype=np.int32)
+        label = self.labels["http2_frames"]
+        for row, segment in batch.h2.items():
+            frames[row] = label.code(segment.frames)
+            stream[row] = NONE if segment.stream is None else segment.stream
+            grpc[row] = NONE if segment.grpc_status is None else segment.grpc_status
+        out.codes["http2_frames"], out.ints["http2_stream"], out.ints["grpc_status"] = frames, stream, grpc
 
     # -- DNS ----------------------------------------------------------------------------
 
@@ -540,7 +556,8 @@ class Columns:
         """The heads' texts as ``parse_head`` makes them (latin-1 bytes, overlong statuses)."""
         bounds = heads.offsets.tolist()
         parsed = [parse_head(heads.blob[a:b]) for a, b in itertools.pairwise(bounds)]
-        for name in ("method", "path", "version", "reason", "host", "forwarded_for", "forwarded_server"):
+        names = ("method", "path", "version", "reason", "host", "forwarded_for", "forwarded_server", "content_type")
+        for name in names:
             texts[name] = TextColumn.of([getattr(h, name) if h else None for h in parsed])
         parts[:, 6] = [h.status if h and h.status is not None else -1 for h in parsed]
 
@@ -627,10 +644,14 @@ class Columns:
         text.label(codes["tls_handshake"], labels["tls_handshake"].encoded(), when=hello)
         text.text(" (SNI=", named).label(codes["tls_sni"], labels["tls_sni"].encoded(), when=named).text(")", named)
         info = TextColumn(text.run(n))
-        if python_rows.any():
+        h2 = {row: segment.info for row, segment in batch.h2.items()}
+        h2.update((row, r.info) for row, r in batch.records.items() if r.http2_frames is not None and r.info)
+        if python_rows.any() or h2:
             texts = info.to_list()
             for row in np.nonzero(python_rows)[0].tolist():
                 texts[row] = self._other_info.format(batch.records[row])
+            for row, said in h2.items():  # HTTP/2: Wireshark's words for the frames a segment completes
+                texts[row] = said
             info = TextColumn.of(texts)
         return info
 
@@ -745,6 +766,7 @@ def _head_of(record: PacketRecord) -> HttpHead | None:
         host=record.http_host,
         forwarded_for=record.http_forwarded_for,
         forwarded_server=record.http_forwarded_server,
+        content_type=record.http_content_type,
     )
 
 

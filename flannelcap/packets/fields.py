@@ -114,6 +114,13 @@ FIELDS: tuple[Field, ...] = (
     # the client it came from and the proxy's own name.
     _f("http_forwarded_for", "label"),
     _f("http_forwarded_server", "label"),
+    _f("http_content_type", "label"),
+    # HTTP/2 in cleartext (h2c, after the connection preface): the frames a segment completes,
+    # the stream of its first HEADERS frame, and gRPC's status from a response's trailers. Its
+    # requests and responses fill the http_* fields above (version HTTP/2).
+    _f("http2_frames", "label"),
+    _f("http2_stream", "int", 32),
+    _f("grpc_status", "int", 32),
     # DNS (RFC 1035) on port 53, over UDP or over TCP after its length prefix: the header, the
     # first question, and the answers' addresses (A, AAAA), CNAME targets and smallest TTL.
     _f("dns_id", "int", 32),
@@ -149,7 +156,15 @@ FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in FIELDS)
 BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
 KERNEL_FIELDS: tuple[str, ...] = tuple(f.name for f in FIELDS if f.kernel)
 """The kernel's row of values, in this order (the C enum's)."""
-HTTP_LABELS = ("http_method", "http_host", "http_version", "http_reason", "http_forwarded_for", "http_forwarded_server")
+HTTP_LABELS = (
+    "http_method",
+    "http_host",
+    "http_version",
+    "http_reason",
+    "http_forwarded_for",
+    "http_forwarded_server",
+    "http_content_type",
+)
 NAME_FIELDS = ("src_node", "dst_node", "src_vtep_node", "dst_vtep_node", "src_pod", "dst_pod")
 DERIVED = ("src_ip", "dst_ip")
 """Columns ``Capture.packets`` adds: the innermost addresses (inner for VXLAN, else outer)."""

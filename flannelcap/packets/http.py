@@ -36,6 +36,7 @@ class HttpHead(NamedTuple):
     content_length: int | None = None
     forwarded_for: str | None = None
     forwarded_server: str | None = None
+    content_type: str | None = None
 
     def record_fields(self) -> dict[str, object]:
         """The head as ``PacketRecord`` fields (``http_method`` … ``http_forwarded_server``)."""
@@ -48,6 +49,7 @@ class HttpHead(NamedTuple):
             "http_reason": self.reason,
             "http_forwarded_for": self.forwarded_for,
             "http_forwarded_server": self.forwarded_server,
+            "http_content_type": self.content_type,
         }
 
     @property
@@ -92,14 +94,15 @@ def parse_head(head: bytes) -> HttpHead | None:
     """Parse an HTTP/1.x head (without the final blank line).
 
     Returns:
-        The head's start line, Host, Content-Length and a request's X-Forwarded-For and
-        X-Forwarded-Server, or ``None`` if the first line is not HTTP.
+        The head's start line, Host, Content-Length, Content-Type and a request's
+        X-Forwarded-For and X-Forwarded-Server, or ``None`` if the first line is not HTTP.
     """
     line_end = head.find(b"\r\n")
     parts = head[: line_end if line_end >= 0 else len(head)].decode("latin-1").split(" ", 2)
     lowered = head.lower()
     length_text = _header(lowered, head, b"content-length:") or ""
     content_length = int(length_text) if _digits(length_text) else None
+    content_type = _header(lowered, head, b"content-type:")
     if parts[0].startswith("HTTP/"):
         if len(parts) < 2 or not _digits(parts[1]):
             return None
@@ -108,6 +111,7 @@ def parse_head(head: bytes) -> HttpHead | None:
             status=int(parts[1]),
             reason=parts[2] if len(parts) > 2 else "",
             content_length=content_length,
+            content_type=content_type,
         )
     if len(parts) == 3 and parts[0].encode() in METHODS and parts[2].startswith("HTTP/"):
         return HttpHead(
@@ -118,6 +122,7 @@ def parse_head(head: bytes) -> HttpHead | None:
             content_length=content_length,
             forwarded_for=_header(lowered, head, b"x-forwarded-for:"),
             forwarded_server=_header(lowered, head, b"x-forwarded-server:"),
+            content_type=content_type,
         )
     return None
 

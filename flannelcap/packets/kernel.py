@@ -40,7 +40,7 @@ AVAILABLE = UNAVAILABLE is None
 NOT_HTTP, REQUEST, RESPONSE, ASK_PYTHON = 0, 1, 2, 3  # what http_scan makes of a head
 SKIP, HEAD_REQUEST, HEAD_RESPONSE, TO_REASSEMBLER = 0, 1, 2, 3  # what http_follow makes of a segment
 HTTP_STATE = 6  # int64s per direction in http_follow's table
-HEAD_PARTS = 15  # http_parts: method, path, version (from, to), status; reason, Host, X-Forwarded-For/-Server
+HEAD_PARTS = 17  # http_parts: method, path, version (from, to), status; reason and 4 headers (from, to)
 
 
 def walk_pcap(buf: NDArray[np.uint8], size: int, little: bool, max_record: int) -> tuple[Int, Int, Int, Int, Int, int]:
@@ -160,8 +160,8 @@ def http_parts(blob: bytes, offsets: Int, kinds: Int) -> Int:
     """Where the parts of each head ``blob[offsets[i]:offsets[i+1]]`` (a request where ``kinds``
     says ``HEAD_REQUEST``, else a response) lie, as ``http.parse_head`` splits them: rows of
     ``HEAD_PARTS`` (from/to of method, path, version; the status, -2 if too long to hold; from/to
-    of the reason and of the values of Host, X-Forwarded-For and X-Forwarded-Server), -1 where
-    absent."""
+    of the reason and of the values of Host, X-Forwarded-For, X-Forwarded-Server and
+    Content-Type), -1 where absent."""
     out = np.empty((len(kinds), HEAD_PARTS), dtype=np.int64)
     _ckernel.http_parts(blob, offsets, kinds, out)
     return out

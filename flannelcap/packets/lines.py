@@ -113,7 +113,8 @@ def table_lines(batch: ColumnBatch, columns: Columns) -> list[memoryview]:
     outer_ip = (codes["outer_src_ip"] >= 0) | (codes["outer_dst_ip"] >= 0)
     inner_ip = vxlan & ((codes["inner_src_ip"] >= 0) | (codes["inner_dst_ip"] >= 0))
     pods = ~vxlan & ((codes["src_pod"] >= 0) | (codes["dst_pod"] >= 0))
-    http = (codes["http_method"] >= 0) | (batch.ints["http_status"] != NONE)
+    h2 = codes["http2_frames"] >= 0
+    http = ((codes["http_method"] >= 0) | (batch.ints["http_status"] != NONE)) & ~h2
     proto_codes, proto_texts = _either((codes["proto"], labels["proto"]), (codes["outer_proto"], labels["outer_proto"]))
     proto_texts = Texts.of([t.upper() for t in proto_texts.to_list()])
     line = Program()
@@ -137,7 +138,7 @@ def table_lines(batch: ColumnBatch, columns: Columns) -> list[memoryview]:
         pair(line, named("outer_src_ip", "src_pod"), named("outer_dst_ip", "dst_pod"), pods)
     line.text(" ")
     with line.padded(6):
-        line.text("HTTP", http).label(proto_codes, proto_texts, missing="?", when=~http)
+        line.text("HTTP2", h2).text("HTTP", http).label(proto_codes, proto_texts, missing="?", when=~http & ~h2)
     line.text(" ")
     seen = _seen(batch, columns)
     line.label(*seen, when=seen[0] >= 0).text(" ", seen[0] >= 0)

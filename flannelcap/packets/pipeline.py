@@ -19,6 +19,8 @@ from flannelcap._errors import BadArgument, FlannelcapError
 from flannelcap.packets import kernel as _kernel
 from flannelcap.packets.ahead import read_ahead
 from flannelcap.packets.columns import Batch, ColumnBatch, Columns
+from flannelcap.packets.http import HttpHead
+from flannelcap.packets.http2 import H2Segment
 from flannelcap.packets.kernel_columns import ConversationSet
 from flannelcap.packets.read import FastStream
 from flannelcap.packets.records import PacketRecord
@@ -65,7 +67,9 @@ class SummaryCounter:
         requests = batch.heads.requests()
         summary.http_requests += requests
         summary.http_responses += len(batch.heads.rows) - requests
-        for head in batch.slow_heads.values():
+        heads: list[HttpHead | H2Segment] = [*batch.slow_heads.values()]
+        heads += [segment for segment in batch.h2.values() if segment.is_head]
+        for head in heads:
             summary.http_requests += head.is_request
             summary.http_responses += not head.is_request
         for record in batch.records.values():

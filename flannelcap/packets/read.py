@@ -24,6 +24,7 @@ from flannelcap.packets import kernel as _kernel
 from flannelcap.packets.columns import TCP, UDP, Batch, Heads, Payloads, ip_text
 from flannelcap.packets.dns import DNS_PORT
 from flannelcap.packets.http import HttpHead, HttpReassembler, StreamKey, looks_like_http_start, parse_head
+from flannelcap.packets.http2 import PREFACE, H2Segment, Http2Follower
 from flannelcap.packets.kernel import NONE, PAD, Bool, Int
 from flannelcap.packets.kernel_columns import ColumnsBuilder, DecodedPiece, innermost, padded
 from flannelcap.packets.reader import MAX_RECORD_BYTES, PCAP_MAGICS, CaptureReader, Frame
@@ -68,6 +69,7 @@ class _Filling:
         self.slow_heads: dict[int, HttpHead] = {}
         self.dns: list[Payloads] = []
         self.tls: list[Payloads] = []
+        self.h2: dict[int, H2Segment] = {}
 
     def takes(self, frames: _Frames) -> bool:
         return frames.linktype == self.columns.linktype and len(frames.start) <= BATCH_FRAMES - self.columns.rows
@@ -98,6 +100,7 @@ class _Filling:
             slow_heads=self.slow_heads,
             dns=Payloads.joined(self.dns),
             tls=Payloads.joined(self.tls),
+            h2=self.h2,
         )
 
 
@@ -142,6 +145,8 @@ class FastStream:
         self._direction_count = 0
         self._slow_http: dict[tuple[int, int, int, int], HttpReassembler] = {}
         self._other_addresses: dict[str, int] = {}
+        self._h2 = Http2Follower(on_connection=self._h2_connection)  # one HTTP/2 state for both decoders
+        self._h2_keys = _kernel.Encoder(2)  # its connections' directions, as the kernel's rows key them
 
     @property
     def linktype(self) -> int:
@@ -315,7 +320,9 @@ class FastStream:
 
                 # Every frame goes to Scapy (no kernel, or --engine scapy): its own HTTP state.
                 only_scapy = self.scapy_only or not _kernel.AVAILABLE
-                self._decoder = Decoder(self.vxlan_ports, find_head=None if only_scapy else self._follow_one)
+                self._decoder = Decoder(
+                    self.vxlan_ports, find_head=None if only_scapy else self._follow_one, http2=self._h2
+                )
             filling.records[first + local] = self._decoder.decode(frame)
             self.fallback_frames += 1
         self._find_http(frames, piece, values, filling, with_payload[done:])
@@ -373,6 +380,7 @@ class FastStream:
         sport, dport, seq = values["src_port"][rows], values["dst_port"][rows], values["tcp_seq"][rows]
         starts = piece.payload_start[local]
         sizes = np.minimum(values["payload_len"][rows], frames.start[local] + frames.caplen[local] - starts)
+        self._find_h2(frames.buf, filling, rows, (src, sport, dst, dport, seq), starts, sizes)
         kinds, ends = self._follow(
             frames.buf, src << 16 | sport, dst << 16 | dport, seq, piece.http_hint[local], starts, sizes
         )
@@ -386,6 +394,33 @@ class FastStream:
             head = self._reassemble(key, key_str(key), int(seq[i]), frames.buf[at : at + int(sizes[i])].tobytes())
             if head is not None:
                 filling.slow_heads[int(rows[i])] = head
+
+    def _find_h2(
+        self, buf: NDArray[np.uint8], filling: _Filling, rows: Int, segment: tuple[Int, ...], starts: Int, sizes: Int
+    ) -> None:
+        """Follow the segments of HTTP/2 connections (those that began with the preface, found
+        here first) through the one ``Http2Follower``; what each completes goes into the batch."""
+        src, sport, dst, dport, seq = segment
+        lead = (sizes >= len(PREFACE)) & (buf[starts] == PREFACE[0]) & (buf[starts + 1] == PREFACE[1])
+        lead &= (buf[starts + 2] == PREFACE[2]) & (buf[starts + 3] == PREFACE[3])
+        for i in np.nonzero(lead)[0].tolist():
+            at = int(starts[i])
+            if buf[at : at + len(PREFACE)].tobytes() == PREFACE:
+                self._h2_keys.ids(np.array([[src[i] << 16 | sport[i], dst[i] << 16 | dport[i]]]))
+                self._h2_keys.ids(np.array([[dst[i] << 16 | dport[i], src[i] << 16 | sport[i]]]))
+        if not self._h2_keys.count:
+            return
+        known = self._h2_keys.ids(np.stack([src << 16 | sport, dst << 16 | dport], axis=1), create=False) >= 0
+        for i in np.nonzero(known)[0].tolist():
+            at, key = int(starts[i]), (int(src[i]), int(sport[i]), int(dst[i]), int(dport[i]))
+            found = self._h2.feed(key_str(key), int(seq[i]), buf[at : at + int(sizes[i])].tobytes())
+            if found is not None:
+                filling.h2[int(rows[i])] = found
+
+    def _h2_connection(self, key: StreamKey) -> None:
+        """A connection whose preface a fallback frame carried: its directions as the kernel's rows key them."""
+        src, sport, dst, dport = self._address_id(key[0]), key[1], self._address_id(key[2]), key[3]
+        self._h2_keys.ids(np.array([[src << 16 | sport, dst << 16 | dport], [dst << 16 | dport, src << 16 | sport]]))
 
     def _follow(
         self, buf: NDArray[np.uint8], key_a: Int, key_b: Int, seq: Int, hint: Bool, starts: Int, sizes: Int

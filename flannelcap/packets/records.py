@@ -101,6 +101,11 @@ class PacketRecord:
     http_reason: str | None = None
     http_forwarded_for: str | None = None
     http_forwarded_server: str | None = None
+    http_content_type: str | None = None
+    # HTTP/2 (h2c): the frames the segment completes, its first HEADERS frame's stream, gRPC's status.
+    http2_frames: str | None = None
+    http2_stream: int | None = None
+    grpc_status: int | None = None
     dns_id: int | None = None
     dns_response: bool | None = None
     dns_opcode: int | None = None

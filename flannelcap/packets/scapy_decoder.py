@@ -25,6 +25,7 @@ from scapy.utils import checksum
 
 from flannelcap.packets.dns import DNS_PORT, dns_payload, parse_message
 from flannelcap.packets.http import HttpHead, HttpReassembler, StreamKey
+from flannelcap.packets.http2 import H2Segment, Http2Follower
 from flannelcap.packets.info import ARP_OPS, PACKET_TYPES, InfoFormatter, tcp_flag_names
 from flannelcap.packets.reader import (
     LINKTYPE_DLT_RAW,
@@ -164,6 +165,8 @@ class Decoder:
         find_head: where a TCP segment's payload goes to find the HTTP head it completes
             (key, seq, payload → head); by default the decoder's own ``HttpReassembler``. The
             fast path passes its own, so that both decoders follow one HTTP state.
+        http2: the follower of HTTP/2 connections (by default the decoder's own; the fast path
+            passes its own, for the same reason).
     """
 
     def __init__(
@@ -172,11 +175,13 @@ class Decoder:
         *,
         detail: bool = False,
         find_head: Callable[[StreamKey, int, bytes], HttpHead | None] | None = None,
+        http2: Http2Follower | None = None,
     ) -> None:
         self.vxlan_ports = frozenset(vxlan_ports)
         self.detail = detail
         self._first_ns: int | None = None
         self._find_head = find_head or HttpReassembler().feed
+        self._http2 = http2 if http2 is not None else Http2Follower()
         self._info = InfoFormatter()
 
     def decode(self, frame: Frame) -> PacketRecord:
@@ -201,9 +206,12 @@ class Decoder:
         except Exception as exc:
             notes.append(f"could not be dissected: {type(exc).__name__}: {exc}")
             packet = Raw(frame.data)
+        h2 = self._h2_segment(fields)
         http = self._http_head(fields)
         if http is not None:
             fields.update(http.record_fields())
+        if h2 is not None:
+            fields.update(h2.record_fields())
         fields.pop("_tcp_payload", None)
         record = PacketRecord(
             number=frame.number,
@@ -215,18 +223,30 @@ class Decoder:
             notes=tuple(notes),
             **fields,
         )
-        record = replace(record, info=self._info.format(record, http))
+        info = self._info.format(record, http)  # also for HTTP/2: it keeps each direction's first sequence number
+        record = replace(record, info=h2.info if h2 is not None else info)
         if self.detail:
-            record = replace(record, layers=layers_of(packet, record, http))
+            record = replace(record, layers=layers_of(packet, record, http, h2))
         return record
 
     def _http_head(self, fields: dict[str, Any]) -> HttpHead | None:
-        payload = fields.get("_tcp_payload")
-        if fields.get("proto") != "tcp" or not payload:
+        key = _segment_key(fields)
+        return None if key is None else self._find_head(key, fields["tcp_seq"], fields["_tcp_payload"])
+
+    def _h2_segment(self, fields: dict[str, Any]) -> H2Segment | None:
+        key = _segment_key(fields)
+        if key is None:
             return None
-        src, dst = _innermost_ips(fields)
-        key = (src or "", fields["src_port"], dst or "", fields["dst_port"])
-        return self._find_head(key, fields["tcp_seq"], payload)
+        payload = fields["_tcp_payload"][: fields["payload_len"]]
+        return self._http2.feed(key, fields["tcp_seq"], payload)
+
+
+def _segment_key(fields: dict[str, Any]) -> StreamKey | None:
+    """The direction of a TCP segment with payload (innermost addresses and ports), else None."""
+    if fields.get("proto") != "tcp" or not fields.get("_tcp_payload"):
+        return None
+    src, dst = _innermost_ips(fields)
+    return (src or "", fields["src_port"], dst or "", fields["dst_port"])
 
 
 def _innermost_ips(fields: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -498,7 +518,9 @@ def _segment_len(tcp: TCP, captured: int) -> int:
     return captured
 
 
-def layers_of(packet: Packet, record: PacketRecord, http: HttpHead | None) -> tuple[Layer, ...]:
+def layers_of(
+    packet: Packet, record: PacketRecord, http: HttpHead | None, h2: H2Segment | None = None
+) -> tuple[Layer, ...]:
     """Every field of every layer, formatted like Wireshark's detail pane."""
     layers = [
         Layer(
@@ -538,6 +560,17 @@ def layers_of(packet: Packet, record: PacketRecord, http: HttpHead | None) -> tu
         if http.forwarded_server:
             http_fields.append(("x_forwarded_server", http.forwarded_server))
         layers.append(Layer(name="HTTP", fields=tuple(http_fields)))
+    if h2 is not None:
+        h2_fields = [("frames", h2.info), ("stream", str(h2.stream))]
+        heads: tuple[tuple[str, object], ...] = (
+            ("method", h2.method), ("path", h2.path), ("authority", h2.host), ("status", h2.status)
+        )  # fmt: skip
+        h2_fields += [(name, str(value)) for name, value in heads if value is not None]
+        if h2.content_type:
+            h2_fields.append(("content_type", h2.content_type))
+        if h2.grpc_status is not None:
+            h2_fields.append(("grpc_status", str(h2.grpc_status)))
+        layers.append(Layer(name="HTTP/2", fields=tuple(h2_fields)))
     if record.notes:
         layers.append(Layer(name="Notes", fields=tuple(("note", n) for n in record.notes)))
     return tuple(layers)
