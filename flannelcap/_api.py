@@ -25,6 +25,7 @@ from flannelcap.analysis.services import services_view
 from flannelcap.packets.frames import FrameBuilder
 from flannelcap.packets.records import FIELD_NAMES, PacketRecord
 from flannelcap.packets.summary import CaptureSummary
+from flannelcap.packets.tunnels import tunnel_port
 from flannelcap.topology.collect import read_topology, topology_from_dir
 from flannelcap.topology.model import Topology
 
@@ -50,12 +51,18 @@ class Capture:
     """
 
     def __init__(
-        self, path: Path, topology: Topology | None, vxlan_ports: Iterable[int], node: str | None = None
+        self,
+        path: Path,
+        topology: Topology | None,
+        vxlan_ports: Iterable[int],
+        node: str | None = None,
+        tunnel_ports: Iterable[tuple[str, int]] = (),
     ) -> None:
         self.path = path
         self.topology = topology
-        source = open_capture(path, topology=topology, vxlan_ports=vxlan_ports, node=node)
+        source = open_capture(path, topology=topology, vxlan_ports=vxlan_ports, tunnel_ports=tunnel_ports, node=node)
         self.vxlan_ports = source.vxlan_ports
+        self.tunnel_ports = source.tunnel_ports
         self.node = source.node
         """The node the capture was taken on, where given or its file name says (else None)."""
         frame = FrameBuilder(source.columns)
@@ -86,7 +93,10 @@ class Capture:
         """The records, from memory if kept, else streamed from the file."""
         if self._record_list is not None:
             return self._record_list
-        return open_capture(self.path, topology=self.topology, vxlan_ports=self.vxlan_ports, node=self.node).records()
+        return open_capture(
+            self.path, topology=self.topology, vxlan_ports=self.vxlan_ports, tunnel_ports=self.tunnel_ports,
+            node=self.node,
+        ).records()  # fmt: skip
 
     def _conversations(self) -> Conversations:
         if self._conversation_ids is None:
@@ -246,6 +256,7 @@ def read(
     topology: Topology | str | Path | None = None,
     vxlan_ports: Iterable[int] = (),
     node: str | None = None,
+    tunnel_ports: Iterable[tuple[str, int] | str] = (),
 ) -> Capture:
     """Read and decode a capture for analysis in a notebook.
 
@@ -258,6 +269,9 @@ def read(
         node: the node the capture was taken on: its ``ip link`` table names the interface of
             each packet of a ``tcpdump -i any`` capture (by default the node whose name the
             file's name starts with, as ``flannelcap capture`` names files).
+        tunnel_ports: more UDP tunnel rules, as ``("geneve", 6082)`` or ``"geneve:6082"``, over
+            the defaults (VXLAN on 8472/4789, Geneve on 6081, flannel's udp backend on 8285,
+            WireGuard on 51820/51821).
 
     Returns:
         A ``Capture``: ``.packets``, ``.flows()``, ``.http()``, ``.findings()``, ``.explain()``.
@@ -268,4 +282,5 @@ def read(
     """
     known = _topology(topology)
     check_capture_node(known, node)
-    return Capture(Path(path), known, vxlan_ports, node)
+    rules = [tunnel_port(r) if isinstance(r, str) else r for r in tunnel_ports]
+    return Capture(Path(path), known, vxlan_ports, node, rules)

@@ -329,7 +329,7 @@ def test_conversation_set_keeps_every_conversation_as_its_table_grows() -> None:
         rows = np.full((40_000, len(_kernel.FIELDS)), -1, dtype=np.int64)
         ids = np.arange(20_000) + 20_000 * batch
         client, server = 0x0A2A0000 + ids, np.full(20_000, 0x0A2A0100)
-        rows[:, field["is_vxlan"]] = 1
+        rows[:, field["is_vxlan"]] = rows[:, field["is_tunnel"]] = rows[:, field["encap"]] = 1  # VXLAN
         rows[:, field["proto"]] = 6
         rows[:, field["inner_src_ip"]] = np.concatenate([client, server])
         rows[:, field["inner_dst_ip"]] = np.concatenate([server, client])

@@ -156,7 +156,7 @@ def flows(packets: pd.DataFrame, known: Conversations | None = None) -> pd.DataF
     first = rows[np.unique(flow, return_index=True)[1]]
     head = packets.iloc[first]
     time = packets.time.to_numpy()[rows]
-    vxlan = packets.is_vxlan.to_numpy(dtype=bool)[rows]
+    vxlan = packets["is_tunnel" if "is_tunnel" in packets else "is_vxlan"].to_numpy(dtype=bool)[rows]
     start = np.full(count, np.inf)
     end = np.full(count, -np.inf)
     np.minimum.at(start, flow, time)

@@ -114,10 +114,12 @@ def sightings(captures: Sequence[CaptureAt]) -> pd.DataFrame:
         rows = np.nonzero(keep)[0]
         which, labels = _points(capture)
         global_points = np.array([point_names.setdefault(label, len(point_names)) for label in labels] or [0])
-        vxlan = p["is_vxlan"].to_numpy(dtype=bool)
+        tunnelled = p["is_tunnel"].to_numpy(dtype=bool)
         inner, outer = p["inner_ttl"].astype("Float64"), p["outer_ttl"].astype("Float64")
-        ttl = np.where(
-            vxlan, inner.to_numpy(dtype=float, na_value=np.nan), outer.to_numpy(dtype=float, na_value=np.nan)
+        ttl = np.where(  # the innermost header's: a tunnel's inner one where it carries one
+            inner.notna().to_numpy(),
+            inner.to_numpy(dtype=float, na_value=np.nan),
+            outer.to_numpy(dtype=float, na_value=np.nan),
         )
         part = pd.DataFrame(
             {
@@ -127,7 +129,7 @@ def sightings(captures: Sequence[CaptureAt]) -> pd.DataFrame:
                 "time": p["time"].to_numpy(dtype=np.float64)[rows],
                 "point_code": global_points[which[rows]],
                 "direction": p["packet_type"].astype("object").to_numpy()[rows],
-                "encapsulated": vxlan[rows],
+                "encapsulated": tunnelled[rows],
                 "ttl": ttl[rows],
             }
         )

@@ -26,6 +26,7 @@ from flannelcap.packets.kernel import NONE
 from flannelcap.packets.lines import csv_header
 from flannelcap.packets.pipeline import PacketSource, check_capture_node, open_capture, vxlan_ports_for
 from flannelcap.packets.summary import CaptureSummary
+from flannelcap.packets.tunnels import tunnel_port
 from flannelcap.topology.annotate import annotate
 
 if TYPE_CHECKING:
@@ -54,6 +55,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         default=[],
         metavar="PORT",
         help="also decode this UDP port as VXLAN (repeatable; 8472 and 4789 always are)",
+    )
+    parser.add_argument(
+        "--tunnel-port",
+        type=_tunnel_port,
+        action="append",
+        default=[],
+        metavar="PROTO:PORT",
+        help="also decode this UDP port as a tunnel: vxlan, geneve, udp-tun (flannel's udp backend) or wireguard "
+        "(repeatable; on by default: vxlan 8472/4789, geneve 6081, udp-tun 8285, wireguard 51820/51821)",
     )
     parser.add_argument(
         "--node",
@@ -119,6 +129,13 @@ def _port(text: str) -> int:
     return port
 
 
+def _tunnel_port(text: str) -> tuple[str, int]:
+    try:
+        return tunnel_port(text)
+    except BadArgument as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix(f"--tunnel-port {text!r}: ")) from None
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -176,6 +193,7 @@ def _open(args: argparse.Namespace, path: str, bar: ProgressBar | None) -> Packe
         path,
         topology=topology,
         vxlan_ports=args.vxlan_port,
+        tunnel_ports=args.tunnel_port,
         engine=args.engine,
         progress=bar,
         node=args.node,

@@ -13,6 +13,7 @@ from flannelcap.packets.fields import NAME_FIELDS
 from flannelcap.packets.lines import TABLE_HEADER as TABLE_HEADER
 from flannelcap.packets.lines import seen_text, vtep_mismatch_text
 from flannelcap.packets.records import PacketRecord
+from flannelcap.packets.tunnels import encap_short
 
 
 def _pair(src: str | None, dst: str | None) -> str:
@@ -30,10 +31,12 @@ def table_row(record: PacketRecord) -> str:
         outer = f"{_named(record.outer_src_ip, record.src_node)} → {_named(record.outer_dst_ip, record.dst_node)}"
     else:
         outer = _pair(record.outer_src_mac, record.outer_dst_mac)
-    if record.is_vxlan:
-        vni = str(record.vni)
+    if record.is_tunnel:
+        vni = str(record.vni) if record.vni is not None else encap_short(record.encap or "?")
         if record.inner_src_ip or record.inner_dst_ip:
             inner = f"{_named(record.inner_src_ip, record.src_pod)} → {_named(record.inner_dst_ip, record.dst_pod)}"
+        elif record.encap == "wireguard":
+            inner = "(encrypted)"
         else:
             inner = _pair(record.inner_src_mac, record.inner_dst_mac)
     else:

@@ -8,8 +8,10 @@
  * "fallback" for the Scapy decoder, which stays the model.
  *
  * The common layouts: Ethernet (one 802.1Q tag at most), Linux cooked v1/v2 or raw IPv4, then
- * IPv4 with TCP/UDP/ICMP or ARP, VXLAN on the given ports with an inner Ethernet/IPv4 or ARP
- * frame. flannelcap/packets/kernel.py is the typed Python face of this module.
+ * IPv4 with TCP/UDP/ICMP or ARP; the tunnels of flannelcap/packets/tunnels.py on the ports the
+ * caller gives: VXLAN (and its group-based policy) and Geneve without options around an inner
+ * Ethernet/IPv4 or ARP frame (or Geneve around IPv4), flannel's udp backend and IP-in-IP around
+ * IPv4, WireGuard's header. flannelcap/packets/kernel.py is the typed Python face of this module.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -28,7 +30,8 @@
 enum {
     PACKET_TYPE, IFINDEX, OUTER_SRC_MAC, OUTER_DST_MAC, VLAN, OUTER_IP_VERSION, OUTER_SRC_IP, OUTER_DST_IP, OUTER_TTL,
     OUTER_IP_LEN, OUTER_PROTO, OUTER_SRC_PORT, OUTER_DST_PORT, OUTER_UDP_LEN, OUTER_UDP_CHECKSUM,
-    OUTER_UDP_CHECKSUM_OK, IS_VXLAN, VNI, VXLAN_FLAGS, INNER_SRC_MAC, INNER_DST_MAC,
+    OUTER_UDP_CHECKSUM_OK, IS_TUNNEL, ENCAP, IS_VXLAN, VNI, VXLAN_FLAGS, VXLAN_GBP, GBP_FLAGS, GENEVE_FLAGS,
+    GENEVE_PROTOCOL, WG_TYPE, WG_SENDER, WG_RECEIVER, INNER_SRC_MAC, INNER_DST_MAC,
     INNER_ETHERTYPE, INNER_SRC_IP, INNER_DST_IP, INNER_TTL, INNER_IP_LEN, IP_ID, PROTO, SRC_PORT, DST_PORT,
     TCP_FLAGS, TCP_SEQ, TCP_ACK, TCP_WINDOW, PAYLOAD_LEN, PAYLOAD_HASH, ICMP_TYPE, ICMP_CODE, ARP_OP,
     ARP_SENDER_MAC, ARP_SENDER_IP, ARP_TARGET_MAC, ARP_TARGET_IP, FIELD_COUNT
@@ -36,7 +39,8 @@ enum {
 static const char *FIELD_NAMES[FIELD_COUNT] = {
     "packet_type", "ifindex", "outer_src_mac", "outer_dst_mac", "vlan", "outer_ip_version", "outer_src_ip", "outer_dst_ip",
     "outer_ttl", "outer_ip_len", "outer_proto", "outer_src_port", "outer_dst_port", "outer_udp_len",
-    "outer_udp_checksum", "outer_udp_checksum_ok", "is_vxlan", "vni", "vxlan_flags",
+    "outer_udp_checksum", "outer_udp_checksum_ok", "is_tunnel", "encap", "is_vxlan", "vni", "vxlan_flags",
+    "vxlan_gbp", "gbp_flags", "geneve_flags", "geneve_protocol", "wg_type", "wg_sender", "wg_receiver",
     "inner_src_mac", "inner_dst_mac", "inner_ethertype", "inner_src_ip", "inner_dst_ip",
     "inner_ttl", "inner_ip_len", "ip_id", "proto", "src_port", "dst_port", "tcp_flags", "tcp_seq", "tcp_ack",
     "tcp_window", "payload_len", "payload_hash", "icmp_type", "icmp_code", "arp_op", "arp_sender_mac",
@@ -91,8 +95,13 @@ static int64_t walk(bytes_t b, int64_t size, int little, int64_t max_record, int
 
 /* ---- the header decode ------------------------------------------------------------------- */
 
+/* The encapsulations (ENCAP values; their names are tunnels.ENCAP_NAMES) and the kinds of UDP
+ * port rule (the caller's rules are kind << 16 | port; tunnels.UDP_KINDS). */
+enum { ENCAP_VXLAN = 1, ENCAP_VXLAN_GBP, ENCAP_GENEVE, ENCAP_UDP_TUN, ENCAP_IPIP, ENCAP_WIREGUARD };
+enum { ON_VXLAN = 1, ON_GENEVE, ON_UDP_TUN, ON_WIREGUARD };
+
 typedef struct {
-    const int64_t *ports; /* UDP ports that carry VXLAN */
+    const int64_t *ports; /* UDP port rules: kind << 16 | port */
     Py_ssize_t port_count;
     int checksums;        /* verify the outer UDP checksum of VXLAN packets */
     const uint8_t *prefixes; /* how HTTP heads begin: rows of 5 bytes ... */
@@ -100,14 +109,18 @@ typedef struct {
     Py_ssize_t prefix_count;
 } options_t;
 
-static int on_ports(int64_t sport, int64_t dport, const int64_t *ports, Py_ssize_t count) {
-    for (Py_ssize_t k = 0; k < count; k++)
-        if (sport == ports[k] || dport == ports[k])
-            return 1;
+/* The kind of tunnel a UDP datagram between these ports carries (its destination port's rule
+ * first), or 0. */
+static int tunnel_on(int64_t sport, int64_t dport, const int64_t *rules, Py_ssize_t count) {
+    for (int pass = 0; pass < 2; pass++)
+        for (Py_ssize_t k = 0; k < count; k++)
+            if ((rules[k] & 0xFFFF) == (pass ? sport : dport))
+                return (int)(rules[k] >> 16);
     return 0;
 }
 
-static const int64_t ALWAYS_CHECKED_PORTS[2] = {8472, 4789}; /* UDP on these that is not decodable VXLAN goes to Scapy */
+/* UDP on these that is not decodable VXLAN goes to Scapy (for its note). */
+static const int64_t ALWAYS_CHECKED_PORTS[2] = {ON_VXLAN << 16 | 8472, ON_VXLAN << 16 | 4789};
 
 /* ARP for IPv4 over Ethernet at `at`; 0 if it is not that or not whole. */
 static int arp(bytes_t b, int64_t *v, int64_t at, int64_t end) {
@@ -206,6 +219,40 @@ static int64_t transport(bytes_t b, int64_t *v, int64_t at, int64_t proto, int64
     return FALLBACK;
 }
 
+static inline int64_t le32(bytes_t b, int64_t at) {
+    return (int64_t)b[at] | ((int64_t)b[at + 1] << 8) | ((int64_t)b[at + 2] << 16) | ((int64_t)b[at + 3] << 24);
+}
+
+/* The IPv4 packet a tunnel carries at `at` (no Ethernet header: udp-tun, ipip, Geneve's 0x0800),
+ * and its transport; as decode_one returns. */
+static int64_t inner_ipv4(bytes_t b, int64_t *v, int64_t at, int64_t end) {
+    int64_t ihl = ipv4_header_length(b, at, end);
+    if (ihl == 0)
+        return FALLBACK;
+    int64_t total = u16(b, at + 2);
+    v[INNER_SRC_IP] = u32(b, at + 12);
+    v[INNER_DST_IP] = u32(b, at + 16);
+    v[INNER_TTL] = b[at + 8];
+    v[INNER_IP_LEN] = total;
+    v[IP_ID] = u16(b, at + 4);
+    return transport(b, v, at + ihl, b[at + 9], total - ihl, end);
+}
+
+/* The Ethernet frame a tunnel carries at `at` (VXLAN, Geneve's 0x6558): ARP or IPv4. */
+static int64_t inner_ethernet(bytes_t b, int64_t *v, int64_t at, int64_t end) {
+    if (end < at + 14)
+        return FALLBACK;
+    v[INNER_DST_MAC] = mac(b, at);
+    v[INNER_SRC_MAC] = mac(b, at + 6);
+    int64_t inner_type = u16(b, at + 12);
+    v[INNER_ETHERTYPE] = inner_type;
+    if (inner_type == 0x0806)
+        return arp(b, v, at + 14, end) ? NONE : FALLBACK;
+    if (inner_type != 0x0800)
+        return FALLBACK;
+    return inner_ipv4(b, v, at + 14, end);
+}
+
 /* Decode one frame b[start:end] into its row v. Returns the offset of the innermost TCP or UDP
  * payload, NONE if there is none, or FALLBACK. */
 static int64_t decode_one(bytes_t b, int64_t *v, int64_t start, int64_t end, int64_t linktype, const options_t *o) {
@@ -256,6 +303,7 @@ static int64_t decode_one(bytes_t b, int64_t *v, int64_t start, int64_t end, int
             return FALLBACK;
         v[OUTER_PROTO] = ARP_CODE;
         v[IS_VXLAN] = 0;
+        v[IS_TUNNEL] = 0;
         return NONE;
     }
     if (ethertype != 0x0800)
@@ -271,7 +319,16 @@ static int64_t decode_one(bytes_t b, int64_t *v, int64_t start, int64_t end, int
     v[OUTER_IP_VERSION] = 4;
     v[IP_ID] = u16(b, l3 + 4);
     v[IS_VXLAN] = 0;
+    v[IS_TUNNEL] = 0;
+    if (proto == 4) { /* IPv4 in IPv4: flannel's ipip backend, Calico's tunl0 */
+        v[OUTER_PROTO] = 4;
+        v[IS_TUNNEL] = 1;
+        v[ENCAP] = ENCAP_IPIP;
+        return inner_ipv4(b, v, l4, end);
+    }
     if (proto != 17) {
+        if (proto == 41)
+            return FALLBACK; /* IPv6 in IPv4: Scapy */
         if (proto == 6 && end >= l4 + 4) {
             v[OUTER_SRC_PORT] = u16(b, l4);
             v[OUTER_DST_PORT] = u16(b, l4 + 2);
@@ -279,52 +336,76 @@ static int64_t decode_one(bytes_t b, int64_t *v, int64_t start, int64_t end, int
         v[OUTER_PROTO] = proto;
         return transport(b, v, l4, proto, ip_total - ihl, end);
     }
-    /* -- outer UDP, and VXLAN -- */
+    /* -- outer UDP, and the tunnel its ports say -- */
     if (end < l4 + 8)
         return FALLBACK;
     int64_t sport = u16(b, l4), dport = u16(b, l4 + 2), udp_len = u16(b, l4 + 4);
     v[OUTER_SRC_PORT] = sport;
     v[OUTER_DST_PORT] = dport;
-    int vxlan_port = on_ports(sport, dport, o->ports, o->port_count);
-    if (!(vxlan_port && udp_len >= 16 && end - l4 >= 16)) {
-        if (vxlan_port || on_ports(sport, dport, ALWAYS_CHECKED_PORTS, 2))
-            return FALLBACK; /* a note (short VXLAN payload), or a port the user did not call VXLAN */
+    int kind = tunnel_on(sport, dport, o->ports, o->port_count);
+    if (kind == 0) {
+        if (tunnel_on(sport, dport, ALWAYS_CHECKED_PORTS, 2))
+            return FALLBACK; /* a port the user did not call VXLAN: Scapy notes it */
         v[OUTER_PROTO] = 17;
         return transport(b, v, l4, proto, ip_total - ihl, end);
     }
-    /* Anything with a note (flags other than I, reserved bits) goes to Scapy. */
-    if (b[l4 + 8] != 0x08 || (b[l4 + 9] | b[l4 + 10] | b[l4 + 11] | b[l4 + 15]) != 0)
-        return FALLBACK;
-    int64_t inner = l4 + 16;
-    if (end < inner + 14)
-        return FALLBACK;
+    int64_t header = l4 + 8; /* the tunnel's header */
     v[OUTER_PROTO] = 17;
     v[OUTER_UDP_LEN] = udp_len;
     v[OUTER_UDP_CHECKSUM] = u16(b, l4 + 6);
     if (o->checksums)
         v[OUTER_UDP_CHECKSUM_OK] = udp_checksum_ok(b, l3, l4, udp_len, end);
+    v[IS_TUNNEL] = 1;
+    if (kind == ON_WIREGUARD) { /* the outer datagram is all there is to see */
+        if (udp_len < 12 || end < header + 12 || b[header] < 1 || b[header] > 4 ||
+            (b[header + 1] | b[header + 2] | b[header + 3]) != 0)
+            return FALLBACK;
+        int64_t type = b[header], first = le32(b, header + 4);
+        v[ENCAP] = ENCAP_WIREGUARD;
+        v[WG_TYPE] = type;
+        if (type <= 2)
+            v[WG_SENDER] = first;
+        else
+            v[WG_RECEIVER] = first;
+        if (type == 2)
+            v[WG_RECEIVER] = le32(b, header + 8);
+        return transport(b, v, l4, proto, ip_total - ihl, end);
+    }
+    if (kind == ON_UDP_TUN) { /* flanneld's udp backend: the bare inner IPv4 packet */
+        if (udp_len < 28)
+            return FALLBACK;
+        v[ENCAP] = ENCAP_UDP_TUN;
+        return inner_ipv4(b, v, header, end);
+    }
+    if (udp_len < 16 || end - l4 < 16)
+        return FALLBACK; /* too short for the header: a note */
+    if (kind == ON_GENEVE) { /* RFC 8926, without options */
+        if (b[header] != 0 || (b[header + 1] & 0x3F) != 0 || b[header + 7] != 0)
+            return FALLBACK;
+        v[ENCAP] = ENCAP_GENEVE;
+        v[GENEVE_FLAGS] = b[header + 1];
+        v[GENEVE_PROTOCOL] = u16(b, header + 2);
+        v[VNI] = u32(b, header + 4) >> 8;
+        if (v[GENEVE_PROTOCOL] == 0x0800)
+            return inner_ipv4(b, v, header + 8, end);
+        if (v[GENEVE_PROTOCOL] != 0x6558)
+            return FALLBACK;
+        return inner_ethernet(b, v, header + 8, end);
+    }
+    /* VXLAN. Anything with a note (flags other than I, or I and G; reserved bits) goes to Scapy. */
+    if (b[header] == 0x08 && (b[header + 1] | b[header + 2] | b[header + 3] | b[header + 7]) == 0) {
+        v[ENCAP] = ENCAP_VXLAN;
+    } else if (b[header] == 0x88 && (b[header + 1] & ~0x48) == 0 && b[header + 7] == 0) {
+        v[ENCAP] = ENCAP_VXLAN_GBP;
+        v[GBP_FLAGS] = b[header + 1];
+        v[VXLAN_GBP] = u16(b, header + 2);
+    } else {
+        return FALLBACK;
+    }
     v[IS_VXLAN] = 1;
-    v[VNI] = u32(b, l4 + 12) >> 8;
-    v[VXLAN_FLAGS] = 0x08;
-    /* -- inner Ethernet and network layer -- */
-    v[INNER_DST_MAC] = mac(b, inner);
-    v[INNER_SRC_MAC] = mac(b, inner + 6);
-    int64_t inner_type = u16(b, inner + 12);
-    v[INNER_ETHERTYPE] = inner_type;
-    if (inner_type == 0x0806)
-        return arp(b, v, inner + 14, end) ? NONE : FALLBACK;
-    if (inner_type != 0x0800)
-        return FALLBACK;
-    int64_t inner_l3 = inner + 14, inner_ihl = ipv4_header_length(b, inner_l3, end);
-    if (inner_ihl == 0)
-        return FALLBACK;
-    int64_t inner_total = u16(b, inner_l3 + 2);
-    v[INNER_SRC_IP] = u32(b, inner_l3 + 12);
-    v[INNER_DST_IP] = u32(b, inner_l3 + 16);
-    v[INNER_TTL] = b[inner_l3 + 8];
-    v[INNER_IP_LEN] = inner_total;
-    v[IP_ID] = u16(b, inner_l3 + 4);
-    return transport(b, v, inner_l3 + inner_ihl, b[inner_l3 + 9], inner_total - inner_ihl, end);
+    v[VNI] = u32(b, header + 4) >> 8;
+    v[VXLAN_FLAGS] = b[header];
+    return inner_ethernet(b, v, header + 8, end);
 }
 
 static int starts_like_http(bytes_t b, int64_t at, int64_t end, const options_t *o) {
@@ -929,8 +1010,8 @@ static int insert_key(int64_t *table, uint64_t mask, int64_t first, int64_t seco
 /* Add the conversation of row v (a TCP or UDP packet): the protocol and its two ends, the lower
  * end first, as two keys. Returns 1 if it was new. */
 static int add_conversation(int64_t *table, uint64_t mask, const int64_t *v) {
-    int vxlan = v[IS_VXLAN] == 1;
-    int64_t a_ip = v[vxlan ? INNER_SRC_IP : OUTER_SRC_IP], b_ip = v[vxlan ? INNER_DST_IP : OUTER_DST_IP];
+    int inner = v[IS_TUNNEL] == 1 && v[ENCAP] != ENCAP_WIREGUARD;
+    int64_t a_ip = v[inner ? INNER_SRC_IP : OUTER_SRC_IP], b_ip = v[inner ? INNER_DST_IP : OUTER_DST_IP];
     int64_t a_port = v[SRC_PORT], b_port = v[DST_PORT];
     if (a_ip > b_ip || (a_ip == b_ip && a_port > b_port)) {
         int64_t ip = a_ip, port = a_port;

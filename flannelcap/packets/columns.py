@@ -38,16 +38,17 @@ from flannelcap.packets.info import (
     tcp_flag_names,
 )
 from flannelcap.packets.kernel import NONE, Encoder, Int
-from flannelcap.packets.kernel_columns import innermost
+from flannelcap.packets.kernel_columns import carries_inner, innermost
 from flannelcap.packets.records import PacketRecord
 from flannelcap.packets.text import Program, TextColumn, Texts, gather
 from flannelcap.packets.tls import HELLO_NAMES, version_name
+from flannelcap.packets.tunnels import ENCAP_CODES, ENCAP_NAMES, IPIP_PROTOCOLS
 from flannelcap.topology.annotate import pod_name
 from flannelcap.topology.model import Topology
 
 Codes = NDArray[np.int32]
 T = TypeVar("T")
-PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", _kernel.ARP_CODE: "arp"}
+PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", _kernel.ARP_CODE: "arp", **IPIP_PROTOCOLS}
 TCP, UDP, ICMP, ARP = 6, 17, 1, _kernel.ARP_CODE
 _MULTICAST = {143: "Multicast listener report v2", 130: "Multicast listener message"}
 _ICMP_TEXTS = Texts.of(
@@ -72,6 +73,7 @@ _TEXT_OF: dict[str, Callable[[int], str]] = {
     "flags": tcp_flag_names,
     "arp_op": lambda v: ARP_OPS.get(v, str(v)),
     "pkttype": lambda v: PACKET_TYPES.get(v, str(v)),
+    "encap": lambda v: ENCAP_NAMES.get(v, str(v)),
 }
 
 
@@ -336,7 +338,7 @@ class Columns:
             else:
                 out.flags[f.name] = column.astype(np.int8)
         out.bools["outer_fragment"] = np.zeros(n, dtype=np.bool_)
-        out.ints["vxlan_gbp"] = np.full(n, NONE, dtype=np.int64)
+        out.texts["geneve_options"] = TextColumn.of([None] * n)
         self._http(batch, out)
         self._dns(batch, out)
         self._tls(batch, out)
@@ -350,6 +352,12 @@ class Columns:
 
     def _patch(self, records: dict[int, PacketRecord], out: ColumnBatch) -> None:
         """Copy the rows the Scapy decoder took into the columns."""
+        options = {row: r.geneve_options for row, r in records.items() if r.geneve_options is not None}
+        if options:  # the one text field outside HTTP and DNS
+            texts = out.texts["geneve_options"].to_list()
+            for row, text in options.items():
+                texts[row] = text
+            out.texts["geneve_options"] = TextColumn.of(texts)
         for row, record in records.items():
             for f in FIELDS:
                 if f.name in ("number", "time", "rel_time", "info", "notes") or f.name.startswith(
@@ -361,6 +369,8 @@ class Columns:
                 value = getattr(record, f.name)
                 if f.kind == "label":
                     out.codes[f.name][row] = self.labels[f.name].code(value)
+                elif f.kind == "text":
+                    continue
                 elif f.kind == "int":
                     out.ints[f.name] = _writable(out.ints[f.name])
                     out.ints[f.name][row] = NONE if value is None else value
@@ -565,10 +575,12 @@ class Columns:
 
     def _names(self, out: ColumnBatch) -> None:
         vxlan = out.bools["is_vxlan"]
+        encap = _codes_to_values(out.codes["encap"], self.labels["encap"], ENCAP_CODES)
+        tunnelled = carries_inner(out.bools["is_tunnel"], encap)
         for side in ("src", "dst"):
             inner = self._relabels[f"inner_{side}_ip"](out.codes[f"inner_{side}_ip"])
             outer = self._relabels[f"outer_{side}_ip"](out.codes[f"outer_{side}_ip"])
-            out.codes[f"{side}_ip"] = np.where(vxlan, inner, outer).astype(np.int32)
+            out.codes[f"{side}_ip"] = np.where(tunnelled, inner, outer).astype(np.int32)
             if self.topology is None:
                 for name in (f"{side}_node", f"{side}_vtep_node", f"{side}_pod"):
                     out.codes[name] = np.full(out.n, -1, dtype=np.int32)

@@ -17,8 +17,8 @@ Kinds:
 
 ``kernel`` says how the C kernel's integer becomes the value: ``int``, ``bool``, ``ip``
 (IPv4 as 32 bits), ``mac`` (48 bits), ``proto`` (IP protocol number, or ARP), ``flags`` (TCP
-flag bits), ``arp_op``, ``pkttype`` (Linux packet type); None where the kernel does not fill
-the field.
+flag bits), ``arp_op``, ``pkttype`` (Linux packet type), ``encap`` (``tunnels.ENCAP_NAMES``);
+None where the kernel does not fill the field.
 """
 
 from __future__ import annotations
@@ -68,12 +68,25 @@ FIELDS: tuple[Field, ...] = (
     _f("outer_udp_len", "int", 32, "int"),
     _f("outer_udp_checksum", "int", 32, "int"),
     _f("outer_udp_checksum_ok", "flag", kernel="bool"),
-    # VXLAN (RFC 7348; group-based policy per draft-smith-vxlan-group-policy).
+    # The encapsulation (packets/tunnels.py): vxlan, vxlan-gbp, geneve, udp-tun (flannel's udp
+    # backend), ipip (IPv4 or IPv6 in IP), wireguard; missing for a packet in no tunnel.
+    _f("is_tunnel", "bool", kernel="bool"),
+    _f("encap", "label", kernel="encap"),
+    # VXLAN (RFC 7348; group-based policy per draft-smith-vxlan-group-policy: the G flag in
+    # byte 0, D and A in byte 1, the policy ID), and Geneve (RFC 8926), whose VNI is ``vni``.
     _f("is_vxlan", "bool", kernel="bool"),
     _f("vni", "int", 32, "int"),
     _f("vxlan_flags", "int", 16, "int"),
-    _f("vxlan_gbp", "int", 32),
-    # Inner Ethernet and IP, carried inside VXLAN.
+    _f("vxlan_gbp", "int", 32, "int"),
+    _f("gbp_flags", "int", 16, "int"),
+    _f("geneve_flags", "int", 16, "int"),  # O (0x80) and C (0x40)
+    _f("geneve_protocol", "int", 32, "int"),
+    _f("geneve_options", "text"),  # class/type:length of each option TLV, comma-separated
+    # WireGuard: the message type (1 initiation, 2 response, 3 cookie, 4 data) and the indices.
+    _f("wg_type", "int", 16, "int"),
+    _f("wg_sender", "int", 64, "int"),
+    _f("wg_receiver", "int", 64, "int"),
+    # Inner Ethernet and IP, carried inside the tunnel (no inner Ethernet for udp-tun and ipip).
     _f("inner_src_mac", "label", kernel="mac"),
     _f("inner_dst_mac", "label", kernel="mac"),
     _f("inner_ethertype", "int", 32, "int"),

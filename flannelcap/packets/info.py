@@ -117,7 +117,7 @@ class InfoFormatter:
             if record.icmp_type in (143, 130, 131, 132):
                 name = "Multicast listener " + ("report v2" if record.icmp_type == 143 else "message")
             return f"{name} (code {record.icmp_code})"
-        if record.is_vxlan and record.inner_ethertype is not None and record.proto is None:
+        if record.is_tunnel and record.inner_ethertype is not None and record.proto is None:
             return f"inner ethertype 0x{record.inner_ethertype:04x}"
         return record.proto or (record.notes[0] if record.notes else "")
 

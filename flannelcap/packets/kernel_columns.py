@@ -31,6 +31,7 @@ from flannelcap.packets.reader import (
     LINKTYPE_LINUX_SLL2,
     LINKTYPE_RAW,
 )
+from flannelcap.packets.tunnels import ENCAP_CODES, TunnelPorts
 
 FAST_LINKTYPES = frozenset(
     {
@@ -60,11 +61,19 @@ class Columns:
     rows: Int  # the same values packet-major (n × len(FIELDS)), as the kernel has them
 
 
+def carries_inner(tunnel: NDArray[np.bool_], encap: Int) -> NDArray[np.bool_]:
+    """Rows whose innermost headers are the inner ones: a tunnel that carries a packet
+    (every one but WireGuard, whose packet is encrypted)."""
+    inner: NDArray[np.bool_] = tunnel & (encap != ENCAP_CODES["wireguard"])
+    return inner
+
+
 def innermost(values: dict[str, Int], rows: Any = slice(None)) -> tuple[Int, Int]:
-    """The innermost IPv4 addresses of kernel rows (inner for VXLAN, else outer): source, destination."""
-    vxlan = values["is_vxlan"][rows] == 1
-    src = np.where(vxlan, values["inner_src_ip"][rows], values["outer_src_ip"][rows])
-    dst = np.where(vxlan, values["inner_dst_ip"][rows], values["outer_dst_ip"][rows])
+    """The innermost IPv4 addresses of kernel rows (inner for a tunnel that carries a packet,
+    else outer): source, destination."""
+    inner = carries_inner(values["is_tunnel"][rows] == 1, values["encap"][rows])
+    src = np.where(inner, values["inner_src_ip"][rows], values["outer_src_ip"][rows])
+    dst = np.where(inner, values["inner_dst_ip"][rows], values["outer_dst_ip"][rows])
     return src, dst
 
 
@@ -105,19 +114,19 @@ class ColumnsBuilder:
     Args:
         capacity: most frames the batch takes.
         linktype: link-layer type of all the frames.
-        vxlan_ports: UDP ports that carry VXLAN.
-        checksums: verify the outer UDP checksum of VXLAN packets (``outer_udp_checksum_ok``).
+        tunnels: which UDP ports carry which tunnel.
+        checksums: verify the outer UDP checksum of tunnelled packets (``outer_udp_checksum_ok``).
         kernel: use the compiled decode (else every frame is left to the Scapy decoder).
     """
 
     def __init__(
-        self, capacity: int, linktype: int, vxlan_ports: frozenset[int], checksums: bool = True, kernel: bool = True
+        self, capacity: int, linktype: int, tunnels: TunnelPorts, checksums: bool = True, kernel: bool = True
     ) -> None:
         self.capacity = capacity
         self.linktype = linktype
         self._kernel = kernel
         self.rows = 0
-        self._ports = np.array(sorted(vxlan_ports), dtype=np.int64)
+        self._ports = np.array(tunnels.rules(), dtype=np.int64)
         self._checksums = checksums
         # Packet-major: the kernel writes each packet's fields side by side (one cache line run
         # per packet rather than one line in each of the field columns).

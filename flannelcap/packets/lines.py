@@ -20,6 +20,7 @@ from flannelcap.packets.fields import FIELD_NAMES, FIELDS
 from flannelcap.packets.info import PACKET_TYPE_WORDS
 from flannelcap.packets.kernel import NONE
 from flannelcap.packets.text import CSV, JSON, Program, TextColumn, Texts, csv_cell, gather
+from flannelcap.packets.tunnels import encap_short
 
 
 def take(batch: ColumnBatch, rows: np.ndarray[Any, Any]) -> ColumnBatch:
@@ -97,7 +98,10 @@ def table_lines(batch: ColumnBatch, columns: Columns) -> list[memoryview]:
     """One line per packet, like Wireshark's packet list with both layers shown (under
     ``TABLE_HEADER``): node names stand for outer IPs and pod names for inner IPs where known."""
     codes, labels, n = batch.codes, columns.labels, batch.n
-    vxlan = batch.bools["is_vxlan"]
+    tunnel = batch.bools["is_tunnel"]
+    encap = codes["encap"]
+    encrypted = tunnel & np.isin(encap, [i for i, t in enumerate(labels["encap"].texts) if t == "wireguard"])
+    has_vni = tunnel & (batch.ints["vni"] != NONE)
 
     def named(address: str, name: str) -> tuple[Codes, Texts]:
         return _either((codes[name], labels[name]), (codes[address], labels[address]))
@@ -111,8 +115,9 @@ def table_lines(batch: ColumnBatch, columns: Columns) -> list[memoryview]:
         )
 
     outer_ip = (codes["outer_src_ip"] >= 0) | (codes["outer_dst_ip"] >= 0)
-    inner_ip = vxlan & ((codes["inner_src_ip"] >= 0) | (codes["inner_dst_ip"] >= 0))
-    pods = ~vxlan & ((codes["src_pod"] >= 0) | (codes["dst_pod"] >= 0))
+    inner_ip = tunnel & ((codes["inner_src_ip"] >= 0) | (codes["inner_dst_ip"] >= 0))
+    inner_mac = tunnel & ~inner_ip & ~encrypted
+    pods = ~tunnel & ((codes["src_pod"] >= 0) | (codes["dst_pod"] >= 0))
     h2 = codes["http2_frames"] >= 0
     http = ((codes["http_method"] >= 0) | (batch.ints["http_status"] != NONE)) & ~h2
     proto_codes, proto_texts = _either((codes["proto"], labels["proto"]), (codes["outer_proto"], labels["outer_proto"]))
@@ -129,12 +134,15 @@ def table_lines(batch: ColumnBatch, columns: Columns) -> list[memoryview]:
         pair(line, *macs("outer"), ~outer_ip)
     line.text(" ")
     with line.padded(6):
-        line.integer(batch.ints["vni"], "None", vxlan).text("-", ~vxlan)
+        line.integer(batch.ints["vni"], "None", has_vni).text("-", ~tunnel)
+        short = labels["encap"].derived("short", lambda texts: Texts.of([encap_short(t) for t in texts]))
+        line.label(encap, short, when=tunnel & ~has_vni)
     line.text(" ")
     with line.padded(33):
         pair(line, named("inner_src_ip", "src_pod"), named("inner_dst_ip", "dst_pod"), inner_ip)
-        pair(line, *macs("inner"), vxlan & ~inner_ip)
-        line.text("(not VXLAN)", ~vxlan).text(" ", pods)
+        pair(line, *macs("inner"), inner_mac)
+        line.text("(encrypted)", encrypted)
+        line.text("(not VXLAN)", ~tunnel).text(" ", pods)
         pair(line, named("outer_src_ip", "src_pod"), named("outer_dst_ip", "dst_pod"), pods)
     line.text(" ")
     with line.padded(6):

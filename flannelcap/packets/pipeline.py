@@ -24,7 +24,8 @@ from flannelcap.packets.http2 import H2Segment
 from flannelcap.packets.kernel_columns import ConversationSet
 from flannelcap.packets.read import FastStream
 from flannelcap.packets.records import PacketRecord
-from flannelcap.packets.summary import CaptureSummary
+from flannelcap.packets.summary import CaptureSummary, rule_of, rule_text
+from flannelcap.packets.tunnels import TunnelPorts
 from flannelcap.packets.vxlan import DEFAULT_VXLAN_PORTS, udp_ports
 from flannelcap.topology.model import Topology
 
@@ -48,8 +49,9 @@ class SummaryCounter:
     """The ``CaptureSummary`` of decoded batches, counted column-wise (rows the Scapy decoder
     took are counted from their records)."""
 
-    def __init__(self) -> None:
+    def __init__(self, tunnels: TunnelPorts) -> None:
         self.summary = CaptureSummary()
+        self.tunnels = tunnels
         self._conversations = ConversationSet()
 
     def add(self, batch: Batch) -> None:
@@ -63,6 +65,13 @@ class SummaryCounter:
             for vni, count in zip(vnis.tolist(), counts.tolist(), strict=True):
                 summary.vxlan_by_vni[vni] += count
         summary.other_packets += int((fast & ~vxlan).sum())
+        tunnelled = np.nonzero(fast & (values["is_tunnel"] == 1))[0]
+        if len(tunnelled):
+            rule = rule_of(self.tunnels, values["encap"][tunnelled], values["outer_src_port"][tunnelled],
+                           values["outer_dst_port"][tunnelled], values["outer_proto"][tunnelled])  # fmt: skip
+            keys, counts = np.unique(rule, return_counts=True)
+            for key, count in zip(keys.tolist(), counts.tolist(), strict=True):
+                summary.tunnel_rules[rule_text(key)] += count
         self._conversations.add(batch.rows, fast)
         requests = batch.heads.requests()
         summary.http_requests += requests
@@ -73,7 +82,7 @@ class SummaryCounter:
             summary.http_requests += head.is_request
             summary.http_responses += not head.is_request
         for record in batch.records.values():
-            summary.add(record)
+            summary.add(record, self.tunnels)
 
     def finish(self, problem: str | None) -> CaptureSummary:
         """The summary, with the conversations of both kinds of rows merged."""
@@ -96,6 +105,7 @@ class PacketSource:
         *,
         topology: Topology | None,
         vxlan_ports: frozenset[int],
+        tunnel_ports: Iterable[tuple[str, int]] = (),
         engine: str,
         progress: Callable[[int, int], None] | None,
         more_waiting: Callable[[], bool] | None = None,
@@ -107,15 +117,21 @@ class PacketSource:
             raise FlannelcapError(f"{_kernel.UNAVAILABLE}: use --engine scapy, or reinstall with a C compiler")
         self.topology = topology
         self.vxlan_ports = vxlan_ports
+        self.tunnel_ports = tuple(tunnel_ports)
         self.stream = FastStream(
-            source, vxlan_ports=vxlan_ports, progress=progress, scapy_only=engine == "scapy", more_waiting=more_waiting
+            source,
+            vxlan_ports=vxlan_ports,
+            tunnel_ports=self.tunnel_ports,
+            progress=progress,
+            scapy_only=engine == "scapy",
+            more_waiting=more_waiting,
         )
         self.node = node if node is not None else capture_node_by_name(topology, source)
         reader = self.stream.reader
         self.columns = Columns(
             topology, node_links(topology, self.node), lambda: [interface.name for interface in reader.interfaces]
         )
-        self._counter = SummaryCounter()
+        self._counter = SummaryCounter(self.stream.tunnels)
         self._started = False
 
     @property
@@ -192,6 +208,7 @@ def open_capture(
     *,
     topology: Topology | None = None,
     vxlan_ports: Iterable[int] = (),
+    tunnel_ports: Iterable[tuple[str, int]] = (),
     engine: str = "auto",
     progress: Callable[[int, int], None] | None = None,
     more_waiting: Callable[[], bool] | None = None,
@@ -203,6 +220,8 @@ def open_capture(
         source: path or binary file object (pcap, pcapng, optionally gzip-compressed).
         topology: the cluster, for node, VTEP and pod names, and for its VXLAN ports.
         vxlan_ports: UDP ports decoded as VXLAN besides 8472, 4789 and the topology's.
+        tunnel_ports: more (kind, port) rules (``tunnels.tunnel_port``), over the defaults:
+            Geneve on 6081, flannel's udp backend on 8285, WireGuard on 51820 and 51821.
         engine: ``auto``/``fast`` (the compiled decoder, Scapy for what it leaves), or
             ``scapy`` (every frame through Scapy, into the same batches).
         progress: called with (bytes read, total bytes) as the file is read.
@@ -220,6 +239,7 @@ def open_capture(
         source,
         topology=topology,
         vxlan_ports=ports,
+        tunnel_ports=tunnel_ports,
         engine=engine,
         progress=progress,
         more_waiting=more_waiting,

@@ -30,6 +30,7 @@ from flannelcap.packets.kernel_columns import ColumnsBuilder, DecodedPiece, inne
 from flannelcap.packets.reader import MAX_RECORD_BYTES, PCAP_MAGICS, CaptureReader, Frame
 from flannelcap.packets.records import PacketRecord
 from flannelcap.packets.text import gather
+from flannelcap.packets.tunnels import TunnelPorts
 from flannelcap.packets.vxlan import DEFAULT_VXLAN_PORTS
 
 if TYPE_CHECKING:
@@ -61,8 +62,8 @@ class _Frames(NamedTuple):
 class _Filling:
     """A Batch being filled, piece by piece."""
 
-    def __init__(self, linktype: int, vxlan_ports: frozenset[int], scapy_only: bool) -> None:
-        self.columns = ColumnsBuilder(BATCH_FRAMES, linktype, vxlan_ports, kernel=not scapy_only)
+    def __init__(self, linktype: int, tunnels: TunnelPorts, scapy_only: bool) -> None:
+        self.columns = ColumnsBuilder(BATCH_FRAMES, linktype, tunnels, kernel=not scapy_only)
         self.meta = np.empty((5, BATCH_FRAMES), dtype=np.int64)  # number, time, caplen, wire, interface
         self.records: dict[int, PacketRecord] = {}
         self.heads: list[Heads] = []
@@ -110,6 +111,7 @@ class FastStream:
     Args:
         source: path or binary file object of a capture.
         vxlan_ports: UDP ports that carry VXLAN.
+        tunnel_ports: more UDP port rules (kind, port), over the defaults of ``tunnels``.
         progress: called with (bytes read, total bytes) after each piece, if given.
         scapy_only: every frame through the Scapy decoder (``--engine scapy``): the same
             batches, filled row by row.
@@ -126,11 +128,13 @@ class FastStream:
         source: str | Path | BinaryIO,
         *,
         vxlan_ports: Iterable[int] = DEFAULT_VXLAN_PORTS,
+        tunnel_ports: Iterable[tuple[str, int]] = (),
         progress: Callable[[int, int], None] | None = None,
         scapy_only: bool = False,
         more_waiting: Callable[[], bool] | None = None,
     ) -> None:
         self.vxlan_ports = frozenset(vxlan_ports)
+        self.tunnels = TunnelPorts.of(self.vxlan_ports, tunnel_ports)
         self.more_waiting = more_waiting
         self.progress = progress
         self.scapy_only = scapy_only
@@ -178,7 +182,7 @@ class FastStream:
                         yield filling
                         filling = None
                     if filling is None:
-                        filling = _Filling(frames.linktype, self.vxlan_ports, self.scapy_only)
+                        filling = _Filling(frames.linktype, self.tunnels, self.scapy_only)
                     yield frames, filling.add(frames), filling
                 if self.more_waiting is not None and filling is not None:  # live: what arrived is shown now
                     yield filling
@@ -321,7 +325,10 @@ class FastStream:
                 # Every frame goes to Scapy (no kernel, or --engine scapy): its own HTTP state.
                 only_scapy = self.scapy_only or not _kernel.AVAILABLE
                 self._decoder = Decoder(
-                    self.vxlan_ports, find_head=None if only_scapy else self._follow_one, http2=self._h2
+                    self.vxlan_ports,
+                    tunnels=self.tunnels,
+                    find_head=None if only_scapy else self._follow_one,
+                    http2=self._h2,
                 )
             filling.records[first + local] = self._decoder.decode(frame)
             self.fallback_frames += 1

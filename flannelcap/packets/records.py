@@ -59,10 +59,20 @@ class PacketRecord:
     outer_udp_checksum_ok: bool | None = None  # None: no checksum (0), or not all captured
 
     # VXLAN (RFC 7348; group-based policy per draft-smith-vxlan-group-policy).
+    # The tunnel (packets/tunnels.py): vxlan, vxlan-gbp, geneve, udp-tun, ipip, wireguard.
+    is_tunnel: bool = False
+    encap: str | None = None
     is_vxlan: bool = False
-    vni: int | None = None
+    vni: int | None = None  # VXLAN's, or Geneve's
     vxlan_flags: int | None = None
     vxlan_gbp: int | None = None
+    gbp_flags: int | None = None
+    geneve_flags: int | None = None
+    geneve_protocol: int | None = None
+    geneve_options: str | None = None
+    wg_type: int | None = None
+    wg_sender: int | None = None
+    wg_receiver: int | None = None
 
     # Inner Ethernet and IP, carried inside VXLAN.
     inner_src_mac: str | None = None
@@ -137,14 +147,20 @@ class PacketRecord:
     layers: tuple[Layer, ...] = field(default=(), compare=False, repr=False)
 
     @property
+    def carries_inner(self) -> bool:
+        """The innermost headers are the inner ones: a tunnel that carries a packet (every one
+        but WireGuard, whose packet is encrypted)."""
+        return self.is_tunnel and self.encap != "wireguard"
+
+    @property
     def src_ip(self) -> str | None:
-        """Source IP of the innermost IP header (the pod for VXLAN packets)."""
-        return self.inner_src_ip if self.is_vxlan else self.outer_src_ip
+        """Source IP of the innermost IP header (the pod for a tunnelled packet)."""
+        return self.inner_src_ip if self.carries_inner else self.outer_src_ip
 
     @property
     def dst_ip(self) -> str | None:
         """Destination IP of the innermost IP header."""
-        return self.inner_dst_ip if self.is_vxlan else self.outer_dst_ip
+        return self.inner_dst_ip if self.carries_inner else self.outer_dst_ip
 
     def to_dict(self) -> dict[str, Any]:
         """The record as a flat dict in the field vocabulary (without the detail layers)."""

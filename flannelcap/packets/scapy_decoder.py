@@ -2,9 +2,10 @@
 
 Rule: Scapy stays inside this module. Nothing here reads files or opens sockets; the only
 state is the per-capture bookkeeping a dissector needs (first timestamp, TCP initial sequence
-numbers for relative numbering, the HTTP reassembler). VXLAN is recognised by an explicit
-port set that this module checks itself, never by Scapy's global ``bind_layers`` table, so
-the result does not depend on which Scapy modules some other code imported.
+numbers for relative numbering, the HTTP reassembler). A tunnel is recognised by the explicit
+port rules this module checks itself (``tunnels.TunnelPorts``), never by Scapy's global
+``bind_layers`` table, so the result does not depend on which Scapy modules some other code
+imported; its header is read by ``tunnels`` (Scapy's layers only show it in the detail view).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
+from scapy.contrib.geneve import GENEVE
+from scapy.contrib.wireguard import Wireguard
 from scapy.fields import ConditionalField, ThreeBytesField, X3BytesField, XByteField
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import IPv6, _ICMPv6
@@ -41,44 +44,82 @@ from flannelcap.packets.reader import (
 )
 from flannelcap.packets.records import Layer, PacketRecord
 from flannelcap.packets.tls import parse_hello
+from flannelcap.packets.tunnels import (
+    GENEVE_ETHERNET,
+    GENEVE_IPV4,
+    IPIP_PROTOCOLS,
+    TunnelPorts,
+    parse_geneve,
+    parse_wireguard,
+)
 from flannelcap.packets.vxlan import DEFAULT_VXLAN_PORTS, VXLAN_FLAG_G, VXLAN_FLAG_I, VXLAN_HEADER_LEN
 
 _RAW_IP_LINKTYPES = {LINKTYPE_RAW, LINKTYPE_DLT_RAW, LINKTYPE_DLT_RAW_OPENBSD}
 _IP_PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6", 132: "sctp", 47: "gre"}
 
 
-def dissect(frame: Frame, vxlan_ports: Iterable[int] = DEFAULT_VXLAN_PORTS) -> Packet:
-    """Build the Scapy packet for one frame, with VXLAN decoded on ``vxlan_ports`` only.
+def dissect(
+    frame: Frame, vxlan_ports: Iterable[int] = DEFAULT_VXLAN_PORTS, tunnels: TunnelPorts | None = None
+) -> Packet:
+    """Build the Scapy packet for one frame, with each tunnel decoded on its ports only.
 
     Args:
         frame: the frame as read from the capture.
         vxlan_ports: UDP ports (source or destination) that carry VXLAN.
+        tunnels: the UDP ports of every tunnel (default: those of ``tunnels.DEFAULT_PORTS``,
+            VXLAN's from ``vxlan_ports``).
 
     Returns:
-        A Scapy packet whose UDP layer on a VXLAN port carries ``VXLAN / Ether / …``.
+        A Scapy packet whose UDP layer on a tunnel's port carries ``VXLAN / Ether / …``,
+        ``GENEVE / Ether / …`` (or ``/ IP``), the inner ``IP`` (udp-tun) or ``Wireguard``.
     """
     packet = _link_layer(frame)
-    ports = frozenset(vxlan_ports)
+    tunnels = tunnels or TunnelPorts.of(vxlan_ports)
     udp = _outer_udp(packet)
     if udp is not None:
         data = _udp_payload(udp)
-        if ports.intersection((udp.sport, udp.dport)) and len(data) >= VXLAN_HEADER_LEN:
-            header, inner = data[:VXLAN_HEADER_LEN], data[VXLAN_HEADER_LEN:]
-            try:
-                vxlan = VXLAN(header)
-            except struct.error:  # flags Scapy reads as VXLAN-GPE's longer layout
-                vxlan = _Rfc7348Header(header)
-            vxlan.remove_payload()
-            if len(inner) >= ETHER_HEADER_LEN:
-                vxlan.add_payload(Ether(inner))
-            elif inner:
-                vxlan.add_payload(Raw(inner))
+        carried = _tunnel_layer(tunnels.kind(udp.sport, udp.dport), data)
+        if carried is not None:
             udp.remove_payload()
-            udp.add_payload(vxlan)
-        elif isinstance(udp.payload, VXLAN):
+            udp.add_payload(carried)
+        elif isinstance(udp.payload, VXLAN | GENEVE | Wireguard):  # Scapy's own port bindings
             udp.remove_payload()
             udp.add_payload(Raw(data))
     return packet
+
+
+def _tunnel_layer(kind: str | None, data: bytes) -> Packet | None:
+    """The layers a tunnel of ``kind`` makes of a UDP payload, or None (not one, or too short)."""
+    if kind == "vxlan" and len(data) >= VXLAN_HEADER_LEN:
+        header, inner = data[:VXLAN_HEADER_LEN], data[VXLAN_HEADER_LEN:]
+        try:
+            vxlan = VXLAN(header)
+        except struct.error:  # flags Scapy reads as VXLAN-GPE's longer layout
+            vxlan = _Rfc7348Header(header)
+        vxlan.remove_payload()
+        if len(inner) >= ETHER_HEADER_LEN:
+            vxlan.add_payload(Ether(inner))
+        elif inner:
+            vxlan.add_payload(Raw(inner))
+        return vxlan
+    if kind == "geneve":
+        read = parse_geneve(data)
+        if read is None:
+            return None
+        geneve, inner = GENEVE(data[: read.length]), data[read.length :]
+        geneve.remove_payload()
+        if read.protocol == GENEVE_ETHERNET and len(inner) >= ETHER_HEADER_LEN:
+            geneve.add_payload(Ether(inner))
+        elif read.protocol == GENEVE_IPV4 and inner[:1] and inner[0] >> 4 == 4:
+            geneve.add_payload(IP(inner))
+        elif inner:
+            geneve.add_payload(Raw(inner))
+        return geneve
+    if kind == "udp-tun" and data[:1] and data[0] >> 4 == 4:
+        return IP(data)
+    if kind == "wireguard" and parse_wireguard(data) is not None:
+        return Wireguard(data)
+    return None
 
 
 ETHER_HEADER_LEN = 14
@@ -173,11 +214,13 @@ class Decoder:
         self,
         vxlan_ports: Iterable[int] = DEFAULT_VXLAN_PORTS,
         *,
+        tunnels: TunnelPorts | None = None,
         detail: bool = False,
         find_head: Callable[[StreamKey, int, bytes], HttpHead | None] | None = None,
         http2: Http2Follower | None = None,
     ) -> None:
         self.vxlan_ports = frozenset(vxlan_ports)
+        self.tunnels = tunnels or TunnelPorts.of(self.vxlan_ports)
         self.detail = detail
         self._first_ns: int | None = None
         self._find_head = find_head or HttpReassembler().feed
@@ -201,8 +244,8 @@ class Decoder:
                 f"captured {len(frame.data)} of {frame.wire_len} bytes (snaplen): later headers may be missing"
             )
         try:
-            packet = dissect(frame, self.vxlan_ports)
-            _Walker(packet, fields, notes).walk()
+            packet = dissect(frame, self.vxlan_ports, self.tunnels)
+            _Walker(packet, fields, notes, self.tunnels).walk()
         except Exception as exc:
             notes.append(f"could not be dissected: {type(exc).__name__}: {exc}")
             packet = Raw(frame.data)
@@ -250,7 +293,7 @@ def _segment_key(fields: dict[str, Any]) -> StreamKey | None:
 
 
 def _innermost_ips(fields: dict[str, Any]) -> tuple[str | None, str | None]:
-    if fields.get("is_vxlan"):
+    if fields.get("is_tunnel") and fields.get("encap") != "wireguard":
         return fields.get("inner_src_ip"), fields.get("inner_dst_ip")
     return fields.get("outer_src_ip"), fields.get("outer_dst_ip")
 
@@ -258,23 +301,35 @@ def _innermost_ips(fields: dict[str, Any]) -> tuple[str | None, str | None]:
 class _Walker:
     """Fills record fields from a dissected packet, outer headers first."""
 
-    def __init__(self, packet: Packet, fields: dict[str, Any], notes: list[str]) -> None:
+    def __init__(self, packet: Packet, fields: dict[str, Any], notes: list[str], tunnels: TunnelPorts) -> None:
         self.packet = packet
         self.fields = fields
         self.notes = notes
+        self.tunnels = tunnels
 
     def walk(self) -> None:
-        layer = self._link(self.packet, outer=True)
-        layer = self._network(layer, prefix="outer_")
+        outer = self._link(self.packet, outer=True)
+        layer = self._network(outer, prefix="outer_")
+        carried = outer.proto if isinstance(outer, IP) else outer.nh if isinstance(outer, IPv6) else None
+        if carried in IPIP_PROTOCOLS and isinstance(layer, IP | IPv6) and not self.fields.get("outer_fragment"):
+            self.fields.update(outer_proto=IPIP_PROTOCOLS[carried], is_tunnel=True, encap="ipip")
+            self._transport(self._network(layer, prefix="inner_"))
+            return
+        self.fields["is_tunnel"] = False
+        if isinstance(layer, UDP) and isinstance(layer.payload, GENEVE | IP | Wireguard):
+            self._outer_udp(layer)
+            self.fields["is_tunnel"] = True
+            if isinstance(layer.payload, Wireguard):
+                self._wireguard(layer)
+            elif isinstance(layer.payload, GENEVE):
+                self._geneve(layer)
+            else:
+                self.fields["encap"] = "udp-tun"
+                self._transport(self._network(layer.payload, prefix="inner_"))
+            return
         if isinstance(layer, UDP) and isinstance(layer.payload, VXLAN):
-            self.fields.update(
-                outer_proto="udp",
-                outer_src_port=layer.sport,
-                outer_dst_port=layer.dport,
-                outer_udp_len=layer.len,
-                outer_udp_checksum=layer.chksum,
-                outer_udp_checksum_ok=udp_checksum_ok(layer),
-            )
+            self._outer_udp(layer)
+            self.fields["is_tunnel"] = True
             self._vxlan(layer.payload)
             if not isinstance(layer.payload.payload, Ether):
                 self.notes.append(
@@ -294,6 +349,50 @@ class _Walker:
             for key in ("proto", "src_port", "dst_port"):
                 if key in self.fields:
                     self.fields["outer_" + key] = self.fields[key]
+
+    def _outer_udp(self, udp: UDP) -> None:
+        self.fields.update(
+            outer_proto="udp",
+            outer_src_port=udp.sport,
+            outer_dst_port=udp.dport,
+            outer_udp_len=udp.len,
+            outer_udp_checksum=udp.chksum,
+            outer_udp_checksum_ok=udp_checksum_ok(udp),
+        )
+
+    def _geneve(self, udp: UDP) -> None:
+        header = parse_geneve(_udp_payload(udp))
+        assert header is not None  # dissect made the layer from it
+        self.fields.update(
+            encap="geneve",
+            vni=header.vni,
+            geneve_flags=header.flags,
+            geneve_protocol=header.protocol,
+            geneve_options=header.options_text(),
+        )
+        if header.version != 0:
+            self.notes.append(f"Geneve version {header.version} (RFC 8926 knows 0): read as version 0")
+        if not header.reserved_ok:
+            self.notes.append("Geneve reserved bits set (RFC 8926 says they must be zero)")
+        if not header.options_whole:
+            self.notes.append("Geneve options overrun their length")
+        inner = udp.payload.payload
+        if isinstance(inner, Ether):
+            inner = self._link(inner, outer=False)
+        elif not isinstance(inner, IP):
+            self.notes.append(f"Geneve protocol 0x{header.protocol:04x}: the payload is not decoded")
+            return
+        self._transport(self._network(inner, prefix="inner_"))
+
+    def _wireguard(self, udp: UDP) -> None:
+        header = parse_wireguard(_udp_payload(udp))
+        assert header is not None  # dissect made the layer from it
+        self.fields.update(
+            encap="wireguard", wg_type=header.message_type, wg_sender=header.sender, wg_receiver=header.receiver
+        )
+        self._transport(udp)
+        for key in ("proto", "src_port", "dst_port"):
+            self.fields["outer_" + key] = self.fields[key]
 
     @staticmethod
     def _vxlan_port_too_short(udp: UDP) -> bool:
@@ -373,9 +472,9 @@ class _Walker:
         header = bytes(vxlan)[:VXLAN_HEADER_LEN]
         flags = header[0]
         vni = int.from_bytes(header[4:7], "big")
-        self.fields.update(is_vxlan=True, vni=vni, vxlan_flags=flags)
+        self.fields.update(is_vxlan=True, vni=vni, vxlan_flags=flags, encap="vxlan")
         if flags & VXLAN_FLAG_G:
-            self.fields["vxlan_gbp"] = struct.unpack("!H", header[2:4])[0]
+            self.fields.update(encap="vxlan-gbp", vxlan_gbp=struct.unpack("!H", header[2:4])[0], gbp_flags=header[1])
         if not flags & VXLAN_FLAG_I:
             self.notes.append("VXLAN I flag not set: the VNI is not valid (RFC 7348 §5)")
         reserved = (

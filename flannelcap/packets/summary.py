@@ -1,6 +1,6 @@
 """Counting what a capture holds: the footer of ``flannelcap decode``.
 
-Rule: pure. Records in, counts out.
+Rule: pure. Records (or the fast path's columns) in, counts out.
 """
 
 from __future__ import annotations
@@ -8,7 +8,11 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+import numpy as np
+from numpy.typing import NDArray
+
 from flannelcap.packets.records import PacketRecord
+from flannelcap.packets.tunnels import ENCAP_CODES, ENCAP_NAMES, TunnelPorts
 
 
 @dataclass(slots=True)
@@ -23,6 +27,7 @@ class CaptureSummary:
     conversations: set[tuple[str, tuple[str, int], tuple[str, int]]] = field(default_factory=set)
     counted_conversations: int = 0  # more conversations, counted (not named) by the fast path
     packets_with_notes: Counter[str] = field(default_factory=Counter)
+    tunnel_rules: Counter[str] = field(default_factory=Counter)  # packets per tunnel rule that fired
     stopped_early: str | None = None
 
     @property
@@ -40,9 +45,18 @@ class CaptureSummary:
         """Requests that a response followed, counted as pairs."""
         return min(self.http_requests, self.http_responses)
 
-    def add(self, record: PacketRecord) -> None:
-        """Count one record."""
+    def add(self, record: PacketRecord, tunnels: TunnelPorts | None = None) -> None:
+        """Count one record (``tunnels``: the port rules it was decoded with)."""
         self.packets += 1
+        if record.is_tunnel and record.encap in ENCAP_CODES:
+            key = rule_of(
+                tunnels or TunnelPorts.of(),
+                np.array([ENCAP_CODES[record.encap]]),
+                np.array([record.outer_src_port if record.outer_src_port is not None else -1]),
+                np.array([record.outer_dst_port if record.outer_dst_port is not None else -1]),
+                np.array([4 if record.outer_proto == "ipip" else 41 if record.outer_proto == "ipv6" else 17]),
+            )[0]
+            self.tunnel_rules[rule_text(int(key))] += 1
         if record.is_vxlan:
             self.vxlan_by_vni[record.vni or 0] += 1
         else:
@@ -67,6 +81,9 @@ class CaptureSummary:
             f"{self.conversation_count} TCP/UDP conversations, "
             f"{self.http_requests} HTTP requests, {self.http_responses} HTTP responses",
         ]
+        if self.tunnel_rules:
+            fired = ", ".join(f"{rule}: {n}" for rule, n in sorted(self.tunnel_rules.items()))
+            lines.append(f"tunnels decoded: {fired}")
         for kind, count in self.packets_with_notes.most_common():
             lines.append(f"{count} packets: {kind}")
         if self.stopped_early:
@@ -78,3 +95,22 @@ def _note_kind(note: str) -> str:
     """Group notes by their wording up to the first detail (numbers, colons)."""
     head = note.split(":")[0]
     return "".join(ch for ch in head if not ch.isdigit()).replace("  ", " ").strip()
+
+
+def rule_of(tunnels: TunnelPorts, encap: NDArray[np.int64], sport: NDArray[np.int64], dport: NDArray[np.int64],
+            outer_proto: NDArray[np.int64]) -> NDArray[np.int64]:  # fmt: skip
+    """The rule that found each tunnelled packet, as one integer: the encapsulation's code
+    << 32, and the UDP port whose rule fired (the destination's, if it has one, as the
+    decoders look), or for IP-in-IP 1 << 16 | the outer IP protocol."""
+    ruled = np.isin(dport, np.array(sorted(tunnels.by_port) or [-1], dtype=np.int64))
+    port = np.where(ruled, dport, sport)
+    port = np.where(encap == ENCAP_CODES["ipip"], 1 << 16 | outer_proto, port)
+    return encap.astype(np.int64) << 32 | port
+
+
+def rule_text(key: int) -> str:
+    """A rule as the footer says it: ``vxlan on UDP 8472``, ``ipip (IP protocol 4)``."""
+    encap, port = ENCAP_NAMES.get(key >> 32, "?"), key & 0xFFFFFFFF
+    if port >> 16:
+        return f"{encap} (IP protocol {port & 0xFFFF})"
+    return f"{encap} on UDP {port}"
