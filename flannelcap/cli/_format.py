@@ -40,7 +40,7 @@ def table_row(record: PacketRecord) -> str:
         else:
             inner = _pair(record.inner_src_mac, record.inner_dst_mac)
     else:
-        vni, inner = "-", "(not VXLAN)"
+        vni, inner = "routed" if record.direct_routed else "-", "(not VXLAN)"
         if record.src_pod or record.dst_pod:
             pods = f"{_named(record.outer_src_ip, record.src_pod)} → {_named(record.outer_dst_ip, record.dst_pod)}"
             inner = f"(not VXLAN) {pods}"

@@ -14,6 +14,7 @@ from typing import Any
 
 from flannelcap._errors import LabError
 from flannelcap.lab import Lab, LabPlan, LabSpec, kubectl_nodes, kubectl_pods, teardown
+from flannelcap.lab._backends_plan import BACKENDS
 from flannelcap.lab._faults import FAULTS, apply_fault
 from flannelcap.lab._services_plan import kubectl_endpointslices, kubectl_services
 
@@ -45,6 +46,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         choices=("Cluster", "Local"),
         default="Cluster",
         help="the Service's externalTrafficPolicy (default Cluster: masquerade, any replica)",
+    )
+    up.add_argument(
+        "--backend",
+        choices=tuple(BACKENDS),
+        default="vxlan",
+        help="the overlay: flannel's vxlan (default), vxlan-gbp, host-gw, ipip, udp or wireguard, Cilium's geneve, "
+        "Calico's VXLAN (VNI 4096 on 4789); the kernel's device where it has one, else a user-space stand-in",
     )
     up.set_defaults(run=_up)
 
@@ -94,6 +102,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         help="record the journey captures instead (-i any on two nodes at once, into OUTPUT/journeys/)",
     )
     record.add_argument(
+        "--backends",
+        action="store_true",
+        help="record one cross-node HTTP exchange per overlay backend instead (into OUTPUT/backends/)",
+    )
+    record.add_argument(
         "--services",
         action="store_true",
         help="record the services captures instead (arping, curls, failover, split brain; into OUTPUT/services/)",
@@ -108,6 +121,7 @@ def _up(args: argparse.Namespace) -> int:
         first_node_ip=args.first_ip,
         services=args.services,
         traffic_policy=args.traffic_policy,
+        backend=args.backend,
     )
     lab = Lab.up(spec, ssh=args.ssh)
     _print_status(lab.status())
@@ -136,13 +150,16 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _print_status(status: dict[str, object]) -> None:
-    print(f"{'NODE':<8} {'ETH0 IP':<15} {'FLANNEL.1 MAC':<17} {'VTEP IP':<11} POD CIDR")
+    print(f"backend {status.get('backend', 'vxlan')}")
+    print(f"{'NODE':<8} {'ETH0 IP':<15} {'DEVICE MAC':<17} {'VTEP IP':<11} {'POD CIDR':<14} DEVICE, BUILT WITH")
     for node in status["nodes"]:  # type: ignore[attr-defined]
         if not node["up"]:
             print(f"{node['name']:<8} (namespace {node['netns']} is gone)")
             continue
+        device = f"{node.get('device') or '-'}, {node.get('built_with', '')}"
         print(
-            f"{node['name']:<8} {node['eth0_ip']:<15} {node['vtep_mac']:<17} {node['vtep_ip']:<11} {node['pod_cidr']}"
+            f"{node['name']:<8} {node['eth0_ip']:<15} {node['vtep_mac'] or '-':<17} {node['vtep_ip']:<11} "
+            f"{node['pod_cidr']:<14} {device}"
         )
     print(f"\n{'POD':<22} {'NODE':<8} IP")
     for pod in status["pods"]:  # type: ignore[attr-defined]
@@ -188,6 +205,12 @@ def _kubectl(args: argparse.Namespace) -> int:
 def _record(args: argparse.Namespace) -> int:
     from flannelcap.lab._record import record_all, record_journeys
 
+    if args.backends:
+        from flannelcap.lab._record_backends import record_backends
+
+        for entry in record_backends(args.output / "backends", names=set(args.only) or None):
+            print(f"{args.output / 'backends' / str(entry['name'])}/: {entry['traffic']} ({entry['built_with']})")
+        return 0
     if args.services:
         from flannelcap.lab._record_services import record_services
 

@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from flannelcap._errors import LabError
+from flannelcap.lab._backends import build_backend, built_with, program_backend
+from flannelcap.lab._backends_plan import backend
 from flannelcap.lab._plan import (
     CLUSTER_CIDR,
     FLANNEL_MTU,
-    VXLAN_PORT,
-    VXLAN_VNI,
     WEB_PORT,
     LabPlan,
     LabSpec,
@@ -37,7 +37,6 @@ from flannelcap.lab._plan import (
 from flannelcap.lab._services import build_services, leaders, replica_page
 from flannelcap.lab._services_plan import COREDNS, dns_zone, resolv_conf
 from flannelcap.lab._sshd import enable_ssh, ssh_dir
-from flannelcap.topology.model import FLANNEL_DEVICE
 
 DEFAULT_STATE_ROOT = Path("/run/flannelcap")
 NETNS_ETC = Path("/etc/netns")  # per-namespace files that 'ip netns exec' mounts over /etc
@@ -121,7 +120,10 @@ class Lab:
                 (in which case everything already made is removed again).
         """
         plan = plan_lab(spec)
-        check_prerequisites({"nft": "nftables"} if spec.services else None)
+        needs = {"nft": "nftables"} if spec.services or spec.backend == "vxlan-gbp" else {}
+        if spec.backend == "wireguard":
+            needs |= {"wg": "wireguard-tools", "wireguard-go": "wireguard-go"}
+        check_prerequisites(needs or None)
         state_dir = state_root() / plan.prefix
         clash = sorted(ns for ns in existing_namespaces() if ns.startswith(plan.prefix + "-"))
         if state_dir.exists() or clash:
@@ -207,7 +209,7 @@ class Lab:
         for node in plan.nodes:
             self._build_node(node)
         for node in plan.nodes:
-            self._program_flannel(node)
+            program_backend(self, node)
         for pod in plan.pods:
             self._build_pod(pod)
         for pod in plan.pods:
@@ -258,112 +260,10 @@ class Lab:
         # outer UDP checksums, not the partial ones of checksum offload.
         _run(["ip", "netns", "exec", ns, "ethtool", "-K", "eth0", "tx", "off"], f"{what}: tx offload off")
         _run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=1"], f"{what}: IP forwarding")
-        try:
-            _run(
-                [
-                    "ip",
-                    "-n",
-                    ns,
-                    "link",
-                    "add",
-                    FLANNEL_DEVICE,
-                    "type",
-                    "vxlan",
-                    "id",
-                    str(VXLAN_VNI),
-                    "local",
-                    node.eth0_ip,
-                    "dev",
-                    "eth0",
-                    "dstport",
-                    str(VXLAN_PORT),
-                    "nolearning",
-                ],
-                f"{what}: creating {FLANNEL_DEVICE}",
-            )
-        except LabError as exc:
-            raise LabError(f"{exc} — the kernel may lack VXLAN support: load it with 'modprobe vxlan'") from exc
-        _run(
-            [
-                "ip",
-                "-n",
-                ns,
-                "link",
-                "set",
-                FLANNEL_DEVICE,
-                "address",
-                node.vtep_mac,
-                "mtu",
-                str(FLANNEL_MTU),
-                "up",
-            ],
-            f"{what}: {FLANNEL_DEVICE} up",
-        )
-        _run(
-            ["ip", "-n", ns, "addr", "add", f"{node.vtep_ip}/32", "dev", FLANNEL_DEVICE],
-            f"{what}: {FLANNEL_DEVICE} address",
-        )
+        build_backend(self, node)
         _run(["ip", "-n", ns, "link", "add", "cni0", "type", "bridge"], f"{what}: creating cni0")
         _run(["ip", "-n", ns, "link", "set", "cni0", "mtu", str(FLANNEL_MTU), "up"], f"{what}: cni0 up")
         _run(["ip", "-n", ns, "addr", "add", f"{node.cni0_ip}/24", "dev", "cni0"], f"{what}: cni0 address")
-
-    def _program_flannel(self, node: NodePlan) -> None:
-        """What flanneld does on ``node`` for every other node: route, neighbour, FDB entry."""
-        ns = node.netns
-        for peer in self.plan.nodes:
-            if peer.name == node.name:
-                continue
-            what = f"node {node.name}: entries for {peer.name}"
-            _run(
-                [
-                    "ip",
-                    "-n",
-                    ns,
-                    "route",
-                    "add",
-                    peer.pod_cidr,
-                    "via",
-                    peer.vtep_ip,
-                    "dev",
-                    FLANNEL_DEVICE,
-                    "onlink",
-                ],
-                what,
-            )
-            _run(
-                [
-                    "ip",
-                    "-n",
-                    ns,
-                    "neigh",
-                    "add",
-                    peer.vtep_ip,
-                    "lladdr",
-                    peer.vtep_mac,
-                    "dev",
-                    FLANNEL_DEVICE,
-                    "nud",
-                    "permanent",
-                ],
-                what,
-            )
-            _run(
-                [
-                    "bridge",
-                    "-n",
-                    ns,
-                    "fdb",
-                    "add",
-                    peer.vtep_mac,
-                    "dev",
-                    FLANNEL_DEVICE,
-                    "dst",
-                    peer.eth0_ip,
-                    "self",
-                    "permanent",
-                ],
-                what,
-            )
 
     def _build_pod(self, pod: PodPlan) -> None:
         node = self.plan.node(pod.node)
@@ -508,13 +408,16 @@ class Lab:
         for node in self.plan.nodes:
             entry: dict[str, Any] = {"name": node.name, "netns": node.netns, "up": node.netns in alive}
             if entry["up"]:
-                link = json.loads(self.output(node.name, ["ip", "-j", "link", "show", FLANNEL_DEVICE]))[0]
+                device = backend(self.plan.backend).device
+                link = json.loads(self.output(node.name, ["ip", "-j", "link", "show", device]))[0] if device else {}
                 addrs = json.loads(self.output(node.name, ["ip", "-j", "addr", "show", "eth0"]))[0]
                 entry.update(
                     eth0_ip=_first_inet(addrs),
-                    vtep_mac=link["address"],
+                    vtep_mac=link.get("address"),
                     vtep_ip=node.vtep_ip,
                     pod_cidr=node.pod_cidr,
+                    device=device,
+                    built_with=built_with(self, node.name),
                 )
             nodes.append(entry)
         pods = []
@@ -535,7 +438,13 @@ class Lab:
             }
             for svc in self.plan.services
         ]
-        return {"prefix": self.plan.prefix, "nodes": nodes, "pods": pods, "services": services}
+        return {
+            "prefix": self.plan.prefix,
+            "backend": self.plan.backend,
+            "nodes": nodes,
+            "pods": pods,
+            "services": services,
+        }
 
 
 def _quiet_ipv6(netns: str) -> None:

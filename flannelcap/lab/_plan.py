@@ -8,14 +8,15 @@ follow what flanneld and the bridge CNI give a k3s node (seed lab §2.3, §3.3):
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import ipaddress
-import json
 import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from flannelcap._errors import LabError
+from flannelcap.lab._backends_plan import BACKENDS, backend_annotations
 from flannelcap.lab._services_plan import (
     COREDNS,
     COREDNS_HASH,
@@ -54,6 +55,8 @@ class LabSpec:
         services: add the seed's §4–5: three nginx replicas behind a LoadBalancer Service,
             a MetalLB-like announcer in every node, kube-proxy's DNAT.
         traffic_policy: the Service's ``externalTrafficPolicy`` (``Cluster`` or ``Local``).
+        backend: the overlay (``_backends_plan.BACKENDS``): flannel's vxlan (the default),
+            vxlan-gbp, host-gw, ipip, udp or wireguard, Cilium's geneve, Calico's VXLAN.
     """
 
     nodes: int = 3
@@ -62,6 +65,7 @@ class LabSpec:
     lan_prefix_len: int = 24
     services: bool = False
     traffic_policy: str = "Cluster"
+    backend: str = "vxlan"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -112,6 +116,7 @@ class LabPlan:
     mgmt_netns: str = ""
     mgmt_ip: str = ""
     services: tuple[ServicePlan, ...] = ()
+    backend: str = "vxlan"
 
     def node(self, name: str) -> NodePlan:
         """The node called ``name``.
@@ -188,6 +193,7 @@ class LabPlan:
             mgmt_netns=data.get("mgmt_netns", ""),
             mgmt_ip=data.get("mgmt_ip", ""),
             services=tuple(ServicePlan(**{**s, "endpoints": tuple(s["endpoints"])}) for s in data.get("services", ())),
+            backend=data.get("backend", "vxlan"),
         )
 
 
@@ -213,6 +219,8 @@ def plan_lab(spec: LabSpec) -> LabPlan:
         raise LabError(f"lab prefix {spec.prefix!r} must be 1-10 lower-case letters or digits, starting with a letter")
     if not 2 <= spec.nodes <= 9:
         raise LabError(f"a lab needs 2 to 9 nodes, not {spec.nodes}")
+    if spec.backend not in BACKENDS:
+        raise LabError(f"no backend {spec.backend!r}: choose from {', '.join(BACKENDS)}")
     try:
         first = ipaddress.IPv4Address(spec.first_node_ip)
         lan = ipaddress.IPv4Network(f"{first}/{spec.lan_prefix_len}", strict=False)
@@ -281,6 +289,7 @@ def plan_lab(spec: LabSpec) -> LabPlan:
         mgmt_netns=f"{spec.prefix}-{MGMT_NAME}",
         mgmt_ip=str(mgmt_ip),
         services=services,
+        backend=spec.backend,
     )
 
 
@@ -305,14 +314,7 @@ def kubectl_nodes(plan: LabPlan) -> dict[str, Any]:
                 "metadata": {
                     "name": node.name,
                     "labels": {"kubernetes.io/hostname": node.name, "kubernetes.io/os": "linux"},
-                    "annotations": {
-                        "flannel.alpha.coreos.com/backend-data": json.dumps(
-                            {"VNI": VXLAN_VNI, "VtepMAC": node.vtep_mac}, separators=(",", ":")
-                        ),
-                        "flannel.alpha.coreos.com/backend-type": "vxlan",
-                        "flannel.alpha.coreos.com/kube-subnet-manager": "true",
-                        "flannel.alpha.coreos.com/public-ip": node.eth0_ip,
-                    },
+                    "annotations": _node_annotations(plan, node),
                 },
                 "spec": {"podCIDR": node.pod_cidr, "podCIDRs": [node.pod_cidr]},
                 "status": {
@@ -324,6 +326,31 @@ def kubectl_nodes(plan: LabPlan) -> dict[str, Any]:
             }
         )
     return {"apiVersion": "v1", "kind": "List", "items": items, "metadata": {"resourceVersion": ""}}
+
+
+def _node_annotations(plan: LabPlan, node: NodePlan) -> dict[str, str]:
+    """flannel's annotations of a node (Calico's and Cilium's backends have none of them)."""
+    chosen = BACKENDS[plan.backend]
+    found = backend_annotations(chosen, node.vtep_mac, wireguard_keys(plan.prefix, node.name)[1])
+    if found:
+        found["flannel.alpha.coreos.com/kube-subnet-manager"] = "true"
+        found["flannel.alpha.coreos.com/public-ip"] = node.eth0_ip
+    return found
+
+
+def wireguard_keys(prefix: str, node: str) -> tuple[str, str]:
+    """A node's WireGuard private and public key (base64, as ``wg genkey``/``wg pubkey`` write
+    them), derived from the lab's prefix and the node's name so that the plan stays pure."""
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    private = bytearray(hashlib.sha256(f"{prefix}/{node}/wireguard".encode()).digest())
+    private[0] &= 248
+    private[31] = (private[31] & 127) | 64  # clamped, as wg genkey does
+    public = (
+        X25519PrivateKey.from_private_bytes(bytes(private)).public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    )
+    return base64.b64encode(bytes(private)).decode(), base64.b64encode(public).decode()
 
 
 def kubectl_pods(plan: LabPlan) -> dict[str, Any]:

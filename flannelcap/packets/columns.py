@@ -293,6 +293,7 @@ class Columns:
         self._first_seen = np.empty(0, dtype=np.int64)
         self._other_info = InfoFormatter()  # TCP over IPv6 (Scapy's rows only): its own ISNs
         self._relabels: dict[str, _Relabel] = {}
+        self._subnet_owners = Labels()
         for side in ("src", "dst"):
             for layer in ("inner", "outer"):
                 self._relabels[f"{layer}_{side}_ip"] = _Relabel(
@@ -312,6 +313,14 @@ class Columns:
                 )
                 self._relabels[f"{side}_pod"] = _Relabel(
                     self.labels[f"{side}_ip"], self.labels[f"{side}_pod"], lambda t: pod_name(topology.pod_by_ip(t))
+                )
+                # The node whose pod subnet holds the address: in one set for both sides (to
+                # compare them), and among the node names (for packets routed between nodes).
+                self._relabels[f"{side}_subnet_owner"] = _Relabel(
+                    self.labels[f"{side}_ip"], self._subnet_owners, lambda t: _name(topology.node_of_pod_ip(t))
+                )
+                self._relabels[f"{side}_routed_node"] = _Relabel(
+                    self.labels[f"{side}_ip"], self.labels[f"{side}_node"], lambda t: _name(topology.node_of_pod_ip(t))
                 )
 
     # -- the batch ------------------------------------------------------------------------
@@ -364,7 +373,7 @@ class Columns:
                     ("http_", "dns_", "tls_")
                 ):
                     continue
-                if f.name in NAME_FIELDS or f.name == "if_name":
+                if f.name in NAME_FIELDS or f.name in ("if_name", "direct_routed"):
                     continue
                 value = getattr(record, f.name)
                 if f.kind == "label":
@@ -589,6 +598,22 @@ class Columns:
             vtep = self._relabels[f"{side}_vtep_node"](out.codes[f"inner_{side}_mac"])
             out.codes[f"{side}_vtep_node"] = np.where(vxlan, vtep, -1).astype(np.int32)
             out.codes[f"{side}_pod"] = self._relabels[f"{side}_pod"](out.codes[f"{side}_ip"])
+        out.flags["direct_routed"] = self._direct_routed(out)
+
+    def _direct_routed(self, out: ColumnBatch) -> NDArray[np.int8]:
+        """Pod traffic routed between nodes without a tunnel (host-gw, DirectRouting): both ends
+        in pod subnets of different nodes; those packets are named by those nodes. Missing
+        without a topology."""
+        if self.topology is None:
+            return np.full(out.n, -1, dtype=np.int8)
+        owners = [self._relabels[f"{side}_subnet_owner"](out.codes[f"{side}_ip"]) for side in ("src", "dst")]
+        routed = ~out.bools["is_tunnel"] & (owners[0] >= 0) & (owners[1] >= 0) & (owners[0] != owners[1])
+        if routed.any():
+            for side in ("src", "dst"):
+                by_subnet = self._relabels[f"{side}_routed_node"](out.codes[f"{side}_ip"])
+                out.codes[f"{side}_node"] = np.where(routed, by_subnet, out.codes[f"{side}_node"]).astype(np.int32)
+        flag: NDArray[np.int8] = routed.astype(np.int8)
+        return flag
 
     # -- Info -----------------------------------------------------------------------------
 

@@ -161,6 +161,9 @@ FIELDS: tuple[Field, ...] = (
     _f("dst_vtep_node", "label"),
     _f("src_pod", "label"),
     _f("dst_pod", "label"),
+    # Pod traffic routed between nodes without a tunnel (host-gw, VXLAN's DirectRouting): both
+    # ends in pod subnets of different nodes (missing without a topology).
+    _f("direct_routed", "flag"),
     _f("info", "text"),
     _f("notes", "notes"),
 )

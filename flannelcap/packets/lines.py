@@ -134,7 +134,8 @@ def table_lines(batch: ColumnBatch, columns: Columns) -> list[memoryview]:
         pair(line, *macs("outer"), ~outer_ip)
     line.text(" ")
     with line.padded(6):
-        line.integer(batch.ints["vni"], "None", has_vni).text("-", ~tunnel)
+        routed = batch.flags["direct_routed"] == 1
+        line.integer(batch.ints["vni"], "None", has_vni).text("-", ~tunnel & ~routed).text("routed", routed)
         short = labels["encap"].derived("short", lambda texts: Texts.of([encap_short(t) for t in texts]))
         line.label(encap, short, when=tunnel & ~has_vni)
     line.text(" ")

@@ -141,6 +141,7 @@ class PacketRecord:
     dst_vtep_node: str | None = None
     src_pod: str | None = None
     dst_pod: str | None = None
+    direct_routed: bool | None = None
 
     info: str = ""
     notes: tuple[str, ...] = ()

@@ -20,9 +20,15 @@ def pod_name(pod: Pod | None) -> str | None:
 
 
 def annotate(record: PacketRecord, topology: Topology) -> PacketRecord:
-    """Name the nodes (outer IPs), VTEP owners (inner MACs) and pods (innermost IPs)."""
+    """Name the nodes (outer IPs), VTEP owners (inner MACs) and pods (innermost IPs); pod
+    traffic routed between nodes without a tunnel (``direct_routed``) is named by the nodes
+    whose pod subnets hold its addresses."""
     src_node = topology.node_by_ip(record.outer_src_ip)
     dst_node = topology.node_by_ip(record.outer_dst_ip)
+    src_owner, dst_owner = topology.node_of_pod_ip(record.src_ip), topology.node_of_pod_ip(record.dst_ip)
+    routed = not record.is_tunnel and src_owner is not None and dst_owner is not None and src_owner != dst_owner
+    if routed:
+        src_node, dst_node = src_owner, dst_owner
     src_vtep = topology.node_by_vtep_mac(record.inner_src_mac) if record.is_vxlan else None
     dst_vtep = topology.node_by_vtep_mac(record.inner_dst_mac) if record.is_vxlan else None
     return replace(
@@ -33,6 +39,7 @@ def annotate(record: PacketRecord, topology: Topology) -> PacketRecord:
         dst_vtep_node=dst_vtep.name if dst_vtep else None,
         src_pod=pod_name(topology.pod_by_ip(record.src_ip)),
         dst_pod=pod_name(topology.pod_by_ip(record.dst_ip)),
+        direct_routed=routed,
     )
 
 
