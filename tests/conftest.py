@@ -61,7 +61,7 @@ def every_sample_pcap() -> list[str]:
     top = [str(e["file"]) for e in manifest()]
     nested = sorted(
         str(p.relative_to(SAMPLES))
-        for directory in ("journeys", "services")
+        for directory in ("journeys", "services", "backends")
         for p in (SAMPLES / directory).rglob("*.pcap")
     )
     return top + nested

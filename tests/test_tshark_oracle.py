@@ -1,6 +1,7 @@
 """Differential test: on every recorded capture, flannelcap agrees with Wireshark's dissectors.
 
-tshark is run for real with ``-d udp.port==8472,vxlan`` (tshark 4.0 maps only 4789 to VXLAN)
+tshark is run for real with ``-d udp.port==8472,vxlan`` (tshark 4.0 maps only 4789 to VXLAN),
+``-d udp.port==8285,ip`` (flannel's udp backend)
 and ``-o http.desegment_body:FALSE`` so that an HTTP response is reported on the segment
 that completes its head, as flannelcap reports it. Outer and inner fields come from the same
 tshark field in order of occurrence (``ip.src`` gives the outer then the inner address).
@@ -90,6 +91,8 @@ def tshark_rows(path: Path, fields: list[str] = FIELDS, aggregator: str = ",") -
         str(path),
         "-d",
         "udp.port==8472,vxlan",
+        "-d",
+        "udp.port==8285,ip",  # flannel's udp backend: the bare inner packet
         "-o",
         "http.desegment_body:FALSE",
         "-T",

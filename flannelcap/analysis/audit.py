@@ -44,6 +44,10 @@ class Finding:
     packets: tuple[int, ...] = ()
 
 
+# The encapsulation each backend puts on the wire (packets/tunnels names; host-gw: none).
+BACKEND_ENCAP = {"calico-vxlan": "vxlan", "udp": "udp-tun", "host-gw": None}
+
+
 def neigh_row(node: str, entry: NeighEntry) -> str:
     """An ARP entry as ``ip neigh`` prints it, prefixed with its node and table."""
     mac = f" lladdr {entry.mac}" if entry.mac else ""
@@ -338,9 +342,12 @@ class CaptureAudit:
         self._unencapsulated: dict[tuple[str, str, int, int], list[int]] = defaultdict(list)
         self._encapsulated_flows: set[tuple[str, str, int, int]] = set()
         self._masqueraded: dict[str, list[int]] = defaultdict(list)
+        self._encaps: dict[str, list[int]] = defaultdict(list)  # the packets of each encapsulation seen
 
     def add(self, record: PacketRecord) -> None:
         """Look at one record (in capture order)."""
+        if record.is_tunnel and record.encap:
+            self._encaps[record.encap].append(record.number)
         if record.is_vxlan:
             self._add_vxlan(record)
             self._encapsulated_flows.add(_flow(record))
@@ -427,6 +434,10 @@ class CaptureAudit:
         import numpy as np
         import pandas as pd
 
+        if "encap" in frame:
+            encap = frame.loc[frame.encap.notna(), ["encap", "number"]]
+            for name, numbers in encap.groupby(encap.encap.astype(str), sort=False, observed=True).number:
+                self._encaps[str(name)].extend(numbers.astype(int).tolist())
         vxlan = frame.is_vxlan.fillna(False).astype(bool)
         tunnelled = frame.loc[vxlan, [*_VXLAN_KEY, "number", "inner_ip_len"]]
         groups = _groups_in_order(tunnelled, _VXLAN_KEY)  # as add() would meet them
@@ -481,8 +492,28 @@ class CaptureAudit:
         causes = self._wrong_mac_findings() + self._checksum_findings()
         explained = {n for f in causes for n in f.packets}
         symptoms = self._one_way_findings(explained) + self._syn_findings(explained)
-        others = self._other_findings()
+        others = self._other_findings() + self._backend_findings()
         return sorted_findings([*causes, *symptoms, *others])
+
+    def _backend_findings(self) -> list[Finding]:
+        """Encapsulations on the wire that the cluster's backend (as the tables say) does not use."""
+        backends = sorted({n.backend for n in self.topology.nodes if n.backend})
+        if not backends:
+            return []
+        expected = {BACKEND_ENCAP.get(b, b) for b in backends}
+        said = ", ".join(backends)
+        return [
+            Finding(
+                severity=WARNING,
+                code="unexpected-encapsulation",
+                message=f"{len(numbers)} packets on the wire are {encap}, but the tables say the cluster's backend "
+                f"is {said}: another overlay (a second CNI, a node with another backend) or a port taken for a tunnel "
+                "by mistake",
+                packets=tuple(numbers),
+            )
+            for encap, numbers in self._encaps.items()
+            if encap not in expected
+        ]
 
     def _sender_rows(self, src_ip: str, mac: str) -> tuple[str, ...]:
         sender = self.topology.node_by_ip(src_ip)

@@ -102,6 +102,7 @@ class Node:
     vni: int | None = None
     dstport: int | None = None
     mtu: int | None = None
+    backend: str | None = None  # the overlay (lab/_backends_plan names): from kubectl's backend-type or ip -d link
     sources: dict[str, str] = field(default_factory=dict)
 
 
@@ -385,6 +386,16 @@ def _own_facts(name: str, view: NodeView | None) -> Facts:
         _offer(facts, "dstport", view.flannel.vxlan.dstport, source)
         _offer(facts, "mtu", view.flannel.mtu, source)
         _offer(facts, "vtep_ip", str(vxlan_address.ip) if vxlan_address else None, source)
+    backend, device = _backend_of_links(view.links or ())
+    if backend is not None:
+        source = f"{name}: ip -d link ({device})"
+        _offer(facts, "backend", backend, source)
+        link = next(link for link in view.links or () if link.name == device)
+        if view.flannel is None and link.vxlan is not None:  # another VXLAN device than flannel.1 (Calico's)
+            _offer(facts, "vtep_mac", link.mac, source)
+            _offer(facts, "vni", link.vxlan.vni, source)
+            _offer(facts, "dstport", link.vxlan.dstport, source)
+            _offer(facts, "mtu", link.mtu, source)
     if view.cni0 is not None:
         cni0 = _first_ipv4(view.cni0.addresses)
         if cni0 is not None:
@@ -426,8 +437,36 @@ def _offer_peer_routes(facts: Mapping[str, Facts], views: Iterable[NodeView], ku
             _offer(facts[owner], "pod_cidr", str(network), source)
 
 
+# The devices of each backend, by name (``ip -d link``): flannel's, Calico's and Cilium's.
+_BACKEND_DEVICES = {
+    "flannel.1": "vxlan",
+    "vxlan.calico": "calico-vxlan",
+    "cilium_vxlan": "vxlan",
+    "flannel.ipip": "ipip",
+    "flannel0": "udp",
+    "flannel-wg": "wireguard",
+    "cilium_geneve": "geneve",
+}
+
+
+def _backend_of_links(links: Iterable[Link]) -> tuple[str | None, str | None]:
+    """The backend a node's devices show, and the device that shows it."""
+    for link in links:
+        backend = _BACKEND_DEVICES.get(link.name)
+        if backend is None and link.kind == "geneve":
+            backend = "geneve"
+        if backend == "vxlan" and link.vxlan is not None and link.vxlan.gbp:
+            backend = "vxlan-gbp"
+        if backend is not None:
+            return backend, link.name
+    return None, None
+
+
 def _offer_kubectl(facts: Facts, kube: KubeNode) -> None:
     source = "kubectl get nodes"
+    learned = next(iter(facts.get("backend", {}).values()), None)
+    if kube.backend_type and not (learned and learned.startswith(kube.backend_type)):  # vxlan-gbp is vxlan to flannel
+        _offer(facts, "backend", kube.backend_type, f"{source} (backend-type)")
     _offer(facts, "vtep_mac", kube.vtep_mac, source)
     _offer(facts, "public_ip", kube.public_ip_overwrite or kube.public_ip or kube.internal_ip, source)
     _offer(facts, "vni", kube.vni, source)

@@ -75,6 +75,7 @@ class VxlanInfo:
     underlay: str | None
     dstport: int | None
     learning: bool
+    gbp: bool = False  # group-based policy (flannel's GBP: true)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -90,6 +91,7 @@ class Link:
     netns: str | None
     addresses: tuple[str, ...]
     vxlan: VxlanInfo | None
+    kind: str | None = None  # the device's type, from ``ip -d link`` (vxlan, geneve, ipip, tun, wireguard …)
 
 
 # -- shared helpers ---------------------------------------------------------------------
@@ -388,6 +390,10 @@ def parse_links(text: str, *, allow_empty: bool = False) -> list[Link]:
     return links
 
 
+# Device types ``ip -d link`` names in a link's details (text form), the overlays' among them.
+_DEVICE_KINDS = frozenset({"vxlan", "geneve", "ipip", "sit", "tun", "wireguard", "bridge", "veth", "gre"})
+
+
 def _link_from_text(header: re.Match[str], body: list[str]) -> Link:
     tokens = " ".join(line.split("#")[0] for line in body).split()
     peer = header.group(3)
@@ -402,8 +408,10 @@ def _link_from_text(header: re.Match[str], body: list[str]) -> Link:
             underlay=_value_after(after, "dev"),
             dstport=_number(port),
             learning="nolearning" not in after,
+            gbp="gbp" in after,
         )
     mtu = _value_after(tokens, "mtu")
+    kind = next((t for t in tokens if t in _DEVICE_KINDS), None)
     addresses = tuple(tokens[i + 1] for i, t in enumerate(tokens[:-1]) if t in ("inet", "inet6"))
     return Link(
         ifindex=int(header.group(1)),
@@ -415,6 +423,7 @@ def _link_from_text(header: re.Match[str], body: list[str]) -> Link:
         netns=_value_after(tokens, "link-netns"),
         addresses=addresses,
         vxlan=vxlan,
+        kind=kind,
     )
 
 
@@ -431,6 +440,7 @@ def _link_from_json(item: dict[str, Any], table: str, number: int) -> Link:
             underlay=data.get("link"),
             dstport=data.get("port"),
             learning=bool(data.get("learning", not data.get("nolearning", False))),
+            gbp=bool(data.get("gbp", False)),
         )
     addresses = tuple(f"{a['local']}/{a.get('prefixlen', 32)}" for a in item.get("addr_info", []) if "local" in a)
     return Link(
@@ -443,6 +453,7 @@ def _link_from_json(item: dict[str, Any], table: str, number: int) -> Link:
         netns=item.get("link_netns"),
         addresses=addresses,
         vxlan=vxlan,
+        kind=info.get("info_kind"),
     )
 
 
