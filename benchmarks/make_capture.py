@@ -1,6 +1,7 @@
 """Write a VXLAN capture of HTTP conversations among pods on several flannel nodes.
 
     python benchmarks/make_capture.py OUT.pcap [--packets 1000000] [--nodes 4] [--seed 1] [--short] [--dns 0.3]
+                                      [--encap vxlan|geneve|udp-tun]
 
 Each conversation is what busybox → nginx looks like on a node's eth0: the handshake, a GET,
 a 200 with a body of 1-64 KiB in 1398-byte segments (flannel.1 MTU 1450, TCP timestamps),
@@ -11,6 +12,9 @@ ten packets a conversation, a fifth of them HTTP heads (short API calls between 
 With ``--dns F`` a fraction F of the packets are DNS lookups before the calls: a pod asks a
 CoreDNS pod on another node for ``svc-N.default.svc.cluster.local`` (A), answered with one
 address, or for an outside name expanded by ``ndots:5`` (NXDOMAIN, no answer).
+With ``--encap geneve`` the same packets travel in Geneve (UDP 6081, VNI 1, no options: Cilium's
+layout) and with ``--encap udp-tun`` as flannel's udp backend sends them (the bare inner IPv4
+packet in UDP 8285, no inner Ethernet).
 Outer UDP checksums are 0 (no checksum), as with 'noudpcsum'. Frames are built from
 templates with struct, so a million packets take seconds, not the hours Scapy would.
 """
@@ -39,10 +43,20 @@ def _ipv4(src: bytes, dst: bytes, proto: int, payload_len: int, ident: int) -> b
     return header[:10] + struct.pack("!H", _ip_checksum(header)) + header[12:]
 
 
+def tunnel(encap: str, vsrc: bytes, vdst: bytes, inner_ip: bytes, port: int) -> bytes:
+    """The outer UDP header and payload that carry an inner IPv4 packet in ``encap``."""
+    if encap == "udp-tun":
+        return struct.pack("!HHHH", 8285, 8285, 8 + len(inner_ip), 0) + inner_ip
+    header = b"\x00\x00\x65\x58\x00\x00\x01\x00" if encap == "geneve" else b"\x08\x00\x00\x00\x00\x00\x01\x00"
+    payload = header + vdst + vsrc + b"\x08\x00" + inner_ip
+    return struct.pack("!HHHH", port, 6081 if encap == "geneve" else 8472, 8 + len(payload), 0) + payload
+
+
 class Writer:
     """Builds and writes frames; counts them."""
 
-    def __init__(self, path: Path, limit: int) -> None:
+    def __init__(self, path: Path, limit: int, encap: str = "vxlan") -> None:
+        self.encap = encap
         self.out = open(path, "wb")  # noqa: SIM115 - closed in close()
         self.out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
         self.count = 0
@@ -100,9 +114,7 @@ def conversation(writer: Writer, rng: random.Random, nodes: int, short: bool = F
         options = struct.pack("!BBBBII", 1, 1, 8, 10, ts, ts ^ 0x5A5A)
         tcp = struct.pack("!HHIIBBHHH", s_port, d_port, seq, ack if flags & 0x10 else 0, 0x80, flags, 502, 0, 0)
         segment = tcp + options + payload
-        inner = vdst + vsrc + b"\x08\x00" + _ipv4(src, dst, 6, len(segment), writer.count) + segment
-        vxlan = b"\x08\x00\x00\x00\x00\x00\x01\x00" + inner
-        udp = struct.pack("!HHHH", o_port, 8472, 8 + len(vxlan), 0) + vxlan
+        udp = tunnel(writer.encap, vsrc, vdst, _ipv4(src, dst, 6, len(segment), writer.count) + segment, o_port)
         writer.frame(dmac + smac + b"\x08\x00" + _ipv4(o_src, o_dst, 17, len(udp), writer.count) + udp, gap)
         step = len(payload) + (1 if flags & 0x03 else 0)
         if from_client:
@@ -163,11 +175,8 @@ def lookup(writer: Writer, rng: random.Random, nodes: int) -> None:
         if writer.count >= writer.limit:
             return
         udp_inner = struct.pack("!HHHH", s_port, d_port, 8 + len(payload), 0) + payload
-        inner = (
-            VTEP_MACS[y] + VTEP_MACS[x] + b"\x08\x00" + _ipv4(src, dst, 17, len(udp_inner), writer.count) + udp_inner
-        )
-        vxlan = b"\x08\x00\x00\x00\x00\x00\x01\x00" + inner
-        udp = struct.pack("!HHHH", outer, 8472, 8 + len(vxlan), 0) + vxlan
+        inner_ip = _ipv4(src, dst, 17, len(udp_inner), writer.count) + udp_inner
+        udp = tunnel(writer.encap, VTEP_MACS[x], VTEP_MACS[y], inner_ip, outer)
         frame = (
             NODE_MACS[y] + NODE_MACS[x] + b"\x08\x00" + _ipv4(node_ip[x], node_ip[y], 17, len(udp), writer.count) + udp
         )
@@ -183,9 +192,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--short", action="store_true", help="short HTTP calls: ten packets a conversation")
     parser.add_argument("--dns", type=float, default=0.0, metavar="F", help="a fraction F of the packets is DNS")
+    parser.add_argument("--encap", choices=("vxlan", "geneve", "udp-tun"), default="vxlan", help="the tunnel")
     args = parser.parse_args()
     rng = random.Random(args.seed)
-    writer = Writer(args.output, args.packets)
+    writer = Writer(args.output, args.packets, args.encap)
     while writer.count < args.packets:
         while writer.count < args.packets and writer.dns < args.dns * (writer.count + 10):
             lookup(writer, rng, args.nodes)

@@ -1,12 +1,15 @@
 """Time flannelcap against tshark, tcpdump and Scapy on the same VXLAN captures, in one run.
 
     python benchmarks/run.py [--packets 1000000] [--dir /tmp] [--scapy-subset 20000] [--repeat 5]
-                             [--captures benchmark,short,dns]
+                             [--captures benchmark,short,dns,geneve,udp-tun] [--quick]
 
-Three captures, generated with make_capture.py if missing: the benchmark file (HTTP calls with
+Captures, generated with make_capture.py if missing: the benchmark file (HTTP calls with
 1-64 KiB bodies), a file of short HTTP calls (``--short``: ten packets a conversation, a
-fifth of them HTTP heads), and the short calls with 30 % DNS lookups among them (``--dns 0.3``;
-tshark is then also asked the DNS fields). On each, every tool runs as a separate process (wall time and peak
+fifth of them HTTP heads), the short calls with 30 % DNS lookups among them (``--dns 0.3``;
+tshark is then also asked the DNS fields), and the short calls in Geneve (``geneve``) and in
+flannel's udp backend (``udp-tun``; tshark decodes UDP 8285 as IP). ``--quick`` runs the rows
+that compare the encapsulations (the summary, ``read().packets``, the packet list, JSON, and the
+anchors) and leaves out the rest. On each, every tool runs as a separate process (wall time and peak
 RSS from GNU time; output to /dev/null) and the table gives packets per second and each row's
 time against flannelcap's ``--summary``. Runs shorter than ten seconds are repeated (--repeat)
 and the median is shown. Rows compare like with like: the counts-only modes (flannelcap
@@ -146,11 +149,17 @@ CAPTURES = {
     "benchmark": ("flannelcap-bench.pcap", []),
     "short": ("flannelcap-bench-short.pcap", ["--short"]),
     "dns": ("flannelcap-bench-dns.pcap", ["--short", "--dns", "0.3"]),
+    "geneve": ("flannelcap-bench-geneve.pcap", ["--short", "--encap", "geneve"]),
+    "udp-tun": ("flannelcap-bench-udp-tun.pcap", ["--short", "--encap", "udp-tun"]),
 }
 DNS_FIELDS = ["dns.id", "dns.flags.rcode", "dns.qry.name", "dns.qry.type", "dns.a"]
 
 
-def bench(path: Path, packets: int, extra: list[str], repeat: int, scapy_subset: int) -> None:
+QUICK_ROWS = ("flannelcap decode --summary", "tshark -q -z", "flannelcap.read(path)", "flannelcap decode (the",
+              "flannelcap decode --json", "tcpdump", "tshark -T fields")  # fmt: skip
+
+
+def bench(path: Path, packets: int, extra: list[str], repeat: int, scapy_subset: int, quick: bool = False) -> None:
     """Generate the capture if missing, run every tool on it, print the table."""
     if not path.exists():
         subprocess.run(
@@ -164,7 +173,7 @@ def bench(path: Path, packets: int, extra: list[str], repeat: int, scapy_subset:
         subprocess.run(["editcap", "-t", "0.000037", str(path), str(later)], check=True)
     flannelcap = [sys.executable, "-m", "flannelcap", "decode"]
     parquet = Path(tempfile.mkdtemp(prefix="flannelcap-bench-")) / "bench.parquet"
-    tshark = ["tshark", "-n", "-r", str(path), "-d", "udp.port==8472,vxlan"]
+    tshark = ["tshark", "-n", "-r", str(path), "-d", "udp.port==8472,vxlan", "-d", "udp.port==8285,ip"]
     runs = [
         ("flannelcap decode --summary", [*flannelcap, "--summary", str(path)], n, False),
         ("  the same, inside a running Python", [sys.executable, "-c", IN_PROCESS_SNIPPET, str(path)], n, True),
@@ -208,6 +217,8 @@ def bench(path: Path, packets: int, extra: list[str], repeat: int, scapy_subset:
             False,
         ),
     ]
+    if quick:
+        runs = [run for run in runs if run[0].startswith(QUICK_ROWS)]
     for name, argv, count, reported in runs:
         elapsed, peak = median_of(argv, repeat, reported=reported)
         rows.append((name, elapsed * n / count, peak))
@@ -234,12 +245,13 @@ def main() -> None:
     parser.add_argument("--scapy-subset", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=5, help="runs of each tool under ten seconds (median shown)")
     parser.add_argument("--captures", default="benchmark,short,dns", help="which captures, comma-separated")
+    parser.add_argument("--quick", action="store_true", help="only the rows that compare encapsulations")
     args = parser.parse_args()
     for which in args.captures.split(","):
         if which not in CAPTURES:
             parser.error(f"no capture {which!r}; choose from {', '.join(CAPTURES)}")
         name, extra = CAPTURES[which]
-        bench(args.dir / name, args.packets, extra, args.repeat, args.scapy_subset)
+        bench(args.dir / name, args.packets, extra, args.repeat, args.scapy_subset, args.quick)
 
 
 if __name__ == "__main__":

@@ -167,3 +167,47 @@ def test_audit_names_an_encapsulation_the_backend_does_not_use() -> None:
         RECORDED / "calico-vxlan" / ENTRIES["calico-vxlan"]["files"][0], topology=RECORDED / "vxlan" / "tables"
     )
     assert set(calico.findings()["code"]) == {"vni-port-mismatch"}
+
+
+def test_the_udp_proxy_ages_packets_as_flanneld_does() -> None:
+    from scapy.layers.inet import IP, TCP
+
+    from flannelcap.lab._tunnel_endpoint import decrement_ttl, geneve_header
+    from flannelcap.packets.tunnels import parse_geneve
+
+    packet = bytes(IP(src="10.42.2.2", dst="10.42.1.2", ttl=63) / TCP(dport=80))
+    aged = decrement_ttl(packet)
+    assert aged is not None
+    again = IP(aged)
+    assert (
+        again.ttl == 62
+        and again.chksum == IP(bytes(IP(src="10.42.2.2", dst="10.42.1.2", ttl=62) / TCP(dport=80))).chksum
+    )
+    assert decrement_ttl(bytes(IP(ttl=1))) is None and decrement_ttl(b"\x60" + bytes(39)) is None
+    header = parse_geneve(geneve_header(10514))
+    assert header is not None and (header.vni, header.protocol, header.length, header.options) == (10514, 0x6558, 8, ())
+
+
+def test_net_conf_is_a_source_and_disagreements_are_kept(tmp_path: Path) -> None:
+    import shutil
+
+    from flannelcap._errors import TableParseError
+    from flannelcap.topology.collect import topology_from_dir
+    from flannelcap.topology.tables import parse_net_conf
+
+    tables = tmp_path / "tables"
+    shutil.copytree(RECORDED / "ipip" / "tables", tables)
+    assert {n.backend for n in topology_from_dir(tables).nodes} == {"ipip"}
+    (tables / "net-conf.json").write_text(json.dumps({"Network": "10.42.0.0/16", "Backend": {"Type": "vxlan"}}))
+    conflicts = topology_from_dir(tables).conflicts
+    assert {(c.node, c.field) for c in conflicts} == {(n, "backend") for n in ("kpi091", "kpi092", "kpi093")}
+    assert set(conflicts[0].values.values()) == {"ipip", "vxlan"}
+    conf = parse_net_conf(json.dumps({"Backend": {"Type": "vxlan", "GBP": True, "VNI": 7, "Port": 4789}}))
+    assert (conf.backend, conf.vni, conf.port) == ("vxlan-gbp", 7, 4789)
+    for garbage, said in (
+        ("{", "not JSON"),
+        ('{"Network": "x"}', 'no "Backend"'),
+        ('{"Backend": {"VNI": "1"}}', "numbers"),
+    ):
+        with pytest.raises(TableParseError, match=said):
+            parse_net_conf(garbage)

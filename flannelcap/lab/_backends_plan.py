@@ -85,3 +85,17 @@ def backend_annotations(chosen: Backend, vtep_mac: str, public_key: str = "") ->
     else:
         data = "null"
     return {"flannel.alpha.coreos.com/backend-data": data, "flannel.alpha.coreos.com/backend-type": chosen.flannel_type}
+
+
+def net_conf(chosen: Backend, network: str) -> dict[str, object] | None:
+    """flannel's ``net-conf.json`` for the backend (None for Calico's and Cilium's)."""
+    if chosen.flannel_type is None:
+        return None
+    backend: dict[str, object] = {"Type": chosen.flannel_type}
+    if chosen.flannel_type == "vxlan":
+        backend |= {"VNI": chosen.vni, "Port": chosen.port}
+    if chosen.name == "vxlan-gbp":
+        backend["GBP"] = True
+    if chosen.name == "udp":
+        backend["Port"] = chosen.port
+    return {"Network": network, "EnableIPv6": False, "Backend": backend}

@@ -34,6 +34,7 @@ from flannelcap.topology.tables import (
     parse_fdb,
     parse_links,
     parse_neigh,
+    parse_net_conf,
     parse_routes,
     parse_subnet_env,
     vxlan_device,
@@ -285,6 +286,7 @@ def build_topology(
     node_tables: Mapping[str, Mapping[str, str]] | None = None,
     pod_tables: Mapping[str, Mapping[str, str]] | None = None,
     kubectl_services: Iterable[str] = (),
+    net_conf: str | None = None,
 ) -> Topology:
     """Build a topology from any mix of kubectl output and node tables.
 
@@ -294,6 +296,7 @@ def build_topology(
         node_tables: per node name, table kind (a key of ``NODE_TABLES``) → printed text.
         pod_tables: per pod name, table kind (a key of ``POD_TABLES``) → printed text.
         kubectl_services: ``kubectl get svc,endpointslices -A -o json`` (one text, or one per kind).
+        net_conf: flannel's ``net-conf.json``: the backend, VNI and port of every node.
 
     Raises:
         TableParseError: a table cannot be read (the message names it, and the line).
@@ -306,9 +309,14 @@ def build_topology(
     names = list(dict.fromkeys([*kube_nodes, *views]))
     facts = {name: _own_facts(name, views.get(name)) for name in names}
     _offer_peer_routes(facts, views.values(), kube_nodes.values())
+    conf = parse_net_conf(net_conf) if net_conf else None
     for name in names:
         if name in kube_nodes:
             _offer_kubectl(facts[name], kube_nodes[name])
+        if conf is not None:
+            _offer(facts[name], "backend", conf.backend, "net-conf.json (Backend.Type)")
+            _offer(facts[name], "vni", conf.vni, "net-conf.json (Backend.VNI)")
+            _offer(facts[name], "dstport", conf.port, "net-conf.json (Backend.Port)")
     conflicts: list[Conflict] = []
     nodes = tuple(_choose(name, facts[name], conflicts) for name in names)
     nodes += _peers_seen_from(views.values(), nodes)

@@ -525,3 +525,45 @@ def parse_subnet_env(text: str) -> SubnetEnv:
         mtu=int(mtu[2]) if mtu is not None else None,
         ipmasq=None if masq is None else masq[2].lower() == "true",
     )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NetConf:
+    """flannel's ``net-conf.json`` (the ``kube-flannel-cfg`` ConfigMap; k3s writes it to
+    ``/var/lib/rancher/k3s/agent/etc/flannel/net-conf.json``): the network and the backend."""
+
+    network: str | None = None
+    backend: str | None = None  # its Type, vxlan-gbp where VXLAN has GBP: true
+    vni: int | None = None
+    port: int | None = None
+    direct_routing: bool = False
+
+
+def parse_net_conf(text: str) -> NetConf:
+    """Parse flannel's ``net-conf.json``.
+
+    Raises:
+        TableParseError: not a JSON object with a Backend object, or a field of the wrong type.
+    """
+    table = "net-conf.json"
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise TableParseError(table, exc.lineno, text.splitlines()[exc.lineno - 1][:80] if text.strip() else "",
+                              "not JSON") from None  # fmt: skip
+    backend = data.get("Backend") if isinstance(data, dict) else None
+    if not isinstance(backend, dict):
+        raise TableParseError(table, 0, text.strip()[:80], 'no "Backend" object (e.g. {"Backend": {"Type": "vxlan"}})')
+    kind, vni, port = backend.get("Type"), backend.get("VNI"), backend.get("Port")
+    if not isinstance(kind, str | None) or not isinstance(vni, int | None) or not isinstance(port, int | None):
+        raise TableParseError(table, 0, json.dumps(backend)[:80], "Backend's Type is text, its VNI and Port numbers")
+    if kind == "vxlan" and backend.get("GBP"):
+        kind = "vxlan-gbp"
+    network = data.get("Network")
+    return NetConf(
+        network=network if isinstance(network, str) else None,
+        backend=kind,
+        vni=vni,
+        port=port,
+        direct_routing=bool(backend.get("DirectRouting")),
+    )
