@@ -236,8 +236,9 @@ def test_bad_tables_raise_one_line(parser: object, text: str, message: str) -> N
 
 
 def test_odd_flannel_annotations_are_notes_and_every_node_is_still_read() -> None:
-    """Real clusters' dumps: host-gw nodes say ``backend-data: "null"`` (sometimes with an empty
-    backend-type); a node flannel has not reached has none; a paste can damage one."""
+    """Real clusters' dumps: host-gw nodes say ``backend-data: "null"`` (what flanneld writes for
+    host-gw, ipip and udp: no note; with an empty backend-type, a note); a node flannel has not
+    reached has none; a paste can damage one."""
     good = '{"VNI":1,"VtepMAC":"1A:5B:A4:90:84:DD"}'
     annotations = {
         "vxlan": {"backend-type": "vxlan", "backend-data": good, "public-ip": "172.31.9.11"},
@@ -264,13 +265,17 @@ def test_odd_flannel_annotations_are_notes_and_every_node_is_still_read() -> Non
     assert [n.pod_cidrs for n in nodes] == [(f"10.244.{i}.0/24",) for i in range(len(annotations))]
     by_name = {n.name: n for n in nodes}
     assert (by_name["vxlan"].vtep_mac, by_name["vxlan"].vni, by_name["vxlan"].notes) == ("1a:5b:a4:90:84:dd", 1, ())
-    for name in ("hostgw", "unset", "empty", "missing", "damaged", "listed"):
+    assert (by_name["hostgw"].vtep_mac, by_name["hostgw"].notes, by_name["hostgw"].backend_type) == (
+        None,
+        (),
+        "host-gw",
+    )
+    for name in ("unset", "empty", "missing", "damaged", "listed"):
         node = by_name[name]
         assert (node.vtep_mac, node.vni) == (None, None), name
         [note] = node.notes
         assert note.startswith(f"kubectl get nodes: node {name}"), note
         assert "None" not in note and "{" not in note.split("(")[0], note
-    assert "backend-data is null (backend-type 'host-gw'" in by_name["hostgw"].notes[0]
     assert "backend-data is null (an empty backend-type" in by_name["unset"].notes[0]
     assert "backend-data is empty" in by_name["empty"].notes[0]
     assert "has no backend-data annotation" in by_name["missing"].notes[0]
