@@ -282,7 +282,8 @@ def test_odd_flannel_annotations_are_notes_and_every_node_is_still_read() -> Non
     assert 'backend-data is not JSON (\'{"VNI":1,"VtepMAC\')' in by_name["damaged"].notes[0]
     assert "not a JSON object" in by_name["listed"].notes[0]
     topology = build_topology(kubectl_nodes=json.dumps({"items": items}))
-    assert len(topology.nodes) == len(annotations) and len(topology.notes) == 6
+    assert len(topology.nodes) == len(annotations) and len(topology.notes) == 5
+    assert {n.name: n.backend for n in topology.nodes}["hostgw"] == "host-gw"
 
 
 def test_subnet_env_as_flanneld_writes_it() -> None:
