@@ -211,3 +211,23 @@ def test_net_conf_is_a_source_and_disagreements_are_kept(tmp_path: Path) -> None
     ):
         with pytest.raises(TableParseError, match=said):
             parse_net_conf(garbage)
+
+
+def test_calicos_node_resources_name_the_vteps() -> None:
+    from flannelcap._errors import TableParseError
+    from flannelcap.topology.kube import parse_calico_nodes
+    from flannelcap.topology.model import build_topology
+
+    text = (RECORDED / "calico-vxlan" / "tables" / "calicoctl-get-nodes.json").read_text()
+    topology = build_topology(calico_nodes=text)  # Calico's resources alone
+    plan = plan_lab(LabSpec(prefix="fcbk", backend="calico-vxlan"))
+    assert [(n.name, n.public_ip, n.vtep_mac, n.vtep_ip, n.backend) for n in topology.nodes] == [
+        (p.name, p.eth0_ip, p.vtep_mac, p.vtep_ip, "calico-vxlan") for p in plan.nodes
+    ]
+    capture = read(
+        RECORDED / "calico-vxlan" / ENTRIES["calico-vxlan"]["files"][0], topology=RECORDED / "calico-vxlan" / "tables"
+    )
+    tunnelled = capture.packets[capture.packets["is_vxlan"]]
+    assert set(tunnelled["dst_vtep_node"].astype(str)) == {"kpi092", "kpi093"}
+    with pytest.raises(TableParseError, match="spec is not a map"):
+        parse_calico_nodes(json.dumps({"items": [{"metadata": {"name": "n"}, "spec": [1]}]}))

@@ -328,6 +328,25 @@ def kubectl_nodes(plan: LabPlan) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "List", "items": items, "metadata": {"resourceVersion": ""}}
 
 
+def calicoctl_nodes(plan: LabPlan) -> dict[str, Any]:
+    """What ``calicoctl get nodes -o json`` shows for a lab built with Calico's VXLAN."""
+    items = [
+        {
+            "kind": "Node",
+            "apiVersion": "projectcalico.org/v3",
+            "metadata": {"name": node.name},
+            "spec": {
+                "bgp": {"ipv4Address": f"{node.eth0_ip}/{plan.lan_prefix_len}"},
+                "ipv4VXLANTunnelAddr": node.vtep_ip,
+                "vxlanTunnelMACAddr": node.vtep_mac,
+                "orchRefs": [{"nodeName": node.name, "orchestrator": "k8s"}],
+            },
+        }
+        for node in plan.nodes
+    ]
+    return {"kind": "NodeList", "apiVersion": "projectcalico.org/v3", "items": items}
+
+
 def _node_annotations(plan: LabPlan, node: NodePlan) -> dict[str, str]:
     """flannel's annotations of a node (Calico's and Cilium's backends have none of them)."""
     chosen = BACKENDS[plan.backend]

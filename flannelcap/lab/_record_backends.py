@@ -18,7 +18,7 @@ from flannelcap._errors import LabError
 from flannelcap.lab._backends import built_with
 from flannelcap.lab._backends_plan import BACKENDS, backend, net_conf
 from flannelcap.lab._lab import Lab, check_prerequisites
-from flannelcap.lab._plan import CLUSTER_CIDR, LabSpec, kubectl_nodes, kubectl_pods, subnet_env
+from flannelcap.lab._plan import CLUSTER_CIDR, LabSpec, calicoctl_nodes, kubectl_nodes, kubectl_pods, subnet_env
 from flannelcap.lab._record import tcpdump
 
 CLIENT, SERVER = "busybox", "nginx"
@@ -59,6 +59,8 @@ def snapshot_backend_tables(lab: Lab, directory: Path) -> None:
         (pod_dir / "ip-addr.json").write_text(lab.output(pod.name, ["ip", "-j", "addr"]))
     (directory / "kubectl-get-nodes.json").write_text(json.dumps(kubectl_nodes(lab.plan), indent=2) + "\n")
     (directory / "kubectl-get-pods.json").write_text(json.dumps(kubectl_pods(lab.plan), indent=2) + "\n")
+    if chosen.name == "calico-vxlan":  # Calico's Node resources: addresses and VTEP MACs
+        (directory / "calicoctl-get-nodes.json").write_text(json.dumps(calicoctl_nodes(lab.plan), indent=2) + "\n")
     conf = net_conf(chosen, CLUSTER_CIDR)
     if conf is not None:  # what kube-flannel-cfg holds (k3s: /var/lib/rancher/k3s/agent/etc/flannel/)
         (directory / "net-conf.json").write_text(json.dumps(conf, indent=2) + "\n")

@@ -86,7 +86,7 @@ def topology_from_dir(directory: Path) -> Topology:
     Layout: ``DIR/<node>/<table files>`` (names containing neigh, fdb, flannel, cni0,
     route, link, subnet), ``DIR/pods/<pod>/`` (addr, route), and ``DIR/*nodes*.json`` /
     ``DIR/*pods*`` / ``DIR/*svc*.json``, ``DIR/*endpointslices*.json`` for kubectl output, and
-    ``DIR/*net-conf*`` for flannel's configuration.
+    ``DIR/*net-conf*`` for flannel's configuration, ``DIR/*calico*.json`` for Calico's Nodes.
 
     Raises:
         TopologyError: the directory holds nothing to build from.
@@ -96,7 +96,7 @@ def topology_from_dir(directory: Path) -> Topology:
         raise TopologyError(f"{directory} is not a directory of saved tables")
     node_tables = {}
     pod_tables = {}
-    kubectl_nodes = kubectl_pods = net_conf = None
+    kubectl_nodes = kubectl_pods = net_conf = calico_nodes = None
     kubectl_services = []
     for path in sorted(directory.iterdir()):
         if path.is_dir() and path.name == "pods":
@@ -105,6 +105,8 @@ def topology_from_dir(directory: Path) -> Topology:
             tables = _read_tables(path, _FILE_KINDS)
             if tables:
                 node_tables[path.name] = tables
+        elif "calico" in path.name and path.suffix == ".json":
+            calico_nodes = path.read_text(errors="replace")
         elif "net-conf" in path.name:
             net_conf = path.read_text(errors="replace")
         elif "nodes" in path.name:
@@ -122,6 +124,7 @@ def topology_from_dir(directory: Path) -> Topology:
         pod_tables=pod_tables,
         kubectl_services=kubectl_services,
         net_conf=net_conf,
+        calico_nodes=calico_nodes,
     )
 
 

@@ -85,6 +85,45 @@ def parse_kubectl_nodes(text: str) -> list[KubeNode]:
     return nodes
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CalicoNode:
+    """A Calico Node resource (``calicoctl get nodes -o json``, or ``kubectl get
+    nodes.crd.projectcalico.org -o json``): its address and its tunnels' addresses."""
+
+    name: str
+    address: str | None  # spec.bgp.ipv4Address, without its prefix length
+    vxlan_mac: str | None  # spec.vxlanTunnelMACAddr: the VTEP MAC of vxlan.calico
+    vxlan_ip: str | None  # spec.ipv4VXLANTunnelAddr
+    ipip_ip: str | None  # spec.bgp.ipv4IPIPTunnelAddr: tunl0's address
+
+
+def parse_calico_nodes(text: str) -> list[CalicoNode]:
+    """Parse Calico's Node resources.
+
+    Raises:
+        TableParseError: not JSON, not a Node list, or a node whose spec is not a map.
+    """
+    table = "calicoctl get nodes -o json"
+    nodes = []
+    for number, item in enumerate(_items(text, table, "Node"), 1):
+        spec = item.get("spec") or {}
+        bgp = spec.get("bgp") or {} if isinstance(spec, dict) else None
+        if not isinstance(spec, dict) or not isinstance(bgp, dict):
+            raise TableParseError(table, number, json.dumps(item)[:80], f"item {number}'s spec is not a map")
+        address = _text(bgp.get("ipv4Address"))
+        mac = _text(spec.get("vxlanTunnelMACAddr"))
+        nodes.append(
+            CalicoNode(
+                name=str(item["metadata"]["name"]),
+                address=address.split("/")[0] if address else None,
+                vxlan_mac=mac.lower() if mac else None,
+                vxlan_ip=_text(spec.get("ipv4VXLANTunnelAddr")),
+                ipip_ip=_text(bgp.get("ipv4IPIPTunnelAddr")),
+            )
+        )
+    return nodes
+
+
 def _node(item: dict[str, Any], table: str, number: int) -> KubeNode:
     """One Node object. Flannel's annotations are read for what they hold: ``backend-data``
     may be ``"null"`` (host-gw, or VXLAN data not published yet), empty, missing or damaged;

@@ -16,10 +16,12 @@ from typing import Any
 
 from flannelcap._errors import TopologyError
 from flannelcap.topology.kube import (
+    CalicoNode,
     Endpoint,
     KubeNode,
     KubePod,
     Service,
+    parse_calico_nodes,
     parse_kubectl_nodes,
     parse_kubectl_pods,
     parse_kubectl_services,
@@ -287,6 +289,7 @@ def build_topology(
     pod_tables: Mapping[str, Mapping[str, str]] | None = None,
     kubectl_services: Iterable[str] = (),
     net_conf: str | None = None,
+    calico_nodes: str | None = None,
 ) -> Topology:
     """Build a topology from any mix of kubectl output and node tables.
 
@@ -297,22 +300,27 @@ def build_topology(
         pod_tables: per pod name, table kind (a key of ``POD_TABLES``) → printed text.
         kubectl_services: ``kubectl get svc,endpointslices -A -o json`` (one text, or one per kind).
         net_conf: flannel's ``net-conf.json``: the backend, VNI and port of every node.
+        calico_nodes: Calico's Node resources (``calicoctl get nodes -o json``): addresses,
+            VTEP MACs and tunnel addresses.
 
     Raises:
         TableParseError: a table cannot be read (the message names it, and the line).
         TopologyError: nothing was given to build from.
     """
-    if not (kubectl_nodes or node_tables):
+    if not (kubectl_nodes or node_tables or calico_nodes):
         raise TopologyError("nothing to build a topology from: give node tables or kubectl output")
     kube_nodes = {n.name: n for n in parse_kubectl_nodes(kubectl_nodes)} if kubectl_nodes else {}
+    calico = {n.name: n for n in parse_calico_nodes(calico_nodes)} if calico_nodes else {}
     views = {name: _view(name, tables) for name, tables in (node_tables or {}).items()}
-    names = list(dict.fromkeys([*kube_nodes, *views]))
+    names = list(dict.fromkeys([*kube_nodes, *views, *calico]))
     facts = {name: _own_facts(name, views.get(name)) for name in names}
     _offer_peer_routes(facts, views.values(), kube_nodes.values())
     conf = parse_net_conf(net_conf) if net_conf else None
     for name in names:
         if name in kube_nodes:
             _offer_kubectl(facts[name], kube_nodes[name])
+        if name in calico:
+            _offer_calico(facts[name], calico[name])
         if conf is not None:
             _offer(facts[name], "backend", conf.backend, "net-conf.json (Backend.Type)")
             _offer(facts[name], "vni", conf.vni, "net-conf.json (Backend.VNI)")
@@ -468,6 +476,15 @@ def _backend_of_links(links: Iterable[Link]) -> tuple[str | None, str | None]:
         if backend is not None:
             return backend, link.name
     return None, None
+
+
+def _offer_calico(facts: Facts, node: CalicoNode) -> None:
+    source = "calicoctl get nodes"
+    _offer(facts, "public_ip", node.address, f"{source} (bgp.ipv4Address)")
+    _offer(facts, "vtep_mac", node.vxlan_mac, f"{source} (vxlanTunnelMACAddr)")
+    _offer(facts, "vtep_ip", node.vxlan_ip, f"{source} (ipv4VXLANTunnelAddr)")
+    backend = "calico-vxlan" if node.vxlan_mac else "ipip" if node.ipip_ip else None
+    _offer(facts, "backend", backend, source)
 
 
 def _offer_kubectl(facts: Facts, kube: KubeNode) -> None:
