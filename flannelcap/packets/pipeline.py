@@ -27,7 +27,7 @@ from flannelcap.packets.records import PacketRecord
 from flannelcap.packets.summary import CaptureSummary, rule_of, rule_text
 from flannelcap.packets.tunnels import TunnelPorts
 from flannelcap.packets.vxlan import DEFAULT_VXLAN_PORTS, udp_ports
-from flannelcap.topology.model import Topology
+from flannelcap.topology.model import VXLAN_BACKENDS, Topology
 
 ENGINES = ("auto", "fast", "scapy")
 
@@ -41,7 +41,7 @@ def vxlan_ports_for(topology: Topology | None, extra: Iterable[int] = ()) -> fro
     """
     ports = set(DEFAULT_VXLAN_PORTS) | udp_ports(extra)
     if topology is not None:
-        ports |= {n.dstport for n in topology.nodes if n.dstport}
+        ports |= {n.dstport for n in topology.nodes if n.dstport and n.backend in (None, *VXLAN_BACKENDS)}
     return frozenset(ports)
 
 

@@ -323,8 +323,9 @@ def build_topology(
             _offer_calico(facts[name], calico[name])
         if conf is not None:
             _offer(facts[name], "backend", conf.backend, "net-conf.json (Backend.Type)")
-            _offer(facts[name], "vni", conf.vni, "net-conf.json (Backend.VNI)")
-            _offer(facts[name], "dstport", conf.port, "net-conf.json (Backend.Port)")
+            if conf.backend in VXLAN_BACKENDS:  # the udp backend's Port is no VXLAN port
+                _offer(facts[name], "vni", conf.vni, "net-conf.json (Backend.VNI)")
+                _offer(facts[name], "dstport", conf.port, "net-conf.json (Backend.Port)")
     conflicts: list[Conflict] = []
     nodes = tuple(_choose(name, facts[name], conflicts) for name in names)
     nodes += _peers_seen_from(views.values(), nodes)
@@ -452,6 +453,9 @@ def _offer_peer_routes(facts: Mapping[str, Facts], views: Iterable[NodeView], ku
             source = f"{view.node}: {NODE_TABLES['routes'].title} ({route.dst} via {route.gateway})"
             _offer(facts[owner], "pod_cidr", str(network), source)
 
+
+VXLAN_BACKENDS = frozenset({"vxlan", "vxlan-gbp", "calico-vxlan"})
+"""The backends whose device is a VXLAN device (its VNI and dstport are ``Node.vni``/``dstport``)."""
 
 # The devices of each backend, by name (``ip -d link``): flannel's, Calico's and Cilium's.
 _BACKEND_DEVICES = {
