@@ -222,8 +222,8 @@ def bench(path: Path, packets: int, extra: list[str], repeat: int, scapy_subset:
     for name, argv, count, reported in runs:
         elapsed, peak = median_of(argv, repeat, reported=reported)
         rows.append((name, elapsed * n / count, peak))
-    parquet.unlink()
-    parquet.with_suffix(".html").unlink()
+    parquet.unlink(missing_ok=True)  # --quick makes neither
+    parquet.with_suffix(".html").unlink(missing_ok=True)
     parquet.parent.rmdir()
     base = rows[0][1]
     size = path.stat().st_size / 1e6

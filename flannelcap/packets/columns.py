@@ -347,7 +347,7 @@ class Columns:
             else:
                 out.flags[f.name] = column.astype(np.int8)
         out.bools["outer_fragment"] = np.zeros(n, dtype=np.bool_)
-        out.texts["geneve_options"] = TextColumn.of([None] * n)
+        out.texts["geneve_options"] = TextColumn.nothing(n)
         self._http(batch, out)
         self._dns(batch, out)
         self._tls(batch, out)
