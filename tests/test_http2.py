@@ -135,3 +135,14 @@ def test_decode_shows_wiresharks_info(engine: str, capsys: pytest.CaptureFixture
     assert "4 HTTP requests, 4 HTTP responses" in out
     assert main(["decode", path, "--proto", "grpc", "--engine", engine]) == 0
     assert "2 of 156 packets shown" in capsys.readouterr().out
+
+
+def test_a_larger_table_the_peers_agreed_on_is_followed() -> None:
+    """A peer's SETTINGS_HEADER_TABLE_SIZE may let the encoder grow its table past 4,096 bytes;
+    the header block then opens with that size update, which a decoder that only watches
+    must follow (hpack's default decoder refuses it)."""
+    connection, opening = _client()
+    connection.encoder.header_table_size = 65536
+    request = _request(connection, "/big-table")
+    said = Http2Follower().feed(CLIENT, 0, opening + request)
+    assert said is not None and (said.method, said.path) == ("GET", "/big-table")

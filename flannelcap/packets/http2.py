@@ -129,7 +129,7 @@ class _Direction:
     """One direction of an HTTP/2 connection, as read so far."""
 
     client: bool
-    decoder: hpack.Decoder = field(default_factory=hpack.Decoder)
+    decoder: hpack.Decoder = field(default_factory=lambda: _passive_decoder())
     next_seq: int | None = None
     buffer: bytearray = field(default_factory=bytearray)
     preface_left: bool = False
@@ -246,6 +246,15 @@ class Http2Follower:
             found.grpc_status = int(headers["grpc-status"])
         if found.head is None and (":method" in headers or ":status" in headers):
             found.head = headers
+
+
+def _passive_decoder() -> hpack.Decoder:
+    """An HPACK decoder that follows whatever table size the sender's encoder announces (a
+    peer's SETTINGS_HEADER_TABLE_SIZE may allow more than the default 4,096 bytes: a decoder
+    that only watches must not refuse it)."""
+    decoder = hpack.Decoder()
+    decoder.max_allowed_table_size = 1 << 30
+    return decoder
 
 
 def _fragment(body: bytes, flags: int) -> bytes:
