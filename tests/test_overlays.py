@@ -197,3 +197,24 @@ def test_tcpdumps_captures_decode_without_error(capture: str, tmp_path: Path) ->
     else:
         assert tunnelled and all(r.inner_src_ip or r.inner_src_mac for r in tunnelled), capture
     assert main(["decode", str(path), "--json"]) == 0
+
+
+def test_the_kernels_tunnel_numbers_are_the_tables() -> None:
+    """The C kernel's encapsulation codes and port-rule kinds are those of ``tunnels`` (the
+    kernel's ``encap`` integers become labels through ``ENCAP_NAMES``)."""
+    import re
+
+    from flannelcap.packets.tunnels import ENCAP_NAMES, UDP_KINDS
+
+    source = (Path(__file__).parent.parent / "flannelcap" / "packets" / "_ckernel.c").read_text()
+
+    def numbered(first: str) -> dict[str, int]:
+        found = re.search(rf"enum \{{ ({first} = 1[^}}]*)\}};", source)
+        assert found, first
+        return {name.strip(): code for code, name in enumerate(found.group(1).replace(" = 1", "").split(","), 1)}
+
+    encaps = numbered("ENCAP_VXLAN")
+    named = {code: name.removeprefix("ENCAP_").lower().replace("_", "-") for name, code in encaps.items()}
+    assert named == ENCAP_NAMES
+    kinds = numbered("ON_VXLAN")
+    assert {name.removeprefix("ON_").lower().replace("_", "-"): code for name, code in kinds.items()} == UDP_KINDS

@@ -159,13 +159,25 @@ def _start_endpoint(lab: Lab, node: NodePlan, chosen: Backend, peers: list[NodeP
             }
         )
     )
-    log = open(lab.state_dir / f"endpoint-{node.name}.log", "ab")  # noqa: SIM115 - the child keeps it
+    path = lab.state_dir / f"endpoint-{node.name}.log"
+    log = open(path, "ab")  # noqa: SIM115 - the child keeps it
     with log:
-        subprocess.Popen(
+        process = subprocess.Popen(
             ["ip", "netns", "exec", node.netns, sys.executable, "-m", "flannelcap.lab._tunnel_endpoint", str(config)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
         )  # fmt: skip
-    time.sleep(0.2)
+    # Up once it holds the device: a TUN/TAP device without a process attached has no carrier.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            said = path.read_text(errors="replace").strip().splitlines()
+            raise LabError(f"node {node.name}: the {chosen.user_space} endpoint stopped at once: "
+                           f"{said[-1] if said else 'no output'} (see {path})")  # fmt: skip
+        link = json.loads(lab.output(node.name, ["ip", "-j", "link", "show", "dev", str(chosen.device)]))[0]
+        if "NO-CARRIER" not in link.get("flags", []):
+            return
+        time.sleep(0.05)
+    raise LabError(f"node {node.name}: the {chosen.user_space} endpoint did not attach to {chosen.device} (see {path})")
 
 
 def _program_wireguard(lab: Lab, node: NodePlan, peers: list[NodePlan]) -> None:

@@ -413,8 +413,7 @@ class FastStream:
         for i in np.nonzero(lead)[0].tolist():
             at = int(starts[i])
             if buf[at : at + len(PREFACE)].tobytes() == PREFACE:
-                self._h2_keys.ids(np.array([[src[i] << 16 | sport[i], dst[i] << 16 | dport[i]]]))
-                self._h2_keys.ids(np.array([[dst[i] << 16 | dport[i], src[i] << 16 | sport[i]]]))
+                self._h2_directions(int(src[i]), int(sport[i]), int(dst[i]), int(dport[i]))
         if not self._h2_keys.count:
             return
         known = self._h2_keys.ids(np.stack([src << 16 | sport, dst << 16 | dport], axis=1), create=False) >= 0
@@ -425,8 +424,11 @@ class FastStream:
                 filling.h2[int(rows[i])] = found
 
     def _h2_connection(self, key: StreamKey) -> None:
-        """A connection whose preface a fallback frame carried: its directions as the kernel's rows key them."""
-        src, sport, dst, dport = self._address_id(key[0]), key[1], self._address_id(key[2]), key[3]
+        """A connection whose preface a fallback frame carried."""
+        self._h2_directions(self._address_id(key[0]), key[1], self._address_id(key[2]), key[3])
+
+    def _h2_directions(self, src: int, sport: int, dst: int, dport: int) -> None:
+        """Both directions of an HTTP/2 connection, as the kernel's rows key them."""
         self._h2_keys.ids(np.array([[src << 16 | sport, dst << 16 | dport], [dst << 16 | dport, src << 16 | sport]]))
 
     def _follow(

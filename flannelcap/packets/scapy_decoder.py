@@ -245,7 +245,7 @@ class Decoder:
             )
         try:
             packet = dissect(frame, self.vxlan_ports, self.tunnels)
-            _Walker(packet, fields, notes, self.tunnels).walk()
+            _Walker(packet, fields, notes).walk()
         except Exception as exc:
             notes.append(f"could not be dissected: {type(exc).__name__}: {exc}")
             packet = Raw(frame.data)
@@ -301,11 +301,10 @@ def _innermost_ips(fields: dict[str, Any]) -> tuple[str | None, str | None]:
 class _Walker:
     """Fills record fields from a dissected packet, outer headers first."""
 
-    def __init__(self, packet: Packet, fields: dict[str, Any], notes: list[str], tunnels: TunnelPorts) -> None:
+    def __init__(self, packet: Packet, fields: dict[str, Any], notes: list[str]) -> None:
         self.packet = packet
         self.fields = fields
         self.notes = notes
-        self.tunnels = tunnels
 
     def walk(self) -> None:
         outer = self._link(self.packet, outer=True)

@@ -12,7 +12,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from flannelcap.packets.records import PacketRecord
-from flannelcap.packets.tunnels import ENCAP_CODES, ENCAP_NAMES, TunnelPorts
+from flannelcap.packets.tunnels import ENCAP_CODES, ENCAP_NAMES, IPIP_PROTOCOLS, TunnelPorts
 
 
 @dataclass(slots=True)
@@ -49,14 +49,13 @@ class CaptureSummary:
         """Count one record (``tunnels``: the port rules it was decoded with)."""
         self.packets += 1
         if record.is_tunnel and record.encap in ENCAP_CODES:
-            key = rule_of(
-                tunnels or TunnelPorts.of(),
-                np.array([ENCAP_CODES[record.encap]]),
-                np.array([record.outer_src_port if record.outer_src_port is not None else -1]),
-                np.array([record.outer_dst_port if record.outer_dst_port is not None else -1]),
-                np.array([4 if record.outer_proto == "ipip" else 41 if record.outer_proto == "ipv6" else 17]),
-            )[0]
-            self.tunnel_rules[rule_text(int(key))] += 1
+            if record.encap == "ipip":
+                port = 1 << 16 | next(n for n, name in IPIP_PROTOCOLS.items() if name == record.outer_proto)
+            elif record.outer_dst_port is not None and record.outer_dst_port in (tunnels or TunnelPorts.of()).by_port:
+                port = record.outer_dst_port
+            else:
+                port = record.outer_src_port or 0
+            self.tunnel_rules[rule_text(ENCAP_CODES[record.encap] << 32 | port)] += 1
         if record.is_vxlan:
             self.vxlan_by_vni[record.vni or 0] += 1
         else:
