@@ -13,7 +13,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -249,14 +249,18 @@ def tcpdump(lab: Lab, node: str, interface: str, output: Path, link_type: str | 
         run.dropped_by_kernel = counts.get("dropped by kernel", run.dropped_by_kernel)
 
 
-def snapshot_tables(lab: Lab, directory: Path) -> None:
-    """Write every node's and pod's tables, and the kubectl JSON, under ``directory``."""
+def snapshot_tables(
+    lab: Lab, directory: Path, node_commands: Mapping[str, Sequence[str]] = NODE_TABLE_COMMANDS, subnet: bool = True
+) -> None:
+    """Write every node's tables (file name → command; and flanneld's subnet.env where
+    ``subnet``), every pod's, and the kubectl JSON, under ``directory``."""
     for node in lab.plan.nodes:
         node_dir = directory / node.name
         node_dir.mkdir(parents=True, exist_ok=True)
-        for filename, argv in NODE_TABLE_COMMANDS.items():
+        for filename, argv in node_commands.items():
             (node_dir / filename).write_text(lab.output(node.name, argv))
-        (node_dir / NODE_TABLES["subnet"].stem).write_text(subnet_env(node))
+        if subnet:
+            (node_dir / NODE_TABLES["subnet"].stem).write_text(subnet_env(node))
     for pod in lab.plan.pods:
         pod_dir = directory / "pods" / pod.name
         pod_dir.mkdir(parents=True, exist_ok=True)

@@ -18,8 +18,8 @@ from flannelcap._errors import LabError
 from flannelcap.lab._backends import built_with
 from flannelcap.lab._backends_plan import BACKENDS, backend, net_conf
 from flannelcap.lab._lab import Lab, check_prerequisites
-from flannelcap.lab._plan import CLUSTER_CIDR, LabSpec, calicoctl_nodes, kubectl_nodes, kubectl_pods, subnet_env
-from flannelcap.lab._record import tcpdump
+from flannelcap.lab._plan import CLUSTER_CIDR, LabSpec, calicoctl_nodes
+from flannelcap.lab._record import snapshot_tables, tcpdump
 
 CLIENT, SERVER = "busybox", "nginx"
 
@@ -44,21 +44,11 @@ def _node_tables(device: str | None, kernel_vxlan: bool) -> dict[str, list[str]]
 
 
 def snapshot_backend_tables(lab: Lab, directory: Path) -> None:
-    """Every node's tables for the lab's backend, the pods' addresses and the kubectl JSON."""
+    """What ``snapshot_tables`` writes, with the node tables of the lab's backend, and
+    flannel's net-conf.json or Calico's Node resources."""
     chosen = backend(lab.plan.backend)
-    for node in lab.plan.nodes:
-        node_dir = directory / node.name
-        node_dir.mkdir(parents=True, exist_ok=True)
-        for filename, argv in _node_tables(chosen.device, chosen.kernel_type == "vxlan").items():
-            (node_dir / filename).write_text(lab.output(node.name, argv))
-        if chosen.flannel_type is not None:
-            (node_dir / "subnet.env").write_text(subnet_env(node))
-    for pod in lab.plan.pods:
-        pod_dir = directory / "pods" / pod.name
-        pod_dir.mkdir(parents=True, exist_ok=True)
-        (pod_dir / "ip-addr.json").write_text(lab.output(pod.name, ["ip", "-j", "addr"]))
-    (directory / "kubectl-get-nodes.json").write_text(json.dumps(kubectl_nodes(lab.plan), indent=2) + "\n")
-    (directory / "kubectl-get-pods.json").write_text(json.dumps(kubectl_pods(lab.plan), indent=2) + "\n")
+    node_tables = _node_tables(chosen.device, chosen.kernel_type == "vxlan")
+    snapshot_tables(lab, directory, node_tables, subnet=chosen.flannel_type is not None)
     if chosen.name == "calico-vxlan":  # Calico's Node resources: addresses and VTEP MACs
         (directory / "calicoctl-get-nodes.json").write_text(json.dumps(calicoctl_nodes(lab.plan), indent=2) + "\n")
     conf = net_conf(chosen, CLUSTER_CIDR)
