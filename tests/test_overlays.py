@@ -218,3 +218,11 @@ def test_the_kernels_tunnel_numbers_are_the_tables() -> None:
     assert named == ENCAP_NAMES
     kinds = numbered("ON_VXLAN")
     assert {name.removeprefix("ON_").lower().replace("_", "-"): code for name, code in kinds.items()} == UDP_KINDS
+
+
+def test_rules_given_in_python_are_checked_too() -> None:
+    path = TCPDUMP / "geneve.pcap"
+    for bad, said in ((("gre", 47),), "the kind is one of"), ((("geneve", 70000),), "not a UDP port"):
+        with pytest.raises(BadArgument, match=said):
+            read(path, tunnel_ports=list(bad))
+    assert read(path, tunnel_ports=[("geneve", 6081)]).packets["encap"].astype(str).unique().tolist() == ["geneve"]

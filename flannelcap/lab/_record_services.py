@@ -8,6 +8,7 @@ request) goes into the manifest, read from the response bodies.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import shutil
@@ -229,6 +230,8 @@ def _h2_requests(lab: Lab, log: ClientLog, facts: dict[str, object]) -> None:
     for ``/``, ``/`` and ``/missing`` on one connection (the later requests' headers come from
     the HPACK dynamic table), then ``curl --http2-prior-knowledge`` makes a gRPC call (POST,
     ``content-type: application/grpc``, one message; answered with trailers ``grpc-status: 0``)."""
+    if importlib.util.find_spec("h2") is None:
+        raise LabError("the h2 scenario's server and client need the h2 library: pip install 'flannelcap[lab]'")
     server = lab.plan.pod("nginx")
     argv = ["flannelcap.lab._h2_server", "serve", server.ip, str(H2_PORT), server.name]
     lab.start_server(server, argv, H2_PORT, "h2")

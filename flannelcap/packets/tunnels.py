@@ -53,11 +53,15 @@ class TunnelPorts(NamedTuple):
     @staticmethod
     def of(vxlan_ports: Iterable[int] = DEFAULT_VXLAN_PORTS, extra: Iterable[tuple[str, int]] = ()) -> TunnelPorts:
         """The defaults of every kind but VXLAN, VXLAN on ``vxlan_ports``, then the ``extra``
-        rules (a later rule for a port replaces an earlier one)."""
+        rules (a later rule for a port replaces an earlier one).
+
+        Raises:
+            BadArgument: a rule of ``extra`` has an unknown kind or is not a UDP port.
+        """
         by_port = {port: kind for kind, ports in DEFAULT_PORTS.items() if kind != "vxlan" for port in ports}
         by_port |= dict.fromkeys(vxlan_ports, "vxlan")
         for kind, port in extra:
-            by_port[port] = kind
+            by_port[port] = tunnel_port(f"{kind}:{port}")[0]  # checked as --tunnel-port KIND:PORT is
         return TunnelPorts(by_port)
 
     def kind(self, sport: int, dport: int) -> str | None:
