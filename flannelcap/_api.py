@@ -67,7 +67,7 @@ class Capture:
         """The node the capture was taken on, where given or its file name says (else None)."""
         frame = FrameBuilder(source.columns)
         for batch in source:
-            frame.add(batch)
+            frame.add(batch, source.frames_expected)
         self.packets: pd.DataFrame = frame.frame()
         """One row per packet, columns in the field vocabulary (as ``decode --json``) and
         ``src_ip``/``dst_ip`` (the innermost addresses). Integers are nullable pandas integers

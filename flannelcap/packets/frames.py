@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from flannelcap.packets.columns import ColumnBatch, Columns, Labels
 from flannelcap.packets.fields import BY_NAME, DERIVED, FIELD_NAMES, FIELDS, Field
+from flannelcap.packets.growing import Growing, zeros
 from flannelcap.packets.kernel import NONE
 from flannelcap.packets.records import PacketRecord
 from flannelcap.packets.text import TextColumn
@@ -111,34 +112,79 @@ class FrameBuilder:
     """Collects the columns of consecutive batches and makes one DataFrame of them at the end:
     labels become pandas Categoricals over the labels of the whole capture (codes stay valid as
     labels are added), text columns Arrow-backed strings, integers nullable pandas integers of
-    the field's width, notes tuples."""
+    the field's width, notes tuples. Values and masks go straight into buffers that grow in
+    place (``growing``), which the DataFrame's columns then are: nothing is joined at the end,
+    and a column missing in a batch writes only its mask."""
 
     def __init__(self, columns: Columns) -> None:
         self.columns = columns
-        self._parts: dict[str, list[Any]] = {name: [] for name in (*FIELD_NAMES, *DERIVED)}
-        self._notes: dict[int, tuple[str, ...]] = {}
         self.rows = 0
-
-    def add(self, batch: ColumnBatch) -> None:
-        """Keep a batch's columns (integers narrowed to their field's width)."""
+        self._room = 0
+        self._values: dict[str, Growing] = {}
+        self._missing: dict[str, Growing] = {}
+        self._texts: dict[str, list[TextColumn | int]] = {}
+        self._notes: dict[int, tuple[str, ...]] = {}
         for f in FIELDS:
-            if f.kind == "int":
-                self._parts[f.name].append(batch.ints[f.name].astype(f"int{f.width}"))
-            elif f.kind == "float":
-                self._parts[f.name].append(batch.floats[f.name])
-            elif f.kind == "bool":
-                self._parts[f.name].append(batch.bools[f.name])
-            elif f.kind == "flag":
-                self._parts[f.name].append(batch.flags[f.name])
+            if f.kind in ("int", "flag"):
+                self._values[f.name] = Growing(f"int{f.width}" if f.kind == "int" else np.bool_)
+                self._missing[f.name] = Growing(np.bool_)
+            elif f.kind in ("float", "bool"):
+                self._values[f.name] = Growing(np.float64 if f.kind == "float" else np.bool_)
             elif f.kind == "label":
-                self._parts[f.name].append(_narrow(batch.codes[f.name], len(self.columns.labels[f.name].texts)))
+                self._values[f.name] = Growing(np.int8)
             elif f.kind == "text":
-                self._parts[f.name].append(batch.texts[f.name])
+                self._texts[f.name] = []
+        for name in DERIVED:
+            self._values[name] = Growing(np.int8)
+
+    def add(self, batch: ColumnBatch, rows_expected: int | None = None) -> None:
+        """Add a batch's columns (integers narrowed to their field's width); ``rows_expected``:
+        how many rows the whole capture is likely to have, if known (room is made for them)."""
+        n = batch.n
+        if rows_expected is not None and rows_expected > self._room:
+            self._room = rows_expected
+            for buffer in (*self._values.values(), *self._missing.values()):
+                buffer.expect(rows_expected)
+        for f in FIELDS:
+            name = f.name
+            if f.kind == "int":
+                values = batch.ints[name]
+                missing = values == NONE
+                self._missing[name].append(missing)
+                if missing.all():
+                    self._values[name].skip(n)
+                else:
+                    self._values[name].append(values)
+            elif f.kind == "flag":
+                flags = batch.flags[name]
+                missing = flags < 0
+                self._missing[name].append(missing)
+                if missing.all():
+                    self._values[name].skip(n)
+                else:
+                    self._values[name].append(flags == 1)
+            elif f.kind == "float":
+                self._values[name].append(batch.floats[name])
+            elif f.kind == "bool":
+                self._values[name].append(batch.bools[name])
+            elif f.kind == "label":
+                self._add_codes(name, batch.codes[name])
+            elif f.kind == "text":
+                column = batch.texts[name]
+                nothing = column.missing is not None and bool(column.missing.all())
+                self._texts[name].append(n if nothing else column)
             else:
                 self._notes.update({self.rows + row: notes for row, notes in batch.notes.items()})
         for name in DERIVED:
-            self._parts[name].append(_narrow(batch.codes[name], len(self.columns.labels[name].texts)))
-        self.rows += batch.n
+            self._add_codes(name, batch.codes[name])
+        self.rows += n
+
+    def _add_codes(self, name: str, codes: np.ndarray[Any, Any]) -> None:
+        column = self._values[name]
+        wide = _code_type(len(self.columns.labels[name].texts))
+        if wide.itemsize > column.dtype.itemsize:
+            column.widen(wide)
+        column.append(codes)
 
     def frame(self) -> pd.DataFrame:
         """The DataFrame of every batch added: the field vocabulary, then ``src_ip``/``dst_ip``."""
@@ -148,7 +194,6 @@ class FrameBuilder:
         for name in (*FIELD_NAMES, *DERIVED):
             f = BY_NAME.get(name)
             kind = f.kind if f is not None else "label"
-            parts = self._parts.pop(name)
             if kind == "notes":
                 none = np.empty(1, dtype=object)
                 none[0] = ()
@@ -157,35 +202,30 @@ class FrameBuilder:
                     notes[row] = value
                 data[name] = notes
             elif kind == "text":
-                chunks = [arrow_text(p) for p in parts]
+                chunks = [_missing_text(p) if isinstance(p, int) else arrow_text(p) for p in self._texts.pop(name)]
                 data[name] = pd.StringDtype("pyarrow").__from_arrow__(pa.chunked_array(chunks, pa.large_string()))
             elif kind == "label":
-                codes = np.concatenate(parts) if parts else np.empty(0, dtype=np.int32)
                 categories = pd.Index(self.columns.labels[name].texts, dtype=object)
-                data[name] = pd.Categorical.from_codes(codes, categories=categories)
+                data[name] = pd.Categorical.from_codes(self._values.pop(name).values, categories=categories)
+            elif kind == "int":
+                data[name] = pd.arrays.IntegerArray(self._values.pop(name).values, self._missing.pop(name).values)
+            elif kind == "flag":
+                data[name] = pd.arrays.BooleanArray(self._values.pop(name).values, self._missing.pop(name).values)
             else:
-                values = np.concatenate(parts) if parts else _no_rows(kind, f)
-                if kind == "int":
-                    data[name] = pd.arrays.IntegerArray(values, values == NONE)
-                elif kind == "flag":
-                    data[name] = pd.arrays.BooleanArray(values == 1, values < 0)
-                else:
-                    data[name] = values
-            del parts
+                data[name] = self._values.pop(name).values
         return pd.DataFrame(data, copy=False)
 
 
-def _no_rows(kind: str, field: Field | None) -> np.ndarray[Any, Any]:
-    """A column of a capture without packets, typed as that of one with packets."""
-    if kind == "int" and field is not None:
-        return np.empty(0, dtype=f"int{field.width}")
-    return np.empty(0, dtype={"float": np.float64, "bool": np.bool_, "flag": np.int8}.get(kind, np.int64))
+def _code_type(labels: int) -> np.dtype[Any]:
+    """The narrowest integers that hold codes of ``labels`` labels (as pandas picks them)."""
+    return np.dtype(np.int8 if labels < 127 else np.int16 if labels < 32767 else np.int32)
 
 
-def _narrow(codes: np.ndarray[Any, Any], labels: int) -> np.ndarray[Any, Any]:
-    """Codes in the narrowest integers that hold them (the batches' parts are joined at the end,
-    in the widest of them)."""
-    return codes.astype(np.int8 if labels < 127 else np.int16 if labels < 32767 else np.int32)
+def _missing_text(rows: int) -> pa.Array:
+    """``rows`` missing texts, their offsets and validity in shared zero pages (no memory of their own)."""
+    validity, offsets = zeros((rows + 7) // 8), zeros(8 * (rows + 1))
+    buffers = [pa.py_buffer(validity), pa.py_buffer(offsets), pa.py_buffer(b"")]
+    return pa.Array.from_buffers(pa.large_string(), rows, buffers)
 
 
 def arrow_text(column: TextColumn) -> pa.Array:

@@ -149,6 +149,11 @@ class PacketSource:
         """Link type of the capture's first interface."""
         return self.stream.linktype
 
+    @property
+    def frames_expected(self) -> int | None:
+        """For a capture file: its frames, as the part read so far predicts them (else None)."""
+        return self.stream.frames_expected
+
     def __iter__(self) -> Iterator[ColumnBatch]:
         self._started = True
         for batch in read_ahead(self.stream.batches()):

@@ -144,6 +144,8 @@ class FastStream:
             warnings.warn(f"{_kernel.UNAVAILABLE}; decoding every packet with Scapy", RuntimeWarning, stacklevel=2)
         self.problem: str | None = None
         self.fallback_frames = 0
+        self.frames_expected: int | None = None
+        """For a capture file read piece by piece: its frames, as the part read so far predicts them."""
         self._decoder: Decoder | None = None  # Scapy, for the frames the fast path leaves
         self._directions = np.full((1 << 12, _kernel.HTTP_STATE), NONE, dtype=np.int64)  # the HTTP search's
         self._direction_count = 0
@@ -246,8 +248,10 @@ class FastStream:
                 time_ns = seconds * 1_000_000_000 + fraction * unit_ns
                 yield _Frames(buf, start, caplen, wire, time_ns, np.zeros(count, np.int64), linktype, numbers)
                 number += count
-            if self.progress and total is not None:
-                self.progress(done, total)
+            if total is not None:
+                self.frames_expected = _expected(number, done, total)
+                if self.progress:
+                    self.progress(done, total)
             if self.problem:
                 return
             kept = size - stop
@@ -511,3 +515,11 @@ def _cut_short(tail: bytes, order: str, number: int) -> str:
 def key_str(key: tuple[int, int, int, int]) -> tuple[str, int, str, int]:
     """The reassembler's key (addresses as text) for an integer key."""
     return ip_text(key[0]), key[1], ip_text(key[2]), key[3]
+
+
+def _expected(frames: int, done: int, total: int) -> int:
+    """The frames of a file of ``total`` bytes in which the first ``done`` held ``frames`` (at
+    most one per 16-byte record header left)."""
+    if done <= 0:
+        return frames
+    return frames + min(int(frames * (total - done) / done * 1.05) + 1, max(total - done, 0) // 16)
