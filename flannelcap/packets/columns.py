@@ -231,9 +231,50 @@ class Batch:
     dns: Payloads = field(default_factory=Payloads.empty)
     tls: Payloads = field(default_factory=Payloads.empty)
     h2: dict[int, H2Segment] = field(default_factory=dict)  # what each HTTP/2 segment completes
+    _by_field: Int | None = field(default=None, repr=False, compare=False)
+    _head_parts: Int | None = field(default=None, repr=False, compare=False)
+    _dns_parts: tuple[Int, bytes] | None = field(default=None, repr=False, compare=False)
+    _tls_parts: tuple[Int, bytes] | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.number)
+
+    def prepare(self) -> Batch:
+        """Do now the work on the batch that needs nothing of ``Columns`` (called where batches
+        are made: the reading thread, while the caller makes the previous batch's columns)."""
+        self.by_field()
+        if len(self.heads.rows):
+            self.head_parts()
+        if len(self.dns.rows):
+            self.dns_parts()
+        if len(self.tls.rows):
+            self.tls_parts()
+        return self
+
+    def by_field(self) -> Int:
+        """The kernel's rows field-major: each field's column contiguous (one transposing copy;
+        strided copies of each cost more)."""
+        if self._by_field is None:
+            self._by_field = np.ascontiguousarray(self.rows.T)
+        return self._by_field
+
+    def head_parts(self) -> Int:
+        """``kernel.http_parts`` of the HTTP heads."""
+        if self._head_parts is None:
+            self._head_parts = _kernel.http_parts(self.heads.blob, self.heads.offsets, self.heads.kinds)
+        return self._head_parts
+
+    def dns_parts(self) -> tuple[Int, bytes]:
+        """``kernel.dns_parts`` of the DNS messages."""
+        if self._dns_parts is None:
+            self._dns_parts = _kernel.dns_parts(self.dns.blob, self.dns.offsets)
+        return self._dns_parts
+
+    def tls_parts(self) -> tuple[Int, bytes]:
+        """``kernel.tls_parts`` of the TLS hellos."""
+        if self._tls_parts is None:
+            self._tls_parts = _kernel.tls_parts(self.tls.blob, self.tls.offsets)
+        return self._tls_parts
 
 
 @dataclass(slots=True)
@@ -293,6 +334,8 @@ class Columns:
         self._first_seen = np.empty(0, dtype=np.int64)
         self._other_info = InfoFormatter()  # TCP over IPv6 (Scapy's rows only): its own ISNs
         self._relabels: dict[str, _Relabel] = {}
+        self._codes_by_bytes: dict[str, dict[bytes, int]] = {}
+        self._qtype_codes = np.full(1 << 16, -2, dtype=np.int32)  # a DNS type's code (-2: not yet labelled)
         self._subnet_owners = Labels()
         for side in ("src", "dst"):
             for layer in ("inner", "outer"):
@@ -334,8 +377,7 @@ class Columns:
         out.floats["time"] = seconds(batch.time_ns)
         out.floats["rel_time"] = seconds(batch.time_ns - (self.first_ns or 0))  # the exact difference, rounded once
         out.ints.update(number=batch.number, cap_len=batch.cap_len, wire_len=batch.wire_len, interface=batch.interface)
-        # One transposing copy: each kernel field's column contiguous (39 strided copies cost more).
-        by_field = np.ascontiguousarray(batch.rows.T)  # the builder fills every row (NONE where not decoded)
+        by_field = batch.by_field()  # the builder fills every row (NONE where not decoded)
         for index, f in enumerate(f for f in FIELDS if f.kernel):
             column = by_field[index]
             if f.kind == "label":
@@ -417,7 +459,7 @@ class Columns:
         path_data = b""
         heads = batch.heads
         if len(heads.rows):
-            parts = _kernel.http_parts(heads.blob, heads.offsets, heads.kinds)
+            parts = batch.head_parts()
             blob = np.frombuffer(heads.blob, dtype=np.uint8)
             starts = heads.offsets[:-1]
             texts = {}
@@ -481,7 +523,7 @@ class Columns:
         arena = np.zeros(0, dtype=np.uint8)
         messages = batch.dns
         if len(messages.rows):
-            parts, text = _kernel.dns_parts(messages.blob, messages.offsets)
+            parts, text = batch.dns_parts()
             dns = parts[:, 0] >= 0
             rows, parts = messages.rows[dns], parts[dns]
             flags = parts[:, 1]
@@ -491,15 +533,19 @@ class Columns:
             response[rows] = (flags >> 15) & 1
             arena = np.frombuffer(text, dtype=np.uint8)
             has_type = parts[:, 4] >= 0
-            labels = self.labels["dns_qtype"]
-            types = {t: labels.code(type_name(t)) for t in np.unique(parts[has_type, 4]).tolist()}
-            qtype[rows[has_type]] = [types[t] for t in parts[has_type, 4].tolist()]
-            names = _slices(arena, np.zeros(len(rows), dtype=np.int64), parts[:, 6], parts[:, 7])
+            types = parts[has_type, 4]
+            unlabelled = self._qtype_codes[types] == -2
+            if unlabelled.any():
+                for new in np.unique(types[unlabelled]).tolist():
+                    self._qtype_codes[new] = self.labels["dns_qtype"].code(type_name(new))
+            qtype[rows[has_type]] = self._qtype_codes[types]
             if (arena >= 0x80).any():  # latin-1 names: decoded as the Python parser does
                 names = TextColumn.of(
                     [None if a < 0 else text[a:b].decode("latin-1") for a, b in parts[:, 6:8].tolist()]
                 )
-            qname[rows] = self._codes_of("dns_qname", names)
+                qname[rows] = self._codes_of("dns_qname", names)
+            else:
+                qname[rows] = self._codes_of_ranges("dns_qname", text, parts[:, 6].copy(), parts[:, 7])
             for name, column in (("dns_addresses", 8), ("dns_cnames", 10)):
                 at[name][rows], to[name][rows] = parts[:, column], parts[:, column + 1]
         texts = {
@@ -539,7 +585,7 @@ class Columns:
         cipher = np.full(n, NONE, dtype=np.int64)
         hellos = batch.tls
         if len(hellos.rows):
-            parts, text = _kernel.tls_parts(hellos.blob, hellos.offsets)
+            parts, text = batch.tls_parts()
             found = parts[:, 0] >= 0
             rows, parts = hellos.rows[found], parts[found]
             cipher[rows] = parts[:, 2]
@@ -566,9 +612,21 @@ class Columns:
         at, to = offsets[:-1].copy(), offsets[1:]
         if column.missing is not None:
             at[column.missing] = -1
-        ids, first = _kernel.dedupe(column.texts.data, at, to)
-        labels, data = self.labels[name], column.texts.data
-        mapping = np.array([labels.code(data[at[i] : to[i]].decode()) for i in first.tolist()], dtype=np.int32)
+        return self._codes_of_ranges(name, column.texts.data, at, to)
+
+    def _codes_of_ranges(self, name: str, data: bytes, at: Int, to: Int) -> Codes:
+        """Codes in ``labels[name]`` for the UTF-8 texts ``data[at[i]:to[i]]`` (-1 where ``at``
+        is -1), each distinct text looked up once."""
+        ids, first = _kernel.dedupe(data, at, to)
+        labels = self.labels[name]
+        known = self._codes_by_bytes.setdefault(name, {})  # each text decoded once per capture, not per batch
+        mapping = np.empty(len(first), dtype=np.int32)
+        for i, (a, z) in enumerate(zip(at[first].tolist(), to[first].tolist(), strict=True)):
+            key = data[a:z]
+            code = known.get(key)
+            if code is None:
+                code = known[key] = labels.code(key.decode())
+            mapping[i] = code
         return _through(mapping, ids)
 
     def _heads_in_python(self, heads: Heads, texts: dict[str, TextColumn], parts: Int) -> None:
@@ -776,7 +834,13 @@ _HEX_IDS: list[Texts] = []
 def _hex_ids() -> Texts:
     """``0x0000`` … ``0xffff``, made once, when a DNS message is first shown."""
     if not _HEX_IDS:
-        _HEX_IDS.append(Texts.of([f"0x{i:04x}" for i in range(1 << 16)]))
+        ids = np.arange(1 << 16)
+        text = np.empty((1 << 16, 6), dtype=np.uint8)
+        text[:, 0], text[:, 1] = ord("0"), ord("x")
+        digits = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+        for place in range(4):
+            text[:, 2 + place] = digits[(ids >> (12 - 4 * place)) & 0xF]
+        _HEX_IDS.append(Texts(np.arange(0, 6 * (len(ids) + 1), 6, dtype=np.int64), text.tobytes()))
     return _HEX_IDS[0]
 
 

@@ -156,7 +156,7 @@ class PacketSource:
 
     def __iter__(self) -> Iterator[ColumnBatch]:
         self._started = True
-        for batch in read_ahead(self.stream.batches()):
+        for batch in read_ahead(self.stream.batches(prepared=True)):
             self._counter.add(batch)
             yield self.columns.make(batch)
 

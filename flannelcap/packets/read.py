@@ -166,11 +166,12 @@ class FastStream:
 
     # -- frames into batches -----------------------------------------------------------
 
-    def batches(self) -> Iterator[Batch]:
-        """Decoded batches, in capture order."""
+    def batches(self, prepared: bool = False) -> Iterator[Batch]:
+        """Decoded batches, in capture order; ``prepared``: with ``Batch.prepare`` done (here, in
+        the thread that reads), for a caller that makes their columns."""
         for step in self._decoded_pieces():
             if isinstance(step, _Filling):
-                yield step.batch()
+                yield step.batch().prepare() if prepared else step.batch()
             else:
                 self._finish(*step)
 
