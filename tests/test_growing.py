@@ -1,10 +1,14 @@
-"""The DataFrame's column buffers (``packets.growing``) and the row estimate that sizes them."""
+"""The DataFrame's column buffers (``packets.growing``), the row estimate that sizes them, and the
+split of a batch's integers into their data and mask (``kernel.split_missing``)."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from flannelcap.packets import kernel
 from flannelcap.packets.growing import Growing, zeros
+from flannelcap.packets.kernel import NONE
 from flannelcap.packets.read import _expected
 
 
@@ -52,3 +56,26 @@ def test_the_row_estimate_scales_what_was_read_and_is_bounded_by_record_headers(
     assert _expected(1000, 1_000_000, 1_000_000) == 1000  # all read: no more
     assert _expected(0, 0, 1_000_000) == 0
     assert _expected(10_000, 16_000, 32_000) == 10_000 + 16_000 // 16  # no more than one per 16 bytes left
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize("width", [8, 16, 32, 64])
+def test_values_split_into_data_and_mask_leave_missing_rows_unwritten(
+    compiled: bool, width: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not compiled:
+        monkeypatch.setattr(kernel, "AVAILABLE", False)
+    values = np.array([5, NONE, -3, NONE, 127], dtype=np.int64)
+    data = np.full(5, 99, dtype=f"int{width}")
+    mask = np.zeros(5, dtype=np.bool_)
+    assert kernel.split_missing(values, data, mask) == 3
+    assert mask.tolist() == [False, True, False, True, False]
+    assert data.tolist() == [5, 99, -3, 99, 127]
+
+
+def test_a_data_buffer_too_short_or_of_floats_is_refused() -> None:
+    values = np.zeros(4, dtype=np.int64)
+    with pytest.raises(ValueError, match="as many integers"):
+        kernel.split_missing(values, np.zeros(3, dtype=np.int32), np.zeros(4, dtype=np.bool_))
+    with pytest.raises(ValueError, match="mask"):
+        kernel.split_missing(values, np.zeros(4, dtype=np.int32), np.zeros(2, dtype=np.bool_))

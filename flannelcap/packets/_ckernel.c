@@ -2009,6 +2009,59 @@ static PyObject *py_dedupe(PyObject *self, PyObject *args) {
     return release(all, 5, result);
 }
 
+/* Each value into a mask (1 where it is NONE, missing) and, where present, into data of `width`
+   bytes: a missing value's row of data is not written (pages of missing rows stay untouched). */
+#define SPLIT_MISSING(TYPE)                                                                                            \
+    for (Py_ssize_t i = 0; i < n; i++) {                                                                               \
+        int missing = values[i] == NONE;                                                                               \
+        mask[i] = (uint8_t)missing;                                                                                    \
+        if (!missing) {                                                                                                \
+            ((TYPE *)data)[i] = (TYPE)values[i];                                                                       \
+            present++;                                                                                                 \
+        }                                                                                                              \
+    }
+
+static Py_ssize_t split_missing(const int64_t *values, Py_ssize_t n, void *data, int width, uint8_t *mask) {
+    Py_ssize_t present = 0;
+    switch (width) {
+    case 1:
+        SPLIT_MISSING(int8_t);
+        break;
+    case 2:
+        SPLIT_MISSING(int16_t);
+        break;
+    case 4:
+        SPLIT_MISSING(int32_t);
+        break;
+    default:
+        SPLIT_MISSING(int64_t);
+    }
+    return present;
+}
+
+static PyObject *py_split_missing(PyObject *self, PyObject *args) {
+    Py_buffer values, data, mask;
+    if (!PyArg_ParseTuple(args, "y*w*w*", &values, &data, &mask))
+        return NULL;
+    Py_buffer *all[] = {&values, &data, &mask};
+    Py_ssize_t n = values.len / 8;
+    int width = (int)data.itemsize;
+    int ok = check(&values, "values", 8, n) && check(&mask, "mask", 1, n);
+    if (ok && ((width != 1 && width != 2 && width != 4 && width != 8) || data.len / width < n)) {
+        PyErr_SetString(PyExc_ValueError, "data: need as many integers of 1, 2, 4 or 8 bytes as values");
+        ok = 0;
+    }
+    PyObject *result = NULL;
+    if (ok) {
+        Py_ssize_t present;
+        Py_BEGIN_ALLOW_THREADS;
+        present = split_missing(values.buf, n, data.buf, width, mask.buf);
+        Py_END_ALLOW_THREADS;
+        result = PyLong_FromSsize_t(present);
+    }
+    return release(all, 3, result);
+}
+
 static PyMethodDef METHODS[] = {
     {"walk_pcap", py_walk_pcap, METH_VARARGS, "Walk the pcap records of a piece (see _kernel.walk_pcap)."},
     {"decode_frames", py_decode_frames, METH_VARARGS, "Decode frames into rows (see _kernel.decode_frames)."},
@@ -2023,6 +2076,7 @@ static PyMethodDef METHODS[] = {
     {"http_parts", py_http_parts, METH_VARARGS, "Split HTTP heads into their parts (see _kernel.http_parts)."},
     {"dns_parts", py_dns_parts, METH_VARARGS, "Split DNS messages into their parts (see _kernel.dns_parts)."},
     {"tls_parts", py_tls_parts, METH_VARARGS, "Split TLS hellos into their parts (see _kernel.tls_parts)."},
+    {"split_missing", py_split_missing, METH_VARARGS, "Values into data and a mask (see _kernel.split_missing)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -211,6 +211,62 @@ def _joined_blobs(blobs: list[bytes], offsets: list[Int]) -> tuple[bytes, Int]:
 
 
 @dataclass(slots=True)
+class DnsFields:
+    """What the compiled parse of a batch's DNS messages gives, before labels: the integer
+    columns (``NONE`` where not DNS), ``dns_response`` (-1, 0, 1), the answers' addresses and
+    CNAMEs as text columns; for the rows with a message (``rows``), the question's type (-1
+    if none) and where its name lies in ``text`` (from, to; -1 if none). ``latin``: some text
+    is not ASCII (names then decoded as latin-1, as the Python parser does)."""
+
+    ints: dict[str, Int]
+    response: NDArray[np.int8]
+    texts: dict[str, TextColumn]
+    rows: Int
+    types: Int
+    names: Int
+    text: bytes
+    latin: bool
+
+    @staticmethod
+    def of(n: int, messages: Payloads) -> DnsFields:
+        """The fields of a batch of ``n`` rows with DNS ``messages``."""
+        ints = {name: np.full(n, NONE, dtype=np.int64) for name in _DNS_INTS}
+        response = np.full(n, -1, dtype=np.int8)
+        at = {name: np.full(n, -1, dtype=np.int64) for name in _DNS_TEXTS}
+        to = {name: np.zeros(n, dtype=np.int64) for name in _DNS_TEXTS}
+        rows, parts, text = np.empty(0, dtype=np.int64), np.empty((0, _kernel.DNS_PARTS), dtype=np.int64), b""
+        if len(messages.rows):
+            parts, text = _kernel.dns_parts(messages.blob, messages.offsets)
+            dns = parts[:, 0] >= 0
+            rows, parts = messages.rows[dns], parts[dns]
+            flags = parts[:, 1]
+            ints["dns_id"][rows], ints["dns_flags"][rows], ints["dns_answers"][rows] = parts[:, 0], flags, parts[:, 3]
+            ints["dns_opcode"][rows], ints["dns_rcode"][rows] = (flags >> 11) & 0xF, flags & 0xF
+            ints["dns_ttl"][rows] = parts[:, 5]
+            response[rows] = (flags >> 15) & 1
+            for name, column in zip(_DNS_TEXTS, (8, 10), strict=True):
+                at[name][rows], to[name][rows] = parts[:, column], parts[:, column + 1]
+        arena = np.frombuffer(text, dtype=np.uint8)
+        latin = bool((arena >= 0x80).any())
+        if latin:
+            texts = {
+                name: TextColumn.of(
+                    [
+                        None if a < 0 else text[a:b].decode("latin-1")
+                        for a, b in zip(at[name].tolist(), to[name].tolist(), strict=True)
+                    ]
+                )
+                for name in _DNS_TEXTS
+            }
+        else:
+            texts = {
+                name: _slices(arena, np.zeros(n, dtype=np.int64), at[name], np.where(at[name] >= 0, to[name], 0))
+                for name in _DNS_TEXTS
+            }
+        return DnsFields(ints, response, texts, rows, parts[:, 4].copy(), parts[:, 6:8].copy(), text, latin)
+
+
+@dataclass(slots=True)
 class Batch:
     """Up to a few tens of thousands of consecutive frames of one link type, decoded: the
     kernel's rows (``values``, one column per kernel field; ``fallback`` marks the rows the
@@ -233,7 +289,7 @@ class Batch:
     h2: dict[int, H2Segment] = field(default_factory=dict)  # what each HTTP/2 segment completes
     _by_field: Int | None = field(default=None, repr=False, compare=False)
     _head_parts: Int | None = field(default=None, repr=False, compare=False)
-    _dns_parts: tuple[Int, bytes] | None = field(default=None, repr=False, compare=False)
+    _dns_fields: DnsFields | None = field(default=None, repr=False, compare=False)
     _tls_parts: tuple[Int, bytes] | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
@@ -245,8 +301,7 @@ class Batch:
         self.by_field()
         if len(self.heads.rows):
             self.head_parts()
-        if len(self.dns.rows):
-            self.dns_parts()
+        self.dns_fields()
         if len(self.tls.rows):
             self.tls_parts()
         return self
@@ -264,11 +319,11 @@ class Batch:
             self._head_parts = _kernel.http_parts(self.heads.blob, self.heads.offsets, self.heads.kinds)
         return self._head_parts
 
-    def dns_parts(self) -> tuple[Int, bytes]:
-        """``kernel.dns_parts`` of the DNS messages."""
-        if self._dns_parts is None:
-            self._dns_parts = _kernel.dns_parts(self.dns.blob, self.dns.offsets)
-        return self._dns_parts
+    def dns_fields(self) -> DnsFields:
+        """The DNS columns the compiled parse of the DNS messages gives (before labels)."""
+        if self._dns_fields is None:
+            self._dns_fields = DnsFields.of(len(self), self.dns)
+        return self._dns_fields
 
     def tls_parts(self) -> tuple[Int, bytes]:
         """``kernel.tls_parts`` of the TLS hellos."""
@@ -511,56 +566,32 @@ class Columns:
     # -- DNS ----------------------------------------------------------------------------
 
     def _dns(self, batch: Batch, out: ColumnBatch) -> None:
-        """The DNS columns: the compiled parse of the kernel's messages, then the Scapy
-        decoder's rows as its records have them."""
+        """The DNS columns: the compiled parse of the kernel's messages (made in the reading
+        thread, ``DnsFields``), labelled here, then the Scapy decoder's rows as its records
+        have them."""
         n = out.n
-        ints = {name: np.full(n, NONE, dtype=np.int64) for name in _DNS_INTS}
-        response = np.full(n, -1, dtype=np.int8)
+        found = batch.dns_fields()
+        ints, response, texts = found.ints, found.response, found.texts
         qname = np.full(n, -1, dtype=np.int32)
         qtype = np.full(n, -1, dtype=np.int32)
-        at = {name: np.full(n, -1, dtype=np.int64) for name in ("dns_addresses", "dns_cnames")}
-        to = {name: np.zeros(n, dtype=np.int64) for name in ("dns_addresses", "dns_cnames")}
-        arena = np.zeros(0, dtype=np.uint8)
-        messages = batch.dns
-        if len(messages.rows):
-            parts, text = batch.dns_parts()
-            dns = parts[:, 0] >= 0
-            rows, parts = messages.rows[dns], parts[dns]
-            flags = parts[:, 1]
-            ints["dns_id"][rows], ints["dns_flags"][rows], ints["dns_answers"][rows] = parts[:, 0], flags, parts[:, 3]
-            ints["dns_opcode"][rows], ints["dns_rcode"][rows] = (flags >> 11) & 0xF, flags & 0xF
-            ints["dns_ttl"][rows] = parts[:, 5]
-            response[rows] = (flags >> 15) & 1
-            arena = np.frombuffer(text, dtype=np.uint8)
-            has_type = parts[:, 4] >= 0
-            types = parts[has_type, 4]
+        if len(found.rows):
+            has_type = found.types >= 0
+            types = found.types[has_type]
             unlabelled = self._qtype_codes[types] == -2
             if unlabelled.any():
                 for new in np.unique(types[unlabelled]).tolist():
                     self._qtype_codes[new] = self.labels["dns_qtype"].code(type_name(new))
-            qtype[rows[has_type]] = self._qtype_codes[types]
-            if (arena >= 0x80).any():  # latin-1 names: decoded as the Python parser does
+            qtype[found.rows[has_type]] = self._qtype_codes[types]
+            if found.latin:  # latin-1 names: decoded as the Python parser does
                 names = TextColumn.of(
-                    [None if a < 0 else text[a:b].decode("latin-1") for a, b in parts[:, 6:8].tolist()]
+                    [None if a < 0 else found.text[a:b].decode("latin-1") for a, b in found.names.tolist()]
                 )
-                qname[rows] = self._codes_of("dns_qname", names)
+                qname[found.rows] = self._codes_of("dns_qname", names)
             else:
-                qname[rows] = self._codes_of_ranges("dns_qname", text, parts[:, 6].copy(), parts[:, 7])
-            for name, column in (("dns_addresses", 8), ("dns_cnames", 10)):
-                at[name][rows], to[name][rows] = parts[:, column], parts[:, column + 1]
-        texts = {
-            name: _slices(arena, np.zeros(n, dtype=np.int64), at[name], np.where(at[name] >= 0, to[name], 0))
-            for name in at
-        }
+                qname[found.rows] = self._codes_of_ranges("dns_qname", found.text, found.names[:, 0], found.names[:, 1])
         records = {row: r for row, r in batch.records.items() if r.dns_id is not None}
-        if (arena >= 0x80).any() or records:  # latin-1 text, or rows the Scapy decoder took: row by row
+        if records:  # rows the Scapy decoder took: row by row
             lists = {name: column.to_list() for name, column in texts.items()}
-            if (arena >= 0x80).any():
-                for name in lists:
-                    lists[name] = [
-                        None if a < 0 else bytes(arena[a:b]).decode("latin-1")
-                        for a, b in zip(at[name].tolist(), to[name].tolist(), strict=True)
-                    ]
             for row, record in records.items():
                 for name in _DNS_INTS:
                     value = getattr(record, name)
@@ -825,6 +856,7 @@ def _through(mapping: Codes, ids: NDArray[Any]) -> Codes:
 
 
 _DNS_INTS = ("dns_id", "dns_opcode", "dns_rcode", "dns_flags", "dns_answers", "dns_ttl")
+_DNS_TEXTS = ("dns_addresses", "dns_cnames")
 _TLS_LABELS = ("tls_handshake", "tls_version", "tls_sni", "tls_alpn")
 _DNS_OPERATIONS = Texts.of([dns_operation(op, bool(answer)) for op in range(16) for answer in (0, 1)])
 _RCODES = Texts.of([rcode_name(code) for code in range(16)])

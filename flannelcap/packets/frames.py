@@ -18,7 +18,7 @@ import pyarrow as pa
 from flannelcap.packets.columns import ColumnBatch, Columns, Labels
 from flannelcap.packets.fields import BY_NAME, DERIVED, FIELD_NAMES, FIELDS, Field
 from flannelcap.packets.growing import Growing, zeros
-from flannelcap.packets.kernel import NONE
+from flannelcap.packets.kernel import NONE, split_missing
 from flannelcap.packets.records import PacketRecord
 from flannelcap.packets.text import TextColumn
 
@@ -147,14 +147,8 @@ class FrameBuilder:
                 buffer.expect(rows_expected)
         for f in FIELDS:
             name = f.name
-            if f.kind == "int":
-                values = batch.ints[name]
-                missing = values == NONE
-                self._missing[name].append(missing)
-                if missing.all():
-                    self._values[name].skip(n)
-                else:
-                    self._values[name].append(values)
+            if f.kind == "int":  # rows of missing values leave the data's pages untouched
+                split_missing(batch.ints[name], self._values[name].reserve(n), self._missing[name].reserve(n))
             elif f.kind == "flag":
                 flags = batch.flags[name]
                 missing = flags < 0

@@ -263,6 +263,20 @@ def format_rows(
     return size
 
 
+def split_missing(values: Int, data: NDArray[Any], mask: NDArray[np.bool_]) -> int:
+    """Each of ``values`` into ``mask`` (True where it is ``NONE``) and, where present, into
+    ``data`` (integers of 1 to 8 bytes, as many as values): a missing value's row of ``data`` is
+    left as it was. Returns how many values are present."""
+    values = np.ascontiguousarray(values, dtype=np.int64)
+    if not AVAILABLE:
+        missing = values == NONE
+        mask[:] = missing
+        data[~missing] = values[~missing]
+        return int(len(values) - missing.sum())
+    present: int = _ckernel.split_missing(values, data, mask.view(np.uint8))
+    return present
+
+
 def dedupe(blob: bytes, at: Int, to: Int) -> tuple[Int, Int]:
     """Dense ids (in order of first sight) for the distinct byte strings ``blob[at[i]:to[i]]``
     (-1 where ``at[i]`` is -1), and the first row of each id."""
