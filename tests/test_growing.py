@@ -20,7 +20,7 @@ def _resident_mb() -> float:
 def test_values_survive_growth_widening_and_skipped_rows() -> None:
     column = Growing(np.int8)
     column.append(np.array([1, -1, 7], dtype=np.int64))
-    column.skip(5000)  # past the first buffer: it grows, the rows so far are moved
+    column.reserve(5000)  # left as zeros, past the first buffer: it grows, the rows so far are moved
     column.append(np.arange(3, dtype=np.int64))
     column.widen(np.int16)
     column.append(np.array([300], dtype=np.int64))
@@ -41,11 +41,22 @@ def test_room_made_ahead_keeps_the_rows_and_is_used_without_moving() -> None:
     assert column.values[:3].tolist() == [0.5, 1.5, 1.0] and len(column.values) == 2_000_002
 
 
+def test_a_column_never_missing_leaves_its_mask_untouched() -> None:
+    values, mask = Growing(np.int32), Growing(np.bool_)
+    values.expect(20_000_000), mask.expect(20_000_000)
+    before = _resident_mb()
+    for start in range(0, 20_000_000, 1_000_000):
+        kernel.split_missing(np.arange(start, start + 1_000_000), values.reserve(1_000_000), mask.reserve(1_000_000))
+    grown = _resident_mb() - before
+    assert 75 < grown < 95  # the 80 MB of data, not the 20 MB of mask
+    assert not mask.values.any() and values.values[-1] == 19_999_999
+
+
 def test_rows_never_written_take_no_memory() -> None:
     column = Growing(np.int64)
     before = _resident_mb()
     column.expect(20_000_000)  # 160 MB of room
-    column.skip(20_000_000)
+    column.reserve(20_000_000)
     shared = zeros(64_000_000)
     assert _resident_mb() - before < 20
     assert len(column.values) == 20_000_000 and len(shared) == 64_000_000 and not shared[-10:].any()
@@ -71,6 +82,10 @@ def test_values_split_into_data_and_mask_leave_missing_rows_unwritten(
     assert kernel.split_missing(values, data, mask) == 3
     assert mask.tolist() == [False, True, False, True, False]
     assert data.tolist() == [5, 99, -3, 99, 127]
+    # only what is missing is marked: a mask is not cleared where values are present
+    marked = np.ones(5, dtype=np.bool_)
+    kernel.split_missing(values, data, marked)
+    assert marked.all()
 
 
 def test_a_data_buffer_too_short_or_of_floats_is_refused() -> None:

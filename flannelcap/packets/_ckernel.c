@@ -2009,13 +2009,14 @@ static PyObject *py_dedupe(PyObject *self, PyObject *args) {
     return release(all, 5, result);
 }
 
-/* Each value into a mask (1 where it is NONE, missing) and, where present, into data of `width`
-   bytes: a missing value's row of data is not written (pages of missing rows stay untouched). */
+/* Each value where present into data of `width` bytes, and a 1 into the mask where it is NONE
+   (missing); nothing else is written: the rows of a fresh (zeroed) buffer that a column never
+   uses stay untouched pages, its data where missing, its mask where present. */
 #define SPLIT_MISSING(TYPE)                                                                                            \
     for (Py_ssize_t i = 0; i < n; i++) {                                                                               \
-        int missing = values[i] == NONE;                                                                               \
-        mask[i] = (uint8_t)missing;                                                                                    \
-        if (!missing) {                                                                                                \
+        if (values[i] == NONE)                                                                                         \
+            mask[i] = 1;                                                                                               \
+        else {                                                                                                         \
             ((TYPE *)data)[i] = (TYPE)values[i];                                                                       \
             present++;                                                                                                 \
         }                                                                                                              \

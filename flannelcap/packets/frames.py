@@ -149,14 +149,10 @@ class FrameBuilder:
             name = f.name
             if f.kind == "int":  # rows of missing values leave the data's pages untouched
                 split_missing(batch.ints[name], self._values[name].reserve(n), self._missing[name].reserve(n))
-            elif f.kind == "flag":
+            elif f.kind == "flag":  # only Trues written, as split_missing does
                 flags = batch.flags[name]
-                missing = flags < 0
-                self._missing[name].append(missing)
-                if missing.all():
-                    self._values[name].skip(n)
-                else:
-                    self._values[name].append(flags == 1)
+                self._missing[name].reserve(n)[flags < 0] = True
+                self._values[name].reserve(n)[flags == 1] = True
             elif f.kind == "float":
                 self._values[name].append(batch.floats[name])
             elif f.kind == "bool":

@@ -56,10 +56,6 @@ class Growing:
     def append(self, values: NDArray[Any]) -> None:
         self.reserve(len(values))[:] = values
 
-    def skip(self, rows: int) -> None:
-        """``rows`` rows left as zeros (their pages stay untouched)."""
-        self.reserve(rows)
-
     def widen(self, dtype: Any) -> None:
         """Hold the values in a wider integer type from now on (those so far converted)."""
         self._move(len(self._data), np.dtype(dtype))

@@ -264,13 +264,14 @@ def format_rows(
 
 
 def split_missing(values: Int, data: NDArray[Any], mask: NDArray[np.bool_]) -> int:
-    """Each of ``values`` into ``mask`` (True where it is ``NONE``) and, where present, into
-    ``data`` (integers of 1 to 8 bytes, as many as values): a missing value's row of ``data`` is
-    left as it was. Returns how many values are present."""
+    """Each of ``values`` that is present into ``data`` (integers of 1 to 8 bytes, as many as
+    values), and True into ``mask`` where it is ``NONE``; nothing else is written (``mask``
+    is expected to be False, as in a fresh buffer: its pages where no value is missing, and
+    the data's where every one is, stay untouched). Returns how many values are present."""
     values = np.ascontiguousarray(values, dtype=np.int64)
     if not AVAILABLE:
         missing = values == NONE
-        mask[:] = missing
+        mask[missing] = True
         data[~missing] = values[~missing]
         return int(len(values) - missing.sum())
     present: int = _ckernel.split_missing(values, data, mask.view(np.uint8))
