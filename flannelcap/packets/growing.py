@@ -25,7 +25,10 @@ def _mapped(rows: int, dtype: np.dtype[Any]) -> NDArray[Any]:
     size = rows * dtype.itemsize
     if size < _MAPPED_BYTES:
         return np.zeros(rows, dtype=dtype)
-    return np.frombuffer(mmap.mmap(-1, size), dtype=dtype, count=rows)
+    try:
+        return np.frombuffer(mmap.mmap(-1, size), dtype=dtype, count=rows)
+    except OSError:  # the process is out of maps (vm.max_map_count): the heap's zeros do too
+        return np.zeros(rows, dtype=dtype)
 
 
 class Growing:
