@@ -390,7 +390,7 @@ class Columns:
         self._other_info = InfoFormatter()  # TCP over IPv6 (Scapy's rows only): its own ISNs
         self._relabels: dict[str, _Relabel] = {}
         self._codes_by_bytes: dict[str, dict[bytes, int]] = {}
-        self._qtype_codes = np.full(1 << 16, -2, dtype=np.int32)  # a DNS type's code (-2: not yet labelled)
+        self._qtype_labels = _KernelLabels(self.labels["dns_qtype"], type_name)  # DNS types (-1: none)
         self._subnet_owners = Labels()
         for side in ("src", "dst"):
             for layer in ("inner", "outer"):
@@ -575,13 +575,7 @@ class Columns:
         qname = np.full(n, -1, dtype=np.int32)
         qtype = np.full(n, -1, dtype=np.int32)
         if len(found.rows):
-            has_type = found.types >= 0
-            types = found.types[has_type]
-            unlabelled = self._qtype_codes[types] == -2
-            if unlabelled.any():
-                for new in np.unique(types[unlabelled]).tolist():
-                    self._qtype_codes[new] = self.labels["dns_qtype"].code(type_name(new))
-            qtype[found.rows[has_type]] = self._qtype_codes[types]
+            qtype[found.rows] = self._qtype_labels(found.types)
             if found.latin:  # latin-1 names: decoded as the Python parser does
                 names = TextColumn.of(
                     [None if a < 0 else found.text[a:b].decode("latin-1") for a, b in found.names.tolist()]
