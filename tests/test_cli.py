@@ -323,3 +323,26 @@ def test_capture_never_overwrites_a_merged_capture(tmp_path: Path) -> None:
     assert f"flannelcap: error: {existing} exists: flannelcap never overwrites a capture" in done.stderr
     assert existing.read_bytes() == b"the user's capture"
     _assert_no_traceback(done)
+
+
+def test_a_command_loads_its_own_module_and_help_lists_every_command() -> None:
+    """``flannelcap decode`` starts without the lab, SSH or plotting code; ``--help`` still
+    names every command, and a command that does not exist is a usage error naming them."""
+    sample = str(SAMPLES / "cross-node-http-client.pcap")
+    probe = (
+        "import sys, contextlib, io\nfrom flannelcap.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
+        f"    status = main(['decode', '--summary', {sample!r}])\n"
+        "print(status, 'VXLAN' in out.getvalue(), sorted(m for m in sys.modules if m.startswith('flannelcap.cli.')))\n"
+        "print(sorted(m for m in ('flannelcap.lab', 'flannelcap.remote', 'flannelcap.plots') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    first, second = done.stdout.splitlines()
+    assert first.startswith("0 True ") and "'flannelcap.cli._decode_cmd'" in first
+    assert "_lab_cmd" not in first and "_capture_cmd" not in first
+    assert second == "[]"
+    commands = ("decode", "map", "audit", "explain", "capture", "journey", "services", "plot", "report", "lab")
+    listed = flannelcap("--help").stdout
+    assert all(re.search(rf"^\s+{name}\s", listed, re.M) for name in commands), listed
+    wrong = flannelcap("decoed", sample)
+    assert wrong.returncode == 2 and "invalid choice: 'decoed'" in wrong.stderr and "'lab'" in wrong.stderr

@@ -1,6 +1,6 @@
 """The compiled text writer (``packets.text.Program``): a program run over rows in C, in two
 halves by two threads on a large batch, writes what the same program writes row by row in
-Python — for every kind of part, from any first row."""
+Python — for every kind of part, from any first row; and byte ranges gathered into texts."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from flannelcap.packets import kernel as _kernel
 from flannelcap.packets.kernel import NONE
-from flannelcap.packets.text import CSV, JSON, SPLIT_ROWS, Program, TextColumn, Texts, _write_in_python
+from flannelcap.packets.text import CSV, JSON, SPLIT_ROWS, Program, TextColumn, Texts, _write_in_python, gather
 
 ROWS = 3 * SPLIT_ROWS + 7  # an odd count, so that the halves differ in length
 
@@ -103,3 +103,22 @@ def test_six_decimals_are_rounded_as_python_rounds_them() -> None:
     values[::3] = np.nextafter(np.round(values[::3], 6) + 5e-7, 0)  # just below a tie
     written = Program().real(values, fixed6=True).text("\n").run(len(values)).data.decode().split("\n")[:-1]
     assert written == [f"{v:.6f}" for v in values.tolist()]
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_ranges_are_gathered_in_order_and_empty_ones_may_start_anywhere(
+    compiled: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not compiled:
+        monkeypatch.setattr(_kernel, "AVAILABLE", False)
+    buf = np.frombuffer(b"GET /a HTTP/1.1\r\nHost: web\r\n", dtype=np.uint8)
+    texts = gather(buf, np.array([0, 4, 10_000, 23, 0]), np.array([3, 2, 0, 3, 0]))
+    assert texts.offsets.tolist() == [0, 3, 5, 5, 8, 8]
+    assert texts.to_list() == ["GET", "/a", "", "web", ""]
+
+
+def test_a_range_outside_the_buffer_is_refused() -> None:
+    buf = np.zeros(16, dtype=np.uint8)
+    for start, length in ((10, 7), (-1, 2), (0, -1)):
+        with pytest.raises(ValueError, match="outside the buffer"):
+            _kernel.gather(buf, np.array([start]), np.array([length]))

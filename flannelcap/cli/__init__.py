@@ -8,6 +8,7 @@ bug.
 from __future__ import annotations
 
 import argparse
+import importlib
 import signal
 import sys
 import warnings
@@ -16,40 +17,45 @@ from collections.abc import Sequence
 from flannelcap import __version__
 from flannelcap._errors import FlannelcapError
 
+# Each subcommand and the module that registers and runs it. Only the module of the command
+# asked for is imported (the others pull in the lab, SSH or plotting code a decode never needs);
+# without a known command, for ``--help`` or a usage error, every one is.
+COMMAND_MODULES = {
+    "decode": "_decode_cmd",
+    "map": "_topology_cmds",
+    "audit": "_topology_cmds",
+    "explain": "_topology_cmds",
+    "capture": "_capture_cmd",
+    "journey": "_journey_cmd",
+    "services": "_services_cmd",
+    "plot": "_plot_cmd",
+    "report": "_report_cmd",
+    "lab": "_lab_cmd",
+}
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every subcommand registered."""
-    from flannelcap.cli import (
-        _capture_cmd,
-        _decode_cmd,
-        _journey_cmd,
-        _lab_cmd,
-        _plot_cmd,
-        _report_cmd,
-        _services_cmd,
-        _topology_cmds,
-    )
 
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser: with ``argv`` naming a command, that command's alone; otherwise
+    every subcommand registered."""
     parser = argparse.ArgumentParser(
         prog="flannelcap",
         description="Make flannel's VXLAN overlay visible: decode captures, map nodes and pods.",
     )
     parser.add_argument("--version", action="version", version=f"flannelcap {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    _decode_cmd.add_parser(subparsers)
-    _topology_cmds.add_parsers(subparsers)
-    _capture_cmd.add_parser(subparsers)
-    _journey_cmd.add_parser(subparsers)
-    _services_cmd.add_parser(subparsers)
-    _plot_cmd.add_parser(subparsers)
-    _report_cmd.add_parser(subparsers)
-    _lab_cmd.add_parser(subparsers)
+    asked = next((arg for arg in argv or () if not arg.startswith("-")), None)
+    chosen = [COMMAND_MODULES[asked]] if asked in COMMAND_MODULES else list(dict.fromkeys(COMMAND_MODULES.values()))
+    for name in chosen:
+        module = importlib.import_module(f"flannelcap.cli.{name}")
+        module.add_parsers(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line. Returns the process exit status."""
-    args = build_parser().parse_args(argv)
+    if argv is None:
+        argv = sys.argv[1:]
+    args = build_parser(argv).parse_args(argv)
     warnings.formatwarning = _one_line_warning
     try:
         return int(args.run(args))

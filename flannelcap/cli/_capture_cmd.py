@@ -45,7 +45,7 @@ def ssh_options(args: argparse.Namespace) -> SshOptions:
     return SshOptions(config=args.ssh_config, accept_new_host_key=args.accept_new_host_key)
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register ``capture``."""
     parser = subparsers.add_parser(
         "capture",

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 PROTO_CHOICES = ("tcp", "udp", "icmp", "arp", "http", "http2", "grpc", "dns", "tls")
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register ``decode`` and its options."""
     parser = subparsers.add_parser(
         "decode",

@@ -18,7 +18,7 @@ from flannelcap._errors import BadArgument
 from flannelcap.cli._topology_args import add_node_option, add_topology_options, node_names, saved_tables
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = subparsers.add_parser(
         "journey",
         help="follow each packet across interfaces and nodes: hop delays, where packets were lost",

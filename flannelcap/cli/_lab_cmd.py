@@ -21,7 +21,7 @@ from flannelcap.lab._services_plan import kubectl_endpointslices, kubectl_servic
 DEFAULT_PREFIX = "fclab"
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register ``lab`` and its subcommands."""
     parser = subparsers.add_parser(
         "lab",

@@ -14,7 +14,7 @@ from flannelcap.cli._topology_args import add_topology_options, topology_from_ar
 KINDS = ("figure2", "ladder", "matrix", "timeline")
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register ``plot``."""
     parser = subparsers.add_parser(
         "plot",

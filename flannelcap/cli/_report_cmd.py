@@ -11,7 +11,7 @@ from pathlib import Path
 from flannelcap.cli._topology_args import add_topology_options, topology_from_args
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register ``report``."""
     parser = subparsers.add_parser(
         "report",

@@ -19,7 +19,7 @@ from flannelcap._errors import FlannelcapError
 from flannelcap.cli._topology_args import add_node_option, add_topology_options, node_names, saved_tables
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = subparsers.add_parser(
         "services",
         help="LoadBalancer IPs on the wire: who announces them (ARP), where kube-proxy sent each connection",

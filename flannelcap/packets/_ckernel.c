@@ -2063,6 +2063,41 @@ static PyObject *py_split_missing(PyObject *self, PyObject *args) {
     return release(all, 3, result);
 }
 
+/* The byte ranges [starts[i], starts[i] + lengths[i]) of buf, one after the other, as a new bytes
+ * object; offsets (n + 1) where each begins and the end. An empty range may start anywhere. */
+static PyObject *py_gather(PyObject *self, PyObject *args) {
+    Py_buffer buf, starts, lengths, offsets;
+    if (!PyArg_ParseTuple(args, "y*y*y*w*", &buf, &starts, &lengths, &offsets))
+        return NULL;
+    Py_buffer *all[] = {&buf, &starts, &lengths, &offsets};
+    Py_ssize_t n = starts.len / 8;
+    const int64_t *s = starts.buf, *z = lengths.buf;
+    int ok = check(&lengths, "lengths", 8, n) && check(&offsets, "offsets", 8, n + 1);
+    Py_ssize_t total = 0;
+    for (Py_ssize_t i = 0; ok && i < n; i++) {
+        if (z[i] < 0 || (z[i] > 0 && (s[i] < 0 || s[i] > buf.len - z[i]))) {
+            PyErr_SetString(PyExc_ValueError, "a range lies outside the buffer");
+            ok = 0;
+        }
+        total += z[i];
+    }
+    PyObject *joined = ok ? PyBytes_FromStringAndSize(NULL, total) : NULL;
+    if (joined != NULL) {
+        int64_t *at = offsets.buf;
+        const uint8_t *from = buf.buf;
+        uint8_t *to = (uint8_t *)PyBytes_AS_STRING(joined);
+        Py_BEGIN_ALLOW_THREADS;
+        at[0] = 0;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            if (z[i] > 0)
+                memcpy(to + at[i], from + s[i], (size_t)z[i]);
+            at[i + 1] = at[i] + z[i];
+        }
+        Py_END_ALLOW_THREADS;
+    }
+    return release(all, 4, joined);
+}
+
 static PyMethodDef METHODS[] = {
     {"walk_pcap", py_walk_pcap, METH_VARARGS, "Walk the pcap records of a piece (see _kernel.walk_pcap)."},
     {"decode_frames", py_decode_frames, METH_VARARGS, "Decode frames into rows (see _kernel.decode_frames)."},
@@ -2077,6 +2112,7 @@ static PyMethodDef METHODS[] = {
     {"http_parts", py_http_parts, METH_VARARGS, "Split HTTP heads into their parts (see _kernel.http_parts)."},
     {"dns_parts", py_dns_parts, METH_VARARGS, "Split DNS messages into their parts (see _kernel.dns_parts)."},
     {"tls_parts", py_tls_parts, METH_VARARGS, "Split TLS hellos into their parts (see _kernel.tls_parts)."},
+    {"gather", py_gather, METH_VARARGS, "Byte ranges one after the other (see _kernel.gather)."},
     {"split_missing", py_split_missing, METH_VARARGS, "Values into data and a mask (see _kernel.split_missing)."},
     {NULL, NULL, 0, NULL},
 };

@@ -278,6 +278,21 @@ def split_missing(values: Int, data: NDArray[Any], mask: NDArray[np.bool_]) -> i
     return present
 
 
+def gather(buf: NDArray[np.uint8], starts: Int, lengths: Int) -> tuple[Int, bytes]:
+    """The byte ranges ``[starts[i], starts[i] + lengths[i])`` of ``buf`` (each inside it, but
+    an empty one), one after the other, and the offsets (one more than ranges) where each begins."""
+    starts = np.ascontiguousarray(starts, dtype=np.int64)
+    lengths = np.ascontiguousarray(lengths, dtype=np.int64)
+    offsets = np.empty(len(starts) + 1, dtype=np.int64)
+    if not AVAILABLE:
+        offsets[0] = 0
+        np.cumsum(lengths, out=offsets[1:])
+        index = np.repeat(starts - offsets[:-1], lengths) + np.arange(int(offsets[-1]))
+        return offsets, buf[index].tobytes()
+    joined: bytes = _ckernel.gather(buf, starts, lengths, offsets)
+    return offsets, joined
+
+
 def dedupe(blob: bytes, at: Int, to: Int) -> tuple[Int, Int]:
     """Dense ids (in order of first sight) for the distinct byte strings ``blob[at[i]:to[i]]``
     (-1 where ``at[i]`` is -1), and the first row of each id."""

@@ -71,10 +71,8 @@ class Texts:
 def gather(data: bytes | NDArray[np.uint8], starts: Int, lengths: Int) -> Texts:
     """The byte ranges ``[starts[i], starts[i] + lengths[i])`` of ``data``, one after the other."""
     buffer = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes) else data
-    offsets = np.zeros(len(starts) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    index = np.repeat(starts - offsets[:-1], lengths) + np.arange(int(offsets[-1]))
-    return Texts(offsets, buffer[index].tobytes())
+    offsets, joined = _kernel.gather(buffer, starts, lengths)
+    return Texts(offsets, joined)
 
 
 @dataclass(frozen=True, slots=True)
