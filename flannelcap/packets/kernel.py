@@ -220,8 +220,8 @@ class Encoder:
         if not AVAILABLE:
             return self._ids_in_python(keys, create)
         n = len(keys)
-        while len(self._table) < 2 * (self.count + n):
-            self._grow()
+        if len(self._table) < 2 * (self.count + n):  # at most half full: grown once, to the size needed
+            self._grow(1 << (2 * (self.count + n) - 1).bit_length())
         out = np.empty(n, dtype=np.int64)
         self.count = int(_ckernel.encode(self._table, self.count, keys, self.width, create, out))
         return out
@@ -239,10 +239,10 @@ class Encoder:
         self.count = len(known)
         return out
 
-    def _grow(self) -> None:
+    def _grow(self, rows: int) -> None:
         used = self._table[self._table[:, 0] != NONE]
         order = np.argsort(used[:, self.width], kind="stable")  # re-inserted in id order: ids kept
-        self._table = np.full((2 * len(self._table), self.width + 1), NONE, dtype=np.int64)
+        self._table = np.full((rows, self.width + 1), NONE, dtype=np.int64)
         self.count = 0
         self.count = int(
             _ckernel.encode(self._table, 0, np.ascontiguousarray(used[order, : self.width]), self.width, True,

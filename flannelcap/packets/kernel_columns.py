@@ -175,8 +175,7 @@ class ConversationSet:
         in ``rows`` (decoded, not fallback)."""
         if not rows.any():
             return
-        while len(self._table) < 2 * (self.count + len(values)):
-            self._grow()
+        self._make_room(len(values))
         self.count = _kernel.add_conversations(self._table, self.count, values, rows)
 
     def absorb(
@@ -198,8 +197,7 @@ class ConversationSet:
                 a, a_port, b, b_port = b, b_port, a, a_port
             keys.append((codes[proto] << 48 | a << 16 | a_port, b << 16 | b_port))
         if keys:
-            while len(self._table) < 2 * (self.count + len(keys)):
-                self._grow()
+            self._make_room(len(keys))
             self.count = _kernel.insert_keys(self._table, self.count, np.array(keys, dtype=np.int64))
         return others
 
@@ -207,10 +205,12 @@ class ConversationSet:
         keys: Int = self._table[self._table[:, 0] != NONE]
         return keys
 
-    def _grow(self) -> None:
-        used = self._keys()
-        self._table = np.full((2 * len(self._table), 2), NONE, dtype=np.int64)
-        self.count = _kernel.insert_keys(self._table, 0, used)
+    def _make_room(self, more: int) -> None:
+        """Room for ``more`` keys with the table at most half full: grown once, to the size needed."""
+        if len(self._table) < 2 * (self.count + more):
+            used = self._keys()
+            self._table = np.full((1 << (2 * (self.count + more) - 1).bit_length(), 2), NONE, dtype=np.int64)
+            self.count = _kernel.insert_keys(self._table, 0, used)
 
     def named(self) -> set[tuple[str, tuple[str, int], tuple[str, int]]]:
         """Each conversation as (protocol, end, end), the ends in text order."""
