@@ -432,3 +432,17 @@ def test_keep_alive_reports_every_request_and_response() -> None:
     records = list(FastStream(io.BytesIO(pcap(frames))))
     assert [r.http_path for r in records if r.http_method] == ["/one", "/two", "/three"]
     assert [r.http_status for r in records] == [None, 200] * 3
+
+
+def test_encoder_ids_stay_in_order_of_first_sight_as_its_table_grows() -> None:
+    encoder = _kernel.Encoder(2)
+    first = np.stack([np.arange(10), np.arange(10) * 7], axis=1)
+    assert encoder.ids(first).tolist() == list(range(10))
+    # one call much larger than the table: grown at once to the size needed, earlier ids kept
+    more = np.stack([np.arange(100_000) % 50_000, (np.arange(100_000) % 50_000) * 7], axis=1)
+    ids = encoder.ids(more)
+    assert encoder.count == 50_000 and len(encoder._table) == 1 << 18
+    assert ids[:10].tolist() == list(range(10)) and ids[10:12].tolist() == [10, 11]
+    assert (ids[50_000:] == ids[:50_000]).all()
+    unseen = encoder.ids(np.array([[50_000, 350_000], [3, 21], [_kernel.NONE, 0]]), create=False)
+    assert unseen.tolist() == [-1, 3, -1] and encoder.count == 50_000
