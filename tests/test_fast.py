@@ -325,7 +325,7 @@ def test_parquet_columns_keep_their_types_from_batch_to_batch(tmp_path: Path) ->
 def test_conversation_set_keeps_every_conversation_as_its_table_grows() -> None:
     field = {name: i for i, name in enumerate(_kernel.FIELDS)}
     conversations = ConversationSet()
-    for batch in range(3):  # 3 × 20,000 conversations, each seen twice (both directions)
+    for batch in range(3):  # 3 × 20,000 conversations, each seen twice (both directions), either layout
         rows = np.full((40_000, len(_kernel.FIELDS)), -1, dtype=np.int64)
         ids = np.arange(20_000) + 20_000 * batch
         client, server = 0x0A2A0000 + ids, np.full(20_000, 0x0A2A0100)
@@ -335,7 +335,10 @@ def test_conversation_set_keeps_every_conversation_as_its_table_grows() -> None:
         rows[:, field["inner_dst_ip"]] = np.concatenate([server, client])
         rows[:, field["src_port"]] = np.concatenate([40_000 + ids % 1000, np.full(20_000, 80)])
         rows[:, field["dst_port"]] = np.concatenate([np.full(20_000, 80), 40_000 + ids % 1000])
-        conversations.add(rows, np.ones(40_000, bool))
+        if batch == 1:  # as a prepared batch holds them: field-major
+            conversations.add(np.ascontiguousarray(rows.T), np.ones(40_000, bool), field_major=True)
+        else:
+            conversations.add(rows, np.ones(40_000, bool))
         assert conversations.count == 20_000 * (batch + 1)
     named = conversations.named()
     assert len(named) == 60_000

@@ -1007,17 +1007,18 @@ static int insert_key(int64_t *table, uint64_t mask, int64_t first, int64_t seco
     }
 }
 
-/* Add the conversation of row v (a TCP or UDP packet): the protocol and its two ends, the lower
- * end first, as two keys. Returns 1 if it was new. */
-static int add_conversation(int64_t *table, uint64_t mask, const int64_t *v) {
-    int inner = v[IS_TUNNEL] == 1 && v[ENCAP] != ENCAP_WIREGUARD;
-    int64_t a_ip = v[inner ? INNER_SRC_IP : OUTER_SRC_IP], b_ip = v[inner ? INNER_DST_IP : OUTER_DST_IP];
-    int64_t a_port = v[SRC_PORT], b_port = v[DST_PORT];
+/* Add the conversation of a row (a TCP or UDP packet) whose field f is v[f * stride]: the
+ * protocol and its two ends, the lower end first, as two keys. Returns 1 if it was new. */
+static int add_conversation(int64_t *table, uint64_t mask, const int64_t *v, Py_ssize_t stride) {
+    int inner = v[IS_TUNNEL * stride] == 1 && v[ENCAP * stride] != ENCAP_WIREGUARD;
+    int64_t a_ip = v[(inner ? INNER_SRC_IP : OUTER_SRC_IP) * stride];
+    int64_t b_ip = v[(inner ? INNER_DST_IP : OUTER_DST_IP) * stride];
+    int64_t a_port = v[SRC_PORT * stride], b_port = v[DST_PORT * stride];
     if (a_ip > b_ip || (a_ip == b_ip && a_port > b_port)) {
         int64_t ip = a_ip, port = a_port;
         a_ip = b_ip, a_port = b_port, b_ip = ip, b_port = port;
     }
-    return insert_key(table, mask, (v[PROTO] << 48) | (a_ip << 16) | a_port, (b_ip << 16) | b_port);
+    return insert_key(table, mask, (v[PROTO * stride] << 48) | (a_ip << 16) | a_port, (b_ip << 16) | b_port);
 }
 
 /* ---- text rows ------------------------------------------------------------------------------ */
@@ -1591,7 +1592,8 @@ static int check_table(Py_buffer *table, Py_ssize_t count, Py_ssize_t adding) {
 static PyObject *py_add_conversations(PyObject *self, PyObject *args) {
     Py_buffer table, values, rows;
     Py_ssize_t count;
-    if (!PyArg_ParseTuple(args, "w*ny*y*", &table, &count, &values, &rows))
+    int field_major;
+    if (!PyArg_ParseTuple(args, "w*ny*y*p", &table, &count, &values, &rows, &field_major))
         return NULL;
     Py_buffer *all[] = {&table, &values, &rows};
     Py_ssize_t n = values.len / (8 * FIELD_COUNT);
@@ -1601,11 +1603,13 @@ static PyObject *py_add_conversations(PyObject *self, PyObject *args) {
         const int64_t *vals = values.buf;
         const uint8_t *take = rows.buf;
         uint64_t mask = (uint64_t)(table.len / 16) - 1;
+        /* packet-major: a row's fields side by side; field-major: each field's column of n rows */
+        Py_ssize_t row_step = field_major ? 1 : FIELD_COUNT, stride = field_major ? n : 1;
         Py_BEGIN_ALLOW_THREADS;
         for (Py_ssize_t i = 0; i < n; i++) {
-            const int64_t *v = vals + i * FIELD_COUNT;
-            if (take[i] && (v[PROTO] == 6 || v[PROTO] == 17))
-                count += add_conversation(t, mask, v);
+            const int64_t *v = vals + i * row_step;
+            if (take[i] && (v[PROTO * stride] == 6 || v[PROTO * stride] == 17))
+                count += add_conversation(t, mask, v, stride);
         }
         Py_END_ALLOW_THREADS;
     }

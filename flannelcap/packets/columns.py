@@ -279,7 +279,7 @@ class Batch:
     wire_len: Int
     interface: Int
     values: dict[str, Int]
-    rows: Int  # the same values, packet-major
+    rows: Int | None  # the same values, packet-major (None once prepared: the field-major copy stands)
     fallback: NDArray[np.bool_]
     records: dict[int, PacketRecord]
     heads: Heads
@@ -297,8 +297,11 @@ class Batch:
 
     def prepare(self) -> Batch:
         """Do now the work on the batch that needs nothing of ``Columns`` (called where batches
-        are made: the reading thread, while the caller makes the previous batch's columns)."""
-        self.by_field()
+        are made: the reading thread, while the caller makes the previous batch's columns).
+        The packet-major rows are let go: the values are held once, field by field."""
+        by_field = self.by_field()
+        self.values = dict(zip(_kernel.FIELDS, by_field, strict=True))
+        self.rows = None
         if len(self.heads.rows):
             self.head_parts()
         self.dns_fields()
@@ -310,6 +313,7 @@ class Batch:
         """The kernel's rows field-major: each field's column contiguous (one transposing copy;
         strided copies of each cost more)."""
         if self._by_field is None:
+            assert self.rows is not None  # only prepare() lets the rows go, after making this
             self._by_field = np.ascontiguousarray(self.rows.T)
         return self._by_field
 

@@ -99,15 +99,15 @@ def decode_frames(
     return payload_start, http_hint
 
 
-def add_conversations(table: Int, count: int, values: Int, rows: Bool) -> int:
-    """Add the TCP and UDP conversations of the marked ``rows`` of ``values`` to a set; returns
-    the new count.
+def add_conversations(table: Int, count: int, values: Int, rows: Bool, field_major: bool = False) -> int:
+    """Add the TCP and UDP conversations of the marked ``rows`` of ``values`` (the kernel's
+    rows, packet-major; or ``field_major``, a column per field) to a set; returns the new count.
 
     A conversation is the protocol and its two ends (address, port), the lower end first, kept
     as two integer keys in a row of ``table`` (``NONE`` marks a free row). The table has a power
     of two rows, at least twice the count after adding every row (the caller sees to it).
     """
-    return int(_ckernel.add_conversations(table, count, values, rows))
+    return int(_ckernel.add_conversations(table, count, values, rows, field_major))
 
 
 def http_scan(buf: NDArray[np.uint8], start: Int, size: Int) -> tuple[Int, Int, Int]:

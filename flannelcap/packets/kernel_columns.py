@@ -170,13 +170,13 @@ class ConversationSet:
         self._table = np.full((1 << 12, 2), NONE, dtype=np.int64)
         self.count = 0
 
-    def add(self, values: Int, rows: Bool) -> None:
-        """Add the TCP and UDP conversations of the kernel rows ``values`` (packet-major) marked
-        in ``rows`` (decoded, not fallback)."""
+    def add(self, values: Int, rows: Bool, field_major: bool = False) -> None:
+        """Add the TCP and UDP conversations of the kernel rows ``values`` (packet-major, or
+        ``field_major``) marked in ``rows`` (decoded, not fallback)."""
         if not rows.any():
             return
-        self._make_room(len(values))
-        self.count = _kernel.add_conversations(self._table, self.count, values, rows)
+        self._make_room(len(rows))
+        self.count = _kernel.add_conversations(self._table, self.count, values, rows, field_major)
 
     def absorb(
         self, named: set[tuple[str, tuple[str, int], tuple[str, int]]]

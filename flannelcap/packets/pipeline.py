@@ -72,7 +72,10 @@ class SummaryCounter:
             keys, counts = np.unique(rule, return_counts=True)
             for key, count in zip(keys.tolist(), counts.tolist(), strict=True):
                 summary.tunnel_rules[rule_text(key)] += count
-        self._conversations.add(batch.rows, fast)
+        if batch.rows is None:  # prepared: only the field-major copy is kept
+            self._conversations.add(batch.by_field(), fast, field_major=True)
+        else:
+            self._conversations.add(batch.rows, fast)
         requests = batch.heads.requests()
         summary.http_requests += requests
         summary.http_responses += len(batch.heads.rows) - requests
