@@ -285,3 +285,42 @@ def test_figures_without_a_topology_name_addresses_not_nan() -> None:
     texts = [t.get_text() for figure in (plots.figure2(cap), plots.ladder(cap)) for t in figure.axes[0].texts]
     assert not [t for t in texts if "nan" in t.split() or "nan\n" in t or "None" in t]
     assert "pod ?\neth0 10.42.2.2" in texts and "10.42.2.2\n(10.42.2.2)" in texts
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(min_value=-1, max_value=6), max_size=40))
+def test_first_sightings_are_where_each_id_first_occurs(values: list[int]) -> None:
+    import numpy as np
+
+    from flannelcap.analysis.flows import first_sightings
+
+    # ids in order of first sight, as the Encoder gives them (-1: no conversation)
+    order: dict[int, int] = {}
+    ids = [-1 if v < 0 else order.setdefault(v, len(order)) for v in values]
+    expected = [ids.index(i) for i in range(len(order))]
+    assert first_sightings(np.array(ids, dtype=np.int64)).tolist() == expected
+
+
+def test_flows_of_many_conversations_agree_with_a_count_by_hand(tmp_path: Path) -> None:
+    """Generated short HTTP calls and DNS lookups: every flow's packets, bytes, first sender
+    and VNI as counted row by row from the packets DataFrame."""
+    path = tmp_path / "calls.pcap"
+    make = Path(__file__).resolve().parents[1] / "benchmarks" / "make_capture.py"
+    options = ["--packets", "3000", "--short", "--dns", "0.3"]
+    subprocess.run([sys.executable, str(make), str(path), *options], check=True, capture_output=True)
+    cap = flannelcap.read(path)
+    packets, flows = cap.packets, cap.flows()
+    by_hand: dict[str, list] = {}
+    for row in packets.itertuples():
+        if row.proto not in ("tcp", "udp") or pd.isna(row.src_port):
+            continue
+        ends = sorted([(row.src_ip, int(row.src_port)), (row.dst_ip, int(row.dst_port))])
+        key = f"{row.proto} {ends[0][0]}:{ends[0][1]} {ends[1][0]}:{ends[1][1]}"
+        seen = by_hand.setdefault(key, [0, 0, row.src_ip, None])
+        seen[0] += 1
+        seen[1] += row.wire_len
+        if seen[3] is None and row.is_vxlan and not pd.isna(row.vni):
+            seen[3] = int(row.vni)
+    assert len(flows) == len(by_hand) > 50
+    for flow in flows.itertuples():
+        assert [flow.packets, flow.bytes, flow.src_ip, flow.vni] == by_hand[flow.flow]

@@ -444,7 +444,7 @@ def test_encoder_ids_stay_in_order_of_first_sight_as_its_table_grows() -> None:
     # one call much larger than the table: grown at once to the size needed, earlier ids kept
     more = np.stack([np.arange(100_000) % 50_000, (np.arange(100_000) % 50_000) * 7], axis=1)
     ids = encoder.ids(more)
-    assert encoder.count == 50_000 and len(encoder._table) == 1 << 18
+    assert encoder.count == 50_000 and len(encoder._table) == 1 << 18  # chunks of 65,536 keys: room for 50,000 + 65,536
     assert ids[:10].tolist() == list(range(10)) and ids[10:12].tolist() == [10, 11]
     assert (ids[50_000:] == ids[:50_000]).all()
     unseen = encoder.ids(np.array([[50_000, 350_000], [3, 21], [_kernel.NONE, 0]]), create=False)

@@ -108,14 +108,25 @@ def _flow_ids(packets: pd.DataFrame, ranks: Ranks | None = None) -> tuple[np.nda
     high = np.where(swap, src_rank, dst_rank) << 16 | np.where(swap, src_port, dst_port)
     keys = np.stack([np.where(usable, is_udp.astype(np.int64) << 62 | low, -1), high], axis=1)
     ids = Encoder(2).ids(keys)
-    found, first = np.unique(ids, return_index=True)
-    first = first[found >= 0]
+    first = first_sightings(ids)
     addresses = every.tolist()  # Python strings: indexing a NumPy array per name costs more
     names = [
         f"{'udp' if u else 'tcp'} {addresses[a >> 16]}:{a & 0xFFFF} {addresses[b >> 16]}:{b & 0xFFFF}"
         for u, a, b in zip(is_udp[first].tolist(), low[first].tolist(), high[first].tolist(), strict=True)
     ]
     return ids, names
+
+
+def first_sightings(ids: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """Where each id first occurs, for ids given in order of first sight (0, 1, 2 …; -1: none):
+    the rows where the running maximum grows."""
+    if not len(ids):
+        return np.empty(0, dtype=np.int64)
+    running = np.maximum.accumulate(ids)
+    grows = np.empty(len(ids), dtype=np.bool_)
+    grows[0] = ids[0] >= 0
+    np.greater(running[1:], running[:-1], out=grows[1:])
+    return np.nonzero(grows)[0]
 
 
 def flow_keys(packets: pd.DataFrame) -> pd.Series:
@@ -153,8 +164,7 @@ def flows(packets: pd.DataFrame, known: Conversations | None = None) -> pd.DataF
     rows = np.nonzero(ids >= 0)[0]
     flow = ids[rows]
     count = len(names)
-    first = rows[np.unique(flow, return_index=True)[1]]
-    head = packets.iloc[first]
+    head = packets[list(_HEAD_COLUMNS)].iloc[first_sightings(ids)]
     time = packets.time.to_numpy()[rows]
     vxlan = packets["is_tunnel" if "is_tunnel" in packets else "is_vxlan"].to_numpy(dtype=bool)[rows]
     start = np.full(count, np.inf)
@@ -164,8 +174,10 @@ def flows(packets: pd.DataFrame, known: Conversations | None = None) -> pd.DataF
     vni = packets.vni.to_numpy(dtype=np.int64, na_value=-1)[rows]
     with_vni = np.nonzero(vxlan & (vni >= 0))[0]
     vni_of = np.full(count, -1, dtype=np.int64)
-    taken, at = np.unique(flow[with_vni], return_index=True)
-    vni_of[taken] = vni[with_vni[at]]
+    at = np.full(count, len(with_vni), dtype=np.int64)  # each flow's first packet with a VNI
+    np.minimum.at(at, flow[with_vni], np.arange(len(with_vni)))
+    taken = at < len(with_vni)
+    vni_of[taken] = vni[with_vni[at[taken]]]
     port = packets.outer_src_port.to_numpy(dtype=np.int64, na_value=-1)[rows]
     pairs = np.unique(flow[vxlan & (port >= 0)] << 16 | port[vxlan & (port >= 0)])
     cuts = np.searchsorted(pairs >> 16, np.arange(count + 1))
@@ -195,6 +207,9 @@ def flows(packets: pd.DataFrame, known: Conversations | None = None) -> pd.DataF
         columns=FLOW_COLUMNS,
     )
     return table.sort_values("start", ignore_index=True, kind="stable")
+
+
+_HEAD_COLUMNS = ("proto", "src_ip", "src_port", "dst_ip", "dst_port", "src_pod", "dst_pod", "src_node", "dst_node")
 
 
 def http_exchanges(packets: pd.DataFrame, known: Conversations | None = None) -> pd.DataFrame:
@@ -240,7 +255,11 @@ def http_exchanges(packets: pd.DataFrame, known: Conversations | None = None) ->
                 pairs.append(np.array([[waiting.pop(0), row]], dtype=np.int64))
     matches = np.concatenate(pairs) if pairs else np.empty((0, 2), dtype=np.int64)
     matches = matches[np.argsort(matches[:, 1], kind="stable")]
-    ask, answer = packets.iloc[matches[:, 0]], packets.iloc[matches[:, 1]]
+    asked = [c for c in ("number", "time", "src_pod", "src_ip", "dst_pod", "dst_ip", "http_method", "http_path",
+                         "http_host") if c in packets]  # fmt: skip
+    answered = [c for c in ("number", "time", "http_status", "http_reason", "http_version", "http_content_type")
+                if c in packets]  # fmt: skip
+    ask, answer = packets[asked].iloc[matches[:, 0]], packets[answered].iloc[matches[:, 1]]
     ask_time, answer_time = ask.time.to_numpy(), answer.time.to_numpy()
     src_pod, src_ip = _text(ask.src_pod), _text(ask.src_ip)
     dst_pod, dst_ip = _text(ask.dst_pod), _text(ask.dst_ip)

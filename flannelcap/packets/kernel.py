@@ -203,6 +203,9 @@ def tls_parts(blob: bytes, offsets: Int) -> tuple[Int, bytes]:
     return out, bytes(arena[:used])
 
 
+_ENCODE_CHUNK = 1 << 16  # keys looked up at once (a batch's column is half of it)
+
+
 class Encoder:
     """Dense ids (0, 1, 2 … in order of first sight) for distinct keys of one or two int64s,
     kept across calls: the compiled hash table behind labels, directions and conversations."""
@@ -220,6 +223,9 @@ class Encoder:
         if not AVAILABLE:
             return self._ids_in_python(keys, create)
         n = len(keys)
+        if n > _ENCODE_CHUNK:  # a table with room for every key would be sized by the keys, not the distinct ones
+            parts = [self.ids(keys[at : at + _ENCODE_CHUNK], create) for at in range(0, n, _ENCODE_CHUNK)]
+            return np.concatenate(parts)
         if len(self._table) < 2 * (self.count + n):  # at most half full: grown once, to the size needed
             self._grow(1 << (2 * (self.count + n) - 1).bit_length())
         out = np.empty(n, dtype=np.int64)
