@@ -13,6 +13,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
+from flannelcap.packets.kernel import Encoder
+
 FLOW_COLUMNS = [
     "flow",
     "proto",
@@ -89,7 +91,6 @@ def _flow_ids(packets: pd.DataFrame, ranks: Ranks | None = None) -> tuple[np.nda
     """Each packet's conversation as an id (-1: none), the same in both directions, ids in order
     of first sight, and each id's name: ``proto lower-ip:port higher-ip:port`` (ends in text
     order). ``ranks``: the packets' ``_ip_ranks``, if already worked out."""
-    from flannelcap.packets.kernel import Encoder
 
     proto = pd.Categorical(packets.proto)
     names_of_proto = np.asarray(proto.categories, dtype=str)
@@ -179,7 +180,8 @@ def flows(packets: pd.DataFrame, known: Conversations | None = None) -> pd.DataF
     taken = at < len(with_vni)
     vni_of[taken] = vni[with_vni[at[taken]]]
     port = packets.outer_src_port.to_numpy(dtype=np.int64, na_value=-1)[rows]
-    pairs = np.unique(flow[vxlan & (port >= 0)] << 16 | port[vxlan & (port >= 0)])
+    seen = flow[vxlan & (port >= 0)] << 16 | port[vxlan & (port >= 0)]
+    pairs = np.sort(seen[first_sightings(Encoder(1).ids(seen))])  # distinct (flow, port), by hash then sorted
     cuts = np.searchsorted(pairs >> 16, np.arange(count + 1))
     ports = (pairs & 0xFFFF).tolist()
     table = pd.DataFrame(
