@@ -1255,11 +1255,34 @@ static void put_fixed6(text_t *t, double v) {
     put(t, fraction, 6);
 }
 
+/* Eight bytes at a time: whether any of them is below 0x20 or equal to one of the bytes
+ * repeated in `a` or `b` (exact for "any", as the classic bit tricks are). */
+static inline int any_special(uint64_t w, uint64_t a, uint64_t b) {
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    uint64_t below = (w - 0x20 * ones) & ~w & highs;
+    uint64_t x = w ^ a, y = w ^ b;
+    return (below | ((x - ones) & ~x & highs) | ((y - ones) & ~y & highs)) != 0;
+}
+
+/* The length of the run at p (at most n bytes) of bytes that are none of those any_special
+ * looks for: whole words skipped, the rest left to the caller's byte loop. */
+static inline int64_t plain_run(const uint8_t *p, int64_t n, uint8_t a, uint8_t b) {
+    const uint64_t ones = 0x0101010101010101ULL;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        if (any_special(w, a * ones, b * ones))
+            break;
+    }
+    return i;
+}
+
 static void put_escaped(text_t *t, const uint8_t *p, int64_t n, int escape) {
     if (escape == ESCAPE_JSON) {
         put(t, "\"", 1);
         int64_t from = 0;
-        for (int64_t i = 0; i < n; i++) {
+        for (int64_t i = plain_run(p, n, '"', '\\'); i < n; i++) {
             uint8_t c = p[i];
             if (c >= 0x20 && c != '"' && c != '\\')
                 continue;
@@ -1285,7 +1308,7 @@ static void put_escaped(text_t *t, const uint8_t *p, int64_t n, int escape) {
     }
     if (escape == ESCAPE_CSV) {
         int quote = 0;
-        for (int64_t i = 0; i < n && !quote; i++)
+        for (int64_t i = plain_run(p, n, ',', '"'); i < n && !quote; i++)
             quote = p[i] == ',' || p[i] == '"' || p[i] == '\n' || p[i] == '\r';
         if (quote) {
             put(t, "\"", 1);
