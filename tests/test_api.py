@@ -292,7 +292,7 @@ def test_figures_without_a_topology_name_addresses_not_nan() -> None:
 def test_first_sightings_are_where_each_id_first_occurs(values: list[int]) -> None:
     import numpy as np
 
-    from flannelcap.analysis.flows import first_sightings
+    from flannelcap.packets.kernel import first_sightings
 
     # ids in order of first sight, as the Encoder gives them (-1: no conversation)
     order: dict[int, int] = {}

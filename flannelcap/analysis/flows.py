@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from flannelcap.packets.kernel import Encoder
+from flannelcap.packets.kernel import Encoder, first_sightings
 
 FLOW_COLUMNS = [
     "flow",
@@ -116,18 +116,6 @@ def _flow_ids(packets: pd.DataFrame, ranks: Ranks | None = None) -> tuple[np.nda
         for u, a, b in zip(is_udp[first].tolist(), low[first].tolist(), high[first].tolist(), strict=True)
     ]
     return ids, names
-
-
-def first_sightings(ids: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-    """Where each id first occurs, for ids given in order of first sight (0, 1, 2 …; -1: none):
-    the rows where the running maximum grows."""
-    if not len(ids):
-        return np.empty(0, dtype=np.int64)
-    running = np.maximum.accumulate(ids)
-    grows = np.empty(len(ids), dtype=np.bool_)
-    grows[0] = ids[0] >= 0
-    np.greater(running[1:], running[:-1], out=grows[1:])
-    return np.nonzero(grows)[0]
 
 
 def flow_keys(packets: pd.DataFrame) -> pd.Series:

@@ -37,7 +37,7 @@ from flannelcap.packets.info import (
     rcode_name,
     tcp_flag_names,
 )
-from flannelcap.packets.kernel import NONE, Encoder, Int
+from flannelcap.packets.kernel import NONE, Encoder, Int, first_sightings
 from flannelcap.packets.kernel_columns import carries_inner, innermost
 from flannelcap.packets.records import PacketRecord
 from flannelcap.packets.text import Program, TextColumn, Texts, gather
@@ -143,8 +143,7 @@ class _KernelLabels:
         before = self._encoder.count
         ids = self._encoder.ids(values)
         if self._encoder.count > before:
-            new = np.nonzero(ids >= before)[0]
-            first = new[np.unique(ids[new], return_index=True)[1]]
+            first = first_sightings(np.where(ids >= before, ids - before, -1))
             more = [self.labels.code(self.text_of(v)) for v in values[first].tolist()]
             self._map = np.concatenate([self._map, np.array(more, dtype=np.int32)])
         return _through(self._map, ids)
@@ -821,10 +820,9 @@ class Columns:
             self._isn = np.concatenate([self._isn, np.zeros(grow - len(self._isn), np.int64)])
             self._first_seen = np.concatenate([self._first_seen, np.zeros(grow - len(self._first_seen), np.int64)])
         if count > before:
-            new = np.nonzero(ids >= before)[0]
-            unique, first = np.unique(ids[new], return_index=True)
-            self._isn[unique] = seq[rows[new[first]]]
-            self._first_seen[unique] = number[rows[new[first]]]
+            first = rows[first_sightings(np.where(ids >= before, ids - before, -1))]
+            self._isn[before:count] = seq[first]
+            self._first_seen[before:count] = number[first]
         back = self._directions.ids(np.stack([b, a], axis=1), create=False)
         seq_out[rows] = (seq[rows] - self._isn[ids]) % 2**32
         known = (back >= 0) & ((self._first_seen[np.maximum(back, 0)] < number[rows]) | (back == ids))

@@ -256,6 +256,18 @@ class Encoder:
         )  # fmt: skip
 
 
+def first_sightings(ids: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """Where each id first occurs, for ids given in order of first sight (0, 1, 2 …; -1: none),
+    as ``Encoder.ids`` gives them: the rows where the running maximum grows."""
+    if not len(ids):
+        return np.empty(0, dtype=np.int64)
+    running = np.maximum.accumulate(ids)
+    grows = np.empty(len(ids), dtype=np.bool_)
+    grows[0] = ids[0] >= 0
+    np.greater(running[1:], running[:-1], out=grows[1:])
+    return np.nonzero(grows)[0]
+
+
 def format_rows(
     n: int, parts: Int, columns: list[Any], literals: list[bytes], ends: Int, out: NDArray[np.uint8], first: int = 0
 ) -> int:
