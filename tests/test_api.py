@@ -299,6 +299,9 @@ def test_first_sightings_are_where_each_id_first_occurs(values: list[int]) -> No
     ids = [-1 if v < 0 else order.setdefault(v, len(order)) for v in values]
     expected = [ids.index(i) for i in range(len(order))]
     assert first_sightings(np.array(ids, dtype=np.int64)).tolist() == expected
+    # the ids an encoder made new in a call (from its count before it, ``since``) alone
+    since = len(order) // 2
+    assert first_sightings(np.array(ids, dtype=np.int64), since=since).tolist() == expected[since:]
 
 
 def test_flows_of_many_conversations_agree_with_a_count_by_hand(tmp_path: Path) -> None:

@@ -199,7 +199,10 @@ def flows(packets: pd.DataFrame, known: Conversations | None = None) -> pd.DataF
     return table.sort_values("start", ignore_index=True, kind="stable")
 
 
+# The packets' columns the tables show (taken for their rows alone, not the packets' every column).
 _HEAD_COLUMNS = ("proto", "src_ip", "src_port", "dst_ip", "dst_port", "src_pod", "dst_pod", "src_node", "dst_node")
+_ASK_COLUMNS = ("number", "time", "src_pod", "src_ip", "dst_pod", "dst_ip", "http_method", "http_path", "http_host")
+_ANSWER_COLUMNS = ("number", "time", "http_status", "http_reason", "http_version", "http_content_type")
 
 
 def http_exchanges(packets: pd.DataFrame, known: Conversations | None = None) -> pd.DataFrame:
@@ -245,11 +248,8 @@ def http_exchanges(packets: pd.DataFrame, known: Conversations | None = None) ->
                 pairs.append(np.array([[waiting.pop(0), row]], dtype=np.int64))
     matches = np.concatenate(pairs) if pairs else np.empty((0, 2), dtype=np.int64)
     matches = matches[np.argsort(matches[:, 1], kind="stable")]
-    asked = [c for c in ("number", "time", "src_pod", "src_ip", "dst_pod", "dst_ip", "http_method", "http_path",
-                         "http_host") if c in packets]  # fmt: skip
-    answered = [c for c in ("number", "time", "http_status", "http_reason", "http_version", "http_content_type")
-                if c in packets]  # fmt: skip
-    ask, answer = packets[asked].iloc[matches[:, 0]], packets[answered].iloc[matches[:, 1]]
+    answered = [c for c in _ANSWER_COLUMNS if c in packets]  # http_content_type: not in older DataFrames
+    ask, answer = packets[list(_ASK_COLUMNS)].iloc[matches[:, 0]], packets[answered].iloc[matches[:, 1]]
     ask_time, answer_time = ask.time.to_numpy(), answer.time.to_numpy()
     src_pod, src_ip = _text(ask.src_pod), _text(ask.src_ip)
     dst_pod, dst_ip = _text(ask.dst_pod), _text(ask.dst_ip)

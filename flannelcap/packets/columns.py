@@ -143,7 +143,7 @@ class _KernelLabels:
         before = self._encoder.count
         ids = self._encoder.ids(values)
         if self._encoder.count > before:
-            first = first_sightings(np.where(ids >= before, ids - before, -1))
+            first = first_sightings(ids, since=before)
             more = [self.labels.code(self.text_of(v)) for v in values[first].tolist()]
             self._map = np.concatenate([self._map, np.array(more, dtype=np.int32)])
         return _through(self._map, ids)
@@ -820,7 +820,7 @@ class Columns:
             self._isn = np.concatenate([self._isn, np.zeros(grow - len(self._isn), np.int64)])
             self._first_seen = np.concatenate([self._first_seen, np.zeros(grow - len(self._first_seen), np.int64)])
         if count > before:
-            first = rows[first_sightings(np.where(ids >= before, ids - before, -1))]
+            first = rows[first_sightings(ids, since=before)]
             self._isn[before:count] = seq[first]
             self._first_seen[before:count] = number[first]
         back = self._directions.ids(np.stack([b, a], axis=1), create=False)

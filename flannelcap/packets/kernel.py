@@ -203,6 +203,13 @@ def tls_parts(blob: bytes, offsets: Int) -> tuple[Int, bytes]:
     return out, bytes(arena[:used])
 
 
+def half_full_rows(count: int, more: int) -> int:
+    """The rows an open-addressing table of ``count`` keys needs to take ``more`` and stay at
+    most half full: a power of two, so that it is grown once to the size needed rather than
+    through doublings that each re-insert every key."""
+    return 1 << (2 * (count + more) - 1).bit_length()
+
+
 _ENCODE_CHUNK = 1 << 16  # keys looked up at once (a batch's column is half of it)
 
 
@@ -226,8 +233,8 @@ class Encoder:
         if n > _ENCODE_CHUNK:  # a table with room for every key would be sized by the keys, not the distinct ones
             parts = [self.ids(keys[at : at + _ENCODE_CHUNK], create) for at in range(0, n, _ENCODE_CHUNK)]
             return np.concatenate(parts)
-        if len(self._table) < 2 * (self.count + n):  # at most half full: grown once, to the size needed
-            self._grow(1 << (2 * (self.count + n) - 1).bit_length())
+        if len(self._table) < 2 * (self.count + n):
+            self._grow(half_full_rows(self.count, n))
         out = np.empty(n, dtype=np.int64)
         self.count = int(_ckernel.encode(self._table, self.count, keys, self.width, create, out))
         return out
@@ -256,11 +263,14 @@ class Encoder:
         )  # fmt: skip
 
 
-def first_sightings(ids: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-    """Where each id first occurs, for ids given in order of first sight (0, 1, 2 …; -1: none),
-    as ``Encoder.ids`` gives them: the rows where the running maximum grows."""
+def first_sightings(ids: np.ndarray[Any, Any], since: int = 0) -> np.ndarray[Any, Any]:
+    """Where each id from ``since`` on first occurs, for ids given in order of first sight
+    (0, 1, 2 …; -1: none), as ``Encoder.ids`` gives them: the rows where the running maximum
+    grows (``since``: the encoder's count before the call, for the ids it made new)."""
     if not len(ids):
         return np.empty(0, dtype=np.int64)
+    if since:
+        ids = np.where(ids >= since, ids - since, -1)
     running = np.maximum.accumulate(ids)
     grows = np.empty(len(ids), dtype=np.bool_)
     grows[0] = ids[0] >= 0

@@ -206,10 +206,10 @@ class ConversationSet:
         return keys
 
     def _make_room(self, more: int) -> None:
-        """Room for ``more`` keys with the table at most half full: grown once, to the size needed."""
+        """Room for ``more`` keys with the table at most half full (``kernel.half_full_rows``)."""
         if len(self._table) < 2 * (self.count + more):
             used = self._keys()
-            self._table = np.full((1 << (2 * (self.count + more) - 1).bit_length(), 2), NONE, dtype=np.int64)
+            self._table = np.full((_kernel.half_full_rows(self.count, more), 2), NONE, dtype=np.int64)
             self.count = _kernel.insert_keys(self._table, 0, used)
 
     def named(self) -> set[tuple[str, tuple[str, int], tuple[str, int]]]:
