@@ -246,6 +246,35 @@ def test_without_the_extension_the_text_outputs_are_the_same() -> None:
         assert done.stdout == decode(*output, str(sample), *named) and len(done.stdout.splitlines()) >= 55
 
 
+def test_parquet_keeps_dictionaries_for_labels_and_statistics_for_numbers(tmp_path: Path) -> None:
+    """Label columns are stored dictionary-encoded and numeric columns with min/max (what a
+    reader filters row groups by); the text columns are stored plain. The run never imports
+    pandas (pyarrow's ``pa.array`` would, for a quarter of a second)."""
+    import pyarrow.parquet as pq
+
+    sample = SAMPLES / "cross-node-http-any.pcap"
+    out = tmp_path / "x.parquet"
+    watch = (
+        "import sys; from flannelcap.cli import main; code = main(); sys.exit(3 if 'pandas' in sys.modules else code)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", watch, "decode", "--parquet", str(out), str(sample)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, (done.returncode, done.stderr)
+    group = pq.ParquetFile(out).metadata.row_group(0)
+    chunks = {group.column(i).path_in_schema.split(".")[0]: group.column(i) for i in range(group.num_columns)}
+    assert chunks["outer_src_ip"].dictionary_page_offset is not None
+    assert "RLE_DICTIONARY" in chunks["outer_src_ip"].encodings
+    assert chunks["info"].dictionary_page_offset is None
+    assert chunks["info"].statistics is None or not chunks["info"].statistics.has_min_max
+    frames = chunks["number"].statistics
+    assert (frames.min, frames.max) == (1, group.num_rows)
+    assert chunks["vni"].statistics.min == chunks["vni"].statistics.max == 1
+
+
 def test_a_capture_without_packets_has_the_same_column_types(tmp_path: Path) -> None:
     from flannelcap.packets.fields import pandas_dtype
 

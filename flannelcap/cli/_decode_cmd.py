@@ -229,14 +229,14 @@ def _parquet(args: argparse.Namespace, path: str, source: PacketSource, bar: Pro
         import pyarrow.parquet as pq
     except ImportError as exc:
         raise FlannelcapError("--parquet needs pyarrow: pip install pyarrow") from exc
-    from flannelcap.packets.frames import SCHEMA, arrow_batch
+    from flannelcap.packets.frames import PARQUET_OPTIONS, SCHEMA, arrow_batch
     from flannelcap.packets.lines import take
 
     if args.parquet.exists() and args.parquet.samefile(path):
         raise FlannelcapError(f"{args.parquet} is the capture itself: name another file to write")
     packets = 0
     try:
-        with pq.ParquetWriter(args.parquet, SCHEMA) as writer, _Behind(writer.write_batch) as write:
+        with pq.ParquetWriter(args.parquet, SCHEMA, **PARQUET_OPTIONS) as writer, _Behind(writer.write_batch) as write:
             for batch in source:
                 keep = _wanted(args, batch, source.columns)
                 shown = batch if keep is None else take(batch, np.nonzero(keep)[0])
