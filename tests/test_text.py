@@ -34,7 +34,7 @@ def _program(rng: np.random.Generator, n: int) -> Program:
     program = Program().text("{")
     with program.padded(-8):
         program.integer(ints, "null")
-    program.text(",").real(floats).text(",").real(floats, fixed6=True)
+    program.text(",").real(floats).text(",").real(floats, fixed6=True).text(",").hexadecimal(ints, 4, "-", when=mask)
     program.text(",").label(codes, labels, JSON, "null").text(";").label(codes, labels, CSV, "", when=mask)
     with program.padded(12, when=~mask):
         program.label(codes, labels, missing="?", when=~mask)
@@ -100,6 +100,13 @@ def test_floats_are_written_as_python_repr_writes_them(scale: float) -> None:
 
 
 @pytest.mark.skipif(not _kernel.AVAILABLE, reason="the compiled kernel is not built")
+def test_hexadecimal_is_written_as_python_formats_it() -> None:
+    values = np.array([0, 0x1A2B, 0xFFFF, 0x12345, NONE, -5, 2**63 - 1], dtype=np.int64)
+    texts = Program().hexadecimal(values, 4, "None").run(len(values)).to_list()
+    assert texts == ["0x0000", "0x1a2b", "0xffff", "0x12345", "None", "0xfffffffffffffffb", "0x7fffffffffffffff"]
+    assert texts[:4] == [f"0x{v:04x}" for v in values[:4].tolist()]
+
+
 def test_six_decimals_are_rounded_as_python_rounds_them() -> None:
     """Capture times (the packet list's column): correctly rounded, ties to even, signs kept."""
     rng = np.random.default_rng(5)

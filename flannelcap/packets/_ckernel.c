@@ -1030,7 +1030,7 @@ static int add_conversation(int64_t *table, uint64_t mask, const int64_t *v, Py_
  *   (the literal written for a missing value), prefix (a literal written first, or -1).
  * Columns are int64 (INT, FLOAT bits), int32 codes (LABEL, with two more columns after it: the
  * labels' int64 offsets and their UTF-8 bytes), or uint8 masks. */
-enum { P_LITERAL, P_INT, P_LABEL, P_FLOAT, P_FIXED6, P_PAD_START, P_PAD_END, PART_KINDS };
+enum { P_LITERAL, P_INT, P_LABEL, P_FLOAT, P_FIXED6, P_PAD_START, P_PAD_END, P_HEX, PART_KINDS };
 enum { PART_KIND, PART_ARG, PART_WHEN, PART_ESCAPE, PART_WIDTH, PART_MISSING, PART_PREFIX, PART_WORDS };
 enum { ESCAPE_NONE, ESCAPE_JSON, ESCAPE_CSV };
 
@@ -1407,6 +1407,16 @@ static inline size_t write_int(char *to, int64_t v) {
     return sign + digits;
 }
 
+/* "0x" and v's hexadecimal digits (of v as 64 unsigned bits), at least `width` of them; returns the length. */
+static inline size_t write_hex(char *to, uint64_t v, int64_t width) {
+    size_t digits = v ? (size_t)(67 - __builtin_clzll(v)) / 4 : 1;
+    digits = digits > (size_t)width ? digits : (size_t)width;
+    to[0] = '0', to[1] = 'x';
+    for (size_t i = digits; i > 0; i--, v >>= 4)
+        to[1 + i] = "0123456789abcdef"[v & 0xF];
+    return 2 + digits;
+}
+
 static int format_rows(Py_ssize_t n, const step_t *steps, Py_ssize_t step_count, size_t row_bound, text_t *t,
                        int64_t *ends) {
     char *base = t->data;
@@ -1437,6 +1447,16 @@ static int format_rows(Py_ssize_t n, const step_t *steps, Py_ssize_t step_count,
                 int64_t v = ((const int64_t *)step->values)[r];
                 if (v != NONE)
                     row.size += write_int(row.data + row.size, v);
+                else if (step->missing) {
+                    put_short(row.data + row.size, step->missing, step->missing_len);
+                    row.size += step->missing_len;
+                }
+                break;
+            }
+            case P_HEX: {
+                int64_t v = ((const int64_t *)step->values)[r];
+                if (v != NONE)
+                    row.size += write_hex(row.data + row.size, (uint64_t)v, step->width);
                 else if (step->missing) {
                     put_short(row.data + row.size, step->missing, step->missing_len);
                     row.size += step->missing_len;
@@ -1864,8 +1884,10 @@ static PyObject *py_format_rows(PyObject *self, PyObject *args) {
             good = columns[when].len >= end;
         if (good && kind == P_LITERAL)
             good = arg >= 0 && arg < literal_count;
-        if (good && (kind == P_INT || kind == P_FLOAT || kind == P_FIXED6))
+        if (good && (kind == P_INT || kind == P_HEX || kind == P_FLOAT || kind == P_FIXED6))
             good = arg >= 0 && arg < column_count && columns[arg].len >= 8 * end;
+        if (good && kind == P_HEX)
+            good = part[PART_WIDTH] >= 0 && part[PART_WIDTH] <= 16;
         if (good && kind == P_LABEL) {
             good = arg >= 0 && arg + 2 < column_count && columns[arg].len >= 4 * end;
             if (good) { /* every code within the labels, every label within the bytes */
@@ -1908,6 +1930,7 @@ static PyObject *py_format_rows(PyObject *self, PyObject *args) {
             most = step->literal_len;
             break;
         case P_INT:
+        case P_HEX:
             step->values = columns[arg].data, step->value_size = 8;
             most = most > 24 ? most : 24;
             break;

@@ -1,10 +1,10 @@
 """Text made from columns in C: a program of parts run once per row (Info, a table line, a JSON
 object, a CSV row), and the text columns it reads and writes.
 
-Rule: pure. Columns in, bytes out. A ``Program`` is a list of parts — a literal, an integer,
-a float, a label (a code into a list of texts, escaped for JSON or CSV if asked), padding to a
-width — each written only in the rows its mask marks; ``kernel.format_rows`` runs it over all
-rows at once, without a Python step per row.
+Rule: pure. Columns in, bytes out. A ``Program`` is a list of parts — a literal, an integer
+(decimal or hexadecimal), a float, a label (a code into a list of texts, escaped for JSON or
+CSV if asked), padding to a width — each written only in the rows its mask marks;
+``kernel.format_rows`` runs it over all rows at once, without a Python step per row.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from flannelcap.packets.kernel import Int
 
 Codes = NDArray[np.int32]
 Mask = NDArray[np.bool_]
-LITERAL, INT, LABEL, FLOAT, FIXED6, PAD_START, PAD_END = range(7)
+LITERAL, INT, LABEL, FLOAT, FIXED6, PAD_START, PAD_END, HEX = range(8)
 NO_ESCAPE, JSON, CSV = 0, 1, 2
 
 
@@ -152,7 +152,8 @@ class Program:
     def _add(self, kind: int, arg: int, when: Mask | None, escape: int = 0, width: int = 0, missing: int = -1) -> None:
         part = [kind, arg, self._when(when), escape, width, missing, -1]
         last = self._parts[-1] if self._parts else None
-        if kind in (INT, LABEL, FLOAT, FIXED6) and last and last[0] == LITERAL and last[2] == part[2] and last[6] < 0:
+        value = kind in (INT, HEX, LABEL, FLOAT, FIXED6)
+        if value and last and last[0] == LITERAL and last[2] == part[2] and last[6] < 0:
             part[6] = last[1]  # the literal before a value is written with it: one part, not two
             self._parts.pop()
         self._parts.append(part)
@@ -166,6 +167,12 @@ class Program:
     def integer(self, values: Int, missing: str | None = None, when: Mask | None = None) -> Program:
         """An integer in decimal (``missing`` written where it is ``NONE``)."""
         self._add(INT, self._column(values, np.int64), when, missing=self._literal(missing))
+        return self
+
+    def hexadecimal(self, values: Int, digits: int, missing: str | None = None, when: Mask | None = None) -> Program:
+        """An integer as ``0x`` and at least ``digits`` lower-case hexadecimal digits (of its
+        64 bits unsigned), as ``f"0x{value:0{digits}x}"`` writes a non-negative one."""
+        self._add(HEX, self._column(values, np.int64), when, width=digits, missing=self._literal(missing))
         return self
 
     def real(self, values: NDArray[np.float64], fixed6: bool = False, when: Mask | None = None) -> Program:
@@ -299,6 +306,12 @@ def _write_in_python(n: int, parts: Int, columns: list[Any], literals: list[byte
                     if value == _kernel.NONE
                     else str(value).encode()
                 )
+            elif kind == HEX:
+                value = int(columns[arg][r])
+                if value != _kernel.NONE:
+                    row.append(f"0x{value & 0xFFFF_FFFF_FFFF_FFFF:0{width}x}".encode())
+                elif missing >= 0:
+                    row.append(literals[missing])
             elif kind == FLOAT:
                 row.append(repr(float(columns[arg][r])).encode())
             elif kind == FIXED6:
