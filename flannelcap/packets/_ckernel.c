@@ -1026,9 +1026,10 @@ static int add_conversation(int64_t *table, uint64_t mask, const int64_t *v, Py_
 /* A program of parts, run once per row, writes one text per row (Info, a table line, a JSON
  * object, a CSV row). Each part is a row of PART_WORDS int64s:
  *   kind, argument (a column or literal index), when (a mask column index, or -1: always),
- *   escape (for labels), width (for PAD_START: >0 pad on the right, <0 on the left), missing
- *   (the literal written for a missing value), prefix (a literal written first, or -1).
- * Columns are int64 (INT, FLOAT bits), int32 codes (LABEL, with two more columns after it: the
+ *   escape (for labels), width (for PAD_START: >0 pad on the right, <0 on the left; for HEX:
+ *   the fewest hexadecimal digits), missing (the literal written for a missing value), prefix
+ *   (a literal written first, or -1).
+ * Columns are int64 (INT, HEX, FLOAT bits), int32 codes (LABEL, with two more columns after it: the
  * labels' int64 offsets and their UTF-8 bytes), or uint8 masks. */
 enum { P_LITERAL, P_INT, P_LABEL, P_FLOAT, P_FIXED6, P_PAD_START, P_PAD_END, P_HEX, PART_KINDS };
 enum { PART_KIND, PART_ARG, PART_WHEN, PART_ESCAPE, PART_WIDTH, PART_MISSING, PART_PREFIX, PART_WORDS };

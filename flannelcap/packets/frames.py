@@ -20,7 +20,7 @@ from flannelcap.packets.fields import BY_NAME, DERIVED, FIELD_NAMES, FIELDS, Fie
 from flannelcap.packets.growing import Growing, zeros
 from flannelcap.packets.kernel import NONE, split_missing
 from flannelcap.packets.records import PacketRecord
-from flannelcap.packets.text import TextColumn
+from flannelcap.packets.text import TextColumn, Texts
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -72,7 +72,7 @@ def _arrow_ints(values: np.ndarray[Any, Any], width: int) -> pa.Array:
 
 # Arrays are made from their buffers here, never by ``pa.array``: pyarrow's ``pa.array`` imports
 # pandas on its first call (to ask whether its argument is a Series), a quarter of a second
-# that a Parquet or JSON run would spend on a library it does not use.
+# that a Parquet run would spend on a library it does not use.
 
 
 def _arrow_floats(values: np.ndarray[Any, Any]) -> pa.Array:
@@ -84,12 +84,11 @@ def _arrow_bools(values: np.ndarray[Any, Any], missing: np.ndarray[Any, Any] | N
     return pa.Array.from_buffers(pa.bool_(), len(values), [None if missing is None else _validity(missing), bits])
 
 
-def _arrow_strings(texts: list[str], kind: pa.DataType) -> pa.Array:
-    """``texts`` as an Arrow string array of ``kind`` (string or large_string)."""
-    encoded = [text.encode() for text in texts]
-    offsets = np.zeros(len(texts) + 1, dtype=np.int64 if kind == pa.large_string() else np.int32)
-    np.cumsum([len(each) for each in encoded], out=offsets[1:])
-    return pa.Array.from_buffers(kind, len(texts), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))])
+def _arrow_strings(texts: list[str]) -> pa.Array:
+    """``texts`` as an Arrow string array."""
+    block = Texts.of(texts)
+    buffers = [None, pa.py_buffer(block.offsets.astype(np.int32)), pa.py_buffer(block.data)]
+    return pa.Array.from_buffers(pa.string(), len(texts), buffers)
 
 
 def arrow_batch(batch: ColumnBatch, columns: Columns) -> pa.RecordBatch:
@@ -118,7 +117,7 @@ def arrow_batch(batch: ColumnBatch, columns: Columns) -> pa.RecordBatch:
 
 def _arrow_labels(labels: Labels) -> pa.Array:
     """A column's labels as an Arrow string array."""
-    return labels.derived("arrow", lambda texts: _arrow_strings(texts, pa.string()))
+    return labels.derived("arrow", _arrow_strings)
 
 
 def _arrow_notes(batch: ColumnBatch) -> pa.Array:
@@ -130,7 +129,7 @@ def _arrow_notes(batch: ColumnBatch) -> pa.Array:
     np.cumsum(counts, out=offsets[1:])
     texts = [note for row in sorted(batch.notes) for note in batch.notes[row]]
     starts = pa.Array.from_buffers(pa.int32(), batch.n + 1, [None, pa.py_buffer(offsets)])
-    return pa.ListArray.from_arrays(starts, _arrow_strings(texts, pa.string()))
+    return pa.ListArray.from_arrays(starts, _arrow_strings(texts))
 
 
 def records(batch: ColumnBatch, columns: Columns) -> Iterator[PacketRecord]:
