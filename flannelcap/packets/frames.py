@@ -76,7 +76,8 @@ def _arrow_ints(values: np.ndarray[Any, Any], width: int) -> pa.Array:
 
 
 def _arrow_floats(values: np.ndarray[Any, Any]) -> pa.Array:
-    return pa.Array.from_buffers(pa.float64(), len(values), [None, pa.py_buffer(np.ascontiguousarray(values))])
+    data = np.ascontiguousarray(values, dtype=np.float64)
+    return pa.Array.from_buffers(pa.float64(), len(values), [None, pa.py_buffer(data)])
 
 
 def _arrow_bools(values: np.ndarray[Any, Any], missing: np.ndarray[Any, Any] | None = None) -> pa.Array:
