@@ -449,3 +449,22 @@ def test_encoder_ids_stay_in_order_of_first_sight_as_its_table_grows() -> None:
     assert (ids[50_000:] == ids[:50_000]).all()
     unseen = encoder.ids(np.array([[50_000, 350_000], [3, 21], [_kernel.NONE, 0]]), create=False)
     assert unseen.tolist() == [-1, 3, -1] and encoder.count == 50_000
+
+
+def test_summary_counts_vnis_and_tunnel_rules_the_same_whether_columns_are_made_or_not(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Counted in the reading thread while columns are made (``iter``), or alone
+    (``summary()``): one batch of mixed VNIs and ports, another of one VNI only."""
+    monkeypatch.setattr(_fastread, "BATCH_FRAMES", 20)
+    mixed = [vxlan_frame(inner_tcp(), vni=v, port=p) for v, p in [(1, 8472), (2, 8472), (7, 4789), (2, 4789)] * 5]
+    path = tmp_path / "vnis.pcap"
+    path.write_bytes(pcap(mixed + [vxlan_frame(inner_tcp(), vni=3)] * 6))
+    for walk in (True, False):
+        source = open_capture(path)
+        if walk:
+            assert [batch.n for batch in source] == [20, 6]
+        summary = source.summary()
+        assert summary.packets == 26 and summary.other_packets == 0
+        assert dict(summary.vxlan_by_vni) == {1: 5, 2: 10, 7: 5, 3: 6}
+        assert dict(summary.tunnel_rules) == {"vxlan on UDP 8472": 16, "vxlan on UDP 4789": 10}

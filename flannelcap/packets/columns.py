@@ -18,7 +18,7 @@ import itertools
 import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -128,9 +128,19 @@ class _Relabel:
         return _through(self._map, codes)
 
 
+class LabelIds(NamedTuple):
+    """A batch column's values as the ids of a compiled hash (dense, in order of first sight),
+    and the count of ids before and after the batch."""
+
+    ids: Int
+    before: int
+    after: int
+
+
 class _KernelLabels:
-    """Codes for a kernel column's integers: a compiled hash gives each distinct integer an id,
-    and each new id its label (converted once)."""
+    """Codes for a kernel column's integers: a compiled hash gives each distinct integer an id
+    (``ids``: the reading thread may do this part, batch by batch in order), and each new id
+    its label, converted once (``codes``)."""
 
     def __init__(self, labels: Labels, text_of: Callable[[int], str]) -> None:
         self.labels, self.text_of = labels, text_of
@@ -138,15 +148,26 @@ class _KernelLabels:
         self._map = np.empty(0, dtype=np.int32)
 
     def __call__(self, values: Int) -> Codes:
-        if not len(values) or (values[0] == NONE and (values == NONE).all()):  # e.g. no ARP in the batch
-            return np.full(len(values), -1, dtype=np.int32)
+        return self.codes(values, self.ids(values))
+
+    def ids(self, values: Int) -> LabelIds | None:
+        """Each value's id and the count of ids before (None: every value is missing, e.g. no
+        ARP in the batch)."""
+        if not len(values) or (values[0] == NONE and (values == NONE).all()):
+            return None
         before = self._encoder.count
-        ids = self._encoder.ids(values)
-        if self._encoder.count > before:
-            first = first_sightings(ids, since=before)
+        return LabelIds(self._encoder.ids(values), before, self._encoder.count)
+
+    def codes(self, values: Int, ids: LabelIds | None) -> Codes:
+        """The codes of ``values`` whose ids ``ids`` gave (ids made in order: each batch's
+        before the next's)."""
+        if ids is None:
+            return np.full(len(values), -1, dtype=np.int32)
+        if ids.after > len(self._map):
+            first = first_sightings(ids.ids, since=ids.before)
             more = [self.labels.code(self.text_of(v)) for v in values[first].tolist()]
             self._map = np.concatenate([self._map, np.array(more, dtype=np.int32)])
-        return _through(self._map, ids)
+        return _through(self._map, ids.ids)
 
 
 @dataclass(slots=True)
@@ -289,6 +310,7 @@ class Batch:
     dns: Payloads = field(default_factory=Payloads.empty)
     tls: Payloads = field(default_factory=Payloads.empty)
     h2: dict[int, H2Segment] = field(default_factory=dict)  # what each HTTP/2 segment completes
+    label_ids: dict[str, LabelIds | None] | None = None  # given by Columns.label_ids, where called
     _by_field: Int | None = field(default=None, repr=False, compare=False)
     _head_parts: Int | None = field(default=None, repr=False, compare=False)
     _dns_fields: DnsFields | None = field(default=None, repr=False, compare=False)
@@ -436,6 +458,19 @@ class Columns:
 
     # -- the batch ------------------------------------------------------------------------
 
+    def label_ids(self, batch: Batch) -> Batch:
+        """Find the ids of the batch's kernel label columns now (``Batch.label_ids``), for
+        ``make`` to turn into codes: the hash lookups, the larger part of labelling, can then
+        run in the thread that reads, ahead of ``make``. Either every batch of a capture comes
+        through here, in order, or none does."""
+        by_field = batch.by_field()
+        batch.label_ids = {
+            f.name: self._kernel_labels[f.name].ids(by_field[index])
+            for index, f in enumerate(f for f in FIELDS if f.kernel)
+            if f.kind == "label"
+        }
+        return batch
+
     def make(self, batch: Batch) -> ColumnBatch:
         """The columns of ``batch`` (batches must come in capture order)."""
         n = len(batch)
@@ -449,7 +484,9 @@ class Columns:
         for index, f in enumerate(f for f in FIELDS if f.kernel):
             column = by_field[index]
             if f.kind == "label":
-                out.codes[f.name] = self._kernel_labels[f.name](column)
+                labels = self._kernel_labels[f.name]
+                ids = batch.label_ids[f.name] if batch.label_ids is not None else labels.ids(column)
+                out.codes[f.name] = labels.codes(column, ids)
             elif f.kind == "int":
                 out.ints[f.name] = column
             elif f.kind == "bool":

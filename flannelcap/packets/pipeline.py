@@ -61,16 +61,14 @@ class SummaryCounter:
         summary.packets += int(fast.sum())
         vxlan = fast & (values["is_vxlan"] == 1)
         if vxlan.any():
-            vnis, counts = np.unique(values["vni"][vxlan], return_counts=True)
-            for vni, count in zip(vnis.tolist(), counts.tolist(), strict=True):
+            for vni, count in _value_counts(values["vni"][vxlan]):
                 summary.vxlan_by_vni[vni] += count
         summary.other_packets += int((fast & ~vxlan).sum())
         tunnelled = np.nonzero(fast & (values["is_tunnel"] == 1))[0]
         if len(tunnelled):
             rule = rule_of(self.tunnels, values["encap"][tunnelled], values["outer_src_port"][tunnelled],
                            values["outer_dst_port"][tunnelled], values["outer_proto"][tunnelled])  # fmt: skip
-            keys, counts = np.unique(rule, return_counts=True)
-            for key, count in zip(keys.tolist(), counts.tolist(), strict=True):
+            for key, count in _value_counts(rule):
                 summary.tunnel_rules[rule_text(key)] += count
         if batch.rows is None:  # prepared: only the field-major copy is kept
             self._conversations.add(batch.by_field(), fast, field_major=True)
@@ -94,6 +92,15 @@ class SummaryCounter:
         summary.counted_conversations = self._conversations.count
         summary.stopped_early = problem
         return summary
+
+
+def _value_counts(values: _kernel.Int) -> list[tuple[int, int]]:
+    """Each distinct value of a non-empty array and how often it occurs (sorted only when
+    they differ: a batch's packets mostly share one VNI and one tunnel rule)."""
+    if (values == values[0]).all():
+        return [(int(values[0]), len(values))]
+    keys, counts = np.unique(values, return_counts=True)
+    return list(zip(keys.tolist(), counts.tolist(), strict=True))
 
 
 class PacketSource:
@@ -159,9 +166,20 @@ class PacketSource:
 
     def __iter__(self) -> Iterator[ColumnBatch]:
         self._started = True
-        for batch in read_ahead(self.stream.batches(prepared=True)):
-            self._counter.add(batch)
+        for batch in read_ahead(self._counted(self.stream.batches(prepared=True))):
             yield self.columns.make(batch)
+
+    def _counted(self, batches: Iterator[Batch]) -> Iterator[Batch]:
+        """The batches, each counted and its label ids found: work the reading thread does
+        (in order) while the caller makes the previous batch's columns."""
+        try:
+            for batch in batches:
+                self._counter.add(batch)
+                yield self.columns.label_ids(batch)
+        finally:
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()
 
     def records(self) -> Iterator[PacketRecord]:
         """Every packet as a ``PacketRecord`` (made from the batches, one batch at a time)."""
