@@ -468,3 +468,63 @@ def test_summary_counts_vnis_and_tunnel_rules_the_same_whether_columns_are_made_
         assert summary.packets == 26 and summary.other_packets == 0
         assert dict(summary.vxlan_by_vni) == {1: 5, 2: 10, 7: 5, 3: 6}
         assert dict(summary.tunnel_rules) == {"vxlan on UDP 8472": 16, "vxlan on UDP 4789": 10}
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_closed_directions_are_forgotten_and_the_others_still_found(seed: int) -> None:
+    """The HTTP search's table forgets a direction ``CLOSED_KEPT_NS`` after its FIN or RST
+    (linear probing's deletion: 30 directions in 64 rows, long runs of probes, a third of them
+    closed in random order); each other is still found, and each forgotten one is not."""
+    rng = np.random.default_rng(seed)
+    keys = rng.integers(0, 1 << 40, size=(30, 2), dtype=np.int64)
+    table = np.full((64, _kernel.HTTP_STATE), _kernel.NONE, dtype=np.int64)
+    closings = _kernel.Closings()
+    part = b"GET /not-yet-ended"  # a head not complete: its direction is sent to the reassembler
+    count = 0
+
+    def follow(rows: np.ndarray, when_s: int, hint: bool, closing: bool) -> list[int]:
+        nonlocal count
+        n = len(rows)
+        segments = (
+            keys[rows, 0], keys[rows, 1], np.arange(n, dtype=np.int64) * 100, np.full(n, hint),
+            np.zeros(n, dtype=np.int64), np.full(n, 0 if closing else len(part), dtype=np.int64),
+        )  # fmt: skip
+        times = np.full(n, when_s * 1_000_000_000, dtype=np.int64)
+        kinds, _, count = _kernel.http_follow(
+            table, count, padded(part), segments, times, np.full(n, closing), 10_000_000_000, closings
+        )
+        return kinds.tolist()
+
+    every = np.arange(30)
+    assert follow(every, 0, hint=True, closing=False) == [_kernel.FRESH_TO_REASSEMBLER] * 30 and count == 30
+    gone = rng.permutation(30)[:10]
+    assert follow(gone, 1, hint=False, closing=True) == [_kernel.TO_REASSEMBLER] * 10  # FINs with no payload
+    assert follow(every, 10, hint=False, closing=False) == [_kernel.TO_REASSEMBLER] * 30  # 9 s later: all kept
+    assert count == 30
+    assert follow(every, 12, hint=False, closing=False) == [
+        _kernel.SKIP if i in gone else _kernel.TO_REASSEMBLER for i in range(30)
+    ]  # 11 s later: the closed ones are forgotten before the first of these segments
+    assert count == 20 and int((table[:, 0] != _kernel.NONE).sum()) == 20
+    assert follow(gone[:1], 13, hint=True, closing=False) == [_kernel.FRESH_TO_REASSEMBLER]  # new again
+
+
+def test_a_closed_direction_is_forgotten_ten_seconds_after_its_fin(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Both engines keep a direction that sent FIN for ``CLOSED_KEPT_NS`` of capture time: a
+    copy of its head a second after the FIN (another interface's) is not a head again; the same
+    segment twelve seconds after is (a retransmission that late is one that Wireshark shows as
+    HTTP too). The fast path's table then holds the streams still open, not all of them."""
+    monkeypatch.setattr(_fastread, "PIECE_BYTES", 200)  # a frame or two a piece
+    request = b"GET /a HTTP/1.1\r\nHost: web\r\n\r\n"
+    head = vxlan_frame(inner_tcp(request, seq=1000))
+    fin = vxlan_frame(inner_tcp(flags="FA", seq=1000 + len(request)))
+    arp = bytes(Ether(src="02:00:00:00:00:01", dst="ff:ff:ff:ff:ff:ff") / ARP(psrc=NODE_A, pdst=NODE_B))
+    frames = [head, fin, head] + [arp] * 12 + [head]  # one frame a second
+    path = tmp_path / "closed.pcap"
+    path.write_bytes(pcap(frames))
+    source = open_capture(path)
+    methods = [method for batch in source for method in batch.codes["http_method"].tolist()]
+    assert [number for number, code in enumerate(methods, 1) if code >= 0] == [1, 16]
+    assert source.stream._direction_count == 1  # the last head's direction; the first was forgotten
+    assert agree(path).fallback_frames == 0  # the Scapy engine finds the same heads

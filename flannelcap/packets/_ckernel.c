@@ -604,13 +604,17 @@ static int64_t dedupe(bytes_t p, const int64_t *at, const int64_t *to, Py_ssize_
 /* One direction of a TCP stream, as the HTTP search follows it: a row of HTTP_STATE int64s in
  * an open-addressing table (KEY_A == NONE marks a free row). */
 enum { KEY_A, KEY_B, LAST_SEQ, BODY_START, BODY_END, SLOW, HTTP_STATE };
-enum { SKIP = 0, HEAD_REQUEST = 1, HEAD_RESPONSE = 2, TO_REASSEMBLER = 3 };
+enum { SKIP = 0, HEAD_REQUEST = 1, HEAD_RESPONSE = 2, TO_REASSEMBLER = 3, FRESH_TO_REASSEMBLER = 4 };
 #define MOD32(x) ((int64_t)(((uint64_t)(x)) & 0xFFFFFFFFULL))
 
-static int64_t *direction(int64_t *table, uint64_t mask, int64_t a, int64_t b, int create, int *created) {
+static uint64_t direction_home(int64_t a, int64_t b, uint64_t mask) {
     uint64_t mixed = (uint64_t)a * 0x9E3779B97F4A7C15ULL + (uint64_t)b * 0xC2B2AE3D27D4EB4FULL;
+    return (mixed ^ (mixed >> 31)) & mask;
+}
+
+static int64_t *direction(int64_t *table, uint64_t mask, int64_t a, int64_t b, int create, int *created) {
     *created = 0;
-    for (uint64_t slot = (mixed ^ (mixed >> 31)) & mask;; slot = (slot + 1) & mask) {
+    for (uint64_t slot = direction_home(a, b, mask);; slot = (slot + 1) & mask) {
         int64_t *row = table + HTTP_STATE * slot;
         if (row[KEY_A] == NONE) {
             if (!create)
@@ -625,19 +629,66 @@ static int64_t *direction(int64_t *table, uint64_t mask, int64_t a, int64_t b, i
     }
 }
 
-/* The HTTP search over segments with payload, in capture order (_fast.HttpCandidates holds the
- * rule): a head is looked for only in segments that begin like one (hint); a head repeated or
- * older than the last one is not reported again; a segment inside a body that Content-Length
- * announced is body; a head not complete in its segment sends its direction, from then on, to
- * the reassembler (TO_REASSEMBLER). Returns how many directions the table holds. */
+/* Remove the direction (a, b) from the table, if there: the rows after it in its run move back
+ * into the hole where their probe path passes it (linear probing's deletion, which leaves no
+ * marker behind). Returns 1 if it was there. */
+static int forget_direction(int64_t *table, uint64_t mask, int64_t a, int64_t b) {
+    uint64_t hole = direction_home(a, b, mask);
+    for (;; hole = (hole + 1) & mask) {
+        const int64_t *row = table + HTTP_STATE * hole;
+        if (row[KEY_A] == NONE)
+            return 0;
+        if (row[KEY_A] == a && row[KEY_B] == b)
+            break;
+    }
+    for (uint64_t next = (hole + 1) & mask;; next = (next + 1) & mask) {
+        int64_t *row = table + HTTP_STATE * next;
+        if (row[KEY_A] == NONE)
+            break;
+        uint64_t home = direction_home(row[KEY_A], row[KEY_B], mask);
+        if (((next - home) & mask) >= ((next - hole) & mask)) { /* the hole is on its path */
+            memcpy(table + HTTP_STATE * hole, row, HTTP_STATE * sizeof(int64_t));
+            hole = next;
+        }
+    }
+    table[HTTP_STATE * hole + KEY_A] = NONE;
+    return 1;
+}
+
+/* Directions that sent FIN or RST, oldest first: a ring of (time, key_a, key_b) rows. */
+typedef struct {
+    int64_t *rows;
+    uint64_t mask;
+    int64_t head, tail;
+} closings_t;
+
+/* The HTTP search over TCP segments (with payload, or closing: FIN or RST), in capture order
+ * (_fast.HttpCandidates holds the rule): a head is looked for only in segments that begin like
+ * one (hint); a head repeated or older than the last one is not reported again; a segment
+ * inside a body that Content-Length announced is body; a head not complete in its segment sends
+ * its direction, from then on, to the reassembler (TO_REASSEMBLER, or FRESH_TO_REASSEMBLER
+ * where the direction is new: the reassembler's old state for it is stale). A direction that
+ * closed is forgotten `kept` ns (capture time) after, before the first segment that late.
+ * Returns how many directions the table holds. */
 static int64_t follow(int64_t *table, uint64_t mask, int64_t count, bytes_t b, Py_ssize_t n, const int64_t *ka,
                       const int64_t *kb, const int64_t *seq, const uint8_t *hint, const int64_t *start,
-                      const int64_t *size, int64_t *kind, int64_t *end) {
+                      const int64_t *size, const int64_t *time, const uint8_t *closing, int64_t kept,
+                      closings_t *closed, int64_t *kind, int64_t *end) {
     for (Py_ssize_t i = 0; i < n; i++) {
-        int created;
-        int64_t *row = direction(table, mask, ka[i], kb[i], hint[i], &created);
+        while (closed->head != closed->tail && closed->rows[3 * closed->head] < time[i] - kept) {
+            const int64_t *gone = closed->rows + 3 * closed->head;
+            count -= forget_direction(table, mask, gone[1], gone[2]);
+            closed->head = (int64_t)(((uint64_t)closed->head + 1) & closed->mask);
+        }
         kind[i] = SKIP;
         end[i] = NONE;
+        if (closing[i]) {
+            int64_t *note = closed->rows + 3 * closed->tail;
+            note[0] = time[i], note[1] = ka[i], note[2] = kb[i];
+            closed->tail = (int64_t)(((uint64_t)closed->tail + 1) & closed->mask);
+        }
+        int created;
+        int64_t *row = direction(table, mask, ka[i], kb[i], hint[i], &created);
         if (row == NULL)
             continue; /* a segment of a stream with no head so far */
         count += created;
@@ -655,7 +706,7 @@ static int64_t follow(int64_t *table, uint64_t mask, int64_t count, bytes_t b, P
         int64_t head_end = find2(p, 0, size[i], 1);
         if (head_end < 0) {
             row[SLOW] = 1;
-            kind[i] = TO_REASSEMBLER;
+            kind[i] = created ? FRESH_TO_REASSEMBLER : TO_REASSEMBLER;
             continue;
         }
         row[LAST_SEQ] = seq[i];
@@ -1709,29 +1760,43 @@ static PyObject *py_http_scan(PyObject *self, PyObject *args) {
 }
 
 static PyObject *py_http_follow(PyObject *self, PyObject *args) {
-    Py_buffer table, buf, ka, kb, seq, hint, start, size, kind, end;
+    Py_buffer table, buf, ka, kb, seq, hint, start, size, time, closing, ring, kind, end;
     Py_ssize_t count;
-    if (!PyArg_ParseTuple(args, "w*ny*y*y*y*y*y*y*w*w*", &table, &count, &buf, &ka, &kb, &seq, &hint, &start, &size,
-                          &kind, &end))
+    long long kept, head, tail;
+    if (!PyArg_ParseTuple(args, "w*ny*y*y*y*y*y*y*y*y*Lw*LLw*w*", &table, &count, &buf, &ka, &kb, &seq, &hint, &start,
+                          &size, &time, &closing, &kept, &ring, &head, &tail, &kind, &end))
         return NULL;
-    Py_buffer *all[] = {&table, &buf, &ka, &kb, &seq, &hint, &start, &size, &kind, &end};
-    Py_ssize_t n = ka.len / 8, slots = table.len / (8 * HTTP_STATE);
+    Py_buffer *all[] = {&table, &buf, &ka, &kb, &seq, &hint, &start, &size, &time, &closing, &ring, &kind, &end};
+    Py_ssize_t n = ka.len / 8, slots = table.len / (8 * HTTP_STATE), hints = 0, closings = 0;
+    Py_ssize_t ring_rows = ring.len / 24;
     int ok = check(&ka, "key_a", 8, n) && check(&kb, "key_b", 8, n) && check(&seq, "seq", 8, n) &&
              check(&hint, "hint", 1, n) && check(&start, "start", 8, n) && check(&size, "size", 8, n) &&
-             check(&kind, "kind", 8, n) && check(&end, "end", 8, n) && check(&table, "table", 8, 0);
-    if (ok && (slots == 0 || (slots & (slots - 1)) != 0 || slots < 2 * (count + n))) {
+             check(&time, "time", 8, n) && check(&closing, "closing", 1, n) && check(&kind, "kind", 8, n) &&
+             check(&end, "end", 8, n) && check(&table, "table", 8, 0) && check(&ring, "ring", 8, 0);
+    for (Py_ssize_t i = 0; ok && i < n; i++) { /* only a segment that begins like a head adds a direction */
+        hints += ((const uint8_t *)hint.buf)[i] != 0;
+        closings += ((const uint8_t *)closing.buf)[i] != 0;
+    }
+    if (ok && (slots == 0 || (slots & (slots - 1)) != 0 || slots < 2 * (count + hints))) {
         PyErr_SetString(PyExc_ValueError, "the table must have a power of two rows, twice the directions it holds");
+        ok = 0;
+    }
+    if (ok && (ring_rows == 0 || (ring_rows & (ring_rows - 1)) != 0 || ring.len % 24 || head < 0 || tail < 0 ||
+               head >= ring_rows || tail >= ring_rows || ((tail - head) & (ring_rows - 1)) + closings >= ring_rows)) {
+        PyErr_SetString(PyExc_ValueError, "the ring of closings must have a power of two rows, room for these");
         ok = 0;
     }
     const int64_t *s = start.buf, *z = size.buf;
     ok = ok && payloads_inside(s, z, n, buf.len);
     if (ok) {
+        closings_t closed = {ring.buf, (uint64_t)ring_rows - 1, head, tail};
         Py_BEGIN_ALLOW_THREADS;
         count = follow(table.buf, (uint64_t)slots - 1, count, buf.buf, n, ka.buf, kb.buf, seq.buf, hint.buf, s, z,
-                       kind.buf, end.buf);
+                       time.buf, closing.buf, kept, &closed, kind.buf, end.buf);
         Py_END_ALLOW_THREADS;
+        head = closed.head, tail = closed.tail;
     }
-    return release(all, sizeof all / sizeof all[0], ok ? PyLong_FromSsize_t(count) : NULL);
+    return release(all, sizeof all / sizeof all[0], ok ? Py_BuildValue("nLL", count, head, tail) : NULL);
 }
 
 static PyObject *py_http_regrow(PyObject *self, PyObject *args) {
@@ -2190,6 +2255,9 @@ PyMODINIT_FUNC PyInit__ckernel(void) {
         goto error;
     }
     if (PyModule_AddIntConstant(module, "NONE", NONE) < 0 || PyModule_AddIntConstant(module, "ARP_CODE", ARP_CODE) < 0)
+        goto error;
+    /* http_follow's arguments: 2 since it keeps the closings (an extension built before is out of date) */
+    if (PyModule_AddIntConstant(module, "HTTP_FOLLOW_VERSION", 2) < 0)
         goto error;
     return module;
 error:

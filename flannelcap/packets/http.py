@@ -10,11 +10,16 @@ abandoned.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 MAX_HEAD_BYTES = 64 * 1024
 MAX_STREAMS = 65_536
+# A direction that sent FIN or RST is forgotten this long (capture time) after: long past a copy
+# of its last segments on another interface, or their retransmission; the streams held are then
+# those still open, not every stream of the capture.
+CLOSED_KEPT_NS = 10_000_000_000
 
 METHODS = (b"GET", b"POST", b"PUT", b"DELETE", b"HEAD", b"OPTIONS", b"PATCH", b"CONNECT", b"TRACE")
 _STARTS = (*(m + b" " for m in METHODS), b"HTTP/")
@@ -138,26 +143,37 @@ class _Stream:
 class HttpReassembler:
     """Finds HTTP heads in the TCP segments of many conversations, one direction each.
 
-    Feed every TCP segment with payload, in capture order; ``feed`` returns the head that the
-    segment completes, if any.
+    Feed every TCP segment with payload, and every one that closes its direction (FIN or RST),
+    in capture order; ``feed`` returns the head that the segment completes, if any. A direction
+    is forgotten ``CLOSED_KEPT_NS`` after it closed, before the first segment that late.
     """
 
     def __init__(self) -> None:
         self._streams: dict[StreamKey, _Stream] = {}
+        self._closed: deque[tuple[int, StreamKey]] = deque()
 
-    def feed(self, key: StreamKey, seq: int, payload: bytes) -> HttpHead | None:
+    def feed(
+        self, key: StreamKey, seq: int, payload: bytes, time_ns: int = 0, closing: bool = False
+    ) -> HttpHead | None:
         """Add one segment's payload to the stream ``key`` (src ip, src port, dst ip, dst port).
 
         Args:
             key: the inner 4-tuple of the segment's direction.
             seq: the segment's TCP sequence number.
             payload: the segment's TCP payload as captured.
+            time_ns: when it was captured.
+            closing: it carries FIN or RST.
 
         Returns:
             The HTTP head completed by this segment, or ``None``.
         """
-        if not payload:
-            return None
+        while self._closed and self._closed[0][0] < time_ns - CLOSED_KEPT_NS:
+            self._streams.pop(self._closed.popleft()[1], None)
+        if closing:
+            self._closed.append((time_ns, key))
+        return self._feed(key, seq, payload) if payload else None
+
+    def _feed(self, key: StreamKey, seq: int, payload: bytes) -> HttpHead | None:
         stream = self._streams.get(key)
         if stream is None:
             if not looks_like_http_start(payload):

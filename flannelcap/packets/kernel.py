@@ -31,14 +31,16 @@ except ImportError:  # the test suite requires the extension
     _ckernel = None
     UNAVAILABLE = "the compiled fast path was not built (no C compiler when flannelcap was installed)"
 else:
-    if (tuple(_ckernel.FIELDS), _ckernel.NONE, _ckernel.ARP_CODE) != (FIELDS, NONE, ARP_CODE):
+    known = (tuple(_ckernel.FIELDS), _ckernel.NONE, _ckernel.ARP_CODE) == (FIELDS, NONE, ARP_CODE)
+    if not known or getattr(_ckernel, "HTTP_FOLLOW_VERSION", 0) != 2:
         UNAVAILABLE = "the compiled fast path is out of date (rebuild it: pip install the package again)"
 
 Int = NDArray[np.int64]
 Bool = NDArray[np.bool_]
 AVAILABLE = UNAVAILABLE is None
 NOT_HTTP, REQUEST, RESPONSE, ASK_PYTHON = 0, 1, 2, 3  # what http_scan makes of a head
-SKIP, HEAD_REQUEST, HEAD_RESPONSE, TO_REASSEMBLER = 0, 1, 2, 3  # what http_follow makes of a segment
+# what http_follow makes of a segment
+SKIP, HEAD_REQUEST, HEAD_RESPONSE, TO_REASSEMBLER, FRESH_TO_REASSEMBLER = 0, 1, 2, 3, 4
 HTTP_STATE = 6  # int64s per direction in http_follow's table
 HEAD_PARTS = 17  # http_parts: method, path, version (from, to), status; reason and 4 headers (from, to)
 
@@ -131,21 +133,57 @@ def insert_keys(table: Int, count: int, keys: Int) -> int:
     return int(_ckernel.insert_keys(table, count, np.ascontiguousarray(keys)))
 
 
-def http_follow(
-    table: Int, count: int, buf: NDArray[np.uint8], key_a: Int, key_b: Int, seq: Int, hint: Bool, start: Int, size: Int
-) -> tuple[Int, Int, int]:
-    """Follow the HTTP streams of segments with payload ``buf[start:start+size]``, in capture
-    order, in a table of directions (``HTTP_STATE`` int64s a row; ``key_a == NONE`` marks a free
-    row; a power of two rows, at least twice the directions after adding every segment).
+class Closings:
+    """The directions that sent FIN or RST, oldest first, as ``http_follow`` keeps them across
+    calls: a ring of (time, key_a, key_b) rows, grown here when a call could fill it."""
 
-    A direction is keyed by (source address << 16 | port, destination address << 16 | port).
-    Returns (kinds, ends, count), per segment: ``SKIP``, ``HEAD_REQUEST``/``HEAD_RESPONSE`` (a
-    head ending at ``end``, the blank line excluded), or ``TO_REASSEMBLER`` (the direction's
-    head is split across segments: from now on Python reassembles it); and the directions held.
+    def __init__(self) -> None:
+        self.rows = np.zeros((1 << 10, 3), dtype=np.int64)
+        self.head = self.tail = 0
+
+    def make_room(self, more: int) -> None:
+        """Room for ``more`` closings besides those held."""
+        held = (self.tail - self.head) % len(self.rows)
+        if held + more < len(self.rows):
+            return
+        order = (self.head + np.arange(held)) % len(self.rows)
+        rows = np.zeros((1 << (2 * (held + more)).bit_length(), 3), dtype=np.int64)
+        rows[:held] = self.rows[order]
+        self.rows, self.head, self.tail = rows, 0, held
+
+
+def http_follow(
+    table: Int,
+    count: int,
+    buf: NDArray[np.uint8],
+    segments: tuple[Int, Int, Int, Bool, Int, Int],
+    time: Int,
+    closing: Bool,
+    kept_ns: int,
+    closings: Closings,
+) -> tuple[Int, Int, int]:
+    """Follow the HTTP streams of TCP segments ``(key_a, key_b, seq, hint, start, size)`` (a
+    payload ``buf[start:start+size]``, maybe empty) in capture order, in a table of directions
+    (``HTTP_STATE`` int64s a row; ``key_a == NONE`` marks a free row; a power of two rows, at
+    least twice the directions after adding one for every segment that ``hint`` marks: only
+    those add a direction).
+
+    A direction is keyed by (source address << 16 | port, destination address << 16 | port). A
+    segment that ``closing`` marks (FIN or RST) goes into ``closings``; its direction is
+    forgotten before the first segment ``kept_ns`` or more later (``time``, in ns). Returns
+    (kinds, ends, count), per segment: ``SKIP``, ``HEAD_REQUEST``/``HEAD_RESPONSE`` (a head
+    ending at ``end``, the blank line excluded), or ``TO_REASSEMBLER`` (the direction's head
+    is split across segments: from now on Python reassembles it; ``FRESH_TO_REASSEMBLER`` if
+    the direction is new); and the directions held.
     """
+    key_a, key_b, seq, hint, start, size = segments
     n = len(key_a)
+    closings.make_room(int(np.count_nonzero(closing)))
     kinds, ends = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
-    count = _ckernel.http_follow(table, count, buf, key_a, key_b, seq, hint, start, size, kinds, ends)
+    count, closings.head, closings.tail = _ckernel.http_follow(
+        table, count, buf, key_a, key_b, seq, hint, start, size, time, closing, kept_ns,
+        closings.rows, closings.head, closings.tail, kinds, ends,
+    )  # fmt: skip
     return kinds, ends, int(count)
 
 

@@ -23,7 +23,14 @@ from numpy.typing import NDArray
 from flannelcap.packets import kernel as _kernel
 from flannelcap.packets.columns import TCP, UDP, Batch, Heads, Payloads, ip_text
 from flannelcap.packets.dns import DNS_PORT
-from flannelcap.packets.http import HttpHead, HttpReassembler, StreamKey, looks_like_http_start, parse_head
+from flannelcap.packets.http import (
+    CLOSED_KEPT_NS,
+    HttpHead,
+    HttpReassembler,
+    StreamKey,
+    looks_like_http_start,
+    parse_head,
+)
 from flannelcap.packets.http2 import PREFACE, H2Segment, Http2Follower
 from flannelcap.packets.kernel import NONE, PAD, Bool, Int
 from flannelcap.packets.kernel_columns import ColumnsBuilder, DecodedPiece, innermost, padded
@@ -38,6 +45,7 @@ if TYPE_CHECKING:
 
 PIECE_BYTES = 4 * 1024 * 1024  # read and decoded at once: large enough that the per-piece Python work is small
 BATCH_FRAMES = 32768  # frames per Batch handed out
+_FIN_OR_RST = 0x01 | 0x04  # TCP flags of a segment that closes its direction
 
 
 class _ReadsInto(Protocol):
@@ -149,6 +157,7 @@ class FastStream:
         self._decoder: Decoder | None = None  # Scapy, for the frames the fast path leaves
         self._directions = np.full((1 << 12, _kernel.HTTP_STATE), NONE, dtype=np.int64)  # the HTTP search's
         self._direction_count = 0
+        self._closings = _kernel.Closings()  # the directions that closed, forgotten CLOSED_KEPT_NS later
         self._slow_http: dict[tuple[int, int, int, int], HttpReassembler] = {}
         self._other_addresses: dict[str, int] = {}
         self._h2 = Http2Follower(on_connection=self._h2_connection)  # one HTTP/2 state for both decoders
@@ -307,12 +316,15 @@ class FastStream:
         fallback = columns.fallback[first : first + n]
         values = columns.values
         has_payload = (piece.payload_start >= 0) & (values["payload_len"][first : first + n] > 0)
-        with_payload = np.nonzero(has_payload & (values["proto"][first : first + n] == TCP))[0]
+        tcp = values["proto"][first : first + n] == TCP
+        with_payload = np.nonzero(has_payload & tcp)[0]
+        closing = ~fallback & tcp & (values["tcp_flags"][first : first + n] & _FIN_OR_RST > 0)
+        segments = np.nonzero((has_payload | closing) & tcp)[0]  # what the HTTP search follows
         self._find_dns(frames, piece, values, filling, np.nonzero(has_payload)[0])
         self._find_tls(frames, piece, values, filling, with_payload)
         done = 0
         for local in np.nonzero(fallback)[0].tolist():
-            before = with_payload[done : done + int(np.searchsorted(with_payload[done:], local))]
+            before = segments[done : done + int(np.searchsorted(segments[done:], local))]
             self._find_http(frames, piece, values, filling, before)
             done += len(before)
             at, caplen = int(frames.start[local]), int(frames.caplen[local])
@@ -337,7 +349,7 @@ class FastStream:
                 )
             filling.records[first + local] = self._decoder.decode(frame)
             self.fallback_frames += 1
-        self._find_http(frames, piece, values, filling, with_payload[done:])
+        self._find_http(frames, piece, values, filling, segments[done:])
 
     def _find_dns(
         self, frames: _Frames, piece: DecodedPiece, values: dict[str, Int], filling: _Filling, local: Int
@@ -382,28 +394,42 @@ class FastStream:
     def _find_http(
         self, frames: _Frames, piece: DecodedPiece, values: dict[str, Int], filling: _Filling, local: Int
     ) -> None:
-        """Follow the TCP segments with payload at ``local`` (indices into the piece) through the
-        compiled HTTP search; heads go into the batch being filled (those split across segments
-        through the reassembler)."""
+        """Follow the TCP segments at ``local`` (indices into the piece: those with payload, and
+        those that close their direction) through the compiled HTTP search; heads go into the
+        batch being filled (those split across segments through the reassembler)."""
         if not len(local):
             return
         rows = local + piece.first_row
         src, dst = innermost(values, rows)
         sport, dport, seq = values["src_port"][rows], values["dst_port"][rows], values["tcp_seq"][rows]
-        starts = piece.payload_start[local]
-        sizes = np.minimum(values["payload_len"][rows], frames.start[local] + frames.caplen[local] - starts)
-        self._find_h2(frames.buf, filling, rows, (src, sport, dst, dport, seq), starts, sizes)
+        payload = (piece.payload_start[local] >= 0) & (values["payload_len"][rows] > 0)
+        starts = np.where(payload, piece.payload_start[local], 0)
+        sizes = np.where(
+            payload, np.minimum(values["payload_len"][rows], frames.start[local] + frames.caplen[local] - starts), 0
+        )
+        if payload.all():
+            self._find_h2(frames.buf, filling, rows, (src, sport, dst, dport, seq), starts, sizes)
+        else:
+            some = np.nonzero(payload)[0]
+            segment = (src[some], sport[some], dst[some], dport[some], seq[some])
+            self._find_h2(frames.buf, filling, rows[some], segment, starts[some], sizes[some])
+        closing = values["tcp_flags"][rows] & _FIN_OR_RST > 0
         kinds, ends = self._follow(
-            frames.buf, src << 16 | sport, dst << 16 | dport, seq, piece.http_hint[local], starts, sizes
+            frames.buf,
+            (src << 16 | sport, dst << 16 | dport, seq, piece.http_hint[local] & payload, starts, sizes),
+            frames.time_ns[local],
+            closing,
         )
         found = np.nonzero((kinds == _kernel.HEAD_REQUEST) | (kinds == _kernel.HEAD_RESPONSE))[0]
         if len(found):
             texts = gather(frames.buf, starts[found], ends[found])
             filling.heads.append(Heads(rows[found], kinds[found], texts.data, texts.offsets))
-        for i in np.nonzero(kinds == _kernel.TO_REASSEMBLER)[0].tolist():
+        for i in np.nonzero(kinds >= _kernel.TO_REASSEMBLER)[0].tolist():
             key = (int(src[i]), int(sport[i]), int(dst[i]), int(dport[i]))
             at = int(starts[i])
-            head = self._reassemble(key, key_str(key), int(seq[i]), frames.buf[at : at + int(sizes[i])].tobytes())
+            payload_bytes = frames.buf[at : at + int(sizes[i])].tobytes()
+            fresh = kinds[i] == _kernel.FRESH_TO_REASSEMBLER
+            head = self._reassemble(key, key_str(key), int(seq[i]), payload_bytes, fresh)
             if head is not None:
                 filling.slow_heads[int(rows[i])] = head
 
@@ -437,28 +463,31 @@ class FastStream:
         self._h2_keys.ids(np.array([[src << 16 | sport, dst << 16 | dport], [dst << 16 | dport, src << 16 | sport]]))
 
     def _follow(
-        self, buf: NDArray[np.uint8], key_a: Int, key_b: Int, seq: Int, hint: Bool, starts: Int, sizes: Int
+        self, buf: NDArray[np.uint8], segments: tuple[Int, Int, Int, Bool, Int, Int], times: Int, closing: Bool
     ) -> tuple[Int, Int]:
-        while len(self._directions) < 2 * (self._direction_count + len(key_a)):
+        while len(self._directions) < 2 * (self._direction_count + int(np.count_nonzero(segments[3]))):
             self._directions = _kernel.http_regrow(self._directions, 2 * len(self._directions))
         kinds, ends, self._direction_count = _kernel.http_follow(
-            self._directions, self._direction_count, buf, key_a, key_b, seq, hint, starts, sizes
+            self._directions, self._direction_count, buf, segments, times, closing, CLOSED_KEPT_NS, self._closings
         )
         return kinds, ends
 
-    def _reassemble(self, key: tuple[int, int, int, int], text: StreamKey, seq: int, payload: bytes) -> HttpHead | None:
+    def _reassemble(
+        self, key: tuple[int, int, int, int], text: StreamKey, seq: int, payload: bytes, fresh: bool
+    ) -> HttpHead | None:
+        """The head a segment of a direction sent to the reassembler completes (``fresh``: the
+        direction is new to the HTTP search, so what the reassembler held of it is stale)."""
         slow = self._slow_http.get(key)
-        if slow is None:
+        if slow is None or fresh:
             slow = self._slow_http[key] = HttpReassembler()
         return slow.feed(text, seq, payload)
 
-    def _follow_one(self, text: StreamKey, seq: int, payload: bytes) -> HttpHead | None:
+    def _follow_one(self, text: StreamKey, seq: int, payload: bytes, time_ns: int, closing: bool) -> HttpHead | None:
         """The HTTP head a fallback frame's segment completes, found in the same state as the
         kernel's segments (the Scapy decoder asks this instead of its own reassembler)."""
         src, sport, dst, dport = text
         key = (self._address_id(src), sport, self._address_id(dst), dport)
-        kinds, ends = self._follow(
-            padded(payload),
+        segment = (
             np.array([key[0] << 16 | sport], dtype=np.int64),
             np.array([key[2] << 16 | dport], dtype=np.int64),
             np.array([seq], dtype=np.int64),
@@ -466,11 +495,14 @@ class FastStream:
             np.zeros(1, dtype=np.int64),
             np.array([len(payload)], dtype=np.int64),
         )
+        kinds, ends = self._follow(
+            padded(payload), segment, np.array([time_ns], dtype=np.int64), np.array([closing], dtype=np.bool_)
+        )
         kind = int(kinds[0])
         if kind in (_kernel.HEAD_REQUEST, _kernel.HEAD_RESPONSE):
             return parse_head(payload[: int(ends[0])])
-        if kind == _kernel.TO_REASSEMBLER:
-            return self._reassemble(key, text, seq, payload)
+        if kind >= _kernel.TO_REASSEMBLER:
+            return self._reassemble(key, text, seq, payload, kind == _kernel.FRESH_TO_REASSEMBLER)
         return None
 
     def _address_id(self, address: str) -> int:

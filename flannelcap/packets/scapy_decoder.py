@@ -204,8 +204,10 @@ class Decoder:
         vxlan_ports: UDP ports that carry VXLAN (default 8472 and 4789).
         detail: also fill ``PacketRecord.layers`` with every field of every layer.
         find_head: where a TCP segment's payload goes to find the HTTP head it completes
-            (key, seq, payload → head); by default the decoder's own ``HttpReassembler``. The
-            fast path passes its own, so that both decoders follow one HTTP state.
+            (key, seq, payload, time in ns, whether it closes its direction → head), and a
+            segment with no payload that closes its direction (FIN, RST); by default the
+            decoder's own ``HttpReassembler``. The fast path passes its own, so that both
+            decoders follow one HTTP state.
         http2: the follower of HTTP/2 connections (by default the decoder's own; the fast path
             passes its own, for the same reason).
     """
@@ -216,7 +218,7 @@ class Decoder:
         *,
         tunnels: TunnelPorts | None = None,
         detail: bool = False,
-        find_head: Callable[[StreamKey, int, bytes], HttpHead | None] | None = None,
+        find_head: Callable[[StreamKey, int, bytes, int, bool], HttpHead | None] | None = None,
         http2: Http2Follower | None = None,
     ) -> None:
         self.vxlan_ports = frozenset(vxlan_ports)
@@ -250,7 +252,7 @@ class Decoder:
             notes.append(f"could not be dissected: {type(exc).__name__}: {exc}")
             packet = Raw(frame.data)
         h2 = self._h2_segment(fields)
-        http = self._http_head(fields)
+        http = self._http_head(fields, frame.time_ns)
         if http is not None:
             fields.update(http.record_fields())
         if h2 is not None:
@@ -272,9 +274,16 @@ class Decoder:
             record = replace(record, layers=layers_of(packet, record, http, h2))
         return record
 
-    def _http_head(self, fields: dict[str, Any]) -> HttpHead | None:
-        key = _segment_key(fields)
-        return None if key is None else self._find_head(key, fields["tcp_seq"], fields["_tcp_payload"])
+    def _http_head(self, fields: dict[str, Any], time_ns: int) -> HttpHead | None:
+        if fields.get("proto") != "tcp":
+            return None
+        payload = fields.get("_tcp_payload") or b""
+        closing = any(flag in ("FIN", "RST") for flag in (fields.get("tcp_flags") or "").split(", "))
+        if not payload and not closing:
+            return None
+        src, dst = _innermost_ips(fields)
+        key = (src or "", fields["src_port"], dst or "", fields["dst_port"])
+        return self._find_head(key, fields["tcp_seq"], payload, time_ns, closing)
 
     def _h2_segment(self, fields: dict[str, Any]) -> H2Segment | None:
         key = _segment_key(fields)
