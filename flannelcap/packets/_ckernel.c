@@ -662,14 +662,14 @@ typedef struct {
     int64_t head, tail;
 } closings_t;
 
-/* The HTTP search over TCP segments (with payload, or closing: FIN or RST), in capture order
- * (_fast.HttpCandidates holds the rule): a head is looked for only in segments that begin like
- * one (hint); a head repeated or older than the last one is not reported again; a segment
- * inside a body that Content-Length announced is body; a head not complete in its segment sends
- * its direction, from then on, to the reassembler (TO_REASSEMBLER, or FRESH_TO_REASSEMBLER
- * where the direction is new: the reassembler's old state for it is stale). A direction that
- * closed is forgotten `kept` ns (capture time) after, before the first segment that late.
- * Returns how many directions the table holds. */
+/* The HTTP search over TCP segments (with payload, or closing: FIN or RST), in capture order,
+ * by the rule of http.py's HttpReassembler (the model it agrees with): a head is looked for
+ * only in segments that begin like one (hint); a head repeated or older than the last one is
+ * not reported again; a segment inside a body that Content-Length announced is body; a head
+ * not complete in its segment sends its direction, from then on, to the reassembler
+ * (TO_REASSEMBLER, or FRESH_TO_REASSEMBLER where the direction is new: the reassembler's old
+ * state for it is stale). A direction that closed is forgotten `kept` ns (capture time) after,
+ * before the first segment that late. Returns how many directions the table holds. */
 static int64_t follow(int64_t *table, uint64_t mask, int64_t count, bytes_t b, Py_ssize_t n, const int64_t *ka,
                       const int64_t *kb, const int64_t *seq, const uint8_t *hint, const int64_t *start,
                       const int64_t *size, const int64_t *time, const uint8_t *closing, int64_t kept,

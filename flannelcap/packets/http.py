@@ -5,7 +5,8 @@ pods see (inner addresses and ports), never on the outer UDP ports, which the ke
 per flow and which change when a pod reconnects. A head split across segments is reported
 on the segment that completes it, as Wireshark does. Work per byte is constant: the search
 for the blank line only looks at new bytes, and a head larger than ``MAX_HEAD_BYTES`` is
-abandoned.
+abandoned. Memory follows the open streams: a direction is forgotten ``CLOSED_KEPT_NS`` of
+capture time after its FIN or RST (the compiled search in ``_ckernel.c`` keeps the same rule).
 """
 
 from __future__ import annotations
