@@ -275,14 +275,11 @@ class Decoder:
         return record
 
     def _http_head(self, fields: dict[str, Any], time_ns: int) -> HttpHead | None:
-        if fields.get("proto") != "tcp":
-            return None
+        key = _direction(fields)
         payload = fields.get("_tcp_payload") or b""
         closing = any(flag in ("FIN", "RST") for flag in (fields.get("tcp_flags") or "").split(", "))
-        if not payload and not closing:
+        if key is None or not (payload or closing):
             return None
-        src, dst = _innermost_ips(fields)
-        key = (src or "", fields["src_port"], dst or "", fields["dst_port"])
         return self._find_head(key, fields["tcp_seq"], payload, time_ns, closing)
 
     def _h2_segment(self, fields: dict[str, Any]) -> H2Segment | None:
@@ -293,12 +290,17 @@ class Decoder:
         return self._http2.feed(key, fields["tcp_seq"], payload)
 
 
-def _segment_key(fields: dict[str, Any]) -> StreamKey | None:
-    """The direction of a TCP segment with payload (innermost addresses and ports), else None."""
-    if fields.get("proto") != "tcp" or not fields.get("_tcp_payload"):
+def _direction(fields: dict[str, Any]) -> StreamKey | None:
+    """The direction of a TCP segment (innermost addresses and ports), else None."""
+    if fields.get("proto") != "tcp":
         return None
     src, dst = _innermost_ips(fields)
     return (src or "", fields["src_port"], dst or "", fields["dst_port"])
+
+
+def _segment_key(fields: dict[str, Any]) -> StreamKey | None:
+    """The direction of a TCP segment with payload, else None."""
+    return _direction(fields) if fields.get("_tcp_payload") else None
 
 
 def _innermost_ips(fields: dict[str, Any]) -> tuple[str | None, str | None]:
