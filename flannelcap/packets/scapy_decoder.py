@@ -275,12 +275,10 @@ class Decoder:
         return record
 
     def _http_head(self, fields: dict[str, Any], time_ns: int) -> HttpHead | None:
-        key = _direction(fields)
         payload = fields.get("_tcp_payload") or b""
         closing = any(flag in ("FIN", "RST") for flag in (fields.get("tcp_flags") or "").split(", "))
-        if key is None or not (payload or closing):
-            return None
-        return self._find_head(key, fields["tcp_seq"], payload, time_ns, closing)
+        key = _direction(fields) if payload or closing else None
+        return None if key is None else self._find_head(key, fields["tcp_seq"], payload, time_ns, closing)
 
     def _h2_segment(self, fields: dict[str, Any]) -> H2Segment | None:
         key = _segment_key(fields)
@@ -291,8 +289,9 @@ class Decoder:
 
 
 def _direction(fields: dict[str, Any]) -> StreamKey | None:
-    """The direction of a TCP segment (innermost addresses and ports), else None."""
-    if fields.get("proto") != "tcp":
+    """The direction of a TCP segment (innermost addresses and ports), else None (not TCP, or
+    its header was not read)."""
+    if fields.get("proto") != "tcp" or "src_port" not in fields or "tcp_seq" not in fields:
         return None
     src, dst = _innermost_ips(fields)
     return (src or "", fields["src_port"], dst or "", fields["dst_port"])
