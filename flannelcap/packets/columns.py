@@ -252,6 +252,10 @@ class DnsFields:
         """The fields of a batch of ``n`` rows with DNS ``messages``."""
         ints = {name: np.full(n, NONE, dtype=np.int64) for name in _DNS_INTS}
         response = np.full(n, -1, dtype=np.int8)
+        if not len(messages.rows):  # most batches of most captures: nothing to parse or slice
+            texts = {name: TextColumn.nothing(n) for name in _DNS_TEXTS}
+            no_rows = np.empty(0, dtype=np.int64)
+            return DnsFields(ints, response, texts, no_rows, no_rows, np.empty((0, 2), dtype=np.int64), b"", False)
         at = {name: np.full(n, -1, dtype=np.int64) for name in _DNS_TEXTS}
         to = {name: np.zeros(n, dtype=np.int64) for name in _DNS_TEXTS}
         rows, parts, text = np.empty(0, dtype=np.int64), np.empty((0, _kernel.DNS_PARTS), dtype=np.int64), b""
@@ -328,7 +332,8 @@ class Batch:
         self.rows = None
         if len(self.heads.rows):
             self.head_parts()
-        self.dns_fields()
+        # The DNS fields are left to ``Columns.make``: on a DNS-heavy capture this thread, which
+        # also finds the label ids, is the busier of the two (read(): 0.95 → 0.91 s per million).
         if len(self.tls.rows):
             self.tls_parts()
         return self
