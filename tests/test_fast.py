@@ -528,3 +528,14 @@ def test_a_closed_direction_is_forgotten_ten_seconds_after_its_fin(
     assert [number for number, code in enumerate(methods, 1) if code >= 0] == [1, 16]
     assert source.stream._direction_count == 1  # the last head's direction; the first was forgotten
     assert agree(path).fallback_frames == 0  # the Scapy engine finds the same heads
+
+
+@pytest.mark.parametrize("name", every_sample_pcap())
+def test_the_summary_counted_alone_is_the_one_counted_while_columns_are_made(name: str) -> None:
+    """``summary()`` before any reading counts batches without their DNS messages and TLS hellos
+    (it counts neither): the same counts as when every batch is made into columns."""
+    alone = open_capture(SAMPLES / name).summary()
+    source = open_capture(SAMPLES / name)
+    rows = sum(batch.n for batch in source)
+    walked = source.summary()
+    assert alone == walked and alone.packets == rows

@@ -193,7 +193,7 @@ class PacketSource:
         (read now, without making columns: the fastest pass)."""
         if not self._started:
             self._started = True
-            for batch in read_ahead(self.stream.batches()):
+            for batch in read_ahead(self.stream.batches(counts_only=True)):
                 self._counter.add(batch)
         return self._counter.finish(self.problem)
 

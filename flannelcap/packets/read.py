@@ -158,6 +158,7 @@ class FastStream:
         self._directions = np.full((1 << 12, _kernel.HTTP_STATE), NONE, dtype=np.int64)  # the HTTP search's
         self._direction_count = 0
         self._closings = _kernel.Closings()  # the directions that closed, forgotten CLOSED_KEPT_NS later
+        self._payloads = True  # gather DNS messages and TLS hellos (see ``batches``)
         self._slow_http: dict[tuple[int, int, int, int], HttpReassembler] = {}
         self._other_addresses: dict[str, int] = {}
         self._h2 = Http2Follower(on_connection=self._h2_connection)  # one HTTP/2 state for both decoders
@@ -175,9 +176,12 @@ class FastStream:
 
     # -- frames into batches -----------------------------------------------------------
 
-    def batches(self, prepared: bool = False) -> Iterator[Batch]:
+    def batches(self, prepared: bool = False, counts_only: bool = False) -> Iterator[Batch]:
         """Decoded batches, in capture order; ``prepared``: with ``Batch.prepare`` done (here, in
-        the thread that reads), for a caller that makes their columns."""
+        the thread that reads), for a caller that makes their columns; ``counts_only``: for a
+        caller that only counts them (``CaptureSummary``), without the DNS messages and TLS
+        hellos, which it does not count."""
+        self._payloads = not counts_only
         for step in self._decoded_pieces():
             if isinstance(step, _Filling):
                 yield step.batch().prepare() if prepared else step.batch()
@@ -320,8 +324,9 @@ class FastStream:
         with_payload = np.nonzero(has_payload & tcp)[0]
         closing = ~fallback & tcp & (values["tcp_flags"][first : first + n] & _FIN_OR_RST > 0)
         segments = np.nonzero((has_payload | closing) & tcp)[0]  # what the HTTP search follows
-        self._find_dns(frames, piece, values, filling, np.nonzero(has_payload)[0])
-        self._find_tls(frames, piece, values, filling, with_payload)
+        if self._payloads:
+            self._find_dns(frames, piece, values, filling, np.nonzero(has_payload)[0])
+            self._find_tls(frames, piece, values, filling, with_payload)
         done = 0
         for local in np.nonzero(fallback)[0].tolist():
             before = segments[done : done + int(np.searchsorted(segments[done:], local))]
