@@ -539,3 +539,17 @@ def test_the_summary_counted_alone_is_the_one_counted_while_columns_are_made(nam
     rows = sum(batch.n for batch in source)
     walked = source.summary()
     assert alone == walked and alone.packets == rows
+
+
+@pytest.mark.parametrize("service", ["dns", "tls"])
+def test_batches_counted_only_leave_the_dns_messages_and_tls_hellos_out(service: str) -> None:
+    """What ``summary()`` reads: the same batches without the payloads it does not count."""
+    path = SAMPLES / "services" / service / "kpi093-any.pcap"
+
+    def gathered(counts_only: bool) -> tuple[int, int]:
+        batches = list(open_capture(path).stream.batches(counts_only=counts_only))
+        return sum(len(b.dns.rows) for b in batches), sum(len(b.tls.rows) for b in batches)
+
+    dns, tls = gathered(counts_only=False)
+    assert (dns > 0) if service == "dns" else (tls > 0)
+    assert gathered(counts_only=True) == (0, 0)

@@ -21,6 +21,7 @@ MAX_STREAMS = 65_536
 # of its last segments on another interface, or their retransmission; the streams held are then
 # those still open, not every stream of the capture.
 CLOSED_KEPT_NS = 10_000_000_000
+CLOSING_FLAGS = ("FIN", "RST")  # the TCP flags (as Wireshark names them) of a segment that closes its direction
 
 METHODS = (b"GET", b"POST", b"PUT", b"DELETE", b"HEAD", b"OPTIONS", b"PATCH", b"CONNECT", b"TRACE")
 _STARTS = (*(m + b" " for m in METHODS), b"HTTP/")

@@ -25,6 +25,7 @@ from flannelcap.packets.columns import TCP, UDP, Batch, Heads, Payloads, ip_text
 from flannelcap.packets.dns import DNS_PORT
 from flannelcap.packets.http import (
     CLOSED_KEPT_NS,
+    CLOSING_FLAGS,
     HttpHead,
     HttpReassembler,
     StreamKey,
@@ -32,6 +33,7 @@ from flannelcap.packets.http import (
     parse_head,
 )
 from flannelcap.packets.http2 import PREFACE, H2Segment, Http2Follower
+from flannelcap.packets.info import tcp_flag_names
 from flannelcap.packets.kernel import NONE, PAD, Bool, Int
 from flannelcap.packets.kernel_columns import ColumnsBuilder, DecodedPiece, innermost, padded
 from flannelcap.packets.reader import MAX_RECORD_BYTES, PCAP_MAGICS, CaptureReader, Frame
@@ -45,7 +47,8 @@ if TYPE_CHECKING:
 
 PIECE_BYTES = 4 * 1024 * 1024  # read and decoded at once: large enough that the per-piece Python work is small
 BATCH_FRAMES = 32768  # frames per Batch handed out
-_FIN_OR_RST = 0x01 | 0x04  # TCP flags of a segment that closes its direction
+# The bits of the TCP flags that close a direction (FIN, RST), as the flags' names say them.
+_CLOSING_BITS = sum(1 << bit for bit in range(8) if tcp_flag_names(1 << bit) in CLOSING_FLAGS)
 
 
 class _ReadsInto(Protocol):
@@ -158,7 +161,6 @@ class FastStream:
         self._directions = np.full((1 << 12, _kernel.HTTP_STATE), NONE, dtype=np.int64)  # the HTTP search's
         self._direction_count = 0
         self._closings = _kernel.Closings()  # the directions that closed, forgotten CLOSED_KEPT_NS later
-        self._payloads = True  # gather DNS messages and TLS hellos (see ``batches``)
         self._slow_http: dict[tuple[int, int, int, int], HttpReassembler] = {}
         self._other_addresses: dict[str, int] = {}
         self._h2 = Http2Follower(on_connection=self._h2_connection)  # one HTTP/2 state for both decoders
@@ -181,12 +183,11 @@ class FastStream:
         the thread that reads), for a caller that makes their columns; ``counts_only``: for a
         caller that only counts them (``CaptureSummary``), without the DNS messages and TLS
         hellos, which it does not count."""
-        self._payloads = not counts_only
         for step in self._decoded_pieces():
             if isinstance(step, _Filling):
                 yield step.batch().prepare() if prepared else step.batch()
             else:
-                self._finish(*step)
+                self._finish(*step, payloads=not counts_only)
 
     def _decoded_pieces(self) -> Iterator[tuple[_Frames, DecodedPiece, _Filling] | _Filling]:
         """Each piece read and decoded into the batch being filled, then each batch once full."""
@@ -307,9 +308,10 @@ class FastStream:
             np.fromiter((f.number for f in frames), dtype=np.int64, count=len(frames)),
         )
 
-    def _finish(self, frames: _Frames, piece: DecodedPiece, filling: _Filling) -> None:
-        """Find the HTTP heads of a decoded piece and hand the frames the fast path could not
-        take to the Scapy decoder, while the piece's buffer is still there.
+    def _finish(self, frames: _Frames, piece: DecodedPiece, filling: _Filling, payloads: bool) -> None:
+        """Find the HTTP heads of a decoded piece (and, with ``payloads``, gather its DNS
+        messages and TLS hellos) and hand the frames the fast path could not take to the Scapy
+        decoder, while the piece's buffer is still there.
 
         Both kinds of frame follow one HTTP state, in capture order: the kernel's segments
         up to a fallback frame, then that frame (its head found through ``_follow_one``), and
@@ -322,9 +324,9 @@ class FastStream:
         has_payload = (piece.payload_start >= 0) & (values["payload_len"][first : first + n] > 0)
         tcp = values["proto"][first : first + n] == TCP
         with_payload = np.nonzero(has_payload & tcp)[0]
-        closing = ~fallback & tcp & (values["tcp_flags"][first : first + n] & _FIN_OR_RST > 0)
+        closing = ~fallback & tcp & (values["tcp_flags"][first : first + n] & _CLOSING_BITS > 0)
         segments = np.nonzero((has_payload | closing) & tcp)[0]  # what the HTTP search follows
-        if self._payloads:
+        if payloads:
             self._find_dns(frames, piece, values, filling, np.nonzero(has_payload)[0])
             self._find_tls(frames, piece, values, filling, with_payload)
         done = 0
@@ -418,7 +420,7 @@ class FastStream:
             some = np.nonzero(payload)[0]
             segment = (src[some], sport[some], dst[some], dport[some], seq[some])
             self._find_h2(frames.buf, filling, rows[some], segment, starts[some], sizes[some])
-        closing = values["tcp_flags"][rows] & _FIN_OR_RST > 0
+        closing = values["tcp_flags"][rows] & _CLOSING_BITS > 0
         kinds, ends = self._follow(
             frames.buf,
             (src << 16 | sport, dst << 16 | dport, seq, piece.http_hint[local] & payload, starts, sizes),

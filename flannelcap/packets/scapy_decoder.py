@@ -27,7 +27,7 @@ from scapy.packet import NoPayload, Packet, Padding, Raw
 from scapy.utils import checksum
 
 from flannelcap.packets.dns import DNS_PORT, dns_payload, parse_message
-from flannelcap.packets.http import HttpHead, HttpReassembler, StreamKey
+from flannelcap.packets.http import CLOSING_FLAGS, HttpHead, HttpReassembler, StreamKey
 from flannelcap.packets.http2 import H2Segment, Http2Follower
 from flannelcap.packets.info import ARP_OPS, PACKET_TYPES, InfoFormatter, tcp_flag_names
 from flannelcap.packets.reader import (
@@ -276,7 +276,7 @@ class Decoder:
 
     def _http_head(self, fields: dict[str, Any], time_ns: int) -> HttpHead | None:
         payload = fields.get("_tcp_payload") or b""
-        closing = any(flag in ("FIN", "RST") for flag in (fields.get("tcp_flags") or "").split(", "))
+        closing = any(flag in CLOSING_FLAGS for flag in (fields.get("tcp_flags") or "").split(", "))
         key = _direction(fields) if payload or closing else None
         return None if key is None else self._find_head(key, fields["tcp_seq"], payload, time_ns, closing)
 
