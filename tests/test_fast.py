@@ -325,20 +325,21 @@ def test_parquet_columns_keep_their_types_from_batch_to_batch(tmp_path: Path) ->
 def test_conversation_set_keeps_every_conversation_as_its_table_grows() -> None:
     field = {name: i for i, name in enumerate(_kernel.FIELDS)}
     conversations = ConversationSet()
-    for batch in range(3):  # 3 × 20,000 conversations, each seen twice (both directions), either layout
-        rows = np.full((40_000, len(_kernel.FIELDS)), -1, dtype=np.int64)
+    for batch in range(3):  # 3 × 20,000 conversations, each seen twice (both directions)
+        capacity = 41_000 + 1000 * batch  # a batch's fields fill the first columns of the kernel's matrix
+        values = np.full((len(_kernel.FIELDS), capacity), -1, dtype=np.int64)
         ids = np.arange(20_000) + 20_000 * batch
         client, server = 0x0A2A0000 + ids, np.full(20_000, 0x0A2A0100)
-        rows[:, field["is_vxlan"]] = rows[:, field["is_tunnel"]] = rows[:, field["encap"]] = 1  # VXLAN
-        rows[:, field["proto"]] = 6
-        rows[:, field["inner_src_ip"]] = np.concatenate([client, server])
-        rows[:, field["inner_dst_ip"]] = np.concatenate([server, client])
-        rows[:, field["src_port"]] = np.concatenate([40_000 + ids % 1000, np.full(20_000, 80)])
-        rows[:, field["dst_port"]] = np.concatenate([np.full(20_000, 80), 40_000 + ids % 1000])
-        if batch == 1:  # as a prepared batch holds them: field-major
-            conversations.add(np.ascontiguousarray(rows.T), np.ones(40_000, bool), field_major=True)
-        else:
-            conversations.add(rows, np.ones(40_000, bool))
+        columns = {name: values[i, :40_000] for i, name in enumerate(_kernel.FIELDS)}
+        columns["is_vxlan"][:] = columns["is_tunnel"][:] = columns["encap"][:] = 1  # VXLAN
+        columns["proto"][:] = 6
+        columns["inner_src_ip"][:] = np.concatenate([client, server])
+        columns["inner_dst_ip"][:] = np.concatenate([server, client])
+        columns["src_port"][:] = np.concatenate([40_000 + ids % 1000, np.full(20_000, 80)])
+        columns["dst_port"][:] = np.concatenate([np.full(20_000, 80), 40_000 + ids % 1000])
+        values[:, 40_000:] = values[:, : capacity - 40_000]  # beyond the batch's rows: repeats that must not count
+        values[field["inner_src_ip"], 40_000:] += 1 << 24
+        conversations.add(values, np.ones(40_000, bool))
         assert conversations.count == 20_000 * (batch + 1)
     named = conversations.named()
     assert len(named) == 60_000

@@ -1650,22 +1650,28 @@ static PyObject *py_decode_frames(PyObject *self, PyObject *args) {
         uint8_t *fb = fallback.buf, *hint = http_hint.buf;
         int64_t size = buf.len - pad;
         Py_BEGIN_ALLOW_THREADS;
-        /* Every field NONE (all bits set) at first: one large fill beats one per packet. */
-        memset(vals + first_row * FIELD_COUNT, 0xFF, (size_t)n * FIELD_COUNT * sizeof(int64_t));
+        /* Each frame is decoded into a row of its own (in the first level of cache), then its
+         * fields go to their columns: the batch is field-major, each field's values contiguous,
+         * as the columns above use them (no transposing copy of the batch afterwards). */
+        int64_t v[FIELD_COUNT];
         for (Py_ssize_t i = 0; i < n; i++) {
-            int64_t *v = vals + (first_row + i) * FIELD_COUNT, first = s[i], end = s[i] + c[i];
+            int64_t first = s[i], end = s[i] + c[i];
+            memset(v, 0xFF, sizeof v); /* every field NONE (all bits set) at first */
             payload[i] = NONE;
             hint[i] = 0;
             if (c[i] < w[i] || first < 0 || c[i] < 0 || end > size) {
                 fb[first_row + i] = 1; /* snaplen-cut frames get a note from the Scapy decoder */
-                continue;
+            } else {
+                int64_t found = decode_one(b, v, first, end, linktype, &o);
+                fb[first_row + i] = found == FALLBACK;
+                if (found >= 0) {
+                    payload[i] = found;
+                    hint[i] = v[PAYLOAD_LEN] > 0 && end - found >= 4 && starts_like_http(b, found, end, &o);
+                }
             }
-            int64_t found = decode_one(b, v, first, end, linktype, &o);
-            fb[first_row + i] = found == FALLBACK;
-            if (found >= 0) {
-                payload[i] = found;
-                hint[i] = v[PAYLOAD_LEN] > 0 && end - found >= 4 && starts_like_http(b, found, end, &o);
-            }
+            int64_t *column = vals + first_row + i;
+            for (int f = 0; f < FIELD_COUNT; f++)
+                column[f * rows] = v[f];
         }
         Py_END_ALLOW_THREADS;
     }
@@ -1687,22 +1693,24 @@ static int check_table(Py_buffer *table, Py_ssize_t count, Py_ssize_t adding) {
 static PyObject *py_add_conversations(PyObject *self, PyObject *args) {
     Py_buffer table, values, rows;
     Py_ssize_t count;
-    int field_major;
-    if (!PyArg_ParseTuple(args, "w*ny*y*p", &table, &count, &values, &rows, &field_major))
+    if (!PyArg_ParseTuple(args, "w*ny*y*", &table, &count, &values, &rows))
         return NULL;
     Py_buffer *all[] = {&table, &values, &rows};
-    Py_ssize_t n = values.len / (8 * FIELD_COUNT);
-    int ok = check(&values, "values", 8, 0) && check(&rows, "rows", 1, n) && check_table(&table, count, n);
+    /* values: the batch, field-major (FIELD_COUNT columns of `stride` rows); the first n rows */
+    Py_ssize_t stride = values.len / (8 * FIELD_COUNT), n = rows.len;
+    int ok = check(&values, "values", 8, 0) && check(&rows, "rows", 1, 0) && check_table(&table, count, n);
+    if (ok && n > stride) {
+        PyErr_SetString(PyExc_ValueError, "more rows marked than the values hold");
+        ok = 0;
+    }
     if (ok) {
         int64_t *t = table.buf;
         const int64_t *vals = values.buf;
         const uint8_t *take = rows.buf;
         uint64_t mask = (uint64_t)(table.len / 16) - 1;
-        /* packet-major: a row's fields side by side; field-major: each field's column of n rows */
-        Py_ssize_t row_step = field_major ? 1 : FIELD_COUNT, stride = field_major ? n : 1;
         Py_BEGIN_ALLOW_THREADS;
         for (Py_ssize_t i = 0; i < n; i++) {
-            const int64_t *v = vals + i * row_step;
+            const int64_t *v = vals + i;
             if (take[i] && (v[PROTO * stride] == 6 || v[PROTO * stride] == 17))
                 count += add_conversation(t, mask, v, stride);
         }

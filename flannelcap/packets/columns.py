@@ -290,9 +290,6 @@ class DnsFields:
         return DnsFields(ints, response, texts, rows, parts[:, 4].copy(), parts[:, 6:8].copy(), text, latin)
 
 
-_TRANSPOSE_ROWS = 256  # rows of kernel values (some 50 fields of 8 bytes) per block: 100 KiB
-
-
 @dataclass(slots=True)
 class Batch:
     """Up to a few tens of thousands of consecutive frames of one link type, decoded: the
@@ -306,7 +303,7 @@ class Batch:
     wire_len: Int
     interface: Int
     values: dict[str, Int]
-    rows: Int | None  # the same values, packet-major (None once prepared: the field-major copy stands)
+    matrix: Int  # the same values, as the kernel filled them (``kernel_columns.Columns.matrix``)
     fallback: NDArray[np.bool_]
     records: dict[int, PacketRecord]
     heads: Heads
@@ -315,7 +312,6 @@ class Batch:
     tls: Payloads = field(default_factory=Payloads.empty)
     h2: dict[int, H2Segment] = field(default_factory=dict)  # what each HTTP/2 segment completes
     label_ids: dict[str, LabelIds | None] | None = None  # given by Columns.label_ids, where called
-    _by_field: Int | None = field(default=None, repr=False, compare=False)
     _head_parts: Int | None = field(default=None, repr=False, compare=False)
     _dns_fields: DnsFields | None = field(default=None, repr=False, compare=False)
     _tls_parts: tuple[Int, bytes] | None = field(default=None, repr=False, compare=False)
@@ -325,11 +321,7 @@ class Batch:
 
     def prepare(self) -> Batch:
         """Do now the work on the batch that needs nothing of ``Columns`` (called where batches
-        are made: the reading thread, while the caller makes the previous batch's columns).
-        The packet-major rows are let go: the values are held once, field by field."""
-        by_field = self.by_field()
-        self.values = dict(zip(_kernel.FIELDS, by_field, strict=True))
-        self.rows = None
+        are made: the reading thread, while the caller makes the previous batch's columns)."""
         if len(self.heads.rows):
             self.head_parts()
         # The DNS fields are left to ``Columns.make``: on a DNS-heavy capture this thread, which
@@ -337,21 +329,6 @@ class Batch:
         if len(self.tls.rows):
             self.tls_parts()
         return self
-
-    def by_field(self) -> Int:
-        """The kernel's rows field-major: each field's column contiguous (one transposing copy;
-        strided copies of each cost more), made a block of rows at a time: a block's rows stay
-        in the cache while each field's values are taken from them (numpy's one copy of the
-        whole array reads each row once per field, from memory: 0.11 s per million packets
-        against 0.07 s)."""
-        if self._by_field is None:
-            rows = self.rows
-            assert rows is not None  # only prepare() lets the rows go, after making this
-            out = np.empty((rows.shape[1], len(rows)), dtype=rows.dtype)
-            for at in range(0, len(rows), _TRANSPOSE_ROWS):
-                out[:, at : at + _TRANSPOSE_ROWS] = rows[at : at + _TRANSPOSE_ROWS].T
-            self._by_field = out
-        return self._by_field
 
     def head_parts(self) -> Int:
         """``kernel.http_parts`` of the HTTP heads."""
@@ -468,11 +445,10 @@ class Columns:
         ``make`` to turn into codes: the hash lookups, the larger part of labelling, can then
         run in the thread that reads, ahead of ``make``. Either every batch of a capture comes
         through here, in order, or none does."""
-        by_field = batch.by_field()
         batch.label_ids = {
-            f.name: self._kernel_labels[f.name].ids(by_field[index])
-            for index, f in enumerate(f for f in FIELDS if f.kernel)
-            if f.kind == "label"
+            f.name: self._kernel_labels[f.name].ids(batch.values[f.name])
+            for f in FIELDS
+            if f.kernel and f.kind == "label"
         }
         return batch
 
@@ -485,9 +461,10 @@ class Columns:
         out.floats["time"] = seconds(batch.time_ns)
         out.floats["rel_time"] = seconds(batch.time_ns - (self.first_ns or 0))  # the exact difference, rounded once
         out.ints.update(number=batch.number, cap_len=batch.cap_len, wire_len=batch.wire_len, interface=batch.interface)
-        by_field = batch.by_field()  # the builder fills every row (NONE where not decoded)
-        for index, f in enumerate(f for f in FIELDS if f.kernel):
-            column = by_field[index]
+        for f in FIELDS:  # the builder fills every row of the kernel's fields (NONE where not decoded)
+            if not f.kernel:
+                continue
+            column = batch.values[f.name]
             if f.kind == "label":
                 labels = self._kernel_labels[f.name]
                 ids = batch.label_ids[f.name] if batch.label_ids is not None else labels.ids(column)

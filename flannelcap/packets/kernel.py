@@ -82,10 +82,10 @@ def decode_frames(
         ports: UDP ports that carry VXLAN.
         checksums: verify the outer UDP checksum of VXLAN packets.
         prefixes, widths: how HTTP heads begin (5 bytes a row, and how many of them count).
-        values, fallback: the batch's rows of fields (``len(FIELDS)`` columns, packet-major)
-            and fallback marks; frame ``i`` goes to row ``first_row + i``. Fields a frame lacks
-            are ``NONE``; a frame left to the Scapy decoder is marked and its row holds nothing
-            reliable.
+        values, fallback: the batch's fields (``len(FIELDS)`` rows of values, one per field:
+            field-major) and fallback marks; frame ``i`` goes to column ``first_row + i``.
+            Fields a frame lacks are ``NONE``; a frame left to the Scapy decoder is marked and
+            its column holds nothing reliable.
 
     Returns:
         (payload_start, http_hint), per frame: where its TCP payload starts in ``buf`` (``NONE``
@@ -101,15 +101,16 @@ def decode_frames(
     return payload_start, http_hint
 
 
-def add_conversations(table: Int, count: int, values: Int, rows: Bool, field_major: bool = False) -> int:
-    """Add the TCP and UDP conversations of the marked ``rows`` of ``values`` (the kernel's
-    rows, packet-major; or ``field_major``, a column per field) to a set; returns the new count.
+def add_conversations(table: Int, count: int, values: Int, rows: Bool) -> int:
+    """Add the TCP and UDP conversations of the rows ``rows`` marks (the first ``len(rows)``)
+    of ``values`` (the kernel's, field-major: a row of values per field) to a set; returns the
+    new count.
 
     A conversation is the protocol and its two ends (address, port), the lower end first, kept
     as two integer keys in a row of ``table`` (``NONE`` marks a free row). The table has a power
     of two rows, at least twice the count after adding every row (the caller sees to it).
     """
-    return int(_ckernel.add_conversations(table, count, values, rows, field_major))
+    return int(_ckernel.add_conversations(table, count, values, rows))
 
 
 def http_scan(buf: NDArray[np.uint8], start: Int, size: Int) -> tuple[Int, Int, Int]:

@@ -58,7 +58,7 @@ class Columns:
     n: int
     fallback: Bool
     values: dict[str, Int]
-    rows: Int  # the same values packet-major (n × len(FIELDS)), as the kernel has them
+    matrix: Int  # the same values: len(FIELDS) rows of at least n columns (the first n used)
 
 
 def carries_inner(tunnel: NDArray[np.bool_], encap: Int) -> NDArray[np.bool_]:
@@ -128,9 +128,9 @@ class ColumnsBuilder:
         self.rows = 0
         self._ports = np.array(tunnels.rules(), dtype=np.int64)
         self._checksums = checksums
-        # Packet-major: the kernel writes each packet's fields side by side (one cache line run
-        # per packet rather than one line in each of the field columns).
-        self._values = np.empty((capacity, len(_kernel.FIELDS)), dtype=np.int64)
+        # Field-major: each field's values contiguous, as columns are used (the kernel decodes a
+        # frame into a row of its own, then spreads it over the fields).
+        self._values = np.empty((len(_kernel.FIELDS), capacity), dtype=np.int64)
         self._fallback = np.empty(capacity, dtype=np.bool_)
 
     def add(self, buf: NDArray[np.uint8], start: Int, caplen: Int, wire_len: Int) -> DecodedPiece:
@@ -145,7 +145,7 @@ class ColumnsBuilder:
                 _PREFIXES, _WIDTHS, self._values, self._fallback, first,
             )  # fmt: skip
         else:
-            self._values[first : first + n] = NONE
+            self._values[:, first : first + n] = NONE
             self._fallback[first : first + n] = True
             payload_start, http_hint = np.full(n, NONE, dtype=np.int64), np.zeros(n, dtype=np.bool_)
         self.rows += n
@@ -153,12 +153,11 @@ class ColumnsBuilder:
 
     def columns(self) -> Columns:
         """The columns of the rows filled so far."""
-        rows = self._values[: self.rows]
         return Columns(
             n=self.rows,
             fallback=self._fallback[: self.rows],
-            values=dict(zip(_kernel.FIELDS, rows.T, strict=True)),  # strided views, one per field
-            rows=rows,
+            values=dict(zip(_kernel.FIELDS, self._values[:, : self.rows], strict=True)),  # contiguous views
+            matrix=self._values,
         )
 
 
@@ -170,13 +169,13 @@ class ConversationSet:
         self._table = np.full((1 << 12, 2), NONE, dtype=np.int64)
         self.count = 0
 
-    def add(self, values: Int, rows: Bool, field_major: bool = False) -> None:
-        """Add the TCP and UDP conversations of the kernel rows ``values`` (packet-major, or
-        ``field_major``) marked in ``rows`` (decoded, not fallback)."""
+    def add(self, values: Int, rows: Bool) -> None:
+        """Add the TCP and UDP conversations of the first ``len(rows)`` rows of the kernel's
+        field-major ``values`` (``Columns.matrix``) that ``rows`` marks (decoded, not fallback)."""
         if not rows.any():
             return
         self._make_room(len(rows))
-        self.count = _kernel.add_conversations(self._table, self.count, values, rows, field_major)
+        self.count = _kernel.add_conversations(self._table, self.count, values, rows)
 
     def absorb(
         self, named: set[tuple[str, tuple[str, int], tuple[str, int]]]

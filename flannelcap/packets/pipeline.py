@@ -70,10 +70,7 @@ class SummaryCounter:
                            values["outer_dst_port"][tunnelled], values["outer_proto"][tunnelled])  # fmt: skip
             for key, count in _value_counts(rule):
                 summary.tunnel_rules[rule_text(key)] += count
-        if batch.rows is None:  # prepared: only the field-major copy is kept
-            self._conversations.add(batch.by_field(), fast, field_major=True)
-        else:
-            self._conversations.add(batch.rows, fast)
+        self._conversations.add(batch.matrix, fast)
         requests = batch.heads.requests()
         summary.http_requests += requests
         summary.http_responses += len(batch.heads.rows) - requests

@@ -105,7 +105,7 @@ class _Filling:
             wire_len=wire_len,
             interface=interface,
             values=columns.values,
-            rows=columns.rows,
+            matrix=columns.matrix,
             fallback=columns.fallback,
             records=self.records,
             heads=Heads.joined(self.heads),
