@@ -1622,6 +1622,8 @@ static PyObject *py_walk_pcap(PyObject *self, PyObject *args) {
     return release(outputs, 5, result);
 }
 
+enum { DECODE_BLOCK = 64 }; /* frames decoded before their fields go to the columns: 26 KiB of rows */
+
 static PyObject *py_decode_frames(PyObject *self, PyObject *args) {
     Py_buffer buf, start, caplen, wire, ports, prefixes, widths, values, fallback, payload_start, http_hint;
     Py_ssize_t linktype, first_row, pad;
@@ -1650,18 +1652,23 @@ static PyObject *py_decode_frames(PyObject *self, PyObject *args) {
         uint8_t *fb = fallback.buf, *hint = http_hint.buf;
         int64_t size = buf.len - pad;
         Py_BEGIN_ALLOW_THREADS;
-        /* Each frame is decoded into a row of its own (in the first level of cache), then its
-         * fields go to their columns: the batch is field-major, each field's values contiguous,
-         * as the columns above use them (no transposing copy of the batch afterwards). */
-        int64_t v[FIELD_COUNT];
-        for (Py_ssize_t i = 0; i < n; i++) {
-            int64_t first = s[i], end = s[i] + c[i];
-            memset(v, 0xFF, sizeof v); /* every field NONE (all bits set) at first */
-            payload[i] = NONE;
-            hint[i] = 0;
-            if (c[i] < w[i] || first < 0 || c[i] < 0 || end > size) {
-                fb[first_row + i] = 1; /* snaplen-cut frames get a note from the Scapy decoder */
-            } else {
+        /* Frames are decoded a block at a time into rows of their own (in the first level of
+         * cache), then the block's fields are copied to their columns, each a run of contiguous
+         * values: the batch is field-major, as the columns above use it, and no transposing
+         * copy of the whole batch is made afterwards. */
+        int64_t block[DECODE_BLOCK][FIELD_COUNT];
+        for (Py_ssize_t at = 0; at < n; at += DECODE_BLOCK) {
+            Py_ssize_t m = n - at < DECODE_BLOCK ? n - at : DECODE_BLOCK;
+            memset(block, 0xFF, (size_t)m * sizeof block[0]); /* every field NONE (all bits set) at first */
+            for (Py_ssize_t k = 0; k < m; k++) {
+                Py_ssize_t i = at + k;
+                int64_t *v = block[k], first = s[i], end = s[i] + c[i];
+                payload[i] = NONE;
+                hint[i] = 0;
+                if (c[i] < w[i] || first < 0 || c[i] < 0 || end > size) {
+                    fb[first_row + i] = 1; /* snaplen-cut frames get a note from the Scapy decoder */
+                    continue;
+                }
                 int64_t found = decode_one(b, v, first, end, linktype, &o);
                 fb[first_row + i] = found == FALLBACK;
                 if (found >= 0) {
@@ -1669,9 +1676,11 @@ static PyObject *py_decode_frames(PyObject *self, PyObject *args) {
                     hint[i] = v[PAYLOAD_LEN] > 0 && end - found >= 4 && starts_like_http(b, found, end, &o);
                 }
             }
-            int64_t *column = vals + first_row + i;
-            for (int f = 0; f < FIELD_COUNT; f++)
-                column[f * rows] = v[f];
+            for (int f = 0; f < FIELD_COUNT; f++) {
+                int64_t *column = vals + f * rows + first_row + at;
+                for (Py_ssize_t k = 0; k < m; k++)
+                    column[k] = block[k][f];
+            }
         }
         Py_END_ALLOW_THREADS;
     }

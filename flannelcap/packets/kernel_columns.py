@@ -128,8 +128,8 @@ class ColumnsBuilder:
         self.rows = 0
         self._ports = np.array(tunnels.rules(), dtype=np.int64)
         self._checksums = checksums
-        # Field-major: each field's values contiguous, as columns are used (the kernel decodes a
-        # frame into a row of its own, then spreads it over the fields).
+        # Field-major: each field's values contiguous, as columns are used (the kernel decodes
+        # frames a block at a time into rows of their own, then copies the block's fields out).
         self._values = np.empty((len(_kernel.FIELDS), capacity), dtype=np.int64)
         self._fallback = np.empty(capacity, dtype=np.bool_)
 
