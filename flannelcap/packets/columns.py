@@ -324,8 +324,8 @@ class Batch:
         are made: the reading thread, while the caller makes the previous batch's columns)."""
         if len(self.heads.rows):
             self.head_parts()
-        # The DNS fields are left to ``Columns.make``: on a DNS-heavy capture this thread, which
-        # also finds the label ids, is the busier of the two (read(): 0.95 → 0.91 s per million).
+        if len(self.dns.rows):
+            self.dns_fields()
         if len(self.tls.rows):
             self.tls_parts()
         return self
