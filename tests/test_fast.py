@@ -531,6 +531,30 @@ def test_a_closed_direction_is_forgotten_ten_seconds_after_its_fin(
     assert agree(path).fallback_frames == 0  # the Scapy engine finds the same heads
 
 
+def test_heads_split_across_segments_keep_at_most_max_streams_directions(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The directions whose heads came split (reassembled in Python) are held as the Scapy
+    decoder's reassembler holds its streams: at most ``MAX_STREAMS``, then all let go, so memory
+    stays flat however many there are. Every head is still found, in both engines."""
+    import flannelcap.packets.http as http
+
+    monkeypatch.setattr(http, "MAX_STREAMS", 4)
+    monkeypatch.setattr(_fastread, "MAX_STREAMS", 4)
+    first, rest = b"GET /k HTTP/1.1\r\nHo", b"st: web\r\n\r\n"
+    frames = []
+    for k in range(11):  # eleven directions, one after the other, each head in two segments
+        frames.append(vxlan_frame(inner_tcp(first, sport=41000 + k, seq=1000)))
+        frames.append(vxlan_frame(inner_tcp(rest, sport=41000 + k, seq=1000 + len(first))))
+    path = tmp_path / "split.pcap"
+    path.write_bytes(pcap(frames))
+    source = open_capture(path)
+    methods = [method for batch in source for method in batch.codes["http_method"].tolist()]
+    assert [number for number, code in enumerate(methods, 1) if code >= 0] == list(range(2, 23, 2))
+    assert 1 <= len(source.stream._slow_http) <= 4
+    assert agree(path).fallback_frames == 0  # the Scapy engine finds the same heads
+
+
 @pytest.mark.parametrize("name", every_sample_pcap())
 def test_the_summary_counted_alone_is_the_one_counted_while_columns_are_made(name: str) -> None:
     """``summary()`` before any reading counts batches without their DNS messages and TLS hellos

@@ -26,6 +26,7 @@ from flannelcap.packets.dns import DNS_PORT
 from flannelcap.packets.http import (
     CLOSED_KEPT_NS,
     CLOSING_FLAGS,
+    MAX_STREAMS,
     HttpHead,
     HttpReassembler,
     StreamKey,
@@ -486,6 +487,8 @@ class FastStream:
         direction is new to the HTTP search, so what the reassembler held of it is stale)."""
         slow = self._slow_http.get(key)
         if slow is None or fresh:
+            if len(self._slow_http) >= MAX_STREAMS:  # as the Scapy decoder's reassembler: memory stays flat
+                self._slow_http.clear()
             slow = self._slow_http[key] = HttpReassembler()
         return slow.feed(text, seq, payload)
 
