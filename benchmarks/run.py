@@ -12,9 +12,12 @@ that compare the encapsulations (the summary, ``read().packets``, the packet lis
 anchors) and leaves out the rest. On each, every tool runs as a separate process (wall time and peak
 RSS from GNU time; output to /dev/null) and the table gives packets per second and each row's
 time against flannelcap's ``--summary``. Runs shorter than ten seconds are repeated (--repeat)
-and the median is shown. Rows compare like with like: the counts-only modes (flannelcap
-``--summary``, ``tshark -q -z conv,ip``), then the per-packet outputs (flannelcap's table, JSON,
-CSV, Parquet; ``tshark -T fields``; ``tcpdump -nn -r``). Some rows time work inside a running
+and the median is shown. The runs rotate: each tool runs on every capture before the next tool
+does, and the sweep over all tools is repeated, so that captures, rows and anchors are compared
+within the same minutes (this machine's speed drifts by ±15 % within an hour). Rows compare
+like with like: the counts-only modes (flannelcap ``--summary``, ``tshark -q -z conv,ip``), then
+the per-packet outputs (flannelcap's table, JSON, CSV, Parquet; ``tshark -T fields``;
+``tcpdump -nn -r``). Some rows time work inside a running
 Python (no interpreter start, as in a notebook; the child reports its own time): the summary,
 ``flannelcap.read(path).packets``, ``flows()``/``http()`` on it, and the journey matching of the
 capture and a copy 37 µs later (the same packets at two points, as two nodes' eth0 hold them).
@@ -30,6 +33,7 @@ import argparse
 import compileall
 import importlib.util
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -140,15 +144,6 @@ def timed(argv: list[str], reported: bool = False) -> tuple[float, float]:
     return (float(lines[-2]) if reported else elapsed), int(lines[-1]) / 1024
 
 
-def median_of(argv: list[str], repeat: int, reported: bool = False) -> tuple[float, float]:
-    """``timed``, repeated up to ``repeat`` times while runs are short: the median time, the
-    largest peak RSS."""
-    results = [timed(argv, reported)]
-    while len(results) < repeat and results[0][0] < 10:
-        results.append(timed(argv, reported))
-    return statistics.median(r[0] for r in results), max(r[1] for r in results)
-
-
 CAPTURES = {
     "benchmark": ("flannelcap-bench.pcap", []),
     "short": ("flannelcap-bench-short.pcap", ["--short"]),
@@ -163,20 +158,22 @@ QUICK_ROWS = ("flannelcap decode --summary", "tshark -q -z", "flannelcap.read(pa
               "flannelcap decode --json", "tcpdump", "tshark -T fields")  # fmt: skip
 
 
-def bench(path: Path, packets: int, extra: list[str], repeat: int, scapy_subset: int, quick: bool = False) -> None:
-    """Generate the capture if missing, run every tool on it, print the table."""
+Run = tuple[str, list[str], int, bool]  # the row's name, the command, the packets it reads, whether it reports its time
+
+
+def runs_on(path: Path, packets: int, extra: list[str], scapy_subset: int, scratch: Path, quick: bool) -> list[Run]:
+    """Generate the capture if missing; the rows to time on it."""
     if not path.exists():
         subprocess.run(
             [sys.executable, str(HERE / "make_capture.py"), str(path), "--packets", str(packets), *extra], check=True
         )
     n = packets
-    rows: list[tuple[str, float, float]] = []
     # The same packets seen at a second point 37 µs later (Wireshark's editcap), for the journey row.
     later = path.with_name(path.stem + "-37us-later.pcap")
     if not later.exists():
         subprocess.run(["editcap", "-t", "0.000037", str(path), str(later)], check=True)
     flannelcap = [sys.executable, "-m", "flannelcap", "decode"]
-    parquet = Path(tempfile.mkdtemp(prefix="flannelcap-bench-")) / "bench.parquet"
+    parquet = scratch / "bench.parquet"
     tshark = ["tshark", "-n", "-r", str(path), "-d", "udp.port==8472,vxlan", "-d", "udp.port==8285,ip"]
     runs = [
         ("flannelcap decode --summary", [*flannelcap, "--summary", str(path)], n, False),
@@ -223,14 +220,39 @@ def bench(path: Path, packets: int, extra: list[str], repeat: int, scapy_subset:
     ]
     if quick:
         runs = [run for run in runs if run[0].startswith(QUICK_ROWS)]
-    for name, argv, count, reported in runs:
-        elapsed, peak = median_of(argv, repeat, reported=reported)
-        rows.append((name, elapsed * n / count, peak))
-    parquet.unlink(missing_ok=True)  # --quick makes neither
-    parquet.with_suffix(".html").unlink(missing_ok=True)
-    parquet.parent.rmdir()
+    return runs
+
+
+def rotate(plans: dict[Path, list[Run]], repeat: int) -> dict[Path, list[tuple[float, float]]]:
+    """Time every row on every capture, ``repeat`` sweeps in rotation: each row runs on each
+    capture before the next row, and each sweep runs every row (a row whose first run took ten
+    seconds or more runs once). The machine's speed drifts by ±15 % within an hour, so the
+    captures are compared within the same minutes, and so are the rows and their anchors.
+    Returns, for each capture and row, the median time and the largest peak RSS."""
+    results: dict[Path, list[list[tuple[float, float]]]] = {path: [[] for _ in runs] for path, runs in plans.items()}
+    for sweep in range(repeat):
+        for row in range(max(len(runs) for runs in plans.values())):
+            for path, runs in plans.items():
+                if row >= len(runs) or (sweep and results[path][row][0][0] >= 10):
+                    continue
+                _, argv, _, reported = runs[row]
+                results[path][row].append(timed(argv, reported))
+    return {
+        path: [(statistics.median(r[0] for r in got), max(r[1] for r in got)) for got in rows]
+        for path, rows in results.items()
+    }
+
+
+def table(path: Path, packets: int, runs: list[Run], timings: list[tuple[float, float]]) -> None:
+    """Print one capture's table: each row's time (scaled to every packet where it read a
+    subset), packets per second, peak RSS, and its time against ``--summary``."""
+    rows = [
+        (name, elapsed * packets / count, peak)
+        for (name, _, count, _), (elapsed, peak) in zip(runs, timings, strict=True)
+    ]
     base = rows[0][1]
     size = path.stat().st_size / 1e6
+    n = packets
     print(f"\ncapture: {path} — {n} packets, {size:.0f} MB; machine: {os.cpu_count()} cores, {os.uname().machine}")
     print(f"{'tool':<52} {'seconds':>9} {'packets/s':>12} {'peak RSS MB':>12} {'time vs --summary':>18}")
     for name, seconds, peak in rows:
@@ -256,11 +278,22 @@ def main() -> None:
         parser.error("flannelcap is not installed in this Python: pip install -e . first")
     for where in package.submodule_search_locations:
         compileall.compile_dir(where, quiet=1)
-    for which in args.captures.split(","):
-        if which not in CAPTURES:
-            parser.error(f"no capture {which!r}; choose from {', '.join(CAPTURES)}")
-        name, extra = CAPTURES[which]
-        bench(args.dir / name, args.packets, extra, args.repeat, args.scapy_subset, args.quick)
+    args.dir.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="flannelcap-bench-"))  # the Parquet and HTML rows' output
+    try:
+        plans: dict[Path, list[Run]] = {}
+        for which in args.captures.split(","):
+            if which not in CAPTURES:
+                parser.error(f"no capture {which!r}; choose from {', '.join(CAPTURES)}")
+            name, extra = CAPTURES[which]
+            path = args.dir / name
+            (scratch / which).mkdir()
+            plans[path] = runs_on(path, args.packets, extra, args.scapy_subset, scratch / which, args.quick)
+        timings = rotate(plans, args.repeat)
+    finally:
+        shutil.rmtree(scratch)
+    for path, runs in plans.items():
+        table(path, args.packets, runs, timings[path])
 
 
 if __name__ == "__main__":
