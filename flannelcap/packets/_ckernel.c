@@ -1705,7 +1705,8 @@ static PyObject *py_add_conversations(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "w*ny*y*", &table, &count, &values, &rows))
         return NULL;
     Py_buffer *all[] = {&table, &values, &rows};
-    /* values: the batch, field-major (FIELD_COUNT columns of `stride` rows); the first n rows */
+    /* values: the batch, field-major (a row of `stride` values for each of the FIELD_COUNT fields);
+     * the first n values of each row are the batch's frames */
     Py_ssize_t stride = values.len / (8 * FIELD_COUNT), n = rows.len;
     int ok = check(&values, "values", 8, 0) && check(&rows, "rows", 1, 0) && check_table(&table, count, n);
     if (ok && n > stride) {
