@@ -17,10 +17,10 @@ does, and the sweep over all tools is repeated, so that captures, rows and ancho
 within the same minutes (this machine's speed drifts by ±15 % within an hour). Rows compare
 like with like: the counts-only modes (flannelcap ``--summary``, ``tshark -q -z conv,ip``), then
 the per-packet outputs (flannelcap's table, JSON, CSV, Parquet; ``tshark -T fields``;
-``tcpdump -nn -r``). Some rows time work inside a running
-Python (no interpreter start, as in a notebook; the child reports its own time): the summary,
-``flannelcap.read(path).packets``, ``flows()``/``http()`` on it, and the journey matching of the
-capture and a copy 37 µs later (the same packets at two points, as two nodes' eth0 hold them).
+``tcpdump -nn -r``). Some rows time work inside a running Python (no interpreter start, as in a
+notebook; the child reports its own time): the summary, ``flannelcap.read(path).packets``,
+``flows()``/``http()`` on it, and the journey matching of the capture and a copy 37 µs later
+(the same packets at two points, as two nodes' eth0 hold them).
 Scapy (PcapReader with full dissection) runs on the first --scapy-subset packets only and is
 extrapolated: it is labelled so. flannelcap's modules are byte-compiled first, as ``pip install``
 leaves them (an editable install in an environment with PYTHONDONTWRITEBYTECODE would otherwise
@@ -252,11 +252,12 @@ def table(path: Path, packets: int, runs: list[Run], timings: list[tuple[float, 
     ]
     base = rows[0][1]
     size = path.stat().st_size / 1e6
-    n = packets
-    print(f"\ncapture: {path} — {n} packets, {size:.0f} MB; machine: {os.cpu_count()} cores, {os.uname().machine}")
+    print(
+        f"\ncapture: {path} — {packets} packets, {size:.0f} MB; machine: {os.cpu_count()} cores, {os.uname().machine}"
+    )
     print(f"{'tool':<52} {'seconds':>9} {'packets/s':>12} {'peak RSS MB':>12} {'time vs --summary':>18}")
     for name, seconds, peak in rows:
-        print(f"{name:<52} {seconds:>9.2f} {n / seconds:>12,.0f} {peak:>12.0f} {seconds / base:>17.1f}x")
+        print(f"{name:<52} {seconds:>9.2f} {packets / seconds:>12,.0f} {peak:>12.0f} {seconds / base:>17.1f}x")
 
 
 def _fields(extra: list[str]) -> list[str]:
