@@ -7,12 +7,17 @@ from __future__ import annotations
 
 import json
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import SAMPLES
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pcapdata import POD_A, POD_B, VTEP_A, VTEP_B, inner_tcp, pcap, vxlan_frame
+from scapy.layers.inet import IP, UDP
+from scapy.layers.l2 import Ether
+from scapy.packet import Raw
 
 import flannelcap
 from flannelcap.cli import main
@@ -180,3 +185,47 @@ def test_decode_shows_only_dns_with_wireshark_info(capsys: pytest.CaptureFixture
         for line in lines
     )
     assert any("No such name A nothere.cluster.local" in line for line in lines)
+
+
+def _cname_response(ident: int, name: bytes, target: bytes) -> bytes:
+    """A response whose answers are a CNAME to ``target`` and its address; names as raw bytes."""
+
+    def wire(raw: bytes) -> bytes:
+        return b"".join(bytes([len(p)]) + p for p in raw.split(b".")) + b"\0"
+
+    header = struct.pack("!HHHHHH", ident, 0x8180, 1, 2, 0, 0)
+    question = wire(name) + struct.pack("!HH", 1, 1)
+    cname = b"\xc0\x0c" + struct.pack("!HHIH", 5, 1, 30, len(wire(target))) + wire(target)
+    address = wire(target) + struct.pack("!HHIH", 1, 1, 30, 4) + bytes([10, 43, 0, 7])
+    return header + question + cname + address
+
+
+def test_names_that_are_not_ascii_read_alike_in_both_engines(tmp_path: Path) -> None:
+    """Names with bytes beyond ASCII are read as latin-1 by both engines (the compiled parse's
+    text of such a batch is decoded row by row), between rows that are not DNS and rows whose
+    response has no CNAME."""
+    from flannelcap.packets.pipeline import RecordView, open_capture
+
+    def udp(message: bytes) -> bytes:
+        inner = Ether(src=VTEP_B, dst=VTEP_A) / IP(src=POD_B, dst=POD_A) / UDP(sport=53, dport=40100) / Raw(message)
+        return vxlan_frame(inner)
+
+    frames = [
+        udp(_cname_response(0x0101, b"caf\xe9.default.svc.cluster.local", b"w\xe9b.example")),
+        vxlan_frame(inner_tcp(b"GET / HTTP/1.1\r\nHost: web\r\n\r\n")),
+        udp(_cname_response(0x0202, b"plain.default.svc.cluster.local", b"web.example")),
+        udp(_query(0x0303, "only.asked")),
+    ]
+    path = tmp_path / "latin.pcap"
+    path.write_bytes(pcap(frames))
+    fast = [r.to_dict() for r in RecordView(open_capture(path))]
+    slow = [r.to_dict() for r in flannelcap.decode_file(path, engine="scapy")]
+    assert fast == slow
+    assert [r["dns_cnames"] for r in fast] == ["w\xe9b.example", None, "web.example", None]
+    assert [r["dns_addresses"] for r in fast] == ["10.43.0.7", None, "10.43.0.7", None]
+    assert [r["dns_qname"] for r in fast] == [
+        "caf\xe9.default.svc.cluster.local",
+        None,
+        "plain.default.svc.cluster.local",
+        "only.asked",
+    ]

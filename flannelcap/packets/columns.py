@@ -250,43 +250,26 @@ class DnsFields:
     @staticmethod
     def of(n: int, messages: Payloads) -> DnsFields:
         """The fields of a batch of ``n`` rows with DNS ``messages``."""
-        ints = {name: np.full(n, NONE, dtype=np.int64) for name in _DNS_INTS}
+        block = np.full((len(_DNS_INTS), n), NONE, dtype=np.int64)  # one array for the integer columns
+        ints = dict(zip(_DNS_INTS, block, strict=True))
         response = np.full(n, -1, dtype=np.int8)
+        no_rows = np.empty(0, dtype=np.int64)
         if not len(messages.rows):  # most batches of most captures: nothing to parse or slice
             texts = {name: TextColumn.nothing(n) for name in _DNS_TEXTS}
-            no_rows = np.empty(0, dtype=np.int64)
             return DnsFields(ints, response, texts, no_rows, no_rows, np.empty((0, 2), dtype=np.int64), b"", False)
-        at = {name: np.full(n, -1, dtype=np.int64) for name in _DNS_TEXTS}
-        to = {name: np.zeros(n, dtype=np.int64) for name in _DNS_TEXTS}
-        rows, parts, text = np.empty(0, dtype=np.int64), np.empty((0, _kernel.DNS_PARTS), dtype=np.int64), b""
-        if len(messages.rows):
-            parts, text = _kernel.dns_parts(messages.blob, messages.offsets)
-            dns = parts[:, 0] >= 0
-            rows, parts = messages.rows[dns], parts[dns]
-            flags = parts[:, 1]
-            ints["dns_id"][rows], ints["dns_flags"][rows], ints["dns_answers"][rows] = parts[:, 0], flags, parts[:, 3]
-            ints["dns_opcode"][rows], ints["dns_rcode"][rows] = (flags >> 11) & 0xF, flags & 0xF
-            ints["dns_ttl"][rows] = parts[:, 5]
-            response[rows] = (flags >> 15) & 1
-            for name, column in zip(_DNS_TEXTS, (8, 10), strict=True):
-                at[name][rows], to[name][rows] = parts[:, column], parts[:, column + 1]
+        parts, text = _kernel.dns_parts(messages.blob, messages.offsets)
+        dns = parts[:, 0] >= 0
+        rows, parts = messages.rows[dns], parts[dns]
+        flags = parts[:, 1]
+        values = (parts[:, 0], (flags >> 11) & 0xF, flags & 0xF, flags, parts[:, 3], parts[:, 5])  # as _DNS_INTS
+        block[:, rows] = np.stack(values)
+        response[rows] = (flags >> 15) & 1
         arena = np.frombuffer(text, dtype=np.uint8)
         latin = bool((arena >= 0x80).any())
-        if latin:
-            texts = {
-                name: TextColumn.of(
-                    [
-                        None if a < 0 else text[a:b].decode("latin-1")
-                        for a, b in zip(at[name].tolist(), to[name].tolist(), strict=True)
-                    ]
-                )
-                for name in _DNS_TEXTS
-            }
-        else:
-            texts = {
-                name: _slices(arena, np.zeros(n, dtype=np.int64), at[name], np.where(at[name] >= 0, to[name], 0))
-                for name in _DNS_TEXTS
-            }
+        texts = {
+            name: _spread(arena, n, rows, parts[:, column], parts[:, column + 1], latin)
+            for name, column in zip(_DNS_TEXTS, (8, 10), strict=True)
+        }
         return DnsFields(ints, response, texts, rows, parts[:, 4].copy(), parts[:, 6:8].copy(), text, latin)
 
 
@@ -927,6 +910,26 @@ def _codes_to_values(codes: Codes, labels: Labels, value_of: dict[str, int]) -> 
     mapping = np.array([value_of.get(t, -2) for t in labels.texts] or [0], dtype=np.int64)
     out: Int = np.where(codes >= 0, mapping[np.maximum(codes, 0)], NONE)
     return out
+
+
+def _spread(arena: NDArray[np.uint8], n: int, rows: Int, at: Int, to: Int, latin: bool) -> TextColumn:
+    """A text column of ``n`` rows holding ``arena[at[i]:to[i]]`` at row ``rows[i]`` (missing where
+    ``at[i]`` is -1, and in every other row); ``latin``: the bytes are decoded as latin-1 (as the
+    Python parser decodes them), else they are ASCII."""
+    present = at >= 0
+    if not present.any():
+        return TextColumn.nothing(n)
+    where, at, to = rows[present], at[present], to[present]
+    if latin:
+        values: list[str | None] = [None] * n
+        for row, a, b in zip(where.tolist(), at.tolist(), to.tolist(), strict=True):
+            values[row] = arena[a:b].tobytes().decode("latin-1")
+        return TextColumn.of(values)
+    lengths = np.zeros(n + 1, dtype=np.int64)  # offsets once summed: the rows between hold nothing
+    lengths[where + 1] = to - at
+    missing = np.ones(n, dtype=np.bool_)
+    missing[where] = False
+    return TextColumn(Texts(np.cumsum(lengths), gather(arena, at, to - at).data), missing)
 
 
 def _slices(blob: NDArray[np.uint8], starts: Int, at: Int, to: Int) -> TextColumn:
