@@ -26,23 +26,32 @@ from flannelcap._errors import (
     TableParseError,
     TopologyError,
 )
-from flannelcap.packets.reader import CaptureReader, Frame
-from flannelcap.packets.records import FIELD_NAMES, Layer, PacketRecord
-from flannelcap.packets.summary import CaptureSummary
-from flannelcap.packets.vxlan import DEFAULT_VXLAN_PORTS
-from flannelcap.topology.model import Topology
 
 if TYPE_CHECKING:
     from flannelcap._api import Capture, read
     from flannelcap._many import Captures, read_many
     from flannelcap.packets.capture import RecordStream, decode_file, scapy_packet
+    from flannelcap.packets.reader import CaptureReader, Frame
+    from flannelcap.packets.records import FIELD_NAMES, Layer, PacketRecord
     from flannelcap.packets.scapy_decoder import Decoder
+    from flannelcap.packets.summary import CaptureSummary
+    from flannelcap.packets.vxlan import DEFAULT_VXLAN_PORTS
+    from flannelcap.topology.model import Topology
 
 __version__ = "0.1.0"
 
-# Names whose modules import Scapy or pandas, loaded on first use: the command line starts in
-# a fraction of the time when it does not need them.
+# The public names, each loaded from its module on first use: importing the package imports
+# neither numpy, Scapy nor pandas, so that the command line can set up the process first
+# (``cli``) and starts in a fraction of the time when a command does not need them.
 _LAZY = {
+    "CaptureReader": "flannelcap.packets.reader",
+    "Frame": "flannelcap.packets.reader",
+    "FIELD_NAMES": "flannelcap.packets.records",
+    "Layer": "flannelcap.packets.records",
+    "PacketRecord": "flannelcap.packets.records",
+    "CaptureSummary": "flannelcap.packets.summary",
+    "DEFAULT_VXLAN_PORTS": "flannelcap.packets.vxlan",
+    "Topology": "flannelcap.topology.model",
     "Capture": "flannelcap._api",
     "read": "flannelcap._api",
     "Captures": "flannelcap._many",

@@ -346,3 +346,22 @@ def test_a_command_loads_its_own_module_and_help_lists_every_command() -> None:
     assert all(re.search(rf"^\s+{name}\s", listed, re.M) for name in commands), listed
     wrong = flannelcap("decoed", sample)
     assert wrong.returncode == 2 and "invalid choice: 'decoed'" in wrong.stderr and "'lab'" in wrong.stderr
+
+
+def test_the_command_line_keeps_numpys_blas_to_one_thread() -> None:
+    """Importing the package imports no numpy, so the command line sets OPENBLAS_NUM_THREADS before
+    numpy starts its BLAS threads (which spin on the cores a decode needs); a value the user set
+    is kept. Counted in /proc: the process's threads once numpy is loaded through the CLI."""
+    probe = (
+        "import os, sys; import flannelcap; assert 'numpy' not in sys.modules, 'the package imported numpy'; "
+        "import flannelcap.cli, numpy; print(os.environ['OPENBLAS_NUM_THREADS'], len(os.listdir('/proc/self/task')))"
+    )
+    clean = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
+    done = subprocess.run([sys.executable, "-c", probe], env=clean, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1", "1"]
+    mine = subprocess.run(
+        [sys.executable, "-c", probe], env={**clean, "OPENBLAS_NUM_THREADS": "3"}, capture_output=True, text=True
+    )
+    assert mine.returncode == 0, mine.stderr
+    assert mine.stdout.split()[0] == "3"
