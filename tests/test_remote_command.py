@@ -49,15 +49,20 @@ def test_a_hostile_filter_stays_one_inert_argument() -> None:
     argv = shlex.split(command)
     assert argv[:2] == ["sh", "-c"] and len(argv) == 3
     script = argv[2].replace("tcpdump ", "printf '<%s>\\n' ", 1)
-    done = subprocess.run(
+    # stdin is held open while the stand-in prints: its end is how a capture is stopped (the
+    # script's watcher interrupts tcpdump then), and an end at once could stop the stand-in
+    # before it printed.
+    with subprocess.Popen(
         ["sh", "-c", script],
-        input="",
-        capture_output=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
         text=True,
-        timeout=10,
         env={"PATH": "/usr/bin:/bin", "SSH_CONNECTION": "192.168.1.254 50000 192.168.1.40 22"},
-    )
-    lines = done.stdout.splitlines()
+    ) as shell:
+        assert shell.stdin is not None and shell.stdout is not None
+        assert shell.wait(timeout=10) == 0  # the stand-in printed and ended, so the script ended
+        lines = shell.stdout.read().splitlines()
+        shell.stdin.close()
     assert f"<({hostile}) and (not (tcp and host 192.168.1.254 and port 22))>" in lines
     assert not Path("/tmp/flannelcap-pwned").exists()
 
