@@ -69,6 +69,11 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'flannelcap' has no attribute {name!r}")
 
 
+def __dir__() -> list[str]:
+    """The public names, loaded or not (what a notebook offers after ``flannelcap.``)."""
+    return sorted({*globals(), *__all__})
+
+
 __all__ = [
     "DEFAULT_VXLAN_PORTS",
     "FIELD_NAMES",

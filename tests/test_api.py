@@ -327,3 +327,15 @@ def test_flows_of_many_conversations_agree_with_a_count_by_hand(tmp_path: Path) 
     assert len(flows) == len(by_hand) > 50
     for flow in flows.itertuples():
         assert [flow.packets, flow.bytes, flow.src_ip, flow.vni] == by_hand[flow.flow]
+
+
+def test_every_public_name_loads_and_is_listed() -> None:
+    """The package's names are loaded on first use; each one in ``__all__`` loads, and ``dir``
+    lists them before they are (what a notebook offers after ``flannelcap.``)."""
+    listed = dir(flannelcap)
+    for name in flannelcap.__all__:
+        assert name in listed, name
+        assert getattr(flannelcap, name) is not None, name
+    assert flannelcap.Topology.__module__ == "flannelcap.topology.model"
+    with pytest.raises(AttributeError, match="no attribute 'Topologie'"):
+        _ = flannelcap.Topologie  # type: ignore[attr-defined]
