@@ -531,6 +531,25 @@ def test_a_closed_direction_is_forgotten_ten_seconds_after_its_fin(
     assert agree(path).fallback_frames == 0  # the Scapy engine finds the same heads
 
 
+def test_a_split_head_after_a_closed_direction_starts_from_nothing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A direction forgotten after its FIN and used again (port reuse) comes back fresh: what
+    the reassembler held of the old connection (its next sequence number) does not make the
+    new connection's split head look like a retransmission. Both engines find both heads."""
+    monkeypatch.setattr(_fastread, "PIECE_BYTES", 200)  # a frame or two a piece
+    first, rest = b"GET /a HTTP/1.1\r\nHo", b"st: web\r\n\r\n"
+    old = [vxlan_frame(inner_tcp(first, seq=5000)), vxlan_frame(inner_tcp(rest, seq=5000 + len(first)))]
+    fin = vxlan_frame(inner_tcp(flags="FA", seq=5000 + len(first) + len(rest)))
+    arp = bytes(Ether(src="02:00:00:00:00:01", dst="ff:ff:ff:ff:ff:ff") / ARP(psrc=NODE_A, pdst=NODE_B))
+    new = [vxlan_frame(inner_tcp(first, seq=1000)), vxlan_frame(inner_tcp(rest, seq=1000 + len(first)))]
+    path = tmp_path / "reused.pcap"
+    path.write_bytes(pcap([*old, fin, *[arp] * 12, *new]))  # one frame a second: the new one 14 s after the FIN
+    methods = [method for batch in open_capture(path) for method in batch.codes["http_method"].tolist()]
+    assert [number for number, code in enumerate(methods, 1) if code >= 0] == [2, 17]
+    assert agree(path).fallback_frames == 0
+
+
 def test_heads_split_across_segments_keep_at_most_max_streams_directions(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
