@@ -597,3 +597,25 @@ def test_batches_counted_only_leave_the_dns_messages_and_tls_hellos_out(service:
     dns, tls = gathered(counts_only=False)
     assert (dns > 0) if service == "dns" else (tls > 0)
     assert gathered(counts_only=True) == (0, 0)
+
+
+@pytest.mark.parametrize("version", [None, 2, _kernel.KERNEL_VERSION])
+def test_an_extension_of_another_version_is_reported_out_of_date(version: int | None) -> None:
+    """An extension built before its functions changed (an editable install not rebuilt) would be
+    called with arguments it does not take, or write a layout the columns do not read: it is
+    reported out of date and not used. Checked with a stand-in for the extension's module."""
+    probe = (
+        "import sys, types\n"
+        "from flannelcap.packets.fields import KERNEL_FIELDS\n"
+        "fake = types.ModuleType('flannelcap.packets._ckernel')\n"
+        "fake.FIELDS, fake.NONE, fake.ARP_CODE = KERNEL_FIELDS, -1, 1000\n"
+        "if sys.argv[1] != 'None': fake.KERNEL_VERSION = int(sys.argv[1])\n"
+        "sys.modules['flannelcap.packets._ckernel'] = fake\n"
+        "from flannelcap.packets import kernel\n"
+        "print(kernel.UNAVAILABLE)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe, str(version)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    out_of_date = "the compiled fast path is out of date (rebuild it: pip install the package again)"
+    assert done.stdout.strip() == ("None" if version == _kernel.KERNEL_VERSION else out_of_date)
+    assert _kernel._ckernel.KERNEL_VERSION == _kernel.KERNEL_VERSION  # the extension built here is this one

@@ -2274,8 +2274,11 @@ PyMODINIT_FUNC PyInit__ckernel(void) {
     }
     if (PyModule_AddIntConstant(module, "NONE", NONE) < 0 || PyModule_AddIntConstant(module, "ARP_CODE", ARP_CODE) < 0)
         goto error;
-    /* http_follow's arguments: 2 since it keeps the closings (an extension built before is out of date) */
-    if (PyModule_AddIntConstant(module, "HTTP_FOLLOW_VERSION", 2) < 0)
+    /* Raised with every change of a function's arguments or of what it writes, so that an
+     * extension built before (an editable install not rebuilt) is reported out of date, not
+     * called wrongly: 2, http_follow keeps the closings; 3, decode_frames writes its batch
+     * field-major and add_conversations reads it so. kernel.py holds the same number. */
+    if (PyModule_AddIntConstant(module, "KERNEL_VERSION", 3) < 0)
         goto error;
     return module;
 error:

@@ -23,6 +23,10 @@ NONE = -1  # "no such field" in an integer column
 ARP_CODE = 1000  # ``proto``/``outer_proto`` of an ARP packet (not an IP protocol number)
 FIELDS = KERNEL_FIELDS  # a packet's row of values, in the C code's order (the field table's)
 
+# The compiled functions' version, raised with every change of their arguments or of what they
+# write (``KERNEL_VERSION`` in _ckernel.c: the two must be equal).
+KERNEL_VERSION = 3
+
 _ckernel: Any
 UNAVAILABLE: str | None = None  # why the compiled loops cannot be used, if they cannot
 try:
@@ -32,7 +36,7 @@ except ImportError:  # the test suite requires the extension
     UNAVAILABLE = "the compiled fast path was not built (no C compiler when flannelcap was installed)"
 else:
     known = (tuple(_ckernel.FIELDS), _ckernel.NONE, _ckernel.ARP_CODE) == (FIELDS, NONE, ARP_CODE)
-    if not known or getattr(_ckernel, "HTTP_FOLLOW_VERSION", 0) != 2:
+    if not known or getattr(_ckernel, "KERNEL_VERSION", 0) != KERNEL_VERSION:
         UNAVAILABLE = "the compiled fast path is out of date (rebuild it: pip install the package again)"
 
 Int = NDArray[np.int64]
