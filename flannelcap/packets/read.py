@@ -415,12 +415,9 @@ class FastStream:
         sizes = np.where(
             payload, np.minimum(values["payload_len"][rows], frames.start[local] + frames.caplen[local] - starts), 0
         )
-        if payload.all():
-            self._find_h2(frames.buf, filling, rows, (src, sport, dst, dport, seq), starts, sizes)
-        else:
-            some = np.nonzero(payload)[0]
-            segment = (src[some], sport[some], dst[some], dport[some], seq[some])
-            self._find_h2(frames.buf, filling, rows[some], segment, starts[some], sizes[some])
+        some = slice(None) if payload.all() else np.nonzero(payload)[0]  # HTTP/2 only has segments with payload
+        segment = (src[some], sport[some], dst[some], dport[some], seq[some])
+        self._find_h2(frames.buf, filling, rows[some], segment, starts[some], sizes[some])
         closing = values["tcp_flags"][rows] & _CLOSING_BITS > 0
         kinds, ends = self._follow(
             frames.buf,
